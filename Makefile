@@ -1,0 +1,60 @@
+# ClinAIOps — the two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_PASSWORD ?= clinaiops-demo
+
+.PHONY: demo test lint fmt check pytest migrate bench clean-venv
+
+# The virtualenv is rebuilt when pyproject.toml changes (stamp files record what was installed).
+$(VENV)/.stamp-base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(VENV)/.stamp-base $@
+
+migrate: $(VENV)/.stamp-base
+	$(PY) manage.py migrate --noinput
+
+# Embedded stack on http://$(HOST):$(PORT): SQLite, eager tasks, in-memory channel layer.
+demo: migrate
+	$(PY) manage.py seed_demo --if-empty --password '$(DEMO_PASSWORD)'
+	$(PY) manage.py collectstatic --noinput -v 0
+
+	@echo "Serving ClinAIOps on http://$(HOST):$(PORT)/  (portal: /portal/, API docs: /api/docs/)"
+	DEBUG=$${DEBUG:-0} SECURE_COOKIES=0 $(BIN)/daphne -b $(HOST) -p $(PORT) clinaiops.asgi:application
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+check: $(VENV)/.stamp-dev
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py check
+
+pytest: $(VENV)/.stamp-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every check. With DATABASE_URL and REDIS_URL set, the suite runs on PostgreSQL and Redis.
+test: lint check pytest
+
+fmt: $(VENV)/.stamp-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.stamp-dev
+	$(PY) -m bench
+
+clean-venv:
+	rm -rf $(VENV)

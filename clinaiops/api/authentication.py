@@ -1,0 +1,26 @@
+"""Session authentication for the API that counts a session only after its second factor."""
+
+from drf_spectacular.authentication import SessionScheme
+from rest_framework.authentication import SessionAuthentication
+
+
+class VerifiedSessionAuthentication(SessionAuthentication):
+    """The portal's JavaScript calls the API with its session; a session whose TOTP step was not
+    completed (django-otp ``is_verified``) is treated as anonymous."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user, auth = result
+        is_verified = getattr(user, "is_verified", None)
+        if not (is_verified and is_verified()):
+            return None
+        return user, auth
+
+
+class VerifiedSessionScheme(SessionScheme):
+    """OpenAPI: the verified session is documented as the cookie scheme it extends."""
+
+    target_class = VerifiedSessionAuthentication
+    name = "portalSession"

@@ -1,0 +1,22 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels consumers under /ws/."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinaiops.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from clinaiops.websocket import TokenAuthMiddleware, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            TokenAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

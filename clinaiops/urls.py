@@ -1,0 +1,44 @@
+"""URL space by caller (DESIGN.md): /api/v1/ for apps and integrations, /portal/ for
+clinicians, /fhir/ for EHRs, /healthz for the load balancer."""
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.defaults import page_not_found, server_error
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from clinaiops.api import errors
+from clinaiops.health import healthz
+
+api_v1 = [
+    path("auth/", include("accounts.api.urls")),
+    path("", include("patients.api.urls")),
+]
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("portal/", include("clinicians.portal.urls")),
+    path("admin/", admin.site.urls),
+]
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return errors.json_not_found(request, exception)
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return errors.json_server_error(request)
+    return server_error(request)
+
+
+handler400 = errors.json_bad_request
+handler403 = errors.json_forbidden

@@ -1,0 +1,65 @@
+"""Websocket routing and authentication.
+
+Browsers authenticate with the portal session (second factor verified); the mobile app passes
+its JWT access token as ``?token=`` (browsers cannot set headers on a websocket handshake).
+Consumers live in the app that owns the events; their routes are collected here.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+
+websocket_urlpatterns: list = []
+
+
+@database_sync_to_async
+def _user_for_token(raw_token: str):
+    from rest_framework_simplejwt.exceptions import TokenError
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    try:
+        token = AccessToken(raw_token)
+        return get_user_model().objects.get(pk=token["user_id"], is_active=True)
+    except (TokenError, KeyError, get_user_model().DoesNotExist):
+        return AnonymousUser()
+
+
+class _JwtQueryMiddleware:
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        query = parse_qs(scope.get("query_string", b"").decode())
+        tokens = query.get("token")
+        user = scope.get("user")
+        if tokens:
+            scope = dict(scope, user=await _user_for_token(tokens[0]))
+        elif (
+            user is not None
+            and user.is_authenticated
+            and not await _session_is_verified(scope.get("session"), user)
+        ):
+            scope = dict(scope, user=AnonymousUser())
+        return await self.inner(scope, receive, send)
+
+
+@database_sync_to_async
+def _session_is_verified(session, user) -> bool:
+    """The portal session counts only once its second factor was verified (django-otp)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.models import Device
+
+    persistent_id = session.get(DEVICE_ID_SESSION_KEY) if session is not None else None
+    if not persistent_id:
+        return False
+    device = Device.from_persistent_id(persistent_id)
+    return device is not None and device.user_id == user.pk
+
+
+def TokenAuthMiddleware(inner):  # noqa: N802 - reads like the middleware class it returns
+    return AuthMiddlewareStack(_JwtQueryMiddleware(inner))

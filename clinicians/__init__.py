@@ -1,0 +1,2 @@
+"""Oversight: clinicians' work — safety bounds, recommendations and their review, alerts,
+goals, visits, messages — and the clinician portal."""

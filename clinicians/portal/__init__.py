@@ -1,0 +1,1 @@
+"""The clinician portal (``/portal/``): server-rendered pages behind password + TOTP."""

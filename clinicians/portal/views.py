@@ -1,0 +1,142 @@
+"""Portal sign-in in two steps — password, then a TOTP code (enrolled on first sign-in) — and
+the portal's home page. Patients use the mobile app, not the portal."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import qrcode
+import qrcode.image.svg
+from django import forms
+from django.contrib.auth import get_user_model, login, logout
+from django.contrib.auth.forms import AuthenticationForm
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.views import View
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp.decorators import otp_required
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import PORTAL_ROLES
+from audit.services import record_event, record_read
+from patients.selectors import patient_with_care_teams
+
+PENDING_USER_KEY = "portal_pending_user"
+PENDING_SINCE_KEY = "portal_pending_since"
+PENDING_MAX_AGE_SECONDS = 300
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Authenticator code",
+        max_length=8,
+        min_length=6,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class LoginView(View):
+    template_name = "portal/login.html"
+
+    def get(self, request):
+        return render(request, self.template_name, {"form": AuthenticationForm(request)})
+
+    def post(self, request):
+        form = AuthenticationForm(request, data=request.POST)
+        if not form.is_valid():
+            return render(request, self.template_name, {"form": form}, status=400)
+        user = form.get_user()
+        if user.role not in PORTAL_ROLES:
+            form.add_error(None, "The portal is for care teams; patients use the mobile app.")
+            return render(request, self.template_name, {"form": form}, status=403)
+        request.session.cycle_key()
+        request.session[PENDING_USER_KEY] = user.pk
+        request.session[PENDING_SINCE_KEY] = int(time.time())
+        return redirect("portal:verify")
+
+
+class SecondFactorView(View):
+    template_name = "portal/verify.html"
+
+    def _pending_user(self, request):
+        user_id = request.session.get(PENDING_USER_KEY)
+        since = request.session.get(PENDING_SINCE_KEY, 0)
+        if not user_id or time.time() - since > PENDING_MAX_AGE_SECONDS:
+            return None
+        return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+
+    def _device(self, user) -> tuple[TOTPDevice, bool]:
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is not None:
+            return device, False
+        device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+        if device is None:
+            device = TOTPDevice.objects.create(user=user, name="portal", confirmed=False)
+        return device, True
+
+    def _context(self, user, device, enrolling, form):
+        context = {"form": form, "enrolling": enrolling}
+        if enrolling:
+            image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+            buffer = io.BytesIO()
+            image.save(buffer)
+            context["qr_svg"] = buffer.getvalue().decode()
+            context["secret"] = base64.b32encode(device.bin_key).decode()
+        return context
+
+    def get(self, request):
+        user = self._pending_user(request)
+        if user is None:
+            return redirect("portal:login")
+        device, enrolling = self._device(user)
+        return render(
+            request, self.template_name, self._context(user, device, enrolling, CodeForm())
+        )
+
+    def post(self, request):
+        user = self._pending_user(request)
+        if user is None:
+            return redirect("portal:login")
+        device, enrolling = self._device(user)
+        form = CodeForm(request.POST)
+        if not form.is_valid() or not device.verify_token(form.cleaned_data["code"]):
+            form.add_error(None, "That code is not valid. Check your authenticator and try again.")
+            with transaction.atomic():
+                record_event(
+                    action="login_failed",
+                    actor=user,
+                    object_type="user",
+                    object_id=user.pk,
+                    outcome="failure",
+                    detail={"channel": "portal", "step": "second_factor"},
+                )
+            context = self._context(user, device, enrolling, form)
+            return render(request, self.template_name, context, status=400)
+        if enrolling:
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        otp_login(request, device)
+        return redirect("portal:home")
+
+
+@require_POST
+def logout_view(request):
+    logout(request)
+    return redirect("portal:login")
+
+
+@otp_required(login_url="portal:login")
+def home(request):
+    patients = list(patient_with_care_teams(request.user).order_by("family_name", "given_name"))
+    with transaction.atomic():
+        record_read(
+            actor=request.user,
+            object_type="patient",
+            patient_ids=[p.pk for p in patients],
+            detail={"view": "portal.home"},
+        )
+    return render(request, "portal/home.html", {"patients": patients})

@@ -1,0 +1,49 @@
+from rest_framework import serializers
+
+from accounts.models import CareTeam
+from patients.models import Patient, Reading
+
+
+class CareTeamSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CareTeam
+        fields = ["id", "name"]
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    care_team = CareTeamSummarySerializer(source="care_teams", many=True, read_only=True)
+
+    class Meta:
+        model = Patient
+        fields = [
+            "id",
+            "given_name",
+            "family_name",
+            "birth_year",
+            "sex",
+            "race",
+            "ethnicity",
+            "care_team",
+        ]
+        read_only_fields = fields
+
+
+class ReadingSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="reading_type")
+    systolic = serializers.IntegerField(source="systolic_mmhg", allow_null=True)
+    diastolic = serializers.IntegerField(source="diastolic_mmhg", allow_null=True)
+    device_id = serializers.CharField(source="device.device_id")
+
+    class Meta:
+        model = Reading
+        fields = [
+            "id",
+            "client_id",
+            "type",
+            "systolic",
+            "diastolic",
+            "value",
+            "measured_at",
+            "device_id",
+        ]
+        read_only_fields = fields

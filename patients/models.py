@@ -1,0 +1,171 @@
+"""The patient record. Demographic codes follow US Core (OMB race and ethnicity categories,
+FHIR administrative gender), each with an explicit ``unknown``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from accounts.models import CareTeam
+
+
+class Sex(models.TextChoices):
+    # FHIR AdministrativeGender (http://hl7.org/fhir/administrative-gender)
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Race(models.TextChoices):
+    # OMB race categories as used by US Core (urn:oid:2.16.840.1.113883.6.238), plus unknown.
+    AMERICAN_INDIAN_OR_ALASKA_NATIVE = (
+        "american_indian_or_alaska_native",
+        "American Indian or Alaska Native",
+    )
+    ASIAN = "asian", "Asian"
+    BLACK_OR_AFRICAN_AMERICAN = "black_or_african_american", "Black or African American"
+    NATIVE_HAWAIIAN_OR_OTHER_PACIFIC_ISLANDER = (
+        "native_hawaiian_or_other_pacific_islander",
+        "Native Hawaiian or Other Pacific Islander",
+    )
+    WHITE = "white", "White"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Ethnicity(models.TextChoices):
+    HISPANIC_OR_LATINO = "hispanic_or_latino", "Hispanic or Latino"
+    NOT_HISPANIC_OR_LATINO = "not_hispanic_or_latino", "Not Hispanic or Latino"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# CDC race & ethnicity code system codes, for FHIR/US Core output.
+OMB_CODES = {
+    Race.AMERICAN_INDIAN_OR_ALASKA_NATIVE: "1002-5",
+    Race.ASIAN: "2028-9",
+    Race.BLACK_OR_AFRICAN_AMERICAN: "2054-5",
+    Race.NATIVE_HAWAIIAN_OR_OTHER_PACIFIC_ISLANDER: "2076-8",
+    Race.WHITE: "2106-3",
+    Ethnicity.HISPANIC_OR_LATINO: "2135-2",
+    Ethnicity.NOT_HISPANIC_OR_LATINO: "2186-5",
+}
+
+
+class Patient(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="patient",
+        null=True,
+        blank=True,
+        help_text="The patient's own login for the mobile app (absent for EHR-only records).",
+    )
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    birth_year = models.PositiveSmallIntegerField()
+    sex = models.CharField(max_length=16, choices=Sex.choices, default=Sex.UNKNOWN)
+    race = models.CharField(max_length=48, choices=Race.choices, default=Race.UNKNOWN)
+    ethnicity = models.CharField(
+        max_length=32, choices=Ethnicity.choices, default=Ethnicity.UNKNOWN
+    )
+    care_teams = models.ManyToManyField(
+        CareTeam, through="CareTeamAssignment", related_name="patients"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(birth_year__gte=1900, birth_year__lte=2100),
+                name="patient_birth_year_plausible",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sex__in=Sex.values), name="patient_sex_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(race__in=Race.values), name="patient_race_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ethnicity__in=Ethnicity.values), name="patient_ethnicity_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:  # never a name: str() ends up in logs and admin breadcrumbs
+        return f"Patient {self.pk}"
+
+
+class CareTeamAssignment(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="assignments")
+    care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="assignments")
+    assigned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "care_team"], name="assignment_unique"),
+        ]
+
+
+class Device(models.Model):
+    """A wearable registered to one patient; the first upload from a new device id registers it."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="devices")
+    device_id = models.CharField(max_length=64)
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "device_id"], name="device_unique_per_patient"
+            ),
+        ]
+
+
+class ReadingType(models.TextChoices):
+    BLOOD_PRESSURE = "blood_pressure", "Blood pressure"
+    HEART_RATE = "heart_rate", "Heart rate"
+    STEPS = "steps", "Steps"
+
+
+class Reading(models.Model):
+    """One wearable measurement. Stored once per (patient, client_id), whatever the retries."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="readings")
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="readings")
+    client_id = models.CharField(max_length=64)
+    reading_type = models.CharField(max_length=16, choices=ReadingType.choices)
+    systolic_mmhg = models.PositiveSmallIntegerField(null=True, blank=True)
+    diastolic_mmhg = models.PositiveSmallIntegerField(null=True, blank=True)
+    value = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Heart rate in /min or step count, by reading_type."
+    )
+    measured_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "client_id"], name="reading_once_per_client_id"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reading_type__in=ReadingType.values), name="reading_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(reading_type="blood_pressure")
+                | models.Q(
+                    systolic_mmhg__gte=50,
+                    systolic_mmhg__lte=300,
+                    diastolic_mmhg__gte=20,
+                    diastolic_mmhg__lte=200,
+                    systolic_mmhg__gt=models.F("diastolic_mmhg"),
+                ),
+                name="reading_bp_physiological",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reading_type="blood_pressure") | models.Q(value__isnull=False),
+                name="reading_value_present",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "reading_type", "measured_at"], name="reading_series"),
+        ]

@@ -1,0 +1,32 @@
+"""Reads of the patient record. Querysets here are already narrowed to what the caller may see:
+a view that starts from them cannot leak another team's patient."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import Role, User
+from patients.models import Patient, Reading
+
+
+def patients_visible_to(user: User) -> QuerySet[Patient]:
+    if not (user and user.is_authenticated and user.is_active):
+        return Patient.objects.none()
+    if user.role == Role.PATIENT:
+        return Patient.objects.filter(user_id=user.pk)
+    if user.role == Role.CLINICIAN:
+        return Patient.objects.filter(
+            pk__in=Patient.objects.filter(care_teams__memberships__user_id=user.pk).values("pk")
+        )
+    return Patient.objects.none()
+
+
+def patient_with_care_teams(user: User) -> QuerySet[Patient]:
+    return patients_visible_to(user).prefetch_related("care_teams")
+
+
+def readings_for_patient(patient: Patient, *, reading_type: str | None = None) -> QuerySet[Reading]:
+    readings = Reading.objects.filter(patient=patient).select_related("device")
+    if reading_type:
+        readings = readings.filter(reading_type=reading_type)
+    return readings.order_by("-measured_at", "-id")

@@ -1,0 +1,98 @@
+"""Fixtures shared by every test folder: users of each role, care teams, patients, API clients."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import (
+    CareTeamFactory,
+    ClinicianFactory,
+    PatientFactory,
+    UserFactory,
+)
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters and axes state live in the cache: isolate tests from each other."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Argon2 (the production hasher, see tests/clinaiops/test_settings.py) costs ~0.1 s per
+    hash by design; tests that are not about hashing use a fast one."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
+def team_a(db):
+    return CareTeamFactory(name="Team A")
+
+
+@pytest.fixture
+def team_b(db):
+    return CareTeamFactory(name="Team B")
+
+
+@pytest.fixture
+def clinician_a(team_a):
+    return ClinicianFactory(care_team=team_a)
+
+
+@pytest.fixture
+def clinician_b(team_b):
+    return ClinicianFactory(care_team=team_b)
+
+
+@pytest.fixture
+def patient_a(team_a):
+    return PatientFactory(care_team=team_a)
+
+
+@pytest.fixture
+def patient_b(team_b):
+    return PatientFactory(care_team=team_b)
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(role="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def auditor(db):
+    return UserFactory(role="auditor")
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def bearer_client(user, password: str = PASSWORD) -> APIClient:
+    """A client signed in the way the mobile app is: token from the public endpoint."""
+    client = APIClient()
+    response = client.post(
+        "/api/v1/auth/token/", {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    return client
+
+
+@pytest.fixture
+def as_user():
+    return bearer_client
