@@ -10,13 +10,23 @@ from core.errors import DomainError
 
 
 def create_user(
-    *, username: str, password: str, role: str, actor: User | None = None, email: str = ""
+    *,
+    username: str,
+    password: str | None,
+    role: str,
+    actor: User | None = None,
+    email: str = "",
+    password_hash: str | None = None,
 ) -> User:
+    """``password_hash`` (from ``make_password``) lets bulk seeding hash a shared password once."""
     if role not in Role.values:
         raise DomainError(f"Unknown role {role!r}.", field="role")
     with transaction.atomic():
         user = User(username=username, role=role, email=email)
-        user.set_password(password)
+        if password_hash is not None:
+            user.password = password_hash
+        else:
+            user.set_password(password)
         user.is_staff = role == Role.ADMIN
         user.is_superuser = role == Role.ADMIN
         user.save()
@@ -34,13 +44,20 @@ def create_user(
 def create_clinician(
     *,
     username: str,
-    password: str,
+    password: str | None,
     display_name: str,
     qualification: str = "",
     actor: User | None = None,
+    password_hash: str | None = None,
 ) -> User:
     with transaction.atomic():
-        user = create_user(username=username, password=password, role=Role.CLINICIAN, actor=actor)
+        user = create_user(
+            username=username,
+            password=password,
+            role=Role.CLINICIAN,
+            actor=actor,
+            password_hash=password_hash,
+        )
         ClinicianProfile.objects.create(
             user=user, display_name=display_name, qualification=qualification
         )

@@ -126,6 +126,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Tests use a file too: an in-memory shared-cache database ignores busy_timeout, so the
+    # concurrency tests would not exercise the locking that production relies on.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_clinaiops.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

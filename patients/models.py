@@ -169,3 +169,23 @@ class Reading(models.Model):
         indexes = [
             models.Index(fields=["patient", "reading_type", "measured_at"], name="reading_series"),
         ]
+
+
+class MedicationIntake(models.Model):
+    """A dose the patient reports having taken (adherence log). Stored once per client_id."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="intakes")
+    client_id = models.CharField(max_length=64)
+    medication = models.CharField(max_length=40)
+    dose_mg = models.DecimalField(max_digits=7, decimal_places=2)
+    taken_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "client_id"], name="intake_once_per_client_id"
+            ),
+            models.CheckConstraint(condition=models.Q(dose_mg__gt=0), name="intake_dose_positive"),
+        ]
+        indexes = [models.Index(fields=["patient", "taken_at"], name="intake_series")]

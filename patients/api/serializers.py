@@ -47,3 +47,15 @@ class ReadingSerializer(serializers.ModelSerializer):
             "device_id",
         ]
         read_only_fields = fields
+
+
+class BatchRejectionSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class BatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = BatchRejectionSerializer(many=True)

@@ -1,8 +1,14 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from patients.api.ingestion import IntakeBatchView, ReadingBatchView
 from patients.api.views import PatientViewSet
 
 router = SimpleRouter()
 router.register("patients", PatientViewSet, basename="patient")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("readings/", ReadingBatchView.as_view(), name="readings"),
+    path("medication-intakes/", IntakeBatchView.as_view(), name="medication-intakes"),
+    *router.urls,
+]

@@ -1,0 +1,146 @@
+"""``POST /api/v1/readings/`` and ``POST /api/v1/medication-intakes/`` (API.md)."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import DomainError
+from patients.api.serializers import BatchResultSerializer
+from patients.ingestion import (
+    INTAKE_ADAPTER,
+    MAX_BATCH_ITEMS,
+    READING_ADAPTER,
+    record_intakes,
+    record_readings,
+)
+from patients.models import Patient
+
+
+class BatchTooLarge(DomainError):
+    http_status = 413
+    code = "batch_too_large"
+
+
+class LenientNumbersJSONParser(JSONParser):
+    """Accepts NaN and ±Infinity literals so that such an item is rejected on its own, with its
+    index and field, instead of failing the whole batch."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return json.load(stream, parse_constant=float)
+        except ValueError as error:
+            raise ParseError(f"JSON parse error - {error}") from None
+
+
+def _items(data, key: str) -> list:
+    if not isinstance(data, dict):
+        raise ValidationError({key: ["Expected an object with a list of items."]})
+    unknown = sorted(set(data) - {key})
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in unknown})
+    items = data.get(key)
+    if not isinstance(items, list):
+        raise ValidationError({key: ["This field is required and must be a list."]})
+    if not items:
+        raise ValidationError({key: ["Must contain at least one item."]})
+    if len(items) > MAX_BATCH_ITEMS:
+        raise BatchTooLarge(
+            f"A batch holds at most {MAX_BATCH_ITEMS} items; this one has {len(items)}. "
+            "Nothing was stored; split it.",
+            field=key,
+        )
+    return items
+
+
+def _own_patient(request) -> Patient:
+    patient = Patient.objects.filter(user_id=request.user.pk).first()
+    if patient is None or not request.user.has_perm("patients.submit_readings", patient):
+        raise PermissionDenied("Only a signed-in patient submits their own data.")
+    return patient
+
+
+def _schema(adapter, name: str) -> dict:
+    return {
+        "type": "object",
+        "required": [name],
+        "additionalProperties": False,
+        "properties": {
+            name: {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_ITEMS,
+                "items": adapter.json_schema(ref_template="#/components/schemas/{model}"),
+            },
+        },
+    }
+
+
+class ReadingBatchView(APIView):
+    parser_classes = [LenientNumbersJSONParser]
+
+    @extend_schema(
+        request={"application/json": _schema(READING_ADAPTER, "readings")},
+        responses={201: BatchResultSerializer},
+        examples=[
+            OpenApiExample(
+                "Blood pressure",
+                request_only=True,
+                value={
+                    "readings": [
+                        {
+                            "client_id": "watch-1-000123",
+                            "type": "blood_pressure",
+                            "systolic": 142,
+                            "diastolic": 91,
+                            "unit": "mm[Hg]",
+                            "measured_at": "2026-11-20T07:31:00+01:00",
+                            "device_id": "watch-1",
+                        }
+                    ]
+                },
+            )
+        ],
+        tags=["patient"],
+    )
+    def post(self, request):
+        """Upload a batch of wearable readings (up to 5,000). Valid items are stored even when
+        others are rejected; a ``client_id`` seen before is counted as a duplicate."""
+        patient = _own_patient(request)
+        result = record_readings(
+            patient=patient, items=_items(request.data, "readings"), actor=request.user
+        )
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class IntakeBatchView(APIView):
+    parser_classes = [LenientNumbersJSONParser]
+
+    @extend_schema(
+        request={
+            "application/json": {
+                "oneOf": [
+                    _schema(INTAKE_ADAPTER, "intakes"),
+                    INTAKE_ADAPTER.json_schema(ref_template="#/components/schemas/{model}"),
+                ]
+            }
+        },
+        responses={201: BatchResultSerializer},
+        tags=["patient"],
+    )
+    def post(self, request):
+        """Log medication intakes: one ``{client_id, medication, dose_mg, taken_at}`` or a batch
+        ``{"intakes": [...]}``."""
+        patient = _own_patient(request)
+        data = request.data
+        items = (
+            [data] if isinstance(data, dict) and "intakes" not in data else _items(data, "intakes")
+        )
+        result = record_intakes(patient=patient, items=items, actor=request.user)
+        return Response(result.as_dict(), status=status.HTTP_201_CREATED)

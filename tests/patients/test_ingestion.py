@@ -1,0 +1,329 @@
+"""POST /api/v1/readings/ and /api/v1/medication-intakes/ (API.md): partial rejection,
+duplicates, concurrency, batch limits and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from patients.models import Device, MedicationIntake, Reading
+from tests.conftest import bearer_client
+from tests.factories import PatientFactory
+
+READINGS = "/api/v1/readings/"
+INTAKES = "/api/v1/medication-intakes/"
+
+
+def bp(client_id: str, systolic=142, diastolic=91, minutes_ago=30, **extra) -> dict:
+    return {
+        "client_id": client_id,
+        "type": "blood_pressure",
+        "systolic": systolic,
+        "diastolic": diastolic,
+        "unit": "mm[Hg]",
+        "measured_at": (timezone.now() - timedelta(minutes=minutes_ago)).isoformat(),
+        "device_id": "watch-1",
+        **extra,
+    }
+
+
+def hr(client_id: str, value=71) -> dict:
+    return {
+        "client_id": client_id,
+        "type": "heart_rate",
+        "value": value,
+        "unit": "/min",
+        "measured_at": timezone.now().isoformat(),
+        "device_id": "watch-1",
+    }
+
+
+def steps(client_id: str, value=5230) -> dict:
+    return {
+        "client_id": client_id,
+        "type": "steps",
+        "value": value,
+        "unit": "{steps}",
+        "measured_at": timezone.now().isoformat(),
+        "device_id": "watch-1",
+    }
+
+
+@pytest.fixture
+def phone(patient_a):
+    return bearer_client(patient_a.user)
+
+
+def post(client, items, url=READINGS, key="readings"):
+    return client.post(url, {key: items}, format="json")
+
+
+@pytest.mark.django_db
+def test_valid_batch_of_each_type_is_stored(phone, patient_a):
+    response = post(phone, [bp("a"), hr("b"), steps("c")])
+    assert response.status_code == 201
+    assert response.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
+    stored = {r.client_id: r for r in Reading.objects.filter(patient=patient_a)}
+    assert stored["a"].systolic_mmhg == 142 and stored["a"].diastolic_mmhg == 91
+    assert stored["b"].value == 71 and stored["c"].value == 5230
+    assert Device.objects.get(device_id="watch-1").patient == patient_a  # first use registers
+
+
+@pytest.mark.django_db
+def test_partial_rejection_keeps_valid_items_and_names_index_and_field(phone, patient_a):
+    items = [bp("ok-1"), bp("bad-sys", systolic=400), hr("ok-2"), bp("bad-order", 80, 90)]
+    body = post(phone, items).json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "systolic"), (3, None)]
+    assert "above diastolic" in body["rejected"][1]["message"]
+    assert set(Reading.objects.values_list("client_id", flat=True)) == {"ok-1", "ok-2"}
+
+
+@pytest.mark.django_db
+def test_duplicates_across_batches_are_counted_and_stored_once(phone):
+    assert post(phone, [bp("x"), hr("y")]).json()["accepted"] == 2
+    again = post(phone, [bp("x"), hr("y"), steps("z")]).json()
+    assert again == {"accepted": 1, "duplicates": 2, "rejected": []}
+    assert Reading.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_identical_repeat_within_a_batch_is_a_duplicate(phone):
+    item = bp("same")
+    body = post(phone, [item, dict(item)]).json()
+    assert body == {"accepted": 1, "duplicates": 1, "rejected": []}
+
+
+@pytest.mark.django_db
+def test_reused_client_id_with_other_values_in_one_batch_is_rejected(phone):
+    body = post(phone, [bp("same", systolic=140), bp("same", systolic=150)]).json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {
+            "index": 1,
+            "field": "client_id",
+            "message": "repeats an earlier item of this batch with other values",
+        }
+    ]
+    assert Reading.objects.get().systolic_mmhg == 140
+
+
+@pytest.mark.django_db
+def test_same_client_id_for_two_patients_is_two_readings(phone, patient_b):
+    other = bearer_client(patient_b.user)
+    assert post(phone, [bp("shared-id")]).json()["accepted"] == 1
+    assert post(other, [bp("shared-id", device_id="watch-b")]).json()["accepted"] == 1
+
+
+@pytest.mark.django_db
+def test_another_patients_device_is_refused_per_item(phone, patient_b):
+    post(bearer_client(patient_b.user), [bp("b1", device_id="their-watch")])
+    body = post(phone, [bp("mine"), bp("theirs", device_id="their-watch")]).json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {"index": 1, "field": "device_id", "message": "is registered to another patient"}
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"systolic": "142 mmHg"}, "systolic"),
+        ({"systolic": "142"}, "systolic"),
+        ({"systolic": 142.5}, "systolic"),
+        ({"diastolic": None}, "diastolic"),
+        ({"unit": "mmHg"}, "unit"),
+        ({"type": "glucose"}, "type"),
+        ({"measured_at": "2026-11-20T07:31:00"}, "measured_at"),
+        ({"measured_at": "yesterday"}, "measured_at"),
+        ({"client_id": ""}, "client_id"),
+        ({"device_id": "x" * 65}, "device_id"),
+        ({"sytolic": 190}, "sytolic"),
+        ({"systolic": True}, "systolic"),
+    ],
+)
+def test_bad_item_is_rejected_with_its_field(phone, item, field):
+    body = post(phone, [bp("good"), {**bp("bad"), **item}]).json()
+    assert body["accepted"] == 1
+    [rejection] = body["rejected"]
+    assert rejection["index"] == 1 and rejection["field"] == field and rejection["message"]
+
+
+@pytest.mark.django_db
+def test_missing_required_field_is_named(phone):
+    item = bp("no-sys")
+    del item["systolic"]
+    [rejection] = post(phone, [item]).json()["rejected"]
+    assert rejection == {"index": 0, "field": "systolic", "message": "is required"}
+
+
+@pytest.mark.django_db
+def test_future_and_ancient_timestamps_are_rejected_but_small_skew_is_allowed(phone):
+    now = timezone.now()
+    items = [
+        bp("skew", measured_at=(now + timedelta(minutes=2)).isoformat()),
+        bp("future", measured_at=(now + timedelta(hours=2)).isoformat()),
+        bp("ancient", measured_at=(now - timedelta(days=400)).isoformat()),
+    ]
+    body = post(phone, items).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (1, "measured_at"),
+        (2, "measured_at"),
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_rejected_per_item(phone, literal):
+    good = json.dumps(bp("good"))
+    bad = json.dumps(bp("bad")).replace('"systolic": 142', f'"systolic": {literal}')
+    response = phone.post(
+        READINGS, data=f'{{"readings": [{good}, {bad}]}}', content_type="application/json"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {"index": 1, "field": "systolic", "message": "must be a finite number"}
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"readings": [',
+        "not json",
+        "[]",
+        '{"readings": {}}',
+        '{"readings": []}',
+        '{"items": []}',
+        "{}",
+    ],
+)
+def test_body_that_is_not_the_batch_shape_is_400(phone, payload):
+    response = phone.post(READINGS, data=payload, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"]
+    assert Reading.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_batch_of_5000_is_accepted_and_5001_refused_whole(phone):
+    now = timezone.now()
+    items = [
+        {
+            "client_id": f"hr-{i}",
+            "type": "heart_rate",
+            "value": 60 + i % 40,
+            "unit": "/min",
+            "measured_at": (now - timedelta(seconds=i)).isoformat(),
+            "device_id": "watch-1",
+        }
+        for i in range(5001)
+    ]
+    too_many = post(phone, items)
+    assert too_many.status_code == 413
+    assert too_many.json()["errors"][0]["code"] == "batch_too_large"
+    assert Reading.objects.count() == 0
+    full = post(phone, items[:5000])
+    assert full.status_code == 201
+    assert full.json()["accepted"] == 5000
+    assert Reading.objects.count() == 5000
+
+
+@pytest.mark.django_db
+def test_only_a_patient_submits_readings(clinician_a, auditor):
+    for user in (clinician_a, auditor):
+        response = post(bearer_client(user), [bp("x")])
+        assert response.status_code == 403
+    assert Reading.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_batch_writes_one_audit_event_with_counts(phone, patient_a):
+    from audit.models import AuditEvent
+
+    before = AuditEvent.objects.count()
+    post(phone, [bp("a"), bp("b", systolic=10)])
+    events = list(AuditEvent.objects.order_by("sequence")[before:])
+    batch = [e for e in events if e.object_type == "reading_batch"]
+    assert len(batch) == 1
+    assert batch[0].patient_id == patient_a.pk
+    assert batch[0].detail["accepted"] == 1 and batch[0].detail["rejected"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_one_batch_store_it_once():
+    patient = PatientFactory()
+    items = [bp(f"c-{i}", minutes_ago=i + 1) for i in range(200)]
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            response = post(bearer_client(patient.user), items)
+            results.append(response.json())
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert Reading.objects.filter(patient=patient).count() == 200
+    assert sum(r["accepted"] for r in results) == 200
+    assert sum(r["duplicates"] for r in results) == 600
+
+
+# --- medication intakes --------------------------------------------------------------------------
+
+
+def intake(client_id: str, medication="amlodipine", dose_mg=5, hours_ago=1) -> dict:
+    return {
+        "client_id": client_id,
+        "medication": medication,
+        "dose_mg": dose_mg,
+        "taken_at": (timezone.now() - timedelta(hours=hours_ago)).isoformat(),
+    }
+
+
+@pytest.mark.django_db
+def test_single_and_batch_intakes_are_stored_once(phone, patient_a):
+    single = phone.post(INTAKES, intake("i-1"), format="json")
+    assert single.status_code == 201 and single.json()["accepted"] == 1
+    batch = post(
+        phone, [intake("i-1"), intake("i-2", "lisinopril", 10)], url=INTAKES, key="intakes"
+    )
+    assert batch.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    assert MedicationIntake.objects.filter(patient=patient_a).count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"medication": "aspirin"}, "medication"),
+        ({"dose_mg": "5 mg"}, "dose_mg"),
+        ({"dose_mg": -5}, "dose_mg"),
+        ({"taken_at": "2026-01-01"}, "taken_at"),
+        ({"note": "x"}, "note"),
+    ],
+)
+def test_bad_intake_is_rejected_with_its_field(phone, change, field):
+    body = post(
+        phone, [intake("ok"), {**intake("bad"), **change}], url=INTAKES, key="intakes"
+    ).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, field)]
