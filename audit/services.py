@@ -1,7 +1,87 @@
-"""TEMPORARY PLACEHOLDER written by the lead so the foundation imports; the audit engineer
-replaces this whole file with the real journal (same signatures)."""
+"""Writes to the journal: the one way other apps record what happened, and checkpoint sealing.
 
-from collections.abc import Iterable
+``record_event`` runs inside the caller's transaction, so the event commits or rolls back with
+the change it describes. It queues behind the chain head row (``SELECT ... FOR UPDATE`` on
+PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write lock), so appends are
+gapless and never fork. The lock is held until the caller commits: record the event as the
+*last* statement of a transaction, after the rows it describes are written, to keep that wait
+short and avoid lock-order deadlocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.canonical import ENTRY_VERSION, GENESIS_HASH, canonical_text, entry_hash, normalise
+from audit.chain import ChainChecker
+from audit.keys import signing_key
+from audit.merkle import merkle_root
+from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.signing import fingerprint, public_raw, sign
+from audit.statements import CheckpointStatement, first_prev_checkpoint
+from core.context import current_context
+
+logger = logging.getLogger("clinaiops.audit")
+
+_VERB = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+# Roles whose reads of patient data are journalled (DESIGN.md safety invariants). A patient
+# reading their own record is not: it is no disclosure to a third party.
+READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor"})
+DEFAULT_CHECKPOINT_EVERY = 1024
+
+
+class AuditUsageError(RuntimeError):
+    """A programming error in a caller (outside a transaction, malformed values)."""
+
+
+def checkpoint_every() -> int:
+    return int(getattr(settings, "AUDIT_CHECKPOINT_EVERY", DEFAULT_CHECKPOINT_EVERY))
+
+
+def _patient_ids(patient_id: int | None, patient_ids: Iterable[int]) -> list[int]:
+    ids = set()
+    for value in (*patient_ids, *(() if patient_id is None else (patient_id,))):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AuditUsageError(f"patient ids are positive integers, not {value!r}")
+        ids.add(value)
+    return sorted(ids)
+
+
+def _changes(changes: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not changes:
+        return {}
+    for field, change in changes.items():
+        if not isinstance(change, Mapping) or set(change) != {"old", "new"}:
+            raise AuditUsageError(f"changes[{field!r}] must be {{'old': ..., 'new': ...}}")
+    return normalise(dict(changes))
+
+
+def _client_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text)) if text else ""
+    except ValueError:
+        return text[:64]
+
+
+def _lock_head() -> ChainHead:
+    head = ChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        # First append ever, or after a test flush. Creating the head for a non-empty journal
+        # would hide a deleted head, so that case is refused.
+        if AuditEvent.objects.exists():
+            raise AuditUsageError("audit chain head row is missing; run audit_verify")
+        ChainHead.objects.bulk_create([ChainHead(id=1)], ignore_conflicts=True)
+        head = ChainHead.objects.select_for_update().get(pk=1)
+    return head
 
 
 def record_event(
@@ -9,16 +89,150 @@ def record_event(
     action: str,
     actor=None,
     object_type: str = "",
-    object_id="",
-    patient_id=None,
+    object_id: str | int = "",
+    patient_id: int | None = None,
     patient_ids: Iterable[int] = (),
-    changes=None,
+    changes: dict | None = None,
     outcome: str = "success",
-    detail=None,
+    detail: dict | None = None,
     component: str = "",
-):
-    return None
+) -> AuditEvent:
+    """Append one event to the journal, inside the caller's ``transaction.atomic()``.
+
+    ``actor`` is a user (its id and role are recorded) or None, in which case ``component``
+    must name the system part or task acting. ``changes`` maps field names to
+    ``{"old": ..., "new": ...}``; old values are recorded in full. ``patient_id`` is the patient
+    the event concerns, ``patient_ids`` further patients (reads); both end up in ``patient_ids``.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise AuditUsageError("record_event must run inside the caller's transaction.atomic()")
+    if not _VERB.match(action or "") or not _VERB.match(outcome or ""):
+        raise AuditUsageError(f"action and outcome are lower-case words, not {action!r}/{outcome!r}")
+    context = current_context()
+    actor_id = getattr(actor, "pk", None)
+    component = component or (context.component if context else "")
+    if actor_id is None and not component:
+        raise AuditUsageError("an event without an actor must name its component")
+    fields = {
+        "v": ENTRY_VERSION,
+        "actor_id": actor_id,
+        "actor_role": str(getattr(actor, "role", "") or "") if actor_id is not None else "",
+        "component": normalise(component),
+        "action": action,
+        "object_type": normalise(object_type or ""),
+        "object_id": normalise(str(object_id)),
+        "patient_id": _patient_ids(patient_id, ())[0] if patient_id is not None else None,
+        "patient_ids": _patient_ids(patient_id, patient_ids),
+        "changes": _changes(changes),
+        "detail": normalise(dict(detail or {})),
+        "outcome": outcome,
+        "request_id": normalise(context.request_id if context else ""),
+        "client_address": _client_address(context.client_address if context else ""),
+    }
+    head = _lock_head()
+    # The clock is read under the lock so that timestamps follow sequence order on one host.
+    occurred_at = timezone.now()
+    fields |= {
+        "sequence": head.last_sequence + 1,
+        "occurred_at": normalise(occurred_at),
+        "prev_hash": head.last_hash,
+    }
+    text = canonical_text(fields)
+    event = AuditEvent(
+        sequence=fields["sequence"],
+        occurred_at=occurred_at,
+        actor_id=actor_id,
+        actor_role=fields["actor_role"],
+        action=action,
+        object_type=fields["object_type"],
+        object_id=fields["object_id"],
+        patient_id=fields["patient_id"],
+        patient_ids=fields["patient_ids"],
+        outcome=outcome,
+        prev_hash=head.last_hash,
+        hash=entry_hash(text),
+        entry=text,
+    )
+    event.save()  # the insert trigger checks the link and advances the head
+    if event.sequence % checkpoint_every() == 0:
+        transaction.on_commit(_schedule_checkpoints)
+    return event
 
 
-def record_read(*, actor, object_type: str, patient_ids: Iterable[int], detail=None):
-    return None
+def record_read(
+    *, actor, object_type: str, patient_ids: Iterable[int], detail: dict | None = None
+) -> AuditEvent | None:
+    """One ``read`` event for one request that showed patient data, listing every patient.
+
+    Returns None (and records nothing) when no patient was shown, or when the reader is not a
+    clinician, admin or auditor (a patient reading their own data is not journalled).
+    """
+    ids = list(patient_ids)
+    if not ids or str(getattr(actor, "role", "")) not in READ_JOURNALLED_ROLES:
+        return None
+    return record_event(
+        action="read", actor=actor, object_type=object_type, patient_ids=ids, detail=detail
+    )
+
+
+def _schedule_checkpoints() -> None:
+    try:
+        from audit.tasks import seal_checkpoints_task
+
+        seal_checkpoints_task.delay()
+    except Exception:  # never fail the caller's committed request over a checkpoint
+        logger.exception("audit_checkpoint_schedule_failed")
+
+
+def seal_checkpoints(*, limit: int | None = None) -> list[Checkpoint]:
+    """Sign a checkpoint for every complete block of events not yet covered.
+
+    Each block is re-verified before it is signed (a signature must never bless tampering);
+    a broken block stops sealing and is logged for ``audit_verify`` to name. Safe to run
+    concurrently: a block sealed by someone else first is skipped.
+    """
+    block = checkpoint_every()
+    key = signing_key()
+    public = public_raw(key)
+    key_fingerprint = fingerprint(public)
+    sealed: list[Checkpoint] = []
+    while limit is None or len(sealed) < limit:
+        last = Checkpoint.objects.order_by("-index").first()
+        start = last.last_sequence + 1 if last else 1
+        end = start + block - 1
+        head = ChainHead.objects.filter(pk=1).values_list("last_sequence", flat=True).first() or 0
+        if head < end:
+            break
+        rows = list(
+            AuditEvent.objects.filter(sequence__range=(start, end))
+            .order_by("sequence")
+            .values_list("sequence", "prev_hash", "hash", "entry")
+        )
+        checker = ChainChecker(
+            start_sequence=start, prev_hash=last.chain_hash if last else GENESIS_HASH
+        )
+        failure = next((f for row in rows if (f := checker.feed(*row)) is not None), None)
+        if failure is not None or len(rows) != block:
+            logger.error("audit_checkpoint_refused", extra={"failure": str(failure or "short block")})
+            break
+        statement = CheckpointStatement(
+            index=(last.index + 1) if last else 1,
+            first_sequence=start,
+            last_sequence=end,
+            merkle_root=merkle_root([bytes.fromhex(row[2]) for row in rows]).hex(),
+            chain_hash=rows[-1][2],
+            prev_checkpoint=last.statement().digest() if last else first_prev_checkpoint(),
+            key_fingerprint=key_fingerprint,
+        )
+        checkpoint = Checkpoint(
+            **statement.__dict__,
+            public_key=base64.b64encode(public).decode("ascii"),
+            signature=sign(key, statement.to_bytes()),
+        )
+        try:
+            with transaction.atomic():
+                checkpoint.save()
+        except IntegrityError:
+            continue  # sealed concurrently; look again
+        sealed.append(checkpoint)
+    return sealed

@@ -197,7 +197,9 @@ def seed(*, count: int, password: str, seed: int) -> Logins:
 def _readings_by_patient(
     cohort: list[VirtualPatient], patients: list[Patient], readings
 ) -> list[tuple[Patient, list[dict]]]:
-    device_to_patient = {virtual.device_id: patient for virtual, patient in zip(cohort, patients, strict=True)}
+    device_to_patient = {
+        virtual.device_id: patient for virtual, patient in zip(cohort, patients, strict=True)
+    }
     grouped: dict[int, list[dict]] = {patient.pk: [] for patient in patients}
     for reading in readings:
         grouped[device_to_patient[reading["device_id"]].pk].append(reading)
@@ -249,7 +251,8 @@ def render_logins(logins: Logins) -> str:
     lines.append(f"  auditor: {', '.join(row['username'] for row in logins.auditors)}")
     lines.append("")
     lines.append(
-        "Portal: http://127.0.0.1:8000/portal/ (clinicians, admin, auditor; TOTP enrolment on first sign-in)"
+        "Portal: http://127.0.0.1:8000/portal/ (clinicians, admin, auditor;"
+        " TOTP enrolment on first sign-in)"
     )
     lines.append("Mobile API: POST /api/v1/auth/token/ with a patient's username and the password")
     return "\n".join(lines) + "\n"
