@@ -8,15 +8,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinaiops.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from clinaiops.websocket import TokenAuthMiddleware, websocket_urlpatterns  # noqa: E402
+from clinaiops.websocket import (  # noqa: E402
+    TokenAuthMiddleware,
+    origin_checked,
+    websocket_urlpatterns,
+)
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            TokenAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": origin_checked(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -148,7 +148,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "sweep-evaluations": {"task": "clinicians.tasks.sweep_evaluations", "schedule": 3600.0},
+}
+# Uploads of one patient arriving within this many seconds share one evaluation run.
+EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -12,6 +12,8 @@ from clinaiops.health import healthz
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
     path("", include("patients.api.urls")),
+    path("", include("clinicians.api.urls")),
+    path("audit/", include("audit.api.urls")),
 ]
 
 urlpatterns = [

@@ -11,10 +11,12 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
-websocket_urlpatterns: list = []
+from clinicians.routing import websocket_urlpatterns  # noqa: F401 - re-exported
 
 
 @database_sync_to_async
@@ -59,6 +61,21 @@ def _session_is_verified(session, user) -> bool:
         return False
     device = Device.from_persistent_id(persistent_id)
     return device is not None and device.user_id == user.pk
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Browsers always send ``Origin`` on a websocket handshake: when present it must be one of
+    ALLOWED_HOSTS (no cross-site use of the portal session). Native mobile clients send none and
+    authenticate with a token, which a foreign page cannot read."""
+
+    def valid_origin(self, parsed_origin) -> bool:
+        if parsed_origin is None:
+            return True
+        return super().valid_origin(parsed_origin)
+
+
+def origin_checked(inner):
+    return BrowserOriginValidator(inner, settings.ALLOWED_HOSTS)
 
 
 def TokenAuthMiddleware(inner):  # noqa: N802 - reads like the middleware class it returns

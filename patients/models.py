@@ -189,3 +189,31 @@ class MedicationIntake(models.Model):
             models.CheckConstraint(condition=models.Q(dose_mg__gt=0), name="intake_dose_positive"),
         ]
         indexes = [models.Index(fields=["patient", "taken_at"], name="intake_series")]
+
+
+class Prescription(models.Model):
+    """One medication at one dose over a period: the patient's regimen is the open ones.
+
+    A dose change closes the current row (``ended_at``) and opens a new one, so the history of
+    the regimen is never edited."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="prescriptions")
+    medication = models.CharField(max_length=40)
+    dose_mg = models.DecimalField(max_digits=7, decimal_places=2)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(
+        max_length=40, help_text="who set it: 'clinician', 'recommendation:<id>', 'import'"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "medication"],
+                condition=models.Q(ended_at__isnull=True),
+                name="one_open_prescription_per_medication",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(dose_mg__gt=0), name="prescription_dose_positive"
+            ),
+        ]

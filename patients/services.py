@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import CareTeam, Role, User
 from audit.services import record_event
 from core.errors import DomainError
-from patients.models import CareTeamAssignment, Patient
+from patients.formulary import FORMULARY
+from patients.models import CareTeamAssignment, Patient, Prescription
 
 
 def register_patient(
@@ -64,3 +68,50 @@ def assign_care_team(
             component="" if actor else "patients.assign_care_team",
         )
     return assignment
+
+
+def current_regimen(patient: Patient) -> dict[str, Decimal]:
+    return dict(
+        Prescription.objects.filter(patient=patient, ended_at__isnull=True).values_list(
+            "medication", "dose_mg"
+        )
+    )
+
+
+def change_dose(
+    *, patient: Patient, medication: str, dose_mg: Decimal, source: str, actor: User | None = None
+) -> Prescription | None:
+    """Close the open prescription of ``medication`` and open one at ``dose_mg`` (0 stops it)."""
+    if medication not in FORMULARY:
+        raise DomainError(f"Unknown medication {medication!r}.", field="medication")
+    now = timezone.now()
+    with transaction.atomic():
+        current = (
+            Prescription.objects.select_for_update()
+            .filter(patient=patient, medication=medication, ended_at__isnull=True)
+            .first()
+        )
+        old = current.dose_mg if current else None
+        if current is not None:
+            current.ended_at = now
+            current.save(update_fields=["ended_at"])
+        new = None
+        if dose_mg > 0:
+            new = Prescription.objects.create(
+                patient=patient,
+                medication=medication,
+                dose_mg=dose_mg,
+                started_at=now,
+                source=source,
+            )
+        record_event(
+            action="update",
+            actor=actor,
+            object_type="prescription",
+            object_id=new.pk if new else (current.pk if current else ""),
+            patient_id=patient.pk,
+            changes={"dose_mg": {"old": old, "new": dose_mg if dose_mg > 0 else None}},
+            detail={"medication": medication, "source": source},
+            component="" if actor else "patients.change_dose",
+        )
+    return new

@@ -18,10 +18,11 @@ class JournalledReadMixin:
     """Journal one read event per response, listing the patients it showed (DESIGN.md)."""
 
     read_object_type = "patient"
+    read_patient_key = "id"  # the field of each row that holds the patient's id
 
     def patient_ids_in(self, payload) -> list[int]:
         rows = payload if isinstance(payload, list) else [payload]
-        return [row["id"] for row in rows]
+        return sorted({row[self.read_patient_key] for row in rows if self.read_patient_key in row})
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -1,0 +1,193 @@
+"""Recommendations, alerts, safety bounds and alert thresholds (API.md)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.services import record_read
+from clinicians import services
+from clinicians.api.serializers import (
+    AlertSerializer,
+    AlertThresholdsOutSerializer,
+    AlertThresholdsSerializer,
+    DecisionSerializer,
+    RecommendationFilterSerializer,
+    RecommendationSerializer,
+    SafetyBoundsOutSerializer,
+    SafetyBoundsSerializer,
+)
+from clinicians.models import AlertKind, AlertStatus, AlertThresholds
+from clinicians.safety import DEFAULT_THRESHOLDS
+from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
+from patients.api.views import JournalledReadMixin
+from patients.selectors import patients_visible_to
+
+
+class RecommendationViewSet(
+    JournalledReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = RecommendationSerializer
+    read_object_type = "recommendation"
+    read_patient_key = "patient"
+
+    def get_queryset(self):
+        queryset = recommendations_visible_to(self.request.user)
+        if self.action == "list":
+            filters = RecommendationFilterSerializer(data=self.request.query_params.dict())
+            filters.is_valid(raise_exception=True)
+            for name in ("patient", "status", "tier"):
+                if name in filters.validated_data:
+                    queryset = queryset.filter(**{name: filters.validated_data[name]})
+        return queryset
+
+    @extend_schema(parameters=[RecommendationFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=RecommendationSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        """The patient confirms a change they may make themselves (tier ``patient``)."""
+        recommendation = self.get_object()
+        if not request.user.has_perm("clinicians.acknowledge_recommendation", recommendation):
+            raise PermissionDenied("Only the patient acknowledges their recommendation.")
+        recommendation = services.acknowledge_recommendation(
+            recommendation=recommendation, actor=request.user
+        )
+        return Response(RecommendationSerializer(recommendation).data)
+
+    @extend_schema(request=DecisionSerializer, responses=RecommendationSerializer)
+    @action(detail=True, methods=["post"])
+    def decision(self, request, pk=None):
+        """A clinician approves, modifies or rejects, re-entering their password to sign."""
+        recommendation = self.get_object()
+        if not request.user.has_perm("clinicians.decide_recommendation", recommendation):
+            raise PermissionDenied("Only a clinician of the patient's care team decides.")
+        body = DecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        recommendation = services.decide_recommendation(
+            recommendation=recommendation, actor=request.user, **body.validated_data
+        )
+        return Response(RecommendationSerializer(recommendation).data)
+
+
+class AlertViewSet(
+    JournalledReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = AlertSerializer
+    read_object_type = "alert"
+    read_patient_key = "patient"
+
+    def get_queryset(self):
+        queryset = alerts_visible_to(self.request.user)
+        params = self.request.query_params
+        if params.get("status") in AlertStatus.values:
+            queryset = queryset.filter(status=params["status"])
+        if params.get("kind") in AlertKind.values:
+            queryset = queryset.filter(kind=params["kind"])
+        if params.get("patient", "").isdigit():
+            queryset = queryset.filter(patient_id=int(params["patient"]))
+        return queryset
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=AlertStatus.values, required=False),
+            OpenApiParameter("kind", enum=AlertKind.values, required=False),
+            OpenApiParameter("patient", int, required=False),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        alert = self.get_object()
+        if not request.user.has_perm("clinicians.handle_alert", alert):
+            raise PermissionDenied()
+        return Response(
+            AlertSerializer(services.acknowledge_alert(alert=alert, actor=request.user)).data
+        )
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        alert = self.get_object()
+        if not request.user.has_perm("clinicians.handle_alert", alert):
+            raise PermissionDenied()
+        return Response(
+            AlertSerializer(services.resolve_alert(alert=alert, actor=request.user)).data
+        )
+
+
+class _PatientScopedView(APIView):
+    def patient(self, request, patient_id: int, *, write: bool):
+        patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+        if write and not request.user.has_perm("clinicians.set_bounds", patient):
+            raise PermissionDenied("Only a clinician of the patient's care team sets these.")
+        return patient
+
+
+class SafetyBoundsView(_PatientScopedView):
+    @extend_schema(responses=SafetyBoundsOutSerializer(many=True))
+    def get(self, request, patient_id: int):
+        patient = self.patient(request, patient_id, write=False)
+        data = SafetyBoundsOutSerializer(bounds_for_patient(patient), many=True).data
+        with transaction.atomic():
+            record_read(actor=request.user, object_type="safety_bounds", patient_ids=[patient.pk])
+        return Response(data)
+
+    @extend_schema(
+        request=SafetyBoundsSerializer(many=True), responses=SafetyBoundsOutSerializer(many=True)
+    )
+    def put(self, request, patient_id: int):
+        """Set the bounds of one or more drugs (a list, or one object); drugs not named keep
+        their bounds. All or nothing: one invalid entry stores none."""
+        patient = self.patient(request, patient_id, write=True)
+        many = isinstance(request.data, list)
+        body = SafetyBoundsSerializer(data=request.data, many=many)
+        body.is_valid(raise_exception=True)
+        entries = body.validated_data if many else [body.validated_data]
+        with transaction.atomic():
+            for entry in entries:
+                services.set_safety_bounds(patient=patient, actor=request.user, **entry)
+        return Response(SafetyBoundsOutSerializer(bounds_for_patient(patient), many=True).data)
+
+
+class AlertThresholdsView(_PatientScopedView):
+    def _current(self, patient) -> dict:
+        row = AlertThresholds.objects.filter(patient=patient).first()
+        return (
+            AlertThresholdsOutSerializer(row).data
+            if row
+            else {**DEFAULT_THRESHOLDS, "updated_at": None}
+        )
+
+    @extend_schema(responses=AlertThresholdsOutSerializer)
+    def get(self, request, patient_id: int):
+        patient = self.patient(request, patient_id, write=False)
+        return Response(self._current(patient))
+
+    @extend_schema(request=AlertThresholdsSerializer, responses=AlertThresholdsOutSerializer)
+    def put(self, request, patient_id: int):
+        patient = self.patient(request, patient_id, write=True)
+        body = AlertThresholdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.set_alert_thresholds(
+            patient=patient,
+            actor=request.user,
+            **{**DEFAULT_THRESHOLDS, **self._stored(patient), **body.validated_data},
+        )
+        return Response(self._current(patient), status=status.HTTP_200_OK)
+
+    @staticmethod
+    def _stored(patient) -> dict:
+        row = AlertThresholds.objects.filter(patient=patient).first()
+        return {name: getattr(row, name) for name in DEFAULT_THRESHOLDS} if row else {}

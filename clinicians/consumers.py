@@ -1,0 +1,64 @@
+"""Websocket consumers: ``/ws/alerts/`` for clinicians (their care teams' events) and
+``/ws/patient/`` for a patient (their own). Unauthenticated or wrong-role sockets are closed."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from accounts.models import CareTeamMembership, Role
+from clinicians.notify import care_team_group, patient_group
+from patients.models import Patient
+
+CLOSE_UNAUTHORISED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class _PushConsumer(AsyncJsonWebsocketConsumer):
+    role: str = ""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHORISED)
+            return
+        if user.role != self.role:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.groups_joined = await self.groups_for(user)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined)})
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        if content == {"event": "ping"}:
+            await self.send_json({"event": "pong"})
+
+    async def push(self, message: dict) -> None:
+        await self.send_json(message["payload"])
+
+    async def groups_for(self, user) -> list[str]:
+        raise NotImplementedError
+
+
+class AlertsConsumer(_PushConsumer):
+    role = Role.CLINICIAN
+
+    @database_sync_to_async
+    def groups_for(self, user) -> list[str]:
+        teams = CareTeamMembership.objects.filter(user=user).values_list("care_team_id", flat=True)
+        return [care_team_group(team) for team in teams]
+
+
+class PatientConsumer(_PushConsumer):
+    role = Role.PATIENT
+
+    @database_sync_to_async
+    def groups_for(self, user) -> list[str]:
+        patient = Patient.objects.filter(user=user).values_list("pk", flat=True).first()
+        return [patient_group(patient)] if patient else []

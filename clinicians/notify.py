@@ -1,0 +1,93 @@
+"""Websocket pushes: alerts and recommendations to the care team (``/ws/alerts/``),
+recommendations and messages to the patient (``/ws/patient/``).
+
+Sent after the transaction commits, so nobody is told about something that rolled back. A push
+that fails is logged, never raised: the alert is persisted and listed by the API regardless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from clinicians.models import Alert, Recommendation, Tier
+
+logger = logging.getLogger("clinicians.notify")
+
+
+def care_team_group(care_team_id: int) -> str:
+    return f"care_team.{care_team_id}"
+
+
+def patient_group(patient_id: int) -> str:
+    return f"patient.{patient_id}"
+
+
+def _send(groups: list[str], payload: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": "push", "payload": payload})
+        except Exception:
+            logger.exception("push_failed", extra={"event": payload.get("event")})
+
+
+def _team_groups(patient_id: int) -> list[str]:
+    from patients.models import CareTeamAssignment
+
+    return [
+        care_team_group(team_id)
+        for team_id in CareTeamAssignment.objects.filter(patient_id=patient_id).values_list(
+            "care_team_id", flat=True
+        )
+    ]
+
+
+def alert_payload(alert: Alert) -> dict:
+    return {
+        "event": "alert",
+        "id": alert.pk,
+        "patient": alert.patient_id,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "status": alert.status,
+        "message": alert.message,
+        "opened_at": alert.opened_at.isoformat(),
+    }
+
+
+def recommendation_payload(rec: Recommendation) -> dict:
+    return {
+        "event": "recommendation",
+        "id": rec.pk,
+        "patient": rec.patient_id,
+        "medication": rec.medication,
+        "tier": rec.tier,
+        "status": rec.status,
+        "current_dose_mg": str(rec.current_dose_mg),
+        "proposed_dose_mg": None if rec.proposed_dose_mg is None else str(rec.proposed_dose_mg),
+    }
+
+
+def alert_opened(alert: Alert) -> None:
+    payload, groups = alert_payload(alert), _team_groups(alert.patient_id)
+    transaction.on_commit(lambda: _send(groups, payload))
+
+
+def recommendation_created(rec: Recommendation) -> None:
+    payload = recommendation_payload(rec)
+    groups = _team_groups(rec.patient_id)
+    if rec.tier == Tier.PATIENT:
+        groups.append(patient_group(rec.patient_id))
+    transaction.on_commit(lambda: _send(groups, payload))
+
+
+def recommendation_decided(rec: Recommendation) -> None:
+    payload = recommendation_payload(rec)
+    groups = [patient_group(rec.patient_id), *_team_groups(rec.patient_id)]
+    transaction.on_commit(lambda: _send(groups, payload))

@@ -1,0 +1,14 @@
+"""Reactions to what the patient record announces (patients.signals)."""
+
+from django.dispatch import receiver
+
+from patients.models import MedicationIntake, Reading
+from patients.signals import intakes_recorded, readings_recorded
+
+
+@receiver(readings_recorded, sender=Reading)
+@receiver(intakes_recorded, sender=MedicationIntake)
+def evaluate_after_new_data(sender, patient_id: int, **kwargs) -> None:
+    from clinicians.tasks import queue_evaluation
+
+    queue_evaluation(patient_id)

@@ -1,0 +1,61 @@
+"""Celery tasks: thin, idempotent, by id; they call services."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+
+from clinicians.services import evaluate_patient
+
+logger = logging.getLogger("clinicians.tasks")
+DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+    acks_late=True,
+)
+def evaluate_patient_task(self, patient_id: int) -> dict:
+    cache.delete(DEBOUNCE_KEY.format(patient_id=patient_id))
+    outcome = evaluate_patient(patient_id)
+    return {
+        "patient": patient_id,
+        "skipped": outcome.skipped,
+        "alerts": [alert.pk for alert in outcome.alerts_opened],
+        "recommendation": outcome.recommendation.pk if outcome.recommendation else None,
+    }
+
+
+def queue_evaluation(patient_id: int) -> None:
+    """Queue one evaluation per patient per debounce window: uploads arriving in a burst share a
+    run. Eager (embedded stack) runs it now; the watermark makes a repeated run a no-op."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        # In-process: a failing evaluation must not fail the upload that already committed;
+        # the hourly sweep evaluates the patient again.
+        result = evaluate_patient_task.apply(args=[patient_id])
+        if result.failed():
+            logger.error("evaluation_failed", extra={"patient_id": patient_id})
+        return
+    delay = settings.EVALUATION_DEBOUNCE_SECONDS
+    if cache.add(DEBOUNCE_KEY.format(patient_id=patient_id), 1, timeout=delay + 60):
+        evaluate_patient_task.apply_async(args=[patient_id], countdown=delay)
+
+
+@shared_task(acks_late=True)
+def sweep_evaluations() -> int:
+    """Hourly: run the safety rules for every patient, so that silence (stale data) raises its
+    alert although no upload triggers an evaluation."""
+    from patients.models import Patient
+
+    count = 0
+    for patient_id in Patient.objects.values_list("pk", flat=True).iterator():
+        evaluate_patient_task.delay(patient_id)
+        count += 1
+    return count

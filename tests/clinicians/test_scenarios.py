@@ -1,0 +1,129 @@
+"""Scenario tests of the patient–AI loop with simulated patients, through the real API,
+Celery (eager on the embedded stack) and the channel layer."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import close_old_connections
+from rest_framework_simplejwt.tokens import AccessToken
+
+from clinaiops.asgi import application
+from clinicians.models import Alert, AlertKind, Recommendation, Tier
+from clinicians.services import evaluate_patient
+from models_ml.simulator import controlled_patient, crisis_patient, make_patient
+from tests.clinicians.conftest import set_bounds, upload_simulated
+from tests.conftest import bearer_client
+from tests.factories import ClinicianFactory, PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_crisis_patient_gets_one_open_alert_after_one_evaluation(patient_a):
+    upload_simulated(patient_a, crisis_patient())
+    alerts = Alert.objects.filter(patient=patient_a, kind=AlertKind.CRISIS)
+    assert alerts.count() == 1 and alerts.get().status == "open"
+    # Evaluating again, with or without new data, does not open a second one.
+    evaluate_patient(patient_a.pk)
+    upload_simulated(patient_a, crisis_patient(), seed=2)
+    assert Alert.objects.filter(patient=patient_a, kind=AlertKind.CRISIS).count() == 1
+
+
+def test_stable_patient_gets_no_alert_and_no_dose_change(patient_a, clinician_a):
+    set_bounds(patient_a, clinician_a)
+    upload_simulated(patient_a, controlled_patient())
+    assert not Alert.objects.filter(patient=patient_a).exists()
+    assert not Recommendation.objects.filter(patient=patient_a, kind="titrate").exists()
+
+
+def test_stale_data_blocks_recommendations(patient_a, clinician_a):
+    uncontrolled = make_patient(
+        "sim-uncontrolled", baseline_systolic_mmhg=155.0, baseline_diastolic_mmhg=92.0
+    )
+    set_bounds(patient_a, clinician_a)
+    upload_simulated(patient_a, uncontrolled, days=7, ended_days_ago=3)
+    assert Alert.objects.filter(
+        patient=patient_a, kind=AlertKind.STALE_DATA, status="open"
+    ).exists()
+    recommendation = Recommendation.objects.get(patient=patient_a)
+    assert recommendation.tier == Tier.BLOCKED and "stale_data" in recommendation.gate_reasons
+    # Blocked recommendations never reach the patient's list.
+    assert bearer_client(patient_a.user).get("/api/v1/recommendations/").json()["results"] == []
+
+
+def test_uncontrolled_patient_with_bounds_gets_a_patient_tier_step(patient_a, clinician_a):
+    uncontrolled = make_patient(
+        "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
+    )
+    set_bounds(patient_a, clinician_a, step="2.5")
+    upload_simulated(patient_a, uncontrolled)
+    recommendation = Recommendation.objects.get(patient=patient_a, kind="titrate")
+    assert recommendation.medication == "amlodipine"
+    assert recommendation.tier == Tier.PATIENT, recommendation.gate_reasons
+    assert recommendation.proposed_dose_mg == 2.5
+    assert recommendation.expected_effect["systolic_mmhg"] < 0
+
+
+def test_without_bounds_a_proposal_is_blocked(patient_a):
+    uncontrolled = make_patient(
+        "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
+    )
+    upload_simulated(patient_a, uncontrolled)
+    recommendation = Recommendation.objects.get(patient=patient_a)
+    assert recommendation.tier == Tier.BLOCKED and "no_bounds" in recommendation.gate_reasons
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clinician_websocket_receives_the_crisis_alert():
+    clinician = ClinicianFactory(care_team=None)
+    from accounts.models import CareTeam, CareTeamMembership
+
+    team = CareTeam.objects.create(name="Socket team")
+    CareTeamMembership.objects.create(care_team=team, user=clinician)
+    patient = PatientFactory(care_team=team)
+    token = str(AccessToken.for_user(clinician))
+
+    async def scenario():
+        socket = WebsocketCommunicator(application, f"/ws/alerts/?token={token}")
+        connected, _ = await socket.connect()
+        assert connected
+        assert (await socket.receive_json_from(timeout=5))["event"] == "ready"
+        await sync_to_async(_upload_and_close)(patient)
+        events = [await socket.receive_json_from(timeout=10)]
+        while events[-1]["event"] != "alert" or events[-1]["kind"] != AlertKind.CRISIS:
+            events.append(await socket.receive_json_from(timeout=10))
+        await socket.disconnect()
+        return events[-1]
+
+    event = async_to_sync(scenario)()
+    assert event["patient"] == patient.pk and event["status"] == "open"
+
+
+def _upload_and_close(patient):
+    try:
+        upload_simulated(patient, crisis_patient())
+    finally:
+        close_old_connections()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_anonymous_and_wrong_role():
+    patient = PatientFactory()
+
+    async def scenario():
+        anonymous = WebsocketCommunicator(application, "/ws/alerts/")
+        connected, code = await anonymous.connect()
+        assert not connected
+        as_patient = WebsocketCommunicator(
+            application, f"/ws/alerts/?token={AccessToken.for_user(patient.user)}"
+        )
+        connected, code = await as_patient.connect()
+        assert not connected and code == 4403
+        foreign = WebsocketCommunicator(
+            application, "/ws/patient/", headers=[(b"origin", b"https://evil.example")]
+        )
+        connected, _ = await foreign.connect()
+        assert not connected
+
+    async_to_sync(scenario)()
