@@ -26,6 +26,22 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def _eager_tasks_unless_a_real_worker_runs(request, settings):
+    """Tests run Celery tasks in-process, except those marked ``celery_worker``, which start a
+    real worker against Redis (tests/integration)."""
+    if request.node.get_closest_marker("celery_worker"):
+        yield
+        return
+    from clinaiops.celery import app
+
+    previous = app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Argon2 (the production hasher, see tests/clinaiops/test_settings.py) costs ~0.1 s per
     hash by design; tests that are not about hashing use a fast one."""
