@@ -107,7 +107,9 @@ def record_event(
     if not transaction.get_connection().in_atomic_block:
         raise AuditUsageError("record_event must run inside the caller's transaction.atomic()")
     if not _VERB.match(action or "") or not _VERB.match(outcome or ""):
-        raise AuditUsageError(f"action and outcome are lower-case words, not {action!r}/{outcome!r}")
+        raise AuditUsageError(
+            f"action and outcome are lower-case words, not {action!r}/{outcome!r}"
+        )
     context = current_context()
     actor_id = getattr(actor, "pk", None)
     component = component or (context.component if context else "")
@@ -206,21 +208,23 @@ def seal_checkpoints(*, limit: int | None = None) -> list[Checkpoint]:
         rows = list(
             AuditEvent.objects.filter(sequence__range=(start, end))
             .order_by("sequence")
-            .values_list("sequence", "prev_hash", "hash", "entry")
+            .values_list("sequence", "hash", "entry")
         )
         checker = ChainChecker(
             start_sequence=start, prev_hash=last.chain_hash if last else GENESIS_HASH
         )
         failure = next((f for row in rows if (f := checker.feed(*row)) is not None), None)
         if failure is not None or len(rows) != block:
-            logger.error("audit_checkpoint_refused", extra={"failure": str(failure or "short block")})
+            logger.error(
+                "audit_checkpoint_refused", extra={"failure": str(failure or "short block")}
+            )
             break
         statement = CheckpointStatement(
             index=(last.index + 1) if last else 1,
             first_sequence=start,
             last_sequence=end,
-            merkle_root=merkle_root([bytes.fromhex(row[2]) for row in rows]).hex(),
-            chain_hash=rows[-1][2],
+            merkle_root=merkle_root([bytes.fromhex(row[1]) for row in rows]).hex(),
+            chain_hash=rows[-1][1],
             prev_checkpoint=last.statement().digest() if last else first_prev_checkpoint(),
             key_fingerprint=key_fingerprint,
         )
