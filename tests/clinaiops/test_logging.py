@@ -74,3 +74,32 @@ def test_exceptions_are_logged_by_type_without_their_message():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["exception"] == "ValueError"
     assert "Quintanilla" not in json.dumps(entry)
+
+
+def test_ingestion_logs_counts_not_readings_or_names(log_stream, team_a):
+    from django.utils import timezone
+
+    patient = PatientFactory(
+        user=UserFactory(username="jonas.vandermeer"),
+        given_name="Jonas",
+        family_name="Vandermeer",
+        care_team=team_a,
+    )
+    reading = {
+        "client_id": "bp-777",
+        "type": "blood_pressure",
+        "systolic": 187,
+        "diastolic": 117,
+        "unit": "mm[Hg]",
+        "measured_at": timezone.now().isoformat(),
+        "device_id": "watch-jv",
+    }
+    bad = {**reading, "client_id": "bp-778", "systolic": "187 mmHg"}
+    response = bearer_client(patient.user).post(
+        "/api/v1/readings/", {"readings": [reading, bad]}, format="json"
+    )
+    assert response.status_code == 201
+    text = log_stream.getvalue()
+    assert "api/v1/readings/" in text
+    for secret in ("jonas", "Vandermeer", "187", "watch-jv", "bp-777", "mmHg"):
+        assert secret.lower() not in text.lower(), f"{secret!r} leaked into the logs"

@@ -127,3 +127,49 @@ def test_websocket_refuses_anonymous_and_wrong_role():
         assert not connected
 
     async_to_sync(scenario)()
+
+
+def test_evaluation_twice_without_new_data_changes_nothing(patient_a, clinician_a):
+    uncontrolled = make_patient(
+        "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
+    )
+    set_bounds(patient_a, clinician_a)
+    upload_simulated(patient_a, uncontrolled)
+    before = (Recommendation.objects.count(), Alert.objects.count())
+    assert evaluate_patient(patient_a.pk).skipped
+    assert evaluate_patient(patient_a.pk).skipped
+    assert (Recommendation.objects.count(), Alert.objects.count()) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_patient_websocket_receives_their_patient_tier_recommendation():
+    from accounts.models import CareTeam
+
+    team = CareTeam.objects.create(name="Phone team")
+    clinician = ClinicianFactory(care_team=team)
+    patient = PatientFactory(care_team=team)
+    set_bounds(patient, clinician, step="2.5")
+    token = str(AccessToken.for_user(patient.user))
+    uncontrolled = make_patient(
+        "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
+    )
+
+    def upload():
+        try:
+            upload_simulated(patient, uncontrolled)
+        finally:
+            close_old_connections()
+
+    async def scenario():
+        socket = WebsocketCommunicator(application, f"/ws/patient/?token={token}")
+        connected, _ = await socket.connect()
+        assert connected
+        assert (await socket.receive_json_from(timeout=5))["event"] == "ready"
+        await sync_to_async(upload)()
+        event = await socket.receive_json_from(timeout=10)
+        await socket.disconnect()
+        return event
+
+    event = async_to_sync(scenario)()
+    assert event["event"] == "recommendation" and event["tier"] == "patient"
+    assert event["patient"] == patient.pk and event["proposed_dose_mg"] == "2.50"

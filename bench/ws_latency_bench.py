@@ -1,0 +1,237 @@
+"""Crisis reading → alert on the clinician's websocket: end-to-end latency on a real server.
+
+Embedded stack: one daphne process (SQLite, eager evaluation, in-memory channel layer).
+Production stack (``--database-url`` and ``--redis-url``): daphne plus a separate Celery worker
+(PostgreSQL, Celery on Redis, channels-redis), evaluation debounce 0.
+
+Each sample is a fresh patient (alerts are de-duplicated per patient): the clock starts before
+the POST of two confirming crisis readings and stops when the alert event for that patient
+arrives on a connected ``/ws/alerts/`` socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "bench-password-1"
+
+SETUP = """
+import django, json, sys
+django.setup()
+from accounts.models import CareTeam, Role
+from accounts.services import add_team_member, create_care_team, create_clinician, create_user
+from django.contrib.auth.hashers import make_password
+from patients.services import register_patient
+hashed = make_password(sys.argv[1])
+team = create_care_team(name="Latency team")
+add_team_member(care_team=team, user=create_clinician(
+    username="latency-clinician", password=None, password_hash=hashed, display_name="Bench"))
+for i in range(int(sys.argv[2])):
+    user = create_user(username=f"latency-{i:03d}", password=None, password_hash=hashed,
+                       role=Role.PATIENT)
+    register_patient(given_name="Bench", family_name=f"P{i}", birth_year=1960, sex="female",
+                     race="white", ethnicity="not_hispanic_or_latino", care_team=team, user=user)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _post(port: int, path: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    connection.request("POST", path, json.dumps(body), headers)
+    response = connection.getresponse()
+    payload = json.loads(response.read() or b"{}")
+    connection.close()
+    return response.status, payload
+
+
+def _token(port: int, username: str) -> str:
+    status, body = _post(port, "/api/v1/auth/token/", {"username": username, "password": PASSWORD})
+    if status != 200:
+        raise RuntimeError(f"login failed for {username}: {status} {body}")
+    return body["access"]
+
+
+def _crisis_batch(sample: int) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "readings": [
+            {
+                "client_id": f"crisis-{sample}-{k}",
+                "type": "blood_pressure",
+                "systolic": 192,
+                "diastolic": 124,
+                "unit": "mm[Hg]",
+                "device_id": f"latency-watch-{sample}",
+                "measured_at": (now - timedelta(minutes=2 - k)).isoformat(),
+            }
+            for k in range(2)
+        ]
+    }
+
+
+async def _measure(port: int, samples: int) -> list[float]:
+    clinician = _token(port, "latency-clinician")
+    patient_tokens = [_token(port, f"latency-{i:03d}") for i in range(samples)]
+    latencies: list[float] = []
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/alerts/?token={clinician}") as ws:
+        assert json.loads(await ws.recv())["event"] == "ready"
+        loop = asyncio.get_running_loop()
+        for sample, token in enumerate(patient_tokens):
+            started = time.perf_counter()
+            status, body = await loop.run_in_executor(
+                None, _post, port, "/api/v1/readings/", _crisis_batch(sample), token
+            )
+            if status != 201 or body.get("accepted") != 2:
+                raise RuntimeError(f"upload failed: {status} {body}")
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+                if event.get("event") == "alert" and event.get("kind") == "hypertensive_crisis":
+                    break
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited during start-up")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def run(
+    *, samples: int = 200, database_url: str | None = None, redis_url: str | None = None
+) -> dict:
+    with tempfile.TemporaryDirectory(prefix="clinaiops-ws-bench-") as data_dir:
+        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+        env.update(
+            CLINAIOPS_DATA_DIR=data_dir,
+            DJANGO_SETTINGS_MODULE="clinaiops.settings",
+            THROTTLE_USER="1000000/minute",
+            THROTTLE_ANON="1000000/minute",
+            THROTTLE_LOGIN="1000000/minute",
+            EVALUATION_DEBOUNCE_SECONDS="0",
+            LOG_LEVEL="WARNING",
+            AXES_FAILURE_LIMIT="1000",
+        )
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        python = sys.executable
+        subprocess.run(
+            [python, "manage.py", "flush", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            check=False,
+            capture_output=True,
+        )
+        subprocess.run(
+            [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        subprocess.run([python, "-c", SETUP, PASSWORD, str(samples)], cwd=ROOT, env=env, check=True)
+        port = _free_port()
+        processes = [
+            subprocess.Popen(
+                [
+                    str(Path(python).with_name("daphne")),
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "clinaiops.asgi:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        ]
+        if redis_url:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        python,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "clinaiops",
+                        "worker",
+                        "--pool",
+                        "solo",
+                        "--loglevel",
+                        "WARNING",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        try:
+            _wait_for_port(port, processes[0])
+            latencies = asyncio.run(_measure(port, samples))
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
+    ordered = sorted(latencies)
+    return {
+        "stack": "PostgreSQL + Celery worker on Redis + channels-redis"
+        if redis_url
+        else "embedded (SQLite, eager, in-memory layer)",
+        "samples": len(ordered),
+        "median_ms": statistics.median(ordered),
+        "p95_ms": ordered[int(0.95 * (len(ordered) - 1))],
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        "max_ms": ordered[-1],
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--database-url")
+    parser.add_argument("--redis-url")
+    args = parser.parse_args(argv)
+    rows = [run(samples=args.samples)]
+    if args.redis_url:
+        rows.append(
+            run(samples=args.samples, database_url=args.database_url, redis_url=args.redis_url)
+        )
+    for row in rows:
+        print(json.dumps(row))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
