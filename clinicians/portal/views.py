@@ -22,7 +22,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import PORTAL_ROLES
 from audit.services import record_event, record_read
-from patients.selectors import patient_with_care_teams
+from clinicians.portal import selectors as portal_selectors
 
 PENDING_USER_KEY = "portal_pending_user"
 PENDING_SINCE_KEY = "portal_pending_since"
@@ -131,12 +131,13 @@ def logout_view(request):
 
 @otp_required(login_url="portal:login")
 def home(request):
-    patients = list(patient_with_care_teams(request.user).order_by("family_name", "given_name"))
+    """The worklist: what needs a clinician now, then the panel."""
+    panel = portal_selectors.panel_for(request.user)
     with transaction.atomic():
         record_read(
             actor=request.user,
             object_type="patient",
-            patient_ids=[p.pk for p in patients],
+            patient_ids=[row.patient.pk for row in panel.rows],
             detail={"view": "portal.home"},
         )
-    return render(request, "portal/home.html", {"patients": patients})
+    return render(request, "portal/home.html", {"panel": panel})

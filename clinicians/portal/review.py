@@ -1,0 +1,79 @@
+"""The patient chart in the portal: trend, regimen, bounds, alerts, and the review of
+recommendations (approve / modify / reject, signed by re-entering the password)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_otp.decorators import otp_required
+
+from audit.services import record_read
+from clinicians import services
+from clinicians.models import Alert
+from clinicians.portal.selectors import chart_for
+from clinicians.selectors import alerts_visible_to, recommendations_visible_to
+from core.errors import DomainError
+from patients.selectors import patients_visible_to
+
+
+class DecisionForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("modify", "Modify"), ("reject", "Reject")]
+    )
+    dose_mg = forms.DecimalField(required=False, min_value=0, max_digits=7, decimal_places=2)
+    reason = forms.CharField(max_length=500)
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+
+@otp_required(login_url="portal:login")
+def patient_chart(request, patient_id: int):
+    patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    chart = chart_for(request.user, patient)
+    with transaction.atomic():
+        record_read(
+            actor=request.user,
+            object_type="patient_chart",
+            patient_ids=[patient.pk],
+            detail={"view": "portal.patient_chart"},
+        )
+    return render(request, "portal/patient.html", {"chart": chart, "form": DecisionForm()})
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def decide(request, recommendation_id: int):
+    rec = get_object_or_404(recommendations_visible_to(request.user), pk=recommendation_id)
+    form = DecisionForm(request.POST)
+    if not request.user.has_perm("clinicians.decide_recommendation", rec):
+        messages.error(request, "Only a clinician of the patient's care team decides.")
+    elif not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    else:
+        try:
+            services.decide_recommendation(
+                recommendation=rec, actor=request.user, **form.cleaned_data
+            )
+            messages.success(request, f"Recommendation {rec.pk}: {form.cleaned_data['action']}d.")
+        except DomainError as error:
+            messages.error(request, error.message)
+    return redirect("portal:patient", patient_id=rec.patient_id)
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def acknowledge_alert(request, alert_id: int):
+    alert: Alert = get_object_or_404(alerts_visible_to(request.user), pk=alert_id)
+    try:
+        if request.POST.get("resolve"):
+            services.resolve_alert(alert=alert, actor=request.user)
+        else:
+            services.acknowledge_alert(alert=alert, actor=request.user)
+    except DomainError as error:
+        messages.error(request, error.message)
+    target = request.POST.get("next", "")
+    return redirect(
+        target if target.startswith("/portal/") and "//" not in target else "portal:home"
+    )

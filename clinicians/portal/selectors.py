@@ -1,0 +1,159 @@
+"""What the portal pages show, read in a handful of queries per page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Avg, Count, Q
+from django.utils import timezone
+
+from accounts.models import User
+from clinicians.models import Alert, AlertStatus, Recommendation, RecommendationStatus
+from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
+from patients.models import Patient, Reading, ReadingType
+from patients.selectors import patient_with_care_teams
+from patients.services import current_regimen
+
+SEVERITY_ORDER = {"hypertensive_crisis": 0, "hypotension": 1, "stale_data": 2, "above_target": 3}
+
+
+@dataclass
+class PanelRow:
+    patient: Patient
+    mean_systolic: float | None
+    mean_diastolic: float | None
+    readings_7d: int
+    open_alerts: int
+    pending_reviews: int
+
+
+@dataclass
+class Panel:
+    rows: list[PanelRow]
+    alerts: list[Alert]
+    reviews: list[Recommendation]
+
+
+def panel_for(user: User) -> Panel:
+    since = timezone.now() - timedelta(days=7)
+    patients = (
+        patient_with_care_teams(user)
+        .annotate(
+            mean_systolic=Avg(
+                "readings__systolic_mmhg",
+                filter=Q(
+                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
+                    readings__measured_at__gte=since,
+                ),
+            ),
+            mean_diastolic=Avg(
+                "readings__diastolic_mmhg",
+                filter=Q(
+                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
+                    readings__measured_at__gte=since,
+                ),
+            ),
+            readings_7d=Count(
+                "readings",
+                filter=Q(
+                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
+                    readings__measured_at__gte=since,
+                ),
+            ),
+        )
+        .order_by("family_name", "given_name")
+    )
+    alerts = list(alerts_visible_to(user).filter(status=AlertStatus.OPEN).select_related("patient"))
+    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.kind, 9), -a.opened_at.timestamp()))
+    reviews = list(
+        recommendations_visible_to(user)
+        .filter(status__in=[RecommendationStatus.PENDING_REVIEW, RecommendationStatus.BLOCKED])
+        .select_related("patient")
+        .order_by("created_at")
+    )
+    alert_count: dict[int, int] = {}
+    for alert in alerts:
+        alert_count[alert.patient_id] = alert_count.get(alert.patient_id, 0) + 1
+    review_count: dict[int, int] = {}
+    for rec in reviews:
+        review_count[rec.patient_id] = review_count.get(rec.patient_id, 0) + 1
+    rows = [
+        PanelRow(
+            p,
+            p.mean_systolic,
+            p.mean_diastolic,
+            p.readings_7d,
+            alert_count.get(p.pk, 0),
+            review_count.get(p.pk, 0),
+        )
+        for p in patients
+    ]
+    return Panel(rows=rows, alerts=alerts, reviews=reviews)
+
+
+@dataclass
+class PatientChart:
+    patient: Patient
+    daily: list[dict] = field(default_factory=list)
+    regimen: dict = field(default_factory=dict)
+    bounds: list = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    recommendations: list[Recommendation] = field(default_factory=list)
+    svg_points: dict = field(default_factory=dict)
+
+
+def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
+    since = timezone.now() - timedelta(days=days)
+    readings = (
+        Reading.objects.filter(
+            patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__gte=since
+        )
+        .values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
+        .order_by("measured_at")
+    )
+    by_day: dict = {}
+    for measured_at, systolic, diastolic in readings:
+        by_day.setdefault(measured_at.date(), []).append((systolic, diastolic))
+    daily = [
+        {
+            "day": day,
+            "systolic": sum(s for s, _ in values) / len(values),
+            "diastolic": sum(d for _, d in values) / len(values),
+            "count": len(values),
+        }
+        for day, values in sorted(by_day.items())
+    ]
+    return PatientChart(
+        patient=patient,
+        daily=daily,
+        regimen=current_regimen(patient),
+        bounds=list(bounds_for_patient(patient)),
+        alerts=list(
+            alerts_visible_to(user).filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
+        ),
+        recommendations=list(recommendations_visible_to(user).filter(patient=patient)[:20]),
+        svg_points=_svg(daily),
+    )
+
+
+def _svg(daily: list[dict], width: int = 640, height: int = 180) -> dict:
+    """Polyline points for a small trend chart (60–200 mmHg on the y axis)."""
+    if not daily:
+        return {}
+    low, high = 60.0, 200.0
+    step = width / max(1, len(daily) - 1)
+
+    def y(value: float) -> float:
+        return round(height - (min(max(value, low), high) - low) / (high - low) * height, 1)
+
+    def line(key: str) -> str:
+        return " ".join(f"{round(i * step, 1)},{y(row[key])}" for i, row in enumerate(daily))
+
+    return {
+        "systolic": line("systolic"),
+        "diastolic": line("diastolic"),
+        "target_y": y(130),
+        "width": width,
+        "height": height,
+    }
