@@ -1,59 +1,182 @@
-"""Named, versioned features of a patient's recent home data, computed by one code path for
-serving (here, from the database) and for training (the same arithmetic on simulator traces).
+"""Named, versioned features of a patient's recent home data, computed by ONE function
+(:func:`home_features`) for serving (arrays read from the database by :func:`observe`) and for
+training and simulation (arrays from the simulator's observed window).
 
-``home_bp_v1``: 7-day home-BP mean, spread, count and trend; adherence per prescribed drug over
-7 days; heart rate and daily steps; the current regimen. ESH 2021 home-BP practice guideline
-(Stergiou et al., J Hypertens 2021;39:1742): decisions use the mean of several days of readings.
+``home_bp_v1`` (ESH 2021 home-BP practice guideline, Stergiou et al., J Hypertens 2021;39:1742:
+decisions use the mean of several days of readings):
+
+===========================  ==========================================================
+feature                      definition (7-day window ending at the decision)
+===========================  ==========================================================
+mean_systolic_7d             mean home systolic, mmHg
+mean_diastolic_7d            mean home diastolic, mmHg
+sd_systolic_7d               standard deviation of systolic readings (variability)
+morning_surge_mmhg           mean systolic 06–10 h local minus 10–22 h local (Kario 2003)
+systolic_trend_per_day       least-squares slope of systolic over the window, mmHg/day
+bp_count_7d                  number of valid readings
+adherence_7d                 share of prescribed drug-days with a logged intake (1 if none)
+mean_heart_rate_7d           mean recorded heart rate, /min
+mean_daily_steps_7d          mean recorded steps per day
+age_years                    age
+dose_<drug>_mg               current daily dose per drug (0 when not prescribed)
+delta_<drug>_mg              candidate change of that dose (what the model is asked about)
+===========================  ==========================================================
+
+Sex and race/ethnicity are *not* model inputs in ``home_bp_v1``; they are kept beside the
+dataset for fairness audits only. A future feature set that includes them must say so in its
+version record (``SENSITIVE_INPUTS``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
-from django.db.models import Count
-
-from patients.models import MedicationIntake, Patient, Prescription, Reading, ReadingType
 
 FEATURE_SET_VERSION = "home_bp_v1"
+SENSITIVE_INPUTS: tuple[str, ...] = ()
 WINDOW = timedelta(days=7)
+DRUGS = ("amlodipine", "lisinopril", "hydrochlorothiazide")
+STATE_FEATURES = (
+    "mean_systolic_7d",
+    "mean_diastolic_7d",
+    "sd_systolic_7d",
+    "morning_surge_mmhg",
+    "systolic_trend_per_day",
+    "bp_count_7d",
+    "adherence_7d",
+    "mean_heart_rate_7d",
+    "mean_daily_steps_7d",
+    "age_years",
+)
+FEATURE_NAMES = (
+    *STATE_FEATURES,
+    *(f"dose_{drug}_mg" for drug in DRUGS),
+    *(f"delta_{drug}_mg" for drug in DRUGS),
+)
+HUMAN_NAMES = {
+    "mean_systolic_7d": ("7-day mean systolic", "mmHg"),
+    "mean_diastolic_7d": ("7-day mean diastolic", "mmHg"),
+    "sd_systolic_7d": ("systolic variability (SD)", "mmHg"),
+    "morning_surge_mmhg": ("morning surge", "mmHg"),
+    "systolic_trend_per_day": ("systolic trend", "mmHg/day"),
+    "bp_count_7d": ("readings in 7 days", "count"),
+    "adherence_7d": ("adherence (7 days)", "fraction"),
+    "mean_heart_rate_7d": ("mean heart rate", "/min"),
+    "mean_daily_steps_7d": ("daily steps", "steps"),
+    "age_years": ("age", "years"),
+    **{f"dose_{drug}_mg": (f"current {drug} dose", "mg") for drug in DRUGS},
+    **{f"delta_{drug}_mg": (f"proposed change of {drug}", "mg") for drug in DRUGS},
+}
+
+
+def home_features(
+    *,
+    bp_day_offsets: np.ndarray,
+    bp_local_hours: np.ndarray,
+    systolic: np.ndarray,
+    diastolic: np.ndarray,
+    heart_rate: np.ndarray,
+    steps_per_day: np.ndarray,
+    adherence: float | None,
+    regimen: Mapping[str, Decimal | float],
+    age_years: float,
+) -> dict[str, float]:
+    """The state features of ``home_bp_v1`` from one patient's 7-day window."""
+    n = len(systolic)
+    features = dict.fromkeys(STATE_FEATURES, 0.0)
+    features["bp_count_7d"] = float(n)
+    if n:
+        features["mean_systolic_7d"] = float(np.mean(systolic))
+        features["mean_diastolic_7d"] = float(np.mean(diastolic))
+        features["sd_systolic_7d"] = float(np.std(systolic, ddof=1)) if n > 1 else 0.0
+        morning = (bp_local_hours >= 6) & (bp_local_hours < 10)
+        daytime = (bp_local_hours >= 10) & (bp_local_hours < 22)
+        if morning.any() and daytime.any():
+            features["morning_surge_mmhg"] = float(
+                np.mean(systolic[morning]) - np.mean(systolic[daytime])
+            )
+        if n >= 3 and float(np.ptp(bp_day_offsets)) > 0.5:
+            features["systolic_trend_per_day"] = float(np.polyfit(bp_day_offsets, systolic, 1)[0])
+    features["adherence_7d"] = 1.0 if adherence is None else float(adherence)
+    features["mean_heart_rate_7d"] = float(np.mean(heart_rate)) if len(heart_rate) else 0.0
+    features["mean_daily_steps_7d"] = float(np.mean(steps_per_day)) if len(steps_per_day) else 0.0
+    features["age_years"] = float(age_years)
+    for drug in DRUGS:
+        features[f"dose_{drug}_mg"] = float(regimen.get(drug, 0) or 0)
+    return features
+
+
+def model_row(
+    features: Mapping[str, float], candidate: Mapping[str, Decimal | float]
+) -> np.ndarray:
+    """One model input row: the state features and a candidate regimen (new dose per drug)."""
+    row = [float(features[name]) for name in STATE_FEATURES]
+    row += [float(features[f"dose_{drug}_mg"]) for drug in DRUGS]
+    row += [
+        float(candidate.get(drug, 0) or 0) - float(features[f"dose_{drug}_mg"]) for drug in DRUGS
+    ]
+    return np.asarray(row, dtype=float)
+
+
+def features_from_simulated_state(state) -> dict[str, float]:
+    """``home_features`` of a simulator :class:`ObservedState` (training and simulated policy
+    evaluation)."""
+    return home_features(
+        bp_day_offsets=state.bp_day_offsets,
+        bp_local_hours=state.bp_local_hours,
+        systolic=state.bp_systolic_mmhg,
+        diastolic=state.bp_diastolic_mmhg,
+        heart_rate=state.heart_rate_bpm,
+        steps_per_day=state.steps_per_day,
+        adherence=state.adherence_rate_7d,
+        regimen=state.regimen,
+        age_years=state.demographics.age_years,
+    )
 
 
 @dataclass(frozen=True)
 class HomeObservation:
+    """What the serving path knows about a patient at ``observed_at``."""
+
     patient_id: int
     observed_at: datetime
-    mean_systolic_7d_mmhg: float | None
-    mean_diastolic_7d_mmhg: float | None
-    sd_systolic_7d_mmhg: float | None
-    systolic_trend_mmhg_per_day: float | None
-    bp_count_7d: int
+    features: dict[str, float]
     last_bp_at: datetime | None
     adherence_rate_7d: float | None
-    mean_heart_rate_7d: float | None
-    mean_daily_steps_7d: float | None
     regimen: dict[str, Decimal] = field(default_factory=dict)
     feature_set: str = FEATURE_SET_VERSION
 
-    def hours_since_last_bp(self) -> float | None:
-        if self.last_bp_at is None:
-            return None
-        return (self.observed_at - self.last_bp_at).total_seconds() / 3600
+    @property
+    def mean_systolic_7d_mmhg(self) -> float | None:
+        return self.features["mean_systolic_7d"] if self.bp_count_7d else None
+
+    @property
+    def mean_diastolic_7d_mmhg(self) -> float | None:
+        return self.features["mean_diastolic_7d"] if self.bp_count_7d else None
+
+    @property
+    def bp_count_7d(self) -> int:
+        return int(self.features["bp_count_7d"])
 
 
-def observe(patient: Patient, now: datetime) -> HomeObservation:
+def observe(patient, now: datetime) -> HomeObservation:
+    """Read the 7-day window from the database and compute ``home_bp_v1``."""
+    from patients.models import Prescription, Reading, ReadingType
+
     since = now - WINDOW
+    window = Reading.objects.filter(patient=patient, measured_at__gte=since, measured_at__lte=now)
     bp = list(
-        Reading.objects.filter(
-            patient=patient,
-            reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=since,
-            measured_at__lte=now,
-        ).values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
+        window.filter(reading_type=ReadingType.BLOOD_PRESSURE).values_list(
+            "measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg"
+        )
     )
-    last_bp = (
+    heart = [v for (v,) in window.filter(reading_type=ReadingType.HEART_RATE).values_list("value")]
+    steps = list(window.filter(reading_type=ReadingType.STEPS).values_list("measured_at", "value"))
+    last_bp_at = (
         Reading.objects.filter(
             patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now
         )
@@ -61,71 +184,53 @@ def observe(patient: Patient, now: datetime) -> HomeObservation:
         .values_list("measured_at", flat=True)
         .first()
     )
-    mean_sys = mean_dia = sd_sys = trend = None
-    if bp:
-        times = np.array([(moment - since).total_seconds() / 86400 for moment, _, _ in bp])
-        systolic = np.array([s for _, s, _ in bp], dtype=float)
-        diastolic = np.array([d for _, _, d in bp], dtype=float)
-        mean_sys, mean_dia = float(systolic.mean()), float(diastolic.mean())
-        sd_sys = float(systolic.std(ddof=1)) if len(bp) > 1 else 0.0
-        if len(bp) >= 3 and np.ptp(times) > 0.5:
-            trend = float(np.polyfit(times, systolic, 1)[0])
-    other = {
-        kind: [
-            value
-            for (value,) in Reading.objects.filter(
-                patient=patient, reading_type=kind, measured_at__gte=since, measured_at__lte=now
-            ).values_list("value")
-        ]
-        for kind in (ReadingType.HEART_RATE, ReadingType.STEPS)
-    }
-    heart = other[ReadingType.HEART_RATE]
-    steps = other[ReadingType.STEPS]
-    regimen = dict(
+    prescriptions = list(
         Prescription.objects.filter(patient=patient, ended_at__isnull=True).values_list(
-            "medication", "dose_mg"
+            "medication", "dose_mg", "started_at"
         )
+    )
+    regimen = {medication: dose for medication, dose, _ in prescriptions}
+    adherence = _adherence(patient, now, {m: started for m, _, started in prescriptions})
+    local = [moment + timedelta(minutes=offset) for moment, offset, _, _ in bp]
+    steps_by_day: dict = {}
+    for moment, value in steps:
+        steps_by_day[moment.date()] = steps_by_day.get(moment.date(), 0) + value
+    features = home_features(
+        bp_day_offsets=np.array([(m - since).total_seconds() / 86400 for m, _, _, _ in bp]),
+        bp_local_hours=np.array([t.hour + t.minute / 60 for t in local]),
+        systolic=np.array([s for _, _, s, _ in bp], dtype=float),
+        diastolic=np.array([d for _, _, _, d in bp], dtype=float),
+        heart_rate=np.array(heart, dtype=float),
+        steps_per_day=np.array(list(steps_by_day.values()), dtype=float),
+        adherence=adherence,
+        regimen=regimen,
+        age_years=now.year - patient.birth_year,
     )
     return HomeObservation(
         patient_id=patient.pk,
         observed_at=now,
-        mean_systolic_7d_mmhg=mean_sys,
-        mean_diastolic_7d_mmhg=mean_dia,
-        sd_systolic_7d_mmhg=sd_sys,
-        systolic_trend_mmhg_per_day=trend,
-        bp_count_7d=len(bp),
-        last_bp_at=last_bp,
-        adherence_rate_7d=_adherence(patient, now, regimen),
-        mean_heart_rate_7d=float(np.mean(heart)) if heart else None,
-        mean_daily_steps_7d=float(np.sum(steps)) / 7 if steps else None,
+        features=features,
+        last_bp_at=last_bp_at,
+        adherence_rate_7d=adherence,
         regimen=regimen,
     )
 
 
-def _adherence(patient: Patient, now: datetime, regimen: dict[str, Decimal]) -> float | None:
+def _adherence(patient, now: datetime, started: Mapping[str, datetime]) -> float | None:
     """Share of prescribed drug-days in the window with at least one logged intake."""
-    if not regimen:
+    from patients.models import MedicationIntake
+
+    if not started:
         return None
-    starts = dict(
-        Prescription.objects.filter(patient=patient, ended_at__isnull=True).values_list(
-            "medication", "started_at"
-        )
-    )
-    expected = taken = 0
     since = now - WINDOW
-    days_with_intake = (
-        MedicationIntake.objects.filter(
-            patient=patient, taken_at__gte=since, taken_at__lte=now, medication__in=list(regimen)
-        )
-        .values_list("medication", "taken_at__date")
-        .annotate(n=Count("id"))
-    )
-    per_drug: dict[str, int] = {}
-    for medication, _day, _count in days_with_intake:
-        per_drug[medication] = per_drug.get(medication, 0) + 1
-    for medication in regimen:
-        start = max(starts.get(medication, since), since)
-        days = max(1, min(7, int((now - start).total_seconds() // 86400)))
+    days_taken: dict[str, set] = {}
+    for medication, taken_at in MedicationIntake.objects.filter(
+        patient=patient, taken_at__gte=since, taken_at__lte=now, medication__in=list(started)
+    ).values_list("medication", "taken_at"):
+        days_taken.setdefault(medication, set()).add(taken_at.date())
+    expected = taken = 0
+    for medication, start in started.items():
+        days = max(1, min(7, int((now - max(start, since)).total_seconds() // 86400)))
         expected += days
-        taken += min(days, per_drug.get(medication, 0))
+        taken += min(days, len(days_taken.get(medication, ())))
     return taken / expected if expected else None

@@ -305,6 +305,7 @@ def _reading_row(patient: Patient, device: Device, item, now: datetime) -> Readi
         client_id=item.client_id,
         reading_type=item.type,
         measured_at=item.measured_at,
+        utc_offset_minutes=int(item.measured_at.utcoffset().total_seconds() // 60),
         received_at=now,
     )
     if isinstance(item, BloodPressureItem):

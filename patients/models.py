@@ -140,6 +140,9 @@ class Reading(models.Model):
         null=True, blank=True, help_text="Heart rate in /min or step count, by reading_type."
     )
     measured_at = models.DateTimeField()
+    utc_offset_minutes = models.SmallIntegerField(
+        default=0, help_text="The device's UTC offset when measuring (local time of day features)."
+    )
     received_at = models.DateTimeField()
 
     class Meta:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -65,6 +65,15 @@ class ObservedState:
     adherence_rate_7d: float | None  # share of prescribed days with an intake; None if none
     regimen: Regimen
     target: BloodPressureTarget
+    # The raw 7-day window, as a device would have uploaded it (valid readings only), so that a
+    # policy can compute the same features the production feature set computes from the
+    # database. Times are days since the window's first day (local), hours are local.
+    bp_day_offsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bp_local_hours: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bp_systolic_mmhg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bp_diastolic_mmhg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    heart_rate_bpm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    steps_per_day: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 Policy = Callable[[ObservedState], Mapping[str, Decimal]]
@@ -151,9 +160,17 @@ def _observe(
     prescribed = np.stack([(d.doses_mg > 0).any(axis=1) for d in window], axis=1)
     taken = np.stack([d.intake_taken for d in window], axis=1) & prescribed
     prescribed_days = prescribed.sum(axis=1)
+    offsets = np.concatenate([k + d.bp_hour / 24.0 for k, d in enumerate(window)], axis=1)
+    hours = np.concatenate([d.bp_hour for d in window], axis=1)
+    hr_valid = np.concatenate(
+        [d.heart_rate_is_recorded & ~d.heart_rate_is_artefact for d in window], axis=1
+    )
+    heart_rate = np.concatenate([d.heart_rate_measured_bpm for d in window], axis=1)
+    steps_day = np.stack([(d.steps * d.steps_is_recorded).sum(axis=1) for d in window], axis=1)
     states = []
     for i, patient in enumerate(patients):
         has_readings = bool(count[i])
+        keep = valid[i]
         states.append(
             ObservedState(
                 patient_id=patient.patient_id,
@@ -167,6 +184,12 @@ def _observe(
                 ),
                 regimen=dict(regimens[i]),
                 target=target,
+                bp_day_offsets=offsets[i][keep],
+                bp_local_hours=hours[i][keep],
+                bp_systolic_mmhg=systolic[i][keep].astype(float),
+                bp_diastolic_mmhg=diastolic[i][keep].astype(float),
+                heart_rate_bpm=heart_rate[i][hr_valid[i]].astype(float),
+                steps_per_day=steps_day[i].astype(float),
             )
         )
     return states
