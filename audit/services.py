@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.canonical import ENTRY_VERSION, GENESIS_HASH, canonical_text, entry_hash, normalise
@@ -72,16 +73,32 @@ def _client_address(text: str) -> str:
         return text[:64]
 
 
-def _lock_head() -> ChainHead:
-    head = ChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
+def _lock_head() -> tuple[int, str]:
+    """``(last_sequence, last_hash)`` of the chain head, locked until the caller commits.
+
+    Raw SQL: this runs on every audited write, and the ORM's query building costs more than
+    the query itself here."""
+    sql = "SELECT last_sequence, last_hash FROM audit_chainhead WHERE id = 1"
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+    if row is None:
         # First append ever, or after a test flush. Creating the head for a non-empty journal
         # would hide a deleted head, so that case is refused.
         if AuditEvent.objects.exists():
             raise AuditUsageError("audit chain head row is missing; run audit_verify")
         ChainHead.objects.bulk_create([ChainHead(id=1)], ignore_conflicts=True)
-        head = ChainHead.objects.select_for_update().get(pk=1)
-    return head
+        return _lock_head()
+    return int(row[0]), str(row[1])
+
+
+_INSERT = (
+    "INSERT INTO audit_auditevent (sequence, occurred_at, actor_id, actor_role, action, "
+    "object_type, object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {json}, %s, %s, %s, %s)"
+)
 
 
 def record_event(
@@ -131,13 +148,13 @@ def record_event(
         "request_id": normalise(context.request_id if context else ""),
         "client_address": _client_address(context.client_address if context else ""),
     }
-    head = _lock_head()
+    last_sequence, last_hash = _lock_head()
     # The clock is read under the lock so that timestamps follow sequence order on one host.
     occurred_at = timezone.now()
     fields |= {
-        "sequence": head.last_sequence + 1,
+        "sequence": last_sequence + 1,
         "occurred_at": normalise(occurred_at),
-        "prev_hash": head.last_hash,
+        "prev_hash": last_hash,
     }
     text = canonical_text(fields)
     event = AuditEvent(
@@ -151,14 +168,38 @@ def record_event(
         patient_id=fields["patient_id"],
         patient_ids=fields["patient_ids"],
         outcome=outcome,
-        prev_hash=head.last_hash,
+        prev_hash=last_hash,
         hash=entry_hash(text),
         entry=text,
     )
-    event.save()  # the insert trigger checks the link and advances the head
+    _insert(event)  # the insert trigger checks the link and advances the head
     if event.sequence % checkpoint_every() == 0:
         transaction.on_commit(_schedule_checkpoints)
     return event
+
+
+def _insert(event: AuditEvent) -> None:
+    """One INSERT without the ORM's save machinery (no signals are wanted on the journal)."""
+    is_postgres = connection.vendor == "postgresql"
+    params = [
+        event.sequence,
+        connection.ops.adapt_datetimefield_value(event.occurred_at),
+        event.actor_id,
+        event.actor_role,
+        event.action,
+        event.object_type,
+        event.object_id,
+        event.patient_id,
+        json.dumps(event.patient_ids),
+        event.outcome,
+        event.prev_hash,
+        event.hash,
+        event.entry,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT.format(json="%s::jsonb" if is_postgres else "%s"), params)
+    event._state.adding = False
+    event._state.db = connection.alias
 
 
 def record_read(

@@ -150,6 +150,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "sweep-evaluations": {"task": "clinicians.tasks.sweep_evaluations", "schedule": 3600.0},
+    "audit-seal-checkpoints": {"task": "audit.seal_checkpoints", "schedule": 300.0},
+    "audit-verify-journal": {"task": "audit.verify_journal", "schedule": 24 * 3600.0},
 }
 # Uploads of one patient arriving within this many seconds share one evaluation run.
 EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
@@ -171,6 +173,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Audit journal (see docs/audit.md) ----------------------------------------------------------
+
+# Ed25519 key signing checkpoints and exports: PKCS#8 PEM or base64 of the 32-byte seed. Unset:
+# generated into the data directory on first use.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or None
+AUDIT_RETIRED_PUBLIC_KEYS = env_list("AUDIT_RETIRED_PUBLIC_KEYS", [])
+AUDIT_CHECKPOINT_EVERY = int(os.environ.get("AUDIT_CHECKPOINT_EVERY", "1024"))
+AUDIT_PATIENT_EXISTS = "patients.selectors.patient_exists"
 
 # --- Identity, passwords, sessions ------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from models_ml.protocol import (
     TitrationState,
     propose,
 )
+from models_ml.serving import compare_in_shadow, serving_producer
 from patients.formulary import FORMULARY
 from patients.models import MedicationIntake, Patient, Reading, ReadingType
 from patients.services import change_dose
@@ -310,24 +311,27 @@ def _recommend(patient, observation, bounds, target, now) -> Recommendation | No
         .exclude(status=AlertStatus.RESOLVED)
         .values_list("kind", flat=True)
     )
-    proposal: Proposal
-    producer_healthy = True
+    producer = serving_producer()
+    state = TitrationState(
+        mean_systolic_7d_mmhg=observation.mean_systolic_7d_mmhg,
+        mean_diastolic_7d_mmhg=observation.mean_diastolic_7d_mmhg,
+        reading_count_7d=observation.bp_count_7d,
+        adherence_rate_7d=observation.adherence_rate_7d,
+        regimen=observation.regimen,
+        target_systolic_mmhg=target[0],
+        target_diastolic_mmhg=target[1],
+        allowed_max_dose_mg={name: b.max_dose_mg for name, b in bounds.items()} or None,
+    )
+    producer_healthy = producer.is_healthy
     try:
-        proposal = propose(
-            TitrationState(
-                mean_systolic_7d_mmhg=observation.mean_systolic_7d_mmhg,
-                mean_diastolic_7d_mmhg=observation.mean_diastolic_7d_mmhg,
-                reading_count_7d=observation.bp_count_7d,
-                adherence_rate_7d=observation.adherence_rate_7d,
-                regimen=observation.regimen,
-                target_systolic_mmhg=target[0],
-                target_diastolic_mmhg=target[1],
-                allowed_max_dose_mg={name: b.max_dose_mg for name, b in bounds.items()} or None,
-            )
-        )
+        proposal: Proposal = producer.produce(observation.features, state)
     except Exception:
+        # A failing model is unhealthy; the protocol's proposal goes to review, blocked.
         logger.exception("producer_failed", extra={"patient_id": patient.pk})
-        return None
+        proposal, producer_healthy = propose(state), False
+    compare_in_shadow(
+        patient_id=patient.pk, features=observation.features, state=state, delivered=proposal
+    )
     if proposal.kind == "hold":
         return None
     medication_bounds = bounds.get(proposal.medication)
@@ -384,6 +388,7 @@ def _recommend(patient, observation, bounds, target, now) -> Recommendation | No
         reason=proposal.reason[:300],
         gate_reasons=list(decision_reasons),
         expected_effect={
+            "base_value_mmhg": proposal.base_value_mmhg,
             "systolic_mmhg": proposal.expected_systolic_change_mmhg,
             "diastolic_mmhg": proposal.expected_diastolic_change_mmhg,
             "uncertainty_mmhg": proposal.uncertainty_mmhg,

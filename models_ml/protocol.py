@@ -62,6 +62,7 @@ class Proposal:
     uncertainty_mmhg: float = 0.0
     explanation: list[dict] = field(default_factory=list)
     producer: str = PROTOCOL_VERSION
+    base_value_mmhg: float | None = None  # SHAP base value when the explanation is SHAP
 
 
 def _strengths(medication: str, ceiling: Decimal | None) -> list[Decimal]:

@@ -35,12 +35,13 @@ FORMULARY: dict[str, Medication] = {
             (Decimal("2.5"), Decimal("5"), Decimal("10")),
         ),
         Medication(
+            # The hypertension range; 2.5 mg is for heart failure and renal impairment.
             "lisinopril",
             "ace_inhibitor",
             "29046",
-            Decimal("2.5"),
+            Decimal("5"),
             Decimal("40"),
-            (Decimal("2.5"), Decimal("5"), Decimal("10"), Decimal("20"), Decimal("40")),
+            (Decimal("5"), Decimal("10"), Decimal("20"), Decimal("40")),
         ),
         Medication(
             "hydrochlorothiazide",

@@ -30,3 +30,8 @@ def readings_for_patient(patient: Patient, *, reading_type: str | None = None) -
     if reading_type:
         readings = readings.filter(reading_type=reading_type)
     return readings.order_by("-measured_at", "-id")
+
+
+def patient_exists(patient_id: int) -> bool:
+    """Whether a patient record exists (the audit export validates ``--patient`` with it)."""
+    return Patient.objects.filter(pk=patient_id).exists()

@@ -1,0 +1,59 @@
+"""Read-only admin views of the journal: nothing can be added, changed or deleted here."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from audit.models import AuditEvent, AuditExport, Checkpoint
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        user = request.user
+        return bool(
+            user.is_active and (user.is_superuser or getattr(user, "role", "") == "auditor")
+        )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "sequence",
+        "occurred_at",
+        "action",
+        "actor_id",
+        "actor_role",
+        "object_type",
+        "object_id",
+        "patient_id",
+        "outcome",
+    )
+    list_filter = ("action", "actor_role", "outcome")
+    search_fields = ("=sequence", "=object_id", "=patient_id")
+    show_full_result_count = False  # a COUNT(*) over millions of rows per page is wasted work
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin):
+    list_display = (
+        "index",
+        "first_sequence",
+        "last_sequence",
+        "merkle_root",
+        "key_fingerprint",
+        "created_at",
+    )
+
+
+@admin.register(AuditExport)
+class AuditExportAdmin(ReadOnlyAdmin):
+    list_display = ("id", "status", "requested_by", "requested_at", "finished_at")

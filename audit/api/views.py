@@ -1,0 +1,112 @@
+"""Auditors' export API: request an export (a Celery task writes it), follow it, download it.
+
+Only users with role ``auditor`` reach it (403 for everyone else, including admins: the people
+who run the system are not the people who audit it). Downloads are journalled, since an export
+discloses every patient it mentions.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+from django.db import transaction
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from audit.api.serializers import ExportRequestSerializer, ExportSerializer
+from audit.export_jobs import export_directory, exports_root, request_export
+from audit.models import AuditExport, ExportStatus
+from audit.selectors import exports_visible_to
+from audit.services import record_event
+
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+_ERRORS = OpenApiResponse(description='{"errors": [{"field", "message", "code"}]}')
+
+
+class IsAuditor(permissions.BasePermission):
+    message = "Only auditors may export the audit trail."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and getattr(request.user, "role", None) == "auditor")
+
+
+@extend_schema(tags=["audit"])
+class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = ExportSerializer
+    permission_classes = [permissions.IsAuthenticated, IsAuditor]
+
+    def get_queryset(self):
+        return exports_visible_to(self.request.user)
+
+    @extend_schema(
+        request=ExportRequestSerializer,
+        responses={202: ExportSerializer, 400: _ERRORS, 403: _ERRORS},
+        summary="Request a signed export of the audit trail",
+    )
+    def create(self, request):
+        payload = ExportRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        export = request_export(actor=request.user, filters=payload.validated_data["filters"])
+        export.refresh_from_db()
+        return Response(self.get_serializer(export).data, status=status.HTTP_202_ACCEPTED)
+
+    def _finished(self) -> AuditExport:
+        export = self.get_object()
+        if export.status != ExportStatus.DONE:
+            raise Http404("export not ready")
+        return export
+
+    def _journal_download(self, export: AuditExport, name: str) -> None:
+        with transaction.atomic():
+            record_event(
+                action="export_download",
+                actor=self.request.user,
+                object_type="audit_export",
+                object_id=str(export.pk),
+                patient_id=export.patient_id,
+                detail={"file": name},
+            )
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: _ERRORS},
+        summary="Download a finished export as one zip archive",
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        export = self._finished()
+        directory = export_directory(export)
+        archive = exports_root() / f"{export.pk}.zip"
+        if not archive.exists():
+            partial = archive.with_suffix(".zip.partial")
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+                for path in sorted(directory.iterdir()):
+                    bundle.write(path, arcname=f"audit-export-{export.pk}/{path.name}")
+            partial.rename(archive)
+        self._journal_download(export, archive.name)
+        return FileResponse(
+            archive.open("rb"),
+            as_attachment=True,
+            filename=f"audit-export-{export.pk}.zip",
+            content_type="application/zip",
+        )
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 404: _ERRORS},
+        summary="Download one file of a finished export",
+    )
+    @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[A-Za-z0-9._-]+)")
+    def files(self, request, pk=None, name=None):
+        export = self._finished()
+        path = export_directory(export) / name
+        if not _FILE_NAME.match(name or "") or not path.is_file():
+            raise Http404("no such file in this export")
+        self._journal_download(export, name)
+        content_type = "application/fhir+json" if name.endswith(".fhir.json") else None
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=name, content_type=content_type
+        )

@@ -1,0 +1,82 @@
+"""Exports requested through the API: a row tracks each one while a Celery task writes it.
+
+The request is validated and journalled synchronously (so bad input is a 400 and an export
+nobody can see still leaves a trace); the files are written by ``run_export`` in the task, into
+``DATA_DIR/audit_exports/<id>``, and journalled again when complete (exports.write_export).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.exports import ExportError, ExportFilters, write_export
+from audit.models import AuditExport, ExportStatus
+from audit.services import record_event
+
+logger = logging.getLogger("clinaiops.audit")
+
+
+def exports_root() -> Path:
+    return Path(settings.DATA_DIR) / "audit_exports"
+
+
+def export_directory(export: AuditExport) -> Path:
+    return exports_root() / str(export.id)
+
+
+def request_export(*, actor, filters: ExportFilters) -> AuditExport:
+    """Create the export row and queue the task after commit (eagerly run without Redis)."""
+    from audit.tasks import run_export_task
+
+    with transaction.atomic():
+        export = AuditExport.objects.create(
+            requested_by=actor,
+            since=filters.since,
+            until=filters.until,
+            patient_id=filters.patient_id,
+            formats=list(filters.formats),
+        )
+        record_event(
+            action="export",
+            actor=actor,
+            object_type="audit_export",
+            object_id=str(export.id),
+            patient_id=filters.patient_id,
+            outcome="success",
+            detail={"status": "requested", "filters": filters.as_manifest()},
+        )
+        transaction.on_commit(lambda: run_export_task.delay(str(export.id)))
+    return export
+
+
+def run_export(export_id: str) -> str:
+    """Write the files for one export row; idempotent (a finished export is left alone)."""
+    with transaction.atomic():
+        export = AuditExport.objects.select_for_update().filter(pk=export_id).first()
+        if export is None or export.status in (ExportStatus.DONE, ExportStatus.FAILED):
+            return export.status if export else "missing"
+        export.status = ExportStatus.RUNNING
+        export.save(update_fields=["status"])
+    filters = ExportFilters(export.since, export.until, export.patient_id, tuple(export.formats))
+    destination = export_directory(export)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = write_export(destination, filters, actor=export.requested_by)
+    except ExportError as exc:
+        export.status, export.error = ExportStatus.FAILED, exc.message
+        manifest = None
+    except Exception:
+        logger.exception("audit_export_failed", extra={"export_id": export_id})
+        export.status, export.error = ExportStatus.FAILED, "internal error while writing the export"
+        manifest = None
+    else:
+        export.status, export.manifest = ExportStatus.DONE, manifest
+        export.directory = str(destination.relative_to(exports_root()))
+    export.finished_at = timezone.now()
+    export.save(update_fields=["status", "error", "manifest", "directory", "finished_at"])
+    return export.status

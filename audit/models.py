@@ -1,0 +1,248 @@
+"""The journal's tables.
+
+``AuditEvent`` is the journal: one row per event, numbered without gaps, each holding the exact
+canonical text that was hashed (``entry``) and, as indexed columns for queries, the fields
+auditors filter on. The columns are a projection of ``entry``; verification checks they agree.
+``ChainHead`` is one row naming the last sequence and hash (the lock writers queue on, and the
+record that makes deleting the newest entries detectable). ``Checkpoint`` rows are signed
+Merkle roots of blocks of events. These three refuse UPDATE and DELETE in the ORM here and in
+the database (triggers, migration 0002). ``AuditExport`` is ordinary mutable bookkeeping for
+the export API.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from audit.canonical import GENESIS_HASH
+from audit.statements import CheckpointStatement
+
+
+class AppendOnlyError(Exception):
+    """An attempt to change or remove a journal row through the ORM."""
+
+
+class Action(models.TextChoices):
+    """Known actions. The column is not restricted to these (later apps add their own verbs,
+    e.g. ``model_shadowed``); ``services.record_event`` only checks the spelling."""
+
+    CREATE = "create", "Create"
+    READ = "read", "Read"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+    LOGIN = "login", "Login"
+    LOGOUT = "logout", "Logout"
+    LOGIN_FAILED = "login_failed", "Failed login"
+    DECISION = "decision", "Clinician decision"
+    EXPORT = "export", "Export"
+    EXPORT_DOWNLOAD = "export_download", "Export downloaded"
+    PRINT = "print", "Print"
+    QUERY = "query", "Query"
+    MODEL_PROMOTED = "model_promoted", "Model promoted"
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    DENIED = "denied", "Denied"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model.__name__} is append-only: update refused")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model.__name__} is append-only: delete refused")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError(f"{self.model.__name__} is append-only: update refused")
+
+    def _raw_delete(self, using):
+        raise AppendOnlyError(f"{self.model.__name__} is append-only: delete refused")
+
+    update.queryset_only = True
+    delete.queryset_only = True
+
+
+class AppendOnlyModel(models.Model):
+    """Rows are inserted once; saving an existing row or deleting one raises."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} is append-only: update refused")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} is append-only: delete refused")
+
+
+class SequenceField(models.PositiveBigIntegerField):
+    """A 64-bit sequence number; on SQLite declared ``integer`` so that, as the primary key, it
+    is the rowid itself (one B-tree per append instead of a table plus a unique index)."""
+
+    def db_type(self, connection):
+        return "integer" if connection.vendor == "sqlite" else super().db_type(connection)
+
+
+class AuditEvent(AppendOnlyModel):
+    sequence = SequenceField(primary_key=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    # No database constraint: the journal outlives the accounts it names, and a user row's
+    # deletion must neither cascade into nor be blocked by history.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_role = models.CharField(max_length=32, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=128, blank=True)
+    patient_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    patient_ids = models.JSONField(default=list)
+    outcome = models.CharField(max_length=32)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    entry = models.TextField(help_text="The canonical JSON text the hash covers.")
+
+    class Meta:
+        ordering = ["sequence"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(sequence__gte=1), name="audit_sequence_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.object_type}:{self.object_id}"
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.entry)
+
+    @property
+    def changes(self) -> dict[str, Any]:
+        return self.payload["changes"]
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        return self.payload["detail"]
+
+    @property
+    def component(self) -> str:
+        return self.payload["component"]
+
+    @property
+    def request_id(self) -> str:
+        return self.payload["request_id"]
+
+    @property
+    def client_address(self) -> str:
+        return self.payload["client_address"]
+
+
+class ChainHead(AppendOnlyModel):
+    """The single row (id 1) naming the newest entry. Only the insert trigger moves it."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="audit_single_chain_head")
+        ]
+
+
+class Checkpoint(AppendOnlyModel):
+    """A signed tree head over events ``first_sequence..last_sequence`` (see statements.py)."""
+
+    index = models.PositiveIntegerField(primary_key=True)
+    first_sequence = models.PositiveBigIntegerField(unique=True)
+    last_sequence = models.PositiveBigIntegerField(unique=True)
+    merkle_root = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64)
+    prev_checkpoint = models.CharField(max_length=64)
+    key_fingerprint = models.CharField(max_length=64)
+    public_key = models.CharField(max_length=64, help_text="base64 of the raw Ed25519 key")
+    signature = models.CharField(max_length=128, help_text="base64 Ed25519 signature")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(last_sequence__gte=models.F("first_sequence")),
+                name="audit_checkpoint_range",
+            )
+        ]
+
+    def statement(self) -> CheckpointStatement:
+        return CheckpointStatement(
+            index=self.index,
+            first_sequence=self.first_sequence,
+            last_sequence=self.last_sequence,
+            merkle_root=self.merkle_root,
+            chain_hash=self.chain_hash,
+            prev_checkpoint=self.prev_checkpoint,
+            key_fingerprint=self.key_fingerprint,
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        """The line written to ``checkpoints.jsonl`` in exports."""
+        from dataclasses import asdict
+
+        return {
+            **asdict(self.statement()),
+            "type": "clinaiops.audit.checkpoint",
+            "v": 1,
+            "public_key": self.public_key,
+            "signature": self.signature,
+        }
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class AuditExport(models.Model):
+    """An export requested through the API; the files live under ``DATA_DIR/audit_exports``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=16, choices=ExportStatus.choices, default=ExportStatus.PENDING
+    )
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    patient_id = models.BigIntegerField(null=True, blank=True)
+    formats = models.JSONField(default=list)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    directory = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]

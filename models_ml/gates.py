@@ -1,0 +1,170 @@
+"""Gates a candidate must pass before production (issue: model lifecycle).
+
+1. **Held-out error.** Mean absolute error of the systolic change on held-out *patients* (a
+   simulated evaluation cohort drawn from the reference population with a seed no training
+   uses, so a candidate trained on a skewed cohort is still judged on everyone) not worse than
+   production's on the same rows (tolerance ``MAE_TOLERANCE``), nor than the protocol's
+   population-average effect table used as a predictor.
+2. **Simulated policy.** Over a fresh simulated cohort (a seed the training never saw), the
+   candidate's policy is not worse than production's and the protocol's: time in target range
+   at least theirs minus ``TIR_TOLERANCE``; hypotension and crisis event-days at most theirs
+   times ``EVENT_RATIO_TOLERANCE`` plus ``EVENT_SLACK`` (common random numbers make the
+   comparison paired, so small tolerances suffice).
+3. **Fairness.** aequitas audit of the held-out predictions by sex, race/ethnicity and age band:
+   FPR, FNR and MAE disparity ratios within [0.8, 1.25] against the largest group — unless an
+   admin waives the gate with a written reason (audited).
+4. **Privacy.** For a private model: ε ≤ ``MAX_EPSILON``, δ ≤ 1/N, and the dataset's ledger
+   within its budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from models_ml.dataset import TrainingSet
+from models_ml.fairness import audit_frame, fairness_audit
+from models_ml.features import DRUGS, FEATURE_NAMES
+from models_ml.policy import model_producer, protocol_producer, simulated_policy
+from models_ml.protocol import expected_change
+from models_ml.simulator import generate_cohort, run_policy
+
+MAE_TOLERANCE = 0.02  # relative
+TIR_TOLERANCE = 0.01
+EVENT_RATIO_TOLERANCE = 1.10
+EVENT_SLACK = 3
+MAX_EPSILON = 3.0
+FAIRNESS_BAND = (0.8, 1.25)
+SIMULATION = {"n_patients": 300, "days": 120, "seed": 90210}
+
+
+@dataclass
+class GateResult:
+    name: str
+    passed: bool
+    detail: dict = field(default_factory=dict)
+    waivable: bool = False
+
+
+@dataclass
+class GateReport:
+    results: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.results)
+
+    def failed(self) -> list[GateResult]:
+        return [result for result in self.results if not result.passed]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "gates": [result.__dict__ for result in self.results]}
+
+
+def protocol_predictions(features: np.ndarray) -> np.ndarray:
+    """The protocol's population-average effect of each row's dose change (Law et al. 2003)."""
+    index = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    changes = []
+    for row in features:
+        systolic = 0.0
+        for drug in DRUGS:
+            old = row[index[f"dose_{drug}_mg"]]
+            new = old + row[index[f"delta_{drug}_mg"]]
+            if new != old:
+                systolic += expected_change(drug, Decimal(str(old)), Decimal(str(max(new, 0))))[0]
+        changes.append(systolic)
+    return np.asarray(changes)
+
+
+def held_out_error_gate(candidate, held_out: TrainingSet, production=None) -> GateResult:
+    truth = held_out.targets[:, 0]
+    candidate_mae = float(np.mean(np.abs(candidate.predict(held_out.features)[:, 0] - truth)))
+    protocol_mae = float(np.mean(np.abs(protocol_predictions(held_out.features) - truth)))
+    detail = {
+        "rows": len(held_out),
+        "candidate_mae_mmhg": candidate_mae,
+        "protocol_mae_mmhg": protocol_mae,
+    }
+    passed = candidate_mae <= protocol_mae * (1 + MAE_TOLERANCE)
+    if production is not None:
+        production_mae = float(np.mean(np.abs(production.predict(held_out.features)[:, 0] - truth)))
+        detail["production_mae_mmhg"] = production_mae
+        passed = passed and candidate_mae <= production_mae * (1 + MAE_TOLERANCE)
+    return GateResult("held_out_error", passed, detail)
+
+
+def simulated_policy_gate(
+    candidate, version: str, production=None, production_version: str = ""
+) -> GateResult:
+    cohort = generate_cohort(SIMULATION["n_patients"], seed=SIMULATION["seed"])
+
+    def outcome(policy) -> dict:
+        result = run_policy(cohort, policy, days=SIMULATION["days"], seed=SIMULATION["seed"]).cohort
+        return {
+            "time_in_target_range": result.mean_time_in_target_range,
+            "hypotension_event_days": result.hypotension_event_days,
+            "crisis_event_days": result.crisis_event_days,
+            "dose_changes": result.dose_change_count,
+        }
+
+    outcomes = {
+        "candidate": outcome(simulated_policy(model_producer(candidate, version, explain=False))),
+        "protocol": outcome(simulated_policy(protocol_producer)),
+    }
+    if production is not None:
+        outcomes["production"] = outcome(
+            simulated_policy(model_producer(production, production_version, explain=False))
+        )
+    mine = outcomes["candidate"]
+    failures = []
+    for reference, theirs in outcomes.items():
+        if reference == "candidate":
+            continue
+        if mine["time_in_target_range"] < theirs["time_in_target_range"] - TIR_TOLERANCE:
+            failures.append(f"time in target range below {reference}")
+        for events in ("hypotension_event_days", "crisis_event_days"):
+            if mine[events] > theirs[events] * EVENT_RATIO_TOLERANCE + EVENT_SLACK:
+                failures.append(f"more {events.replace('_', ' ')} than {reference}")
+    return GateResult(
+        "simulated_policy",
+        not failures,
+        {"cohort": SIMULATION, "outcomes": outcomes, "failures": failures},
+    )
+
+
+def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:
+    frame = audit_frame(
+        held_out.demographics, held_out.targets[:, 0], candidate.predict(held_out.features)[:, 0]
+    )
+    report = fairness_audit(frame)
+    violations = [v.describe() for v in report.violations(*FAIRNESS_BAND)]
+    return (
+        GateResult(
+            "fairness",
+            report.passes(*FAIRNESS_BAND),
+            {
+                "violations": violations,
+                "band": FAIRNESS_BAND,
+                "insufficient": report.insufficient(),
+            },
+            waivable=True,
+        ),
+        report.to_dict(),
+    )
+
+
+def privacy_gate(privacy: dict, n_records: int) -> GateResult:
+    if not privacy:
+        return GateResult("privacy", True, {"private": False})
+    epsilon, delta = privacy["epsilon"], privacy["delta"]
+    within = (
+        epsilon <= MAX_EPSILON
+        and delta <= 1 / n_records
+        and privacy.get("cumulative_epsilon", epsilon)
+        <= privacy.get("budget_epsilon", float("inf"))
+    )
+    return GateResult(
+        "privacy", within, {**privacy, "max_epsilon": MAX_EPSILON, "max_delta": 1 / n_records}
+    )

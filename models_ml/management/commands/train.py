@@ -1,0 +1,37 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from models_ml import registry
+from models_ml.management.commands._shared import actor_named, refused
+
+
+class Command(BaseCommand):
+    help = "Train a dose-response model on simulated and recorded outcomes; register a candidate."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--private", action="store_true", help="DP-SGD (Opacus) training")
+        parser.add_argument("--epsilon", type=float, help="target ε for private training")
+        parser.add_argument("--patients", type=int, default=600, help="simulated cohort size")
+        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--skew", choices=["exclude-black"], help="train on a skewed cohort")
+        parser.add_argument("--as", dest="username", help="the user on whose behalf")
+
+    def handle(self, *args, **options):
+        if options["epsilon"] is not None and not options["private"]:
+            raise CommandError("--epsilon applies to --private training only.")
+        if options["epsilon"] is not None and not 0 < options["epsilon"] <= 50:
+            raise CommandError("--epsilon must be a positive number (at most 50).")
+        try:
+            version = registry.train_model(
+                private=options["private"],
+                epsilon=options["epsilon"],
+                n_patients=options["patients"],
+                seed=options["seed"],
+                skew=options["skew"],
+                actor=actor_named(options["username"]),
+            )
+        except Exception as error:
+            raise refused(error) from error
+        self.stdout.write(
+            f"{version.version} registered as candidate "
+            f"(sha256 {version.artifact_sha256[:12]}, metrics {version.metrics})"
+        )

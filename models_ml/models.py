@@ -1,0 +1,121 @@
+"""The model registry: dataset snapshots, model versions with lineage and stage, the privacy
+ledger, shadow comparisons and model-monitoring alerts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class DatasetSnapshot(models.Model):
+    """A training set frozen by its content hash (features, targets, patient ids)."""
+
+    content_hash = models.CharField(max_length=64, unique=True)
+    row_count = models.PositiveIntegerField()
+    patient_count = models.PositiveIntegerField()
+    feature_set = models.CharField(max_length=40)
+    source = models.JSONField(default=dict)
+    date_from = models.DateField(null=True)
+    date_to = models.DateField(null=True)
+    privacy_budget_epsilon = models.FloatField(
+        help_text="Total ε this dataset may spend across all private trainings."
+    )
+    delta = models.FloatField(help_text="δ used for every private training on this dataset.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Stage(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    SHADOW = "shadow", "Shadow"
+    PRODUCTION = "production", "Production"
+    RETIRED = "retired", "Retired"
+    REJECTED = "rejected", "Rejected by a gate"
+
+
+class ModelVersion(models.Model):
+    version = models.CharField(max_length=40, unique=True)
+    kind = models.CharField(max_length=20, help_text="sklearn_gbr | torch_mlp_dp")
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.CANDIDATE)
+    artifact_path = models.CharField(max_length=300)
+    artifact_sha256 = models.CharField(max_length=64)
+    feature_set = models.CharField(max_length=40)
+    feature_names = models.JSONField()
+    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="models")
+    code_version = models.CharField(max_length=64)
+    parameters = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    fairness_report = models.JSONField(default=dict)
+    privacy = models.JSONField(default=dict, help_text="ε, δ, noise, clipping, sampling, epochs")
+    gate_results = models.JSONField(default=dict)
+    reference_sample = models.JSONField(
+        default=dict, help_text="feature and prediction sample from training, for drift checks"
+    )
+    waiver_reason = models.TextField(blank=True)
+    waived_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    previous_production = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stage"], condition=Q(stage="production"), name="one_production_model"
+            ),
+            models.UniqueConstraint(
+                fields=["stage"], condition=Q(stage="shadow"), name="one_shadow_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.version
+
+
+class PrivacyLedgerEntry(models.Model):
+    """One private training's spend on a dataset; the ledger's total is composed by RDP."""
+
+    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="spend")
+    model_version = models.OneToOneField(
+        ModelVersion, null=True, on_delete=models.PROTECT, related_name="ledger_entry"
+    )
+    noise_multiplier = models.FloatField()
+    sample_rate = models.FloatField()
+    steps = models.PositiveIntegerField()
+    epsilon = models.FloatField(help_text="this run alone")
+    cumulative_epsilon = models.FloatField(help_text="all runs on the dataset, after this one")
+    delta = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ShadowComparison(models.Model):
+    """What the shadow model would have proposed beside what was proposed (never delivered)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    patient_id = models.BigIntegerField()
+    production_producer = models.CharField(max_length=64)
+    production_medication = models.CharField(max_length=40, blank=True)
+    production_dose_mg = models.DecimalField(max_digits=7, decimal_places=2, null=True)
+    shadow_medication = models.CharField(max_length=40, blank=True)
+    shadow_dose_mg = models.DecimalField(max_digits=7, decimal_places=2, null=True)
+    shadow_kind = models.CharField(max_length=20)
+    agrees = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ModelAlert(models.Model):
+    """An alert for administrators about a model (drift, outcome decay, overrides)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=32)
+    message = models.CharField(max_length=300)
+    evidence = models.JSONField(default=dict)
+    is_open = models.BooleanField(default=True)
+    opened_at = models.DateTimeField(auto_now_add=True)

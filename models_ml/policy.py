@@ -1,0 +1,153 @@
+"""Dose proposals from the dose-response model, and adapters that run any producer (model or
+protocol) inside the simulator for policy evaluation.
+
+The model policy keeps the protocol's safety preconditions (enough readings; adherence before
+escalation) and then asks the model about every one-step change — one strength up or down of a
+current drug, or a new drug at its lowest strength — and picks the *smallest* change predicted
+to reach the target: the least predicted fall that brings the 7-day mean under the target, or,
+if none does, the largest predicted fall. Overtreated patients (mean more than 20 mmHg under
+target) get the smallest predicted rise that brings them back into range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+import numpy as np
+
+from models_ml.features import features_from_simulated_state, model_row
+from models_ml.protocol import (
+    ADEQUATE_ADHERENCE,
+    MIN_READINGS_7D,
+    STEP_DOWN_MARGIN_MMHG,
+    Proposal,
+    TitrationState,
+    propose,
+)
+from patients.formulary import FORMULARY
+
+Producer = Callable[[Mapping[str, float], TitrationState], Proposal]
+
+
+def candidate_regimens(state: TitrationState) -> list[tuple[str, Decimal, Decimal]]:
+    """(drug, current dose, new dose) for every allowed one-step change."""
+    regimen = {name: Decimal(dose) for name, dose in state.regimen.items() if name in FORMULARY}
+    allowed = state.allowed_max_dose_mg
+    changes = []
+    for name, drug in FORMULARY.items():
+        if allowed is not None and name not in allowed:
+            continue
+        ceiling = drug.max_dose_mg if allowed is None else min(drug.max_dose_mg, allowed[name])
+        strengths = [s for s in drug.strengths_mg if s <= ceiling]
+        current = regimen.get(name, Decimal("0"))
+        higher = [s for s in strengths if s > current]
+        lower = [s for s in drug.strengths_mg if s < current]
+        if higher:
+            changes.append((name, current, higher[0]))
+        if current > 0:
+            changes.append((name, current, lower[-1] if lower else Decimal("0")))
+    return changes
+
+
+def model_producer(model, version: str, *, explain: bool = True) -> Producer:
+    """A producer backed by ``model`` (a :class:`DoseResponseModel`-like object). Simulated
+    evaluation turns ``explain`` off: explanations do not change the course."""
+
+    def produce(features: Mapping[str, float], state: TitrationState) -> Proposal:
+        base = propose(state)  # the protocol's preconditions and reasons
+        if base.kind == "adherence_nudge" or state.reading_count_7d < MIN_READINGS_7D:
+            return Proposal(**{**base.__dict__, "producer": version})
+        if state.adherence_rate_7d is not None and state.adherence_rate_7d < ADEQUATE_ADHERENCE:
+            return Proposal(kind="hold", reason=base.reason, producer=version)
+        mean = float(state.mean_systolic_7d_mmhg or 0.0)
+        target = state.target_systolic_mmhg
+        above = mean >= target or (state.mean_diastolic_7d_mmhg or 0) >= state.target_diastolic_mmhg
+        overtreated = mean < target - STEP_DOWN_MARGIN_MMHG
+        if not (above or overtreated):
+            return Proposal(kind="hold", reason="blood pressure at target", producer=version)
+        options = [c for c in candidate_regimens(state) if (c[2] > c[1]) == above]
+        if not options:
+            return Proposal(
+                kind="hold", reason="no allowed step in that direction", producer=version
+            )
+        regimen = dict(state.regimen)
+        rows = np.vstack([model_row(features, {**regimen, name: new}) for name, _, new in options])
+        predicted = model.predict(rows)
+        change = predicted[:, 0]
+        if above:
+            reaching = [
+                i for i in range(len(options)) if change[i] < 0 and mean + change[i] < target
+            ]
+            falling = [i for i in range(len(options)) if change[i] < 0]
+            if not falling:
+                return Proposal(
+                    kind="hold",
+                    reason="no step is predicted to lower the pressure",
+                    producer=version,
+                )
+            chosen = (
+                max(reaching, key=lambda i: change[i])
+                if reaching
+                else min(falling, key=lambda i: change[i])
+            )
+        else:
+            floor = target - STEP_DOWN_MARGIN_MMHG
+            rising = [i for i in range(len(options)) if mean + change[i] >= floor]
+            chosen = (
+                min(rising, key=lambda i: change[i])
+                if rising
+                else max(range(len(options)), key=lambda i: change[i])
+            )
+        name, current, new = options[chosen]
+        interval = model.interval(rows[chosen])[0]
+        explanation = model.explain(rows[chosen]) if explain else None
+        verb = "increase" if new > current else ("stop" if new == 0 else "reduce")
+        return Proposal(
+            kind="titrate",
+            medication=name,
+            current_dose_mg=current,
+            proposed_dose_mg=new,
+            reason=(
+                f"7-day mean {mean:.0f} mmHg vs target {target}: {verb} {name} "
+                f"(predicted {change[chosen]:+.1f} mmHg)"
+            ),
+            expected_systolic_change_mmhg=round(float(change[chosen]), 1),
+            expected_diastolic_change_mmhg=round(float(predicted[chosen, 1]), 1),
+            uncertainty_mmhg=round(float(abs(interval[1] - interval[0]) / 2), 1),
+            explanation=[] if explanation is None else explanation.contributions,
+            producer=version,
+            base_value_mmhg=None if explanation is None else explanation.base_value_mmhg,
+        )
+
+    return produce
+
+
+def protocol_producer(features: Mapping[str, float], state: TitrationState) -> Proposal:
+    return propose(state)
+
+
+def simulated_policy(producer: Producer) -> Callable:
+    """Run a producer in the simulator; a proposed change is applied as if approved."""
+
+    def policy(observed):
+        features = features_from_simulated_state(observed)
+        state = TitrationState(
+            mean_systolic_7d_mmhg=observed.mean_systolic_7d_mmhg,
+            mean_diastolic_7d_mmhg=observed.mean_diastolic_7d_mmhg,
+            reading_count_7d=observed.reading_count_7d,
+            adherence_rate_7d=observed.adherence_rate_7d,
+            regimen=observed.regimen,
+            target_systolic_mmhg=observed.target.systolic_mmhg,
+            target_diastolic_mmhg=observed.target.diastolic_mmhg,
+        )
+        proposal = producer(features, state)
+        regimen = {name: Decimal(dose) for name, dose in observed.regimen.items()}
+        if proposal.kind == "titrate" and proposal.proposed_dose_mg is not None:
+            if proposal.proposed_dose_mg == 0:
+                regimen.pop(proposal.medication, None)
+            else:
+                regimen[proposal.medication] = proposal.proposed_dose_mg
+        return regimen
+
+    return policy
