@@ -318,5 +318,7 @@ LOGGING = {
         # django-axes logs usernames and credentials metadata on every failure.
         "axes": {"level": "ERROR", "propagate": True},
         "daphne": {"level": "WARNING", "propagate": True},
+        # Task results are ids and counts, but one line per task drowns the useful lines.
+        "celery.app.trace": {"level": "WARNING", "propagate": True},
     },
 }

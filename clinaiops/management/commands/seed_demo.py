@@ -251,8 +251,8 @@ def render_logins(logins: Logins) -> str:
     lines.append(f"  auditor: {', '.join(row['username'] for row in logins.auditors)}")
     lines.append("")
     lines.append(
-        "Portal: http://127.0.0.1:8000/portal/ (clinicians, admin, auditor;"
-        " TOTP enrolment on first sign-in)"
+        "Portal: /portal/ (clinicians, admin, auditor; an authenticator app is enrolled on"
+        " first sign-in)"
     )
     lines.append("Mobile API: POST /api/v1/auth/token/ with a patient's username and the password")
     return "\n".join(lines) + "\n"
