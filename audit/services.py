@@ -86,9 +86,15 @@ def _lock_head() -> tuple[int, str]:
         row = cursor.fetchone()
     if row is None:
         # First append ever, or after a test flush. Creating the head for a non-empty journal
-        # would hide a deleted head, so that case is refused.
+        # would hide a deleted head, so that case is refused — after one more look, because a
+        # concurrent first append may have committed its head and event between our two reads.
         if AuditEvent.objects.exists():
-            raise AuditUsageError("audit chain head row is missing; run audit_verify")
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+            if row is None:
+                raise AuditUsageError("audit chain head row is missing; run audit_verify")
+            return int(row[0]), str(row[1])
         ChainHead.objects.bulk_create([ChainHead(id=1)], ignore_conflicts=True)
         return _lock_head()
     return int(row[0]), str(row[1])

@@ -8,6 +8,8 @@ Rows (readings stored per second; median over the repeats):
 ``bulk``    the limit: the same rows from typed values, ``Reading(...)`` + ``bulk_create`` per
             batch in its own transaction, in the bench process (no HTTP, no validation).
 ``insert``  the ``bulk_create`` part of ``bulk`` alone (instances built beforehand).
+``raw``     for scale: the same rows as value tuples through the database's own bulk path
+            (``COPY`` on PostgreSQL, ``executemany`` on SQLite), no ORM.
 ``single``  what a typical Django app does: one reading per POST through a plain DRF
             ``ModelSerializer`` + ``CreateAPIView`` (``bench/reference_urls.py``) on a second
             daphne with the same settings otherwise.
@@ -15,8 +17,9 @@ Rows (readings stored per second; median over the repeats):
             cost of the HTTP layer is ``api`` minus this.
 
 Every repeat uses a fresh patient (the rows are the same, the device id is the patient's own);
-the rows are interleaved (api, bulk, single, service, then the next repeat) so that a growing
-table weighs on all of them alike.
+the rows are interleaved (each row once, then the next repeat) so that a growing table or a busy
+neighbour weighs on all of them alike. After the run the bench checks that every row stored
+exactly the values the API stored.
 
 Django's settings are per process, so each database is measured by a child process:
 ``python -m bench.ingest_bench [--database-url URL] [--quick] --json-out PATH``;
@@ -53,8 +56,8 @@ PASSWORD = "bench-password-7"  # throwaway database, deleted after the run
 READINGS_PATH = "/api/v1/readings/"
 TOKEN_PATH = "/api/v1/auth/token/"
 UNLIMITED = "1000000/minute"
-MEASURED = ("api", "bulk", "single", "service")  # each on its own patients
-ROWS = ("api", "bulk", "insert", "single", "service")
+MEASURED = ("api", "bulk", "raw", "single", "service")  # each on its own patients
+ROWS = ("api", "bulk", "insert", "raw", "single", "service")
 GOAL_SHARE_OF_BULK = 0.5
 GOAL_TIMES_SINGLE = 20.0
 
@@ -318,12 +321,58 @@ def typed_fields(batches: list[list[dict]]) -> list[list[dict]]:
                 "diastolic_mmhg": item.get("diastolic"),
                 "value": item.get("value"),
                 "measured_at": parse_datetime(item["measured_at"]),
+                "utc_offset_minutes": _offset_minutes(item["measured_at"]),
                 "received_at": now,
             }
             for item in batch
         ]
         for batch in batches
     ]
+
+
+def _offset_minutes(measured_at: str) -> int:
+    from django.utils.dateparse import parse_datetime
+
+    return int(parse_datetime(measured_at).utcoffset().total_seconds() // 60)
+
+
+def time_raw(patient, device, batches: list[list[dict]]) -> tuple[float, int]:
+    """The database's fastest bulk path from Python, for scale: value tuples written with
+    ``COPY ... FROM STDIN`` on PostgreSQL, ``executemany`` of one INSERT on SQLite; a
+    transaction per batch."""
+    from django.db import connection, transaction
+
+    from patients.models import Reading
+
+    names = ["patient", "device", *batches[0][0]]
+    table = connection.ops.quote_name(Reading._meta.db_table)
+    columns = ", ".join(
+        connection.ops.quote_name(Reading._meta.get_field(name).column) for name in names
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    is_postgres = connection.vendor == "postgresql"
+    insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
+    started = time.perf_counter()
+    for batch in batches:
+        rows = [
+            (
+                patient.pk,
+                device.pk,
+                *(
+                    value if is_postgres or not isinstance(value, datetime) else adapt(value)
+                    for value in fields.values()
+                ),
+            )
+            for fields in batch
+        ]
+        with transaction.atomic(), connection.cursor() as cursor:
+            if is_postgres:
+                with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                cursor.executemany(insert, rows)
+    return time.perf_counter() - started, sum(len(batch) for batch in batches)
 
 
 def time_bulk(patient, device, batches: list[list[dict]]) -> tuple[float, int, float]:
@@ -356,6 +405,7 @@ def single_bodies(device, items: list[dict]) -> list[bytes]:
                 "diastolic_mmhg": item.get("diastolic"),
                 "value": item.get("value"),
                 "measured_at": item["measured_at"],
+                "utc_offset_minutes": _offset_minutes(item["measured_at"]),
             }
         ).encode()
         for item in items
@@ -600,6 +650,10 @@ def _measure_in_django(plan: Plan, logins: dict, env: dict, data_dir: Path, begu
             _keep(results, "bulk", (seconds, readings), warm_up)
             _keep(results, "insert", (inserting, readings), warm_up)
 
+            patient = assigned["raw"][slot]
+            timing = time_raw(patient, registered(patient), fields)
+            _keep(results, "raw", timing, warm_up)
+
             patient = assigned["single"][slot]
             bodies = single_bodies(registered(patient), single_items)
             timing = time_single(
@@ -623,6 +677,7 @@ def _measure_in_django(plan: Plan, logins: dict, env: dict, data_dir: Path, begu
         reference_connection.close()
         token = api.token(profiled[1].user.username)
     _check_counts(results, expected, plan)
+    _check_same_rows({row: patients[1] for row, patients in assigned.items()})
 
     batches = [json.loads(body)["readings"] for body in batch_bodies(items)]
     service_profile = profile_service(
@@ -660,11 +715,39 @@ def _rate(result: dict, index: int) -> float:
 
 def _check_counts(results: dict, expected: int, plan: Plan) -> None:
     """The rows compared must have stored the same readings, or the ratios mean nothing."""
-    for row in ("api", "bulk", "insert", "service"):
+    for row in ("api", "bulk", "insert", "raw", "service"):
         if any(count != expected for count in results[row]["readings"]):
             raise BenchError(f"{row} stored {results[row]['readings']}, expected {expected} each")
     if any(count != plan.single_posts for count in results["single"]["readings"]):
         raise BenchError(f"single stored {results['single']['readings']}")
+
+
+def _check_same_rows(patient_of_row: dict) -> None:
+    """Every row stored the same values (the typical app: the first of them); the demo week
+    that ``seed_demo`` gave each patient is left out."""
+    from patients.models import Reading
+
+    def stored(patient) -> set[tuple]:
+        return set(
+            Reading.objects.filter(
+                patient=patient, device__device_id=device_name(patient.pk)
+            ).values_list(
+                "client_id",
+                "reading_type",
+                "systolic_mmhg",
+                "diastolic_mmhg",
+                "value",
+                "measured_at",
+                "utc_offset_minutes",
+            )
+        )
+
+    api = stored(patient_of_row["api"])
+    for row, patient in patient_of_row.items():
+        values = stored(patient)
+        if not (values <= api if row == "single" else values == api):
+            sample = sorted(values - api)[:1] + sorted(api - values)[:1]
+            raise BenchError(f"{row} stored other values than the API, e.g. {sample}")
 
 
 # --- the RESULTS.md section -----------------------------------------------------------------
@@ -696,6 +779,10 @@ ROW_LABELS = {
     "insert": (
         "… of which `bulk_create` alone",
         "the same, instances prebuilt (untimed): the ORM insert only",
+    ),
+    "raw": (
+        "for scale: the database's bulk path",
+        "same rows as value tuples: `COPY` (PostgreSQL) / `executemany` (SQLite), no ORM",
     ),
     "single": (
         "typical app: one reading per POST",
@@ -839,8 +926,8 @@ def render_section(results: list[dict], command: str) -> str:
     for result in results:
         lines += render_database(result)
     lines += [
-        "Websocket latency (crisis reading POSTed → alert on `/ws/alerts/`, goal p99 < 250 ms): "
-        "not yet measured.",
+        "Websocket latency (crisis reading POSTed → alert on `/ws/alerts/`): see the "
+        "`ws-latency` section (`bench/ws_latency_bench.py`).",
         "",
     ]
     for result in results:

@@ -130,8 +130,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # concurrency tests would not exercise the locking that production relies on.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_clinaiops.sqlite3")}
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI, persistent connections (CONN_MAX_AGE) are opened per request and leak
+    # (Django ticket #33497); Django's psycopg pool hands a connection to each request instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker, channel layer, cache ---------------------------------------------
@@ -152,7 +158,19 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "sweep-evaluations": {"task": "clinicians.tasks.sweep_evaluations", "schedule": 3600.0},
     "audit-seal-checkpoints": {"task": "audit.seal_checkpoints", "schedule": 300.0},
     "audit-verify-journal": {"task": "audit.verify_journal", "schedule": 24 * 3600.0},
+    "model-monitor-daily": {
+        "task": "clinicians.tasks.monitor_models",
+        "schedule": 24 * 3600.0,
+        "args": ["daily"],
+    },
+    "model-monitor-weekly": {
+        "task": "clinicians.tasks.monitor_models",
+        "schedule": 7 * 24 * 3600.0,
+        "args": ["weekly"],
+    },
 }
+# A monitoring alert queues the training of a new candidate (never its promotion).
+MODEL_RETRAIN_ON_ALERT = env_bool("MODEL_RETRAIN_ON_ALERT", False)
 # Uploads of one patient arriving within this many seconds share one evaluation run.
 EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
 

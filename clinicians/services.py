@@ -401,6 +401,7 @@ def _recommend(patient, observation, bounds, target, now) -> Recommendation | No
             "mean_diastolic_7d": observation.mean_diastolic_7d_mmhg,
             "bp_count_7d": observation.bp_count_7d,
             "adherence_7d": observation.adherence_rate_7d,
+            "features": observation.features,
         },
         created_at=now,
     )

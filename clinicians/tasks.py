@@ -59,3 +59,28 @@ def sweep_evaluations() -> int:
         evaluate_patient_task.delay(patient_id)
         count += 1
     return count
+
+
+@shared_task(acks_late=True)
+def monitor_models(window: str = "daily") -> list[str]:
+    """Daily and weekly (Celery beat): drift, overrides and outcomes of the production model."""
+    from django.utils import timezone
+
+    from clinicians.selectors import monitoring_inputs
+    from models_ml.monitoring import WINDOWS, assess, current_frame, production_model
+
+    model_version = production_model()
+    if model_version is None:
+        return []
+    now = timezone.now()
+    inputs = monitoring_inputs(model_version.version, now - WINDOWS[window], now)
+    report = assess(
+        model_version,
+        window=window,
+        current=current_frame(inputs["rows"]),
+        decided=inputs["decided"],
+        overridden=inputs["overridden"],
+        outcomes=inputs["outcomes"],
+        now=now,
+    )
+    return report.alerts

@@ -17,16 +17,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 
+from models_ml.artifacts import ArtifactIntegrityError
 from models_ml.features import FEATURE_NAMES, HUMAN_NAMES
 
 MODEL_KIND = "sklearn_gbr"
 ADDITIVITY_TOLERANCE_MMHG = 0.01
 # Types a dose-model skops file may hold; anything else refuses to load.
 TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.")
-
-
-class ArtifactIntegrityError(Exception):
-    """The artifact on disk is not the one the registry recorded."""
 
 
 class FeatureSetMismatch(Exception):

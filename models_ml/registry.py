@@ -247,8 +247,8 @@ def _reference_sample(features: np.ndarray, predictions: np.ndarray, size: int =
     index = rng.choice(len(features), size=min(size, len(features)), replace=False)
     return {
         "columns": list(FEATURE_NAMES),
-        "features": features[index].round(4).tolist(),
-        "predictions": predictions[index].round(4).tolist(),
+        "features": features[index].tolist(),
+        "predictions": predictions[index].tolist(),
     }
 
 

@@ -39,17 +39,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from models_ml.artifacts import ArtifactIntegrityError
+
 ARTIFACT_FORMAT = "clinaiops.dose_response_mlp/1"
 OUTPUT_NAMES: tuple[str, str] = ("delta_systolic_mmhg", "delta_diastolic_mmhg")
 N_OUTPUTS = len(OUTPUT_NAMES)
 OPTIMIZER = "adam"
 _METADATA_KEY = "metadata_json"
 _STATE_PREFIX = "state."
-
-
-class ArtifactIntegrityError(Exception):
-    """The artifact on disk is not the one registered (hash mismatch) or is not a valid
-    dose-response artifact. Never load it."""
 
 
 class InvalidTrainingData(ValueError):

@@ -336,17 +336,23 @@ def _reading_row(patient_id: int, device_pk: int, item, received_at) -> tuple:
 
 
 def _insert_readings(rows: list[tuple]) -> None:
-    """One parameterised multi-row INSERT per 500 rows.
+    """Store validated rows: ``COPY`` on PostgreSQL, multi-row INSERTs of 500 elsewhere.
 
     Written by hand because Django's ``bulk_create`` spends most of an ingestion batch compiling
-    per-field SQL for values that are already validated and typed (bench/RESULTS.md, the profile
-    under "Ingestion throughput"); the table's constraints still have the last word."""
+    per-field SQL for values that are already validated and typed, and psycopg re-parses a large
+    placeholder INSERT on every execute (profiles in bench/RESULTS.md, "Ingestion throughput");
+    the table's constraints still have the last word."""
     if not rows:
         return
     table = connection.ops.quote_name(Reading._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in READING_COLUMNS)
-    placeholder = "(" + ", ".join(["%s"] * len(READING_COLUMNS)) + ")"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        placeholder = "(" + ", ".join(["%s"] * len(READING_COLUMNS)) + ")"
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
             values = ", ".join([placeholder] * len(chunk))

@@ -178,3 +178,30 @@ def test_model_status_lists_versions_and_rollback_without_production_is_refused(
             "held_out_mae_systolic_mmhg"
         ]
     )
+
+
+def test_private_training_records_privacy_and_the_ledger(train):
+    from models_ml.models import PrivacyLedgerEntry
+
+    version = train(private=True, epsilon=2.0)
+    assert version.kind == "torch_mlp_dp"
+    privacy = version.privacy
+    assert privacy["epsilon"] <= 2.0 * 1.01 and privacy["delta"] <= 1 / version.metrics["train_rows"]
+    assert privacy["noise_multiplier"] > 0 and privacy["max_grad_norm"] == 1.0
+    entry = PrivacyLedgerEntry.objects.get(model_version=version)
+    assert entry.cumulative_epsilon == pytest.approx(privacy["epsilon"], rel=0.01)
+    assert "utility_cost_mae_systolic_mmhg" in version.metrics
+    model = registry.load(version)
+    rows = registry.evaluation_set().features[:200]
+    for row in rows:
+        assert model.explain(row).additivity_error_mmhg < 0.01
+
+
+def test_budget_overrun_refuses_to_train_and_spends_nothing(train):
+    first = train(private=True, epsilon=3.0)
+    first.dataset.privacy_budget_epsilon = 4.0
+    first.dataset.save()
+    with pytest.raises(registry.TrainingRefused, match="Privacy budget exceeded"):
+        train(private=True, epsilon=3.0)
+    assert ModelVersion.objects.count() == 1
+    assert first.dataset.spend.count() == 1

@@ -1,0 +1,84 @@
+"""Monitoring of the production model: drift on a shifted population but not on a resample of
+the training data; override rate; alerts make the model unhealthy (gate blocks)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.utils import timezone
+
+from clinicians.models import Recommendation, RecommendationStatus, Tier
+from clinicians.tasks import monitor_models
+from models_ml import registry
+from models_ml.features import STATE_FEATURES
+from models_ml.models import ModelAlert, Stage
+from models_ml.monitoring import assess
+from models_ml.serving import serving_producer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    from models_ml.dataset import simulated_training_set
+
+    return simulated_training_set(n_patients=160, seed=5)
+
+
+@pytest.fixture
+def production(simulated, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    registry._cache.clear()
+    version = registry.train_model(seed=5, training=simulated)
+    version.stage = Stage.PRODUCTION
+    version.save()
+    return version
+
+
+def _frame(version, rows: np.ndarray) -> pd.DataFrame:
+    columns = version.reference_sample["columns"]
+    frame = pd.DataFrame(rows, columns=columns)[list(STATE_FEATURES)]
+    frame["prediction"] = registry.load(version).predict(rows)[:, 0]
+    return frame
+
+
+def test_resample_of_training_data_raises_no_drift(production, simulated):
+    rng = np.random.default_rng(1)
+    rows = simulated.features[rng.choice(len(simulated), 1500, replace=True)]
+    report = assess(production, window="weekly", current=_frame(production, rows), decided=0,
+                    overridden=0, outcomes=[])
+    assert report.alerts == [], report.drift
+    assert not ModelAlert.objects.exists()
+
+
+def test_population_shift_raises_a_drift_alert_and_the_model_turns_unhealthy(production, simulated):
+    from models_ml.dataset import simulated_training_set
+
+    older = simulated_training_set(n_patients=160, seed=11,
+                                   include=lambda p: p.demographics.age_years >= 65)
+    report = assess(production, window="weekly", current=_frame(production, older.features),
+                    decided=0, overridden=0, outcomes=[])
+    assert report.alerts == ["drift"]
+    assert "age_years" in ModelAlert.objects.get(kind="drift").evidence["drifted"]
+    assert serving_producer().is_healthy is False
+    # One open alert per kind: the next window does not pile up.
+    assess(production, window="weekly", current=_frame(production, older.features), decided=0,
+           overridden=0, outcomes=[])
+    assert ModelAlert.objects.filter(kind="drift").count() == 1
+
+
+def test_override_rate_alert_through_the_beat_task(production, patient_a):
+    now = timezone.now()
+    for index in range(24):
+        Recommendation.objects.create(
+            patient=patient_a, kind="titrate", medication="amlodipine",
+            current_dose_mg=Decimal("5"), proposed_dose_mg=Decimal("10"), tier=Tier.CLINICIAN,
+            status=RecommendationStatus.REJECTED if index % 4 else RecommendationStatus.APPROVED,
+            reason="test", model_version=production.version, created_at=now, decided_at=now,
+        )
+    assert "overrides" in monitor_models("daily")
+    alert = ModelAlert.objects.get(kind="overrides")
+    assert alert.evidence["decisions"] == 24 and alert.evidence["override_rate"] == 18 / 24
