@@ -186,7 +186,8 @@ def test_private_training_records_privacy_and_the_ledger(train):
     version = train(private=True, epsilon=2.0)
     assert version.kind == "torch_mlp_dp"
     privacy = version.privacy
-    assert privacy["epsilon"] <= 2.0 * 1.01 and privacy["delta"] <= 1 / version.metrics["train_rows"]
+    assert privacy["epsilon"] <= 2.0 * 1.01
+    assert privacy["delta"] <= 1 / version.metrics["train_rows"]
     assert privacy["noise_multiplier"] > 0 and privacy["max_grad_norm"] == 1.0
     entry = PrivacyLedgerEntry.objects.get(model_version=version)
     assert entry.cumulative_epsilon == pytest.approx(privacy["epsilon"], rel=0.01)

@@ -48,8 +48,14 @@ def _frame(version, rows: np.ndarray) -> pd.DataFrame:
 def test_resample_of_training_data_raises_no_drift(production, simulated):
     rng = np.random.default_rng(1)
     rows = simulated.features[rng.choice(len(simulated), 1500, replace=True)]
-    report = assess(production, window="weekly", current=_frame(production, rows), decided=0,
-                    overridden=0, outcomes=[])
+    report = assess(
+        production,
+        window="weekly",
+        current=_frame(production, rows),
+        decided=0,
+        overridden=0,
+        outcomes=[],
+    )
     assert report.alerts == [], report.drift
     assert not ModelAlert.objects.exists()
 
@@ -57,16 +63,29 @@ def test_resample_of_training_data_raises_no_drift(production, simulated):
 def test_population_shift_raises_a_drift_alert_and_the_model_turns_unhealthy(production, simulated):
     from models_ml.dataset import simulated_training_set
 
-    older = simulated_training_set(n_patients=160, seed=11,
-                                   include=lambda p: p.demographics.age_years >= 65)
-    report = assess(production, window="weekly", current=_frame(production, older.features),
-                    decided=0, overridden=0, outcomes=[])
+    older = simulated_training_set(
+        n_patients=160, seed=11, include=lambda p: p.demographics.age_years >= 65
+    )
+    report = assess(
+        production,
+        window="weekly",
+        current=_frame(production, older.features),
+        decided=0,
+        overridden=0,
+        outcomes=[],
+    )
     assert report.alerts == ["drift"]
     assert "age_years" in ModelAlert.objects.get(kind="drift").evidence["drifted"]
     assert serving_producer().is_healthy is False
     # One open alert per kind: the next window does not pile up.
-    assess(production, window="weekly", current=_frame(production, older.features), decided=0,
-           overridden=0, outcomes=[])
+    assess(
+        production,
+        window="weekly",
+        current=_frame(production, older.features),
+        decided=0,
+        overridden=0,
+        outcomes=[],
+    )
     assert ModelAlert.objects.filter(kind="drift").count() == 1
 
 
@@ -74,10 +93,17 @@ def test_override_rate_alert_through_the_beat_task(production, patient_a):
     now = timezone.now()
     for index in range(24):
         Recommendation.objects.create(
-            patient=patient_a, kind="titrate", medication="amlodipine",
-            current_dose_mg=Decimal("5"), proposed_dose_mg=Decimal("10"), tier=Tier.CLINICIAN,
+            patient=patient_a,
+            kind="titrate",
+            medication="amlodipine",
+            current_dose_mg=Decimal("5"),
+            proposed_dose_mg=Decimal("10"),
+            tier=Tier.CLINICIAN,
             status=RecommendationStatus.REJECTED if index % 4 else RecommendationStatus.APPROVED,
-            reason="test", model_version=production.version, created_at=now, decided_at=now,
+            reason="test",
+            model_version=production.version,
+            created_at=now,
+            decided_at=now,
         )
     assert "overrides" in monitor_models("daily")
     alert = ModelAlert.objects.get(kind="overrides")
