@@ -51,7 +51,10 @@ def run_script(name: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     present = suites_present()
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run the benchmark suites in bench/ and write their sections of RESULTS.md.",
+    )
     parser.add_argument("--only", choices=present, action="append", help="run only this suite")
     parser.add_argument("--database-url", help="also measure on this PostgreSQL server")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke run)")

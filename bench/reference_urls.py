@@ -25,6 +25,7 @@ class ReferenceReadingSerializer(serializers.ModelSerializer):
             "diastolic_mmhg",
             "value",
             "measured_at",
+            "utc_offset_minutes",
         ]
 
     def validate_device(self, device):
