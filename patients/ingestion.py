@@ -165,6 +165,29 @@ def _check_time(index: int, moment: datetime, now: datetime, field_name: str) ->
     return None
 
 
+def _validate(
+    items: list[object], adapter: TypeAdapter, time_field: str, now: datetime, result: BatchResult
+) -> list[tuple[int, Any]]:
+    """The valid items with their indexes; every other item goes to ``result.rejected``."""
+    valid = []
+    for index, raw in enumerate(items):
+        bad_number = _non_finite(raw)
+        if bad_number:
+            result.rejected.append(_rejection(index, bad_number, "must be a finite number"))
+            continue
+        try:
+            item = adapter.validate_python(raw)
+        except ValidationError as error:
+            result.rejected.append(_first_error(index, error))
+            continue
+        problem = _check_time(index, getattr(item, time_field), now, time_field)
+        if problem:
+            result.rejected.append(problem)
+            continue
+        valid.append((index, item))
+    return valid
+
+
 def _digest(items: list[dict[str, Any]]) -> str:
     canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -180,22 +203,7 @@ def record_readings(*, patient: Patient, items: list[object], actor=None) -> Bat
     """Validate and store a batch of readings for ``patient``; see the module docstring."""
     now = timezone.now()
     result = BatchResult()
-    valid: list[tuple[int, BloodPressureItem | HeartRateItem | StepsItem]] = []
-    for index, raw in enumerate(items):
-        bad_number = _non_finite(raw)
-        if bad_number:
-            result.rejected.append(_rejection(index, bad_number, "must be a finite number"))
-            continue
-        try:
-            item = READING_ADAPTER.validate_python(raw)
-        except ValidationError as error:
-            result.rejected.append(_first_error(index, error))
-            continue
-        problem = _check_time(index, item.measured_at, now, "measured_at")
-        if problem:
-            result.rejected.append(problem)
-            continue
-        valid.append((index, item))
+    valid = _validate(items, READING_ADAPTER, "measured_at", now, result)
 
     received_at = connection.ops.adapt_datetimefield_value(now)
     with transaction.atomic():
@@ -366,22 +374,7 @@ def record_intakes(*, patient: Patient, items: list[object], actor=None) -> Batc
     """Validate and store a batch of medication intakes (the adherence log)."""
     now = timezone.now()
     result = BatchResult()
-    valid: list[tuple[int, IntakeItem]] = []
-    for index, raw in enumerate(items):
-        bad_number = _non_finite(raw)
-        if bad_number:
-            result.rejected.append(_rejection(index, bad_number, "must be a finite number"))
-            continue
-        try:
-            item = INTAKE_ADAPTER.validate_python(raw)
-        except ValidationError as error:
-            result.rejected.append(_first_error(index, error))
-            continue
-        problem = _check_time(index, item.taken_at, now, "taken_at")
-        if problem:
-            result.rejected.append(problem)
-            continue
-        valid.append((index, item))
+    valid = _validate(items, INTAKE_ADAPTER, "taken_at", now, result)
 
     with transaction.atomic():
         _lock_patient(patient)
