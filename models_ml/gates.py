@@ -7,20 +7,23 @@
    population-average effect table used as a predictor.
 2. **Simulated policy.** Over a fresh simulated cohort (a seed the training never saw), the
    candidate's policy is not worse than production's and the protocol's: time in target range
-   at least theirs minus ``TIR_TOLERANCE``; hypotension and crisis event-days at most theirs
-   times ``EVENT_RATIO_TOLERANCE`` plus ``EVENT_SLACK`` (common random numbers make the
-   comparison paired, so small tolerances suffice).
+   at least theirs minus ``TIR_TOLERANCE``; hypotension and crisis event-days at most the
+   reference's one-sided 95 % Poisson bound (counts of rare events are noisy: 88 against 100
+   is one standard deviation). Common random numbers make the comparison paired.
 3. **Fairness.** aequitas audit of the held-out predictions by sex, race/ethnicity and age band:
-   FPR, FNR and MAE disparity ratios within [0.8, 1.25] against the largest group — unless an
-   admin waives the gate with a written reason (audited).
+   FPR, FNR and MAE disparity ratios within [0.8, 1.25] against the largest group; a ratio
+   outside the band fails when its Bonferroni-adjusted interval excludes parity (real, not
+   sampling noise) — unless an admin waives the gate with a written reason (audited).
 4. **Privacy.** For a private model: ε ≤ ``MAX_EPSILON``, δ ≤ 1/N, and the dataset's ledger
    within its budget.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from statistics import NormalDist
 
 import numpy as np
 
@@ -33,9 +36,10 @@ from models_ml.simulator import generate_cohort, run_policy
 
 MAE_TOLERANCE = 0.02  # relative
 TIR_TOLERANCE = 0.01
-EVENT_RATIO_TOLERANCE = 1.10
-EVENT_SLACK = 3
+# Event-days are counts: "worse" means above the reference's one-sided 95 % Poisson bound.
+EVENT_Z = 1.645
 MAX_EPSILON = 3.0
+Z95 = NormalDist().inv_cdf(0.975)
 FAIRNESS_BAND = (0.8, 1.25)
 SIMULATION = {"n_patients": 300, "days": 120, "seed": 90210}
 
@@ -125,7 +129,7 @@ def simulated_policy_gate(
         if mine["time_in_target_range"] < theirs["time_in_target_range"] - TIR_TOLERANCE:
             failures.append(f"time in target range below {reference}")
         for events in ("hypotension_event_days", "crisis_event_days"):
-            if mine[events] > theirs[events] * EVENT_RATIO_TOLERANCE + EVENT_SLACK:
+            if mine[events] > theirs[events] + EVENT_Z * math.sqrt(theirs[events]) + 1:
                 failures.append(f"more {events.replace('_', ' ')} than {reference}")
     return GateResult(
         "simulated_policy",
@@ -134,24 +138,59 @@ def simulated_policy_gate(
     )
 
 
+def _adjusted_excludes_parity(ratio: float | None, ci95, comparisons: int) -> bool:
+    """Whether the ratio's Bonferroni-adjusted interval (family of ``comparisons``) excludes 1.
+
+    The report carries 95 % intervals (Katz for rate ratios, delta method for MAE); the standard
+    error is recovered from their width and the interval widened to 1 - 0.05/m."""
+    if ratio is None:  # unbounded: the reference made no such error at all
+        return True
+    if not ci95:
+        return False
+    low, high = ci95
+    se = math.log(high / low) / (2 * Z95)
+    z = NormalDist().inv_cdf(1 - 0.05 / (2 * max(1, comparisons)))
+    return not (ratio * math.exp(-z * se) <= 1.0 <= ratio * math.exp(z * se))
+
+
 def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:
+    """A disparity fails the gate when its ratio lies outside the band *and* it is not sampling
+    noise: its interval, Bonferroni-adjusted over every ratio judged, excludes parity. (With
+    ~30 ratios per audit, a point-estimate rule fails unbiased models on noise in small groups;
+    see tests/models_ml/test_fairness.py.)"""
     frame = audit_frame(
         held_out.demographics, held_out.targets[:, 0], candidate.predict(held_out.features)[:, 0]
     )
     report = fairness_audit(frame)
-    violations = [v.describe() for v in report.violations(*FAIRNESS_BAND)]
+    document = report.to_dict()
+    comparisons = sum(
+        1
+        for group in document["groups"]
+        if not group["is_reference"]
+        for metric in group["metrics"].values()
+        if metric["status"] in ("assessed", "unbounded")
+    )
+    outside = report.violations(*FAIRNESS_BAND)
+    failing = [
+        v.describe()
+        for v in outside
+        if _adjusted_excludes_parity(v.ratio, v.ratio_ci95, comparisons)
+    ]
+    noise = [v.describe() for v in outside if v.describe() not in failing]
     return (
         GateResult(
             "fairness",
-            report.passes(*FAIRNESS_BAND),
+            not failing,
             {
-                "violations": violations,
+                "violations": failing,
+                "outside_band_but_not_significant": noise,
                 "band": FAIRNESS_BAND,
+                "comparisons": comparisons,
                 "insufficient": report.insufficient(),
             },
             waivable=True,
         ),
-        report.to_dict(),
+        document,
     )
 
 

@@ -76,9 +76,6 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
         predicted = model.predict(rows)
         change = predicted[:, 0]
         if above:
-            reaching = [
-                i for i in range(len(options)) if change[i] < 0 and mean + change[i] < target
-            ]
             falling = [i for i in range(len(options)) if change[i] < 0]
             if not falling:
                 return Proposal(
@@ -86,10 +83,16 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
                     reason="no step is predicted to lower the pressure",
                     producer=version,
                 )
+            # Prefer steps whose pessimistic (10th percentile) fall still keeps the mean above
+            # the overtreatment floor: a likely responder must not be pushed into hypotension.
+            floor = target - STEP_DOWN_MARGIN_MMHG
+            band = model.interval(rows)
+            safe = [i for i in falling if mean + band[i, 0] >= floor] or falling
+            reaching = [i for i in safe if mean + change[i] < target]
             chosen = (
                 max(reaching, key=lambda i: change[i])
                 if reaching
-                else min(falling, key=lambda i: change[i])
+                else min(safe, key=lambda i: change[i])
             )
         else:
             floor = target - STEP_DOWN_MARGIN_MMHG

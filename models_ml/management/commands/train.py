@@ -12,7 +12,9 @@ class Command(BaseCommand):
         parser.add_argument("--epsilon", type=float, help="target ε for private training")
         parser.add_argument("--patients", type=int, default=600, help="simulated cohort size")
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--skew", choices=["exclude-black"], help="train on a skewed cohort")
+        parser.add_argument(
+            "--skew", choices=["exclude-black", "mild-only"], help="train on a skewed cohort"
+        )
         parser.add_argument("--as", dest="username", help="the user on whose behalf")
 
     def handle(self, *args, **options):
