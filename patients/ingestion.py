@@ -188,6 +188,42 @@ def _validate(
     return valid
 
 
+def _finish_batch(
+    patient: Patient,
+    items: list[object],
+    result: BatchResult,
+    *,
+    actor,
+    kind: str,
+    digest: str | None,
+    signal,
+    sender,
+) -> None:
+    """The batch's one audit event (last in its transaction), and the announcement of new data
+    once it commits."""
+    result.rejected.sort(key=lambda rejection: rejection["index"])
+    detail: dict[str, object] = {
+        "items": len(items),
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": len(result.rejected),
+    }
+    if digest is not None:
+        detail["digest"] = digest
+    record_event(
+        action="create",
+        actor=actor,
+        object_type=f"{kind}_batch",
+        patient_id=patient.pk,
+        outcome="success" if not result.rejected else "partial",
+        detail=detail,
+        component="" if actor else f"patients.record_{kind}s",
+    )
+    if result.accepted:
+        patient_id = patient.pk
+        transaction.on_commit(lambda: signal.send(sender=sender, patient_id=patient_id))
+
+
 def _digest(items: list[dict[str, Any]]) -> str:
     canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -231,27 +267,16 @@ def record_readings(*, patient: Patient, items: list[object], actor=None) -> Bat
             stored.append(item.model_dump(mode="json"))
         _insert_readings(rows)
         result.accepted = len(rows)
-        result.rejected.sort(key=lambda rejection: rejection["index"])
-        record_event(
-            action="create",
+        _finish_batch(
+            patient,
+            items,
+            result,
             actor=actor,
-            object_type="reading_batch",
-            patient_id=patient.pk,
-            outcome="success" if not result.rejected else "partial",
-            detail={
-                "items": len(items),
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "rejected": len(result.rejected),
-                "digest": _digest(stored),
-            },
-            component="" if actor else "patients.record_readings",
+            kind="reading",
+            digest=_digest(stored),
+            signal=readings_recorded,
+            sender=Reading,
         )
-        if rows:
-            patient_id = patient.pk
-            transaction.on_commit(
-                lambda: readings_recorded.send(sender=Reading, patient_id=patient_id)
-            )
     return result
 
 
@@ -399,24 +424,14 @@ def record_intakes(*, patient: Patient, items: list[object], actor=None) -> Batc
         result.duplicates += len(unique) - len(rows)
         MedicationIntake.objects.bulk_create(rows, batch_size=1000)
         result.accepted = len(rows)
-        result.rejected.sort(key=lambda rejection: rejection["index"])
-        record_event(
-            action="create",
+        _finish_batch(
+            patient,
+            items,
+            result,
             actor=actor,
-            object_type="intake_batch",
-            patient_id=patient.pk,
-            outcome="success" if not result.rejected else "partial",
-            detail={
-                "items": len(items),
-                "accepted": result.accepted,
-                "duplicates": result.duplicates,
-                "rejected": len(result.rejected),
-            },
-            component="" if actor else "patients.record_intakes",
+            kind="intake",
+            digest=None,
+            signal=intakes_recorded,
+            sender=MedicationIntake,
         )
-        if rows:
-            patient_id = patient.pk
-            transaction.on_commit(
-                lambda: intakes_recorded.send(sender=MedicationIntake, patient_id=patient_id)
-            )
     return result
