@@ -194,16 +194,29 @@ def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:
     )
 
 
-def privacy_gate(privacy: dict, n_records: int) -> GateResult:
+def privacy_gate(privacy: dict) -> GateResult:
+    """A private model passes when its ε is at most :data:`MAX_EPSILON` at δ ≤ 1/U (U the
+    privacy units it was accounted over), its dataset's ledger stays within budget, and the unit
+    is the patient: a row-level guarantee protects a patient with k rows only as a group of k,
+    much weaker than the ε on the record, so it does not reach production."""
     if not privacy:
         return GateResult("privacy", True, {"private": False})
     epsilon, delta = privacy["epsilon"], privacy["delta"]
+    n_units = privacy.get("n_units") or privacy["n_records"]
     within = (
-        epsilon <= MAX_EPSILON
-        and delta <= 1 / n_records
+        privacy.get("privacy_unit") == "patient"
+        and epsilon <= MAX_EPSILON
+        and delta <= 1 / n_units
         and privacy.get("cumulative_epsilon", epsilon)
         <= privacy.get("budget_epsilon", float("inf"))
     )
     return GateResult(
-        "privacy", within, {**privacy, "max_epsilon": MAX_EPSILON, "max_delta": 1 / n_records}
+        "privacy",
+        within,
+        {
+            **privacy,
+            "max_epsilon": MAX_EPSILON,
+            "max_delta": 1 / n_units,
+            "required_privacy_unit": "patient",
+        },
     )

@@ -34,7 +34,9 @@ from models_ml.torch_model import train_nonprivate
 MODEL_KIND = "torch_mlp_dp"
 DEFAULT_EPSILON = 3.0
 EPOCHS = 20
-BATCH_SIZE = 256
+# Expected patients per DP-SGD step (each brings all its rows, ~12): the privacy unit is the
+# patient, so the sampling rate is this over the training patients.
+PATIENTS_PER_STEP = 24
 LEARNING_RATE = 1e-3
 MAX_GRAD_NORM = 1.0
 
@@ -107,16 +109,18 @@ def train_private_candidate(
 
     target = DEFAULT_EPSILON if epsilon is None else float(epsilon)
     delta = dataset.delta
+    n_patients = len(np.unique(train.patient_ids))
+    batch_size = min(PATIENTS_PER_STEP, n_patients)
     try:
         run = plan_private_run(
-            n_records=len(train),
-            batch_size=BATCH_SIZE,
+            n_records=n_patients,
+            batch_size=batch_size,
             epochs=EPOCHS,
             target_epsilon=target,
             delta=delta,
         )
         cumulative = check_budget(
-            _ledger_runs(dataset), run, dataset.privacy_budget_epsilon, delta, n_records=len(train)
+            _ledger_runs(dataset), run, dataset.privacy_budget_epsilon, delta, n_records=n_patients
         )
     except PrivacyBudgetExceeded as error:
         raise TrainingRefused(f"Privacy budget exceeded: {error}") from error
@@ -125,19 +129,20 @@ def train_private_candidate(
     trained = train_private(
         train.features,
         train.targets,
+        units=train.patient_ids,
         epochs=EPOCHS,
-        batch_size=BATCH_SIZE,
+        batch_size=batch_size,
         lr=LEARNING_RATE,
         seed=seed,
         noise_multiplier=run.noise_multiplier,
         max_grad_norm=MAX_GRAD_NORM,
         delta=delta,
     )
-    baseline = train_nonprivate(
+    baseline = train_nonprivate(  # same network, epochs and rows per step, without privacy
         train.features,
         train.targets,
         epochs=EPOCHS,
-        batch_size=BATCH_SIZE,
+        batch_size=max(1, round(len(train) * run.sample_rate)),
         lr=LEARNING_RATE,
         seed=seed,
     )
@@ -164,7 +169,7 @@ def train_private_candidate(
             dataset=dataset,
             parameters={
                 "epochs": EPOCHS,
-                "batch_size": BATCH_SIZE,
+                "expected_patients_per_step": batch_size,
                 "lr": LEARNING_RATE,
                 "max_grad_norm": MAX_GRAD_NORM,
                 "seed": seed,
@@ -173,6 +178,7 @@ def train_private_candidate(
             },
             metrics={
                 "train_rows": len(train),
+                "train_patients": n_patients,
                 "held_out_rows": len(held_out),
                 "held_out_mae_systolic_mmhg": float(private_mae[0]),
                 "held_out_mae_diastolic_mmhg": float(private_mae[1]),

@@ -154,12 +154,15 @@ def build_training_set(*, n_patients: int, seed: int, skew: str | None = None) -
 
 
 def snapshot(training: TrainingSet, *, budget_epsilon: float) -> DatasetSnapshot:
-    delta = 10 ** -int(np.ceil(np.log10(max(len(training), 2))))  # ≤ 1/N
+    # δ ≤ 1/N for N the privacy units (patients): every subset trained on has fewer patients,
+    # so it stays ≤ 1/N there too.
+    patients = len(np.unique(training.patient_ids))
+    delta = 10 ** -int(np.ceil(np.log10(max(patients, 2))))
     dataset, _ = DatasetSnapshot.objects.get_or_create(
         content_hash=training.content_hash,
         defaults={
             "row_count": len(training),
-            "patient_count": len(np.unique(training.patient_ids)),
+            "patient_count": patients,
             "feature_set": FEATURE_SET_VERSION,
             "source": training.source,
             "privacy_budget_epsilon": budget_epsilon,
@@ -377,7 +380,7 @@ def evaluate(version: str, *, actor=None) -> gates.GateReport:
             production.version.version if production else "",
         ),
         fairness_result,
-        gates.privacy_gate(model_version.privacy, model_version.dataset.row_count),
+        gates.privacy_gate(model_version.privacy),
     ]
     report = gates.GateReport(results)
     with transaction.atomic():

@@ -150,6 +150,11 @@ class PrivacyFigures:
     randomness: str
     # Whether the standardisation was fitted on the private data (outside ε) or supplied.
     standardisation_from_private_data: bool
+    # Whom ε protects: "patient" (all of a patient's rows, sampled and clipped together) or
+    # "row" (each row its own unit). Defaults read artifacts written before units existed.
+    privacy_unit: str = "row"
+    n_units: int | None = None  # U, the number of units the run was accounted over (δ ≤ 1/U)
+    max_rows_per_unit: int = 1
 
 
 @dataclass

@@ -187,7 +187,14 @@ def test_private_training_records_privacy_and_the_ledger(train):
     assert version.kind == "torch_mlp_dp"
     privacy = version.privacy
     assert privacy["epsilon"] <= 2.0 * 1.01
-    assert privacy["delta"] <= 1 / version.metrics["train_rows"]
+    # The unit is the patient: sampled and clipped whole, accounted over the training patients.
+    patients = version.metrics["train_patients"]
+    assert privacy["privacy_unit"] == "patient" and privacy["n_units"] == patients
+    assert version.metrics["train_rows"] > 2 * patients and privacy["max_rows_per_unit"] > 1
+    assert privacy["delta"] <= 1 / patients and privacy["grad_sample_mode"] == "closed-form"
+    assert gates.privacy_gate(privacy).passed
+    assert not gates.privacy_gate({**privacy, "privacy_unit": "row"}).passed
+    assert not gates.privacy_gate({**privacy, "delta": 2 / patients}).passed
     assert privacy["noise_multiplier"] > 0 and privacy["max_grad_norm"] == 1.0
     entry = PrivacyLedgerEntry.objects.get(model_version=version)
     assert entry.cumulative_epsilon == pytest.approx(privacy["epsilon"], rel=0.01)
