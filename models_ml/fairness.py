@@ -37,8 +37,10 @@ Groups too small to judge
 
 Zero rates
     Reference rate 0 and group rate 0: ratio 1. Reference rate 0 and group rate > 0: the ratio is
-    unbounded (status ``"unbounded"``, ``ratio`` None in the JSON) and is a violation. aequitas
-    itself would cap such a ratio at 10 and return NaN for 0/0; those two cases are decided here.
+    unbounded (status ``"unbounded"``, ``ratio`` None in the JSON) and is outside the band; its
+    95 % interval, with the Haldane–Anscombe zero-cell correction, lets the gate tell a real gap
+    from a handful of rare errors. aequitas itself would cap such a ratio at 10 and return NaN
+    for 0/0; those two cases are decided here.
 
 Missing attributes
     A missing sex, race/ethnicity or age band is audited as the group ``"unknown"`` (never dropped:
@@ -617,23 +619,35 @@ def _rate_result(
     if reference_events == 0:
         if events == 0:
             return MetricResult(value, denominator, 1.0, None, "assessed")
-        return MetricResult(value, denominator, None, None, "unbounded")
-    ratio = float(aequitas_ratio)
+        # The ratio is unbounded; the interval (zero-cell corrected) says whether the gap could
+        # still be chance — 2 errors in 4,000 against 0 in 4,000 is not evidence of bias.
+        interval = _katz_interval(events, denominator, reference_events, reference_denominator)
+        return MetricResult(value, denominator, None, interval, "unbounded")
     return MetricResult(
         value,
         denominator,
-        ratio,
-        _katz_interval(ratio, events, denominator, reference_events, reference_denominator),
+        float(aequitas_ratio),
+        _katz_interval(events, denominator, reference_events, reference_denominator),
         "assessed",
     )
 
 
 def _katz_interval(
-    ratio: float, events: int, denominator: int, reference_events: int, reference_denominator: int
-) -> tuple[float, float] | None:
-    """95 % CI of a ratio of two independent proportions (Katz et al., Biometrics 1978;34:469)."""
-    if events == 0 or ratio <= 0:
-        return None
+    events: int, denominator: int, reference_events: int, reference_denominator: int
+) -> tuple[float, float]:
+    """95 % CI of a ratio of two independent proportions (Katz et al., Biometrics 1978;34:469),
+    on the log scale around the observed ratio. When a group has no events (or no non-events),
+    both groups' counts get the Haldane–Anscombe correction (+0.5 to events and non-events), the
+    usual way to keep the interval finite and honest about how little a zero count shows."""
+    if 0 in (
+        events,
+        reference_events,
+        denominator - events,
+        reference_denominator - reference_events,
+    ):
+        events, reference_events = events + 0.5, reference_events + 0.5
+        denominator, reference_denominator = denominator + 1, reference_denominator + 1
+    ratio = (events / denominator) / (reference_events / reference_denominator)
     se = math.sqrt(1 / events - 1 / denominator + 1 / reference_events - 1 / reference_denominator)
     return (ratio * math.exp(-_Z95 * se), ratio * math.exp(_Z95 * se))
 

@@ -143,14 +143,15 @@ def _adjusted_excludes_parity(ratio: float | None, ci95, comparisons: int) -> bo
 
     The report carries 95 % intervals (Katz for rate ratios, delta method for MAE); the standard
     error is recovered from their width and the interval widened to 1 - 0.05/m."""
-    if ratio is None:  # unbounded: the reference made no such error at all
-        return True
-    if not ci95:
-        return False
+    if not ci95:  # no interval: an unbounded ratio fails closed, a bounded one is not judged
+        return ratio is None
     low, high = ci95
+    # The intervals are symmetric on the log scale around the ratio — the zero-cell corrected
+    # ratio when a count was 0 (unbounded, or a rate of 0) — so their centre is the estimate.
+    centre = math.sqrt(low * high)
     se = math.log(high / low) / (2 * Z95)
     z = NormalDist().inv_cdf(1 - 0.05 / (2 * max(1, comparisons)))
-    return not (ratio * math.exp(-z * se) <= 1.0 <= ratio * math.exp(z * se))
+    return not (centre * math.exp(-z * se) <= 1.0 <= centre * math.exp(z * se))
 
 
 def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:

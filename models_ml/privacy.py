@@ -109,7 +109,7 @@ class PrivacyBudgetExceeded(Exception):
         self.budget_epsilon = budget_epsilon
         self.delta = delta
         super().__init__(
-            f"privacy budget exceeded: ε {spent_epsilon:.3f} already spent on this dataset by "
+            f"Privacy budget exceeded: ε {spent_epsilon:.3f} already spent on this dataset by "
             f"{n_runs} run(s); the requested run costs ε {run_epsilon:.3f} alone and would bring "
             f"the total to ε {composed_epsilon:.3f}, over the budget of ε {budget_epsilon:.3f} "
             f"(δ = {delta:.3g}). Train with more noise, fewer epochs or a smaller sampling rate, "

@@ -37,7 +37,7 @@ EPOCHS = 20
 # Expected patients per DP-SGD step (each brings all its rows, ~12): the privacy unit is the
 # patient, so the sampling rate is this over the training patients.
 PATIENTS_PER_STEP = 24
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 3e-3
 MAX_GRAD_NORM = 1.0
 
 
@@ -123,7 +123,7 @@ def train_private_candidate(
             _ledger_runs(dataset), run, dataset.privacy_budget_epsilon, delta, n_records=n_patients
         )
     except PrivacyBudgetExceeded as error:
-        raise TrainingRefused(f"Privacy budget exceeded: {error}") from error
+        raise TrainingRefused(str(error)) from error
     except ValueError as error:  # δ above 1/N, an unreachable ε
         raise TrainingRefused(str(error)) from error
     trained = train_private(

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models_ml import gates
 from models_ml.fairness import (
     OBSERVED_COLUMN,
     PREDICTED_COLUMN,
@@ -365,6 +366,43 @@ def test_group_rate_above_a_zero_reference_rate_is_an_unbounded_violation():
         frame_with_groups({"male": (50, 0, 50, 10), "female": (40, 0, 40, 8)}), attributes=["sex"]
     )
     assert same.group("sex", "female").metrics["fpr"].ratio == 1.0
+
+
+@pytest.mark.parametrize(
+    ("female", "significant"),
+    [
+        ((50, 2, 3998, 10), False),  # 2 false alarms in 4,000 against 0: rare, not bias
+        ((50, 60, 3940, 10), True),  # 60 in 4,000 against 0: a real gap
+    ],
+)
+def test_an_unbounded_ratio_fails_the_gate_only_when_the_gap_is_not_chance(female, significant):
+    """A reference rate of 0 makes any ratio unbounded; whether it is evidence of bias is decided
+    on the zero-cell corrected interval, Bonferroni-adjusted like every other ratio."""
+    frame = frame_with_groups({"male": (50, 0, 4400, 10), "female": female})
+    violations = fairness_audit(frame, attributes=["sex"]).violations()
+    (violation,) = [v for v in violations if v.metric == "fpr"]
+    assert violation.group == "female" and violation.ratio is None
+    assert violation.ratio_ci95 is not None
+    assert gates._adjusted_excludes_parity(violation.ratio, None, 30)  # no interval: fail closed
+    assert gates._adjusted_excludes_parity(violation.ratio, violation.ratio_ci95, 30) is (
+        significant
+    )
+
+
+@pytest.mark.parametrize(
+    ("female", "significant"),
+    [
+        ((60, 0, 60, 20), False),  # FPR 0 of 60 against 200 of 800: could be chance
+        ((60, 0, 600, 20), True),  # FPR 0 of 600 against 200 of 800: not chance
+    ],
+)
+def test_a_zero_group_rate_is_judged_on_its_corrected_interval(female, significant):
+    """Previously a group rate of 0 had no interval and could never fail the gate, however large
+    the group; now a zero count is corrected (Haldane–Anscombe) and judged like the rest."""
+    frame = frame_with_groups({"male": (600, 200, 600, 200), "female": female})
+    fpr = fairness_audit(frame, attributes=["sex"]).group("sex", "female").metrics["fpr"]
+    assert fpr.ratio == 0.0 and fpr.status == "assessed"
+    assert gates._adjusted_excludes_parity(fpr.ratio, fpr.ratio_ci95, 30) is significant
 
 
 def test_report_round_trips_through_strict_json():
