@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from tests.factories import (
@@ -13,6 +15,13 @@ from tests.factories import (
 )
 
 PASSWORD = "correct-horse-battery-staple"
+
+# CI runs on shared 2-core hosts: how fast hypothesis generates inputs or runs an example says
+# nothing about the code under test there, so neither is a failure (the properties still are).
+hypothesis_settings.register_profile(
+    "clinaiops", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("clinaiops")
 
 
 @pytest.fixture(autouse=True)
