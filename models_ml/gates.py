@@ -99,28 +99,35 @@ def held_out_error_gate(candidate, held_out: TrainingSet, production=None) -> Ga
     return GateResult("held_out_error", passed, detail)
 
 
+def _policy_outcomes(producer) -> dict:
+    """Time in target range, hypotension and crisis event-days and dose changes of a policy over
+    the gates' simulated cohort (fixed seed: every policy meets the same patients and days)."""
+    cohort = generate_cohort(SIMULATION["n_patients"], seed=SIMULATION["seed"])
+    result = run_policy(
+        cohort, simulated_policy(producer), days=SIMULATION["days"], seed=SIMULATION["seed"]
+    ).cohort
+    return {
+        "time_in_target_range": result.mean_time_in_target_range,
+        "hypotension_event_days": result.hypotension_event_days,
+        "crisis_event_days": result.crisis_event_days,
+        "dose_changes": result.dose_change_count,
+    }
+
+
+def simulated_policy_outcomes(model, version: str) -> dict:
+    """The outcomes of ``model``'s recommendation policy on the gates' simulated cohort."""
+    return _policy_outcomes(model_producer(model, version, explain=False))
+
+
 def simulated_policy_gate(
     candidate, version: str, production=None, production_version: str = ""
 ) -> GateResult:
-    cohort = generate_cohort(SIMULATION["n_patients"], seed=SIMULATION["seed"])
-
-    def outcome(policy) -> dict:
-        result = run_policy(cohort, policy, days=SIMULATION["days"], seed=SIMULATION["seed"]).cohort
-        return {
-            "time_in_target_range": result.mean_time_in_target_range,
-            "hypotension_event_days": result.hypotension_event_days,
-            "crisis_event_days": result.crisis_event_days,
-            "dose_changes": result.dose_change_count,
-        }
-
     outcomes = {
-        "candidate": outcome(simulated_policy(model_producer(candidate, version, explain=False))),
-        "protocol": outcome(simulated_policy(protocol_producer)),
+        "candidate": simulated_policy_outcomes(candidate, version),
+        "protocol": _policy_outcomes(protocol_producer),
     }
     if production is not None:
-        outcomes["production"] = outcome(
-            simulated_policy(model_producer(production, production_version, explain=False))
-        )
+        outcomes["production"] = simulated_policy_outcomes(production, production_version)
     mine = outcomes["candidate"]
     failures = []
     for reference, theirs in outcomes.items():

@@ -20,6 +20,7 @@ from models_ml.dataset import TrainingSet
 from models_ml.dose_model import ADDITIVITY_TOLERANCE_MMHG, Explanation
 from models_ml.explain_torch import DeepLiftExplainer
 from models_ml.features import FEATURE_NAMES, HUMAN_NAMES
+from models_ml.gates import simulated_policy_outcomes
 from models_ml.models import DatasetSnapshot, ModelVersion, PrivacyLedgerEntry
 from models_ml.privacy import (
     PrivacyBudgetExceeded,
@@ -79,6 +80,13 @@ class PrivateDoseModel:
         if explanation.additivity_error_mmhg > ADDITIVITY_TOLERANCE_MMHG:
             raise ValueError("explanation does not add up to the prediction")
         return explanation
+
+
+def _residual_quantiles(trained, held_out: TrainingSet) -> tuple[float, float]:
+    """10th and 90th percentiles of held-out systolic residuals: the 80 % band around a
+    prediction."""
+    residuals = held_out.targets[:, 0] - trained.predict(held_out.features)[:, 0]
+    return float(np.quantile(residuals, 0.1)), float(np.quantile(residuals, 0.9))
 
 
 def _ledger_runs(dataset: DatasetSnapshot) -> list[PrivateRun]:
@@ -146,10 +154,18 @@ def train_private_candidate(
         lr=LEARNING_RATE,
         seed=seed,
     )
-    residuals = held_out.targets[:, 0] - trained.predict(held_out.features)[:, 0]
     private_mae = np.abs(trained.predict(held_out.features) - held_out.targets).mean(axis=0)
     baseline_mae = np.abs(baseline.predict(held_out.features) - held_out.targets).mean(axis=0)
     version = _next_version("dose-dp")
+    quantiles = _residual_quantiles(trained, held_out)
+    # The utility cost in what patients would live through, not only in MAE: both networks'
+    # policies on the simulated cohort the policy gate uses.
+    policy_cost = {
+        "private": simulated_policy_outcomes(PrivateDoseModel(trained, quantiles), version),
+        "nonprivate_same_network": simulated_policy_outcomes(
+            PrivateDoseModel(baseline, _residual_quantiles(baseline, held_out)), f"{version}-np"
+        ),
+    }
     path = data_dir("models") / f"{version}.pt"
     sha256 = trained.save(path)
     figures = asdict(trained.privacy)
@@ -158,7 +174,6 @@ def train_private_candidate(
         "cumulative_epsilon": cumulative,
         "budget_epsilon": dataset.privacy_budget_epsilon,
     }
-    quantiles = (float(np.quantile(residuals, 0.1)), float(np.quantile(residuals, 0.9)))
     public = evaluation_set()
     with transaction.atomic():
         model_version = register(
@@ -184,6 +199,7 @@ def train_private_candidate(
                 "held_out_mae_diastolic_mmhg": float(private_mae[1]),
                 "nonprivate_same_network_mae_systolic_mmhg": float(baseline_mae[0]),
                 "utility_cost_mae_systolic_mmhg": float(private_mae[0] - baseline_mae[0]),
+                "utility_cost_policy": policy_cost,
                 "training_seconds_private": trained.training_seconds,
                 "training_seconds_nonprivate": baseline.training_seconds,
             },

@@ -198,7 +198,15 @@ def test_private_training_records_privacy_and_the_ledger(train):
     assert privacy["noise_multiplier"] > 0 and privacy["max_grad_norm"] == 1.0
     entry = PrivacyLedgerEntry.objects.get(model_version=version)
     assert entry.cumulative_epsilon == pytest.approx(privacy["epsilon"], rel=0.01)
-    assert "utility_cost_mae_systolic_mmhg" in version.metrics
+    assert version.metrics["utility_cost_mae_systolic_mmhg"] == pytest.approx(
+        version.metrics["held_out_mae_systolic_mmhg"]
+        - version.metrics["nonprivate_same_network_mae_systolic_mmhg"]
+    )
+    policy = version.metrics["utility_cost_policy"]  # both networks' policies, same cohort
+    assert set(policy) == {"private", "nonprivate_same_network"}
+    for outcomes in policy.values():
+        assert 0 < outcomes["time_in_target_range"] < 1 and outcomes["dose_changes"] > 0
+    assert policy["private"] != policy["nonprivate_same_network"]
     model = registry.load(version)
     rows = registry.evaluation_set().features[:200]
     for row in rows:
