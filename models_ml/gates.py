@@ -158,7 +158,11 @@ def _adjusted_excludes_parity(ratio: float | None, ci95, comparisons: int) -> bo
     centre = math.sqrt(low * high)
     se = math.log(high / low) / (2 * Z95)
     z = NormalDist().inv_cdf(1 - 0.05 / (2 * max(1, comparisons)))
-    return not (centre * math.exp(-z * se) <= 1.0 <= centre * math.exp(z * se))
+    lower, upper = centre * math.exp(-z * se), centre * math.exp(z * se)
+    # Evidence must point the way the observed ratio does: the zero-cell correction moves a
+    # small group's rate far more than a large one's and can put the centre across parity
+    # (0 of 30 against 1 of 8,000 is not a group the model errs on more).
+    return lower > 1.0 if ratio is None or ratio > 1.0 else upper < 1.0
 
 
 def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:
@@ -204,25 +208,42 @@ def fairness_gate(candidate, held_out: TrainingSet) -> tuple[GateResult, dict]:
 
 def privacy_gate(privacy: dict) -> GateResult:
     """A private model passes when its ε is at most :data:`MAX_EPSILON` at δ ≤ 1/U (U the
-    privacy units it was accounted over), its dataset's ledger stays within budget, and the unit
-    is the patient: a row-level guarantee protects a patient with k rows only as a group of k,
-    much weaker than the ε on the record, so it does not reach production."""
+    privacy units it was accounted over), its dataset's ledger stays within budget, and
+
+    * the unit is the patient: a row-level guarantee protects a patient with k rows only as a
+      group of k, much weaker than the ε on the record;
+    * its randomness came from the OS: a seeded run can be replayed and its noise subtracted;
+    * its standardisation did not come from the private data (it sits in the artifact, exact).
+    """
     if not privacy:
         return GateResult("privacy", True, {"private": False})
     epsilon, delta = privacy["epsilon"], privacy["delta"]
     n_units = privacy.get("n_units") or privacy["n_records"]
-    within = (
-        privacy.get("privacy_unit") == "patient"
-        and epsilon <= MAX_EPSILON
-        and delta <= 1 / n_units
-        and privacy.get("cumulative_epsilon", epsilon)
-        <= privacy.get("budget_epsilon", float("inf"))
-    )
+    failures = [
+        reason
+        for reason, failed in (
+            ("the privacy unit is not the patient", privacy.get("privacy_unit") != "patient"),
+            (f"ε above {MAX_EPSILON}", epsilon > MAX_EPSILON),
+            ("δ above 1/U", delta > 1 / n_units),
+            (
+                "the dataset's ledger is over budget",
+                privacy.get("cumulative_epsilon", epsilon)
+                > privacy.get("budget_epsilon", float("inf")),
+            ),
+            ("seeded randomness", privacy.get("randomness") != "os-entropy"),
+            (
+                "standardisation fitted on the private data",
+                privacy.get("standardisation_from_private_data", True),
+            ),
+        )
+        if failed
+    ]
     return GateResult(
         "privacy",
-        within,
+        not failures,
         {
             **privacy,
+            "failures": failures,
             "max_epsilon": MAX_EPSILON,
             "max_delta": 1 / n_units,
             "required_privacy_unit": "patient",

@@ -92,6 +92,9 @@ class PrivacyLedgerEntry(models.Model):
     epsilon = models.FloatField(help_text="this run alone")
     cumulative_epsilon = models.FloatField(help_text="all runs on the dataset, after this one")
     delta = models.FloatField()
+    privacy_unit = models.CharField(
+        max_length=10, default="row", help_text="whom ε protects: patient or row"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
 

@@ -1,7 +1,27 @@
-"""Differentially private training of the dose-response network (DP-SGD with Opacus) and the
-accounting behind the per-dataset privacy ledger.
+"""Differentially private training of the dose-response network (patient-level DP-SGD, Opacus'
+accountant) and the accounting behind the per-dataset privacy ledger.
 
 Pure numpy/torch/opacus (no Django, no database).
+
+The guarantee. Neighbouring datasets differ by adding or removing one patient, with all of their
+rows (add/remove-one adjacency, the one the sampled Gaussian mechanism's RDP analysis assumes).
+:func:`train_private` Poisson-samples patients (each with probability q per step, bringing all
+their rows), clips each sampled patient's mean gradient to the clipping norm C, adds Gaussian
+noise of standard deviation σC to the sum and divides by a public constant (q·U) — user-level
+DP-SGD (McMahan et al. 2018, "Learning differentially private recurrent language models").
+Row-level DP-SGD, which Opacus implements, would protect a patient with k rows only as a group of
+k (ε growing roughly k-fold); with ``units=None`` each row is its own unit and the figures say
+``privacy_unit="row"``, which the privacy gate refuses.
+
+Public, not protected by ε: the number of patients U and of rows (q, the steps and δ are derived
+from U, as Opacus and TF Privacy derive them from N; were U secret, adjacency would have to be
+replace-one, under which the same run costs more — by dp_accounting's PLD accountant, ε 5.1
+against 2.7 add/remove (RDP reports 2.99) at the registry's plan for 480 patients, 4.6 against
+2.7 for 1,600), the training time, and whatever the caller computes from the data outside this
+module (the registry takes the standardisation and the interval band from the public evaluation
+cohort; see models_ml/private_model.py). Also not covered: hyper-parameter choices made by
+looking at the private data. No training loss is recorded: an exact mean over private rows is
+outside ε.
 
 Accounting. One accountant everywhere: Rényi DP of the Poisson-subsampled Gaussian mechanism
 (Mironov, Talwar & Zhang 2019, "Rényi Differential Privacy of the Sampled Gaussian Mechanism"),
@@ -12,33 +32,24 @@ curves* — tighter than adding the runs' ε, and exactly what one accountant wo
 runs been one long training. The orders are Opacus' defaults (1.1 … 63) plus 128 … 1024, which
 only tighten the bound at small ε (any set of orders gives a valid bound).
 
-Randomness. The DP guarantee assumes the adversary cannot predict which records were sampled or
+δ. Every run uses δ ≤ 1/U, checked here; the registry picks δ ≤ 1/(10 U), since a mechanism
+that publishes one patient at random already satisfies δ = 1/U.
+
+Randomness. The guarantee assumes the adversary cannot predict which patients were sampled or
 what noise was added. A recorded seed would let anyone replay both and subtract the noise, so by
 default the sampling and noise generators are seeded from the OS (``secrets``) and the seed is
 never stored; ``noise_seed`` makes a run reproducible for tests and benchmarks and is recorded as
-``randomness="seeded"`` — such a model must not be described as private.
-
-δ. Every run and every ledger figure uses δ ≤ 1/N (N = records in the dataset), the usual
-ceiling: a mechanism that publishes one record at random satisfies δ = 1/N.
-
-Privacy unit: the patient. Neighbouring datasets differ by one patient's rows, all of them.
-:func:`train_private` samples patients (each with probability q per step, bringing all their
-rows), clips each sampled patient's mean gradient to the clipping norm, and accounts over U
-patients with δ ≤ 1/U — user-level DP-SGD (McMahan et al. 2018, "Learning differentially
-private recurrent language models"). Row-level DP-SGD, which Opacus implements, would protect a
-patient with k rows only as a group of k (ε growing roughly k-fold); with units=None each row is
-its own unit and the figures say ``privacy_unit="row"``, which the privacy gate refuses.
+``randomness="seeded"``, which the privacy gate refuses. Known limitation: the generators are
+torch's Mersenne Twister and the noise is float32 ``torch.normal``, as in Opacus without
+``secure_mode``; floating-point attacks on Gaussian noise (Mironov 2012) are not defended here.
 
 Why not Opacus' engine for the clipping. Opacus clips per row (no per-patient clipping), and for
 this 1.7k-parameter network its per-step machinery (per-sample hooks, per-parameter clipping and
-noise) cost 3.7 ms a step against the whole 1.3 ms non-private step (bench/RESULTS.md). The
-network is a stack of linear layers, whose per-unit gradient norms have a closed form from
-activations and backprops (:class:`ClosedFormClipping`), so one backward pass gives the clipped
-sum. Opacus remains the accountant and, with one row per unit, the reference the closed form is
-tested against (``grad_sample_mode="opacus-*"``).
-
-Not covered by ε: the standardisation when it is fitted on the private data (see
-:func:`train_private`), and hyper-parameter tuning on that data.
+noise) costs more than the whole non-private step (bench/RESULTS.md). The network is a stack of
+linear layers, whose per-row gradients are outer products of activations and backprops
+(:class:`ClosedFormClipping`), so one backward pass gives every patient's gradient. Opacus remains
+the accountant and, with one row per unit, the reference the clipping is tested against
+(``grad_sample_mode="opacus-*"``).
 """
 
 from __future__ import annotations
@@ -321,14 +332,10 @@ def train_private(
     )
     with torch_threads(threads):
         if grad_sample_mode == CLOSED_FORM:
-            run, loss = _fit_closed_form(
-                module, optimizer, X, y, unit_of_row, rows_per_unit, **common
-            )
+            run = _fit_closed_form(module, optimizer, X, y, unit_of_row, rows_per_unit, **common)
         else:
             mode = grad_sample_mode.removeprefix("opacus-")
-            run, loss = _fit_opacus(
-                module, optimizer, X, y, batch_size=batch_size, mode=mode, **common
-            )
+            run = _fit_opacus(module, optimizer, X, y, batch_size=batch_size, mode=mode, **common)
     elapsed = time.perf_counter() - started
     return TrainedTorchModel(
         module=detached_copy(module),  # the weights, without Opacus' hooks and attributes
@@ -338,7 +345,8 @@ def train_private(
         seed=seed,
         n_train=len(X),
         training_seconds=elapsed,
-        final_train_loss=loss,
+        # No training loss on the record: an exact mean over private rows is outside ε.
+        final_train_loss=float("nan"),
         privacy=PrivacyFigures(
             noise_multiplier=run.noise_multiplier,
             max_grad_norm=float(max_grad_norm),
@@ -354,7 +362,6 @@ def train_private(
             standardisation_from_private_data=standardisation is None,
             privacy_unit="row" if units is None else "patient",
             n_units=n_units,
-            max_rows_per_unit=int(rows_per_unit.max()),
         ),
     )
 
@@ -412,29 +419,34 @@ class ClosedFormClipping:
         backprops = torch.autograd.grad(row_losses.sum(), pre_activations)
         inputs = [tensor.detach() for tensor in inputs]
 
-        squared = torch.zeros(n_units)
-        if width == 1:  # one row per unit: ‖g aᵀ‖² + ‖g‖² = ‖g‖² (‖a‖² + 1)
-            for g, a in zip(backprops, inputs, strict=True):
-                g_norms = torch.linalg.vecdot(g, g)
-                squared.addcmul_(g_norms, torch.linalg.vecdot(a, a)).add_(g_norms)
-        else:
-            for g, a in zip(backprops, inputs, strict=True):
-                g_units, a_units = g.view(n_units, width, -1), a.view(n_units, width, -1)
-                g_gram = torch.bmm(g_units, g_units.transpose(1, 2))
-                a_gram = torch.bmm(a_units, a_units.transpose(1, 2))
-                squared.add_((g_gram * a_gram).sum(dim=(1, 2))).add_(g_gram.sum(dim=(1, 2)))
-            squared.div_(rows_in_unit.square())
-        clip = (self.max_grad_norm / (squared.sqrt_() + 1e-6)).clamp_(max=1.0)
-        row_weight = clip.div_(rows_in_unit)
-        if width > 1:
-            row_weight = row_weight.repeat_interleave(width)
         if out is None:
             out = torch.zeros(self.size)
         views = self._views(out)
-        for index, (g, a) in enumerate(zip(backprops, inputs, strict=True)):
-            weighted = g * row_weight[:, None]
-            views[2 * index].addmm_(weighted.T, a)
-            views[2 * index + 1].add_(weighted.sum(dim=0))
+        if width == 1:
+            # One row per unit: the row's gradient is g aᵀ (and g), whose squared norm is the
+            # product of non-negative terms ‖g‖² (‖a‖² + 1): exact, no cancellation.
+            squared = torch.zeros(n_units)
+            for g, a in zip(backprops, inputs, strict=True):
+                g_norms = torch.linalg.vecdot(g, g)
+                squared.addcmul_(g_norms, torch.linalg.vecdot(a, a)).add_(g_norms)
+            clip = self._clip_factors(squared)
+            for index, (g, a) in enumerate(zip(backprops, inputs, strict=True)):
+                weighted = g * clip[:, None]
+                views[2 * index].addmm_(weighted.T, a)
+                views[2 * index + 1].add_(weighted.sum(dim=0))
+        else:
+            # Each unit's mean gradient is materialised (P × 1.7k numbers) and that very tensor
+            # is measured, clipped and added: a norm from Gram products of nearly cancelling rows
+            # could come out wrong in float32 and let a patient past the clipping norm.
+            per_unit = []
+            for g, a in zip(backprops, inputs, strict=True):
+                g_units = g.view(n_units, width, -1) / rows_in_unit[:, None, None]
+                per_unit.append(torch.bmm(g_units.transpose(1, 2), a.view(n_units, width, -1)))
+                per_unit.append(g_units.sum(dim=1))
+            squared = sum(gradient.flatten(1).square().sum(dim=1) for gradient in per_unit)
+            clip = self._clip_factors(squared)
+            for view, gradient in zip(views, per_unit, strict=True):
+                view.add_(torch.tensordot(clip, gradient, dims=1))
         return views, row_losses.detach()
 
     def private_gradient(
@@ -459,6 +471,13 @@ class ClosedFormClipping:
             views, losses = self.clipped_sum(*batch, out=flat)
         flat.div_(expected_units)
         return views, losses
+
+    def _clip_factors(self, squared_norms: torch.Tensor) -> torch.Tensor:
+        """min(1, C / (‖gradient‖ + 1e-6)) per unit, as Opacus computes it; a non-finite norm
+        stops the training (fail closed: a NaN would carry one patient into every weight)."""
+        if not bool(torch.isfinite(squared_norms).all()):
+            raise FloatingPointError("a per-patient gradient is not finite; training stopped")
+        return (self.max_grad_norm / (squared_norms.sqrt() + 1e-6)).clamp_(max=1.0)
 
     def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """``flat`` cut into tensors shaped like the parameters (views: writes go to ``flat``)."""
@@ -491,7 +510,7 @@ def _fit_closed_form(
     max_grad_norm: float,
     sampling: torch.Generator,
     noise: torch.Generator,
-) -> tuple[PrivateRun, float]:
+) -> PrivateRun:
     """Poisson sampling of units, :meth:`ClosedFormClipping.private_gradient`, Adam."""
     n_units, width = len(rows_per_unit), int(rows_per_unit.max())
     # Row indices of each unit, padded to ``width`` with a pointer to an all-zero row.
@@ -509,17 +528,15 @@ def _fit_closed_form(
     expected_units = max(int(n_units * sample_rate), 1)  # as Opacus' optimizer divides
     clipping = ClosedFormClipping(module, max_grad_norm)
     module.train()
-    last_epoch_loss = float("nan")
     steps = 0
     for _ in range(epochs):
-        total, count = 0.0, 0.0
         for units_in_step in poisson_units(n_units, sample_rate, steps_per_epoch, sampling):
             units = units_in_step.nonzero().squeeze(1)
             batch = None
             if len(units):
                 rows = padded[units]
                 batch = (features[rows], targets[rows], present[units])
-            gradients, losses = clipping.private_gradient(
+            gradients, _losses = clipping.private_gradient(
                 batch,
                 noise_multiplier=noise_multiplier,
                 expected_units=expected_units,
@@ -529,11 +546,7 @@ def _fit_closed_form(
                 parameter.grad = gradient
             optimizer.step()
             steps += 1
-            if batch is not None:
-                total += float(losses.sum())
-                count += float(batch[2].sum())
-        last_epoch_loss = total / max(count, 1.0)
-    return PrivateRun(noise_multiplier, sample_rate, steps), last_epoch_loss
+    return PrivateRun(noise_multiplier, sample_rate, steps)
 
 
 def _fit_opacus(
@@ -550,7 +563,7 @@ def _fit_opacus(
     sampling: torch.Generator,
     noise: torch.Generator,
     mode: str,
-) -> tuple[PrivateRun, float]:
+) -> PrivateRun:
     """Opacus' PrivacyEngine with per-row clipping (one row per unit)."""
     loader = DataLoader(
         RowBatches(X, y), batch_size=batch_size, collate_fn=as_batch, generator=sampling
@@ -578,11 +591,11 @@ def _fit_opacus(
     with warnings.catch_warnings():
         # The first layer's input never requires grad; Opacus' full backward hooks say so.
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        loss = fit(private_module, private_optimizer, private_loader, criterion, epochs=epochs)
+        fit(private_module, private_optimizer, private_loader, criterion, epochs=epochs)
     history = engine.accountant.history  # [(noise_multiplier, sample_rate, steps)]
     if len(history) != 1 or history[0][1] != sample_rate:
         raise RuntimeError(f"unexpected accountant history {history}")
-    return PrivateRun(history[0][0], history[0][1], history[0][2]), loss
+    return PrivateRun(history[0][0], history[0][1], history[0][2])
 
 
 def _unit_index(units: np.ndarray | Sequence | None, n_rows: int) -> tuple[np.ndarray, int]:

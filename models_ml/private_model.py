@@ -29,8 +29,8 @@ from models_ml.privacy import (
     plan_private_run,
     train_private,
 )
+from models_ml.torch_model import Standardisation, train_nonprivate
 from models_ml.torch_model import load as load_torch
-from models_ml.torch_model import train_nonprivate
 
 MODEL_KIND = "torch_mlp_dp"
 DEFAULT_EPSILON = 3.0
@@ -82,18 +82,25 @@ class PrivateDoseModel:
         return explanation
 
 
-def _residual_quantiles(trained, held_out: TrainingSet) -> tuple[float, float]:
-    """10th and 90th percentiles of held-out systolic residuals: the 80 % band around a
+def _residual_quantiles(trained, rows: TrainingSet) -> tuple[float, float]:
+    """10th and 90th percentiles of systolic residuals on ``rows``: the 80 % band around a
     prediction."""
-    residuals = held_out.targets[:, 0] - trained.predict(held_out.features)[:, 0]
+    residuals = rows.targets[:, 0] - trained.predict(rows.features)[:, 0]
     return float(np.quantile(residuals, 0.1)), float(np.quantile(residuals, 0.9))
 
 
 def _ledger_runs(dataset: DatasetSnapshot) -> list[PrivateRun]:
-    return [
-        PrivateRun(entry.noise_multiplier, entry.sample_rate, entry.steps)
-        for entry in dataset.spend.all()
-    ]
+    """The dataset's earlier runs, all patient-level: a row-level run's cost per patient is
+    unknown (a group of k rows), so the ledger refuses to compose with it."""
+    entries = list(dataset.spend.all())
+    other = sorted({entry.privacy_unit for entry in entries} - {"patient"})
+    if other:
+        raise ValueError(
+            f"the privacy ledger of this dataset holds {', '.join(other)}-level runs, whose cost "
+            "per patient is unknown; patient-level training cannot be composed with them. "
+            "Train on a new dataset snapshot."
+        )
+    return [PrivateRun(entry.noise_multiplier, entry.sample_rate, entry.steps) for entry in entries]
 
 
 def train_private_candidate(
@@ -120,6 +127,7 @@ def train_private_candidate(
     n_patients = len(np.unique(train.patient_ids))
     batch_size = min(PATIENTS_PER_STEP, n_patients)
     try:
+        earlier = _ledger_runs(dataset)
         run = plan_private_run(
             n_records=n_patients,
             batch_size=batch_size,
@@ -128,12 +136,15 @@ def train_private_candidate(
             delta=delta,
         )
         cumulative = check_budget(
-            _ledger_runs(dataset), run, dataset.privacy_budget_epsilon, delta, n_records=n_patients
+            earlier, run, dataset.privacy_budget_epsilon, delta, n_records=n_patients
         )
     except PrivacyBudgetExceeded as error:
         raise TrainingRefused(str(error)) from error
-    except ValueError as error:  # δ above 1/N, an unreachable ε
+    except ValueError as error:  # δ above 1/N, an unreachable ε, a ledger of another unit
         raise TrainingRefused(str(error)) from error
+    # Everything the artifact and the served interval carry comes from ε or from the public
+    # simulated evaluation cohort: the standardisation, the 80 % band, the drift reference.
+    public = evaluation_set()
     trained = train_private(
         train.features,
         train.targets,
@@ -145,6 +156,7 @@ def train_private_candidate(
         noise_multiplier=run.noise_multiplier,
         max_grad_norm=MAX_GRAD_NORM,
         delta=delta,
+        standardisation=Standardisation.fit(public.features, public.targets),
     )
     baseline = train_nonprivate(  # same network, epochs and rows per step, without privacy
         train.features,
@@ -154,16 +166,19 @@ def train_private_candidate(
         lr=LEARNING_RATE,
         seed=seed,
     )
+    # The record's comparison figures (held-out MAE, the non-private network's MAE and policy
+    # outcomes) are for the model owners: computed from private data without noise, they are
+    # not covered by ε and are never served to patients or clinicians.
     private_mae = np.abs(trained.predict(held_out.features) - held_out.targets).mean(axis=0)
     baseline_mae = np.abs(baseline.predict(held_out.features) - held_out.targets).mean(axis=0)
     version = _next_version("dose-dp")
-    quantiles = _residual_quantiles(trained, held_out)
+    quantiles = _residual_quantiles(trained, public)
     # The utility cost in what patients would live through, not only in MAE: both networks'
     # policies on the simulated cohort the policy gate uses.
     policy_cost = {
         "private": simulated_policy_outcomes(PrivateDoseModel(trained, quantiles), version),
         "nonprivate_same_network": simulated_policy_outcomes(
-            PrivateDoseModel(baseline, _residual_quantiles(baseline, held_out)), f"{version}-np"
+            PrivateDoseModel(baseline, _residual_quantiles(baseline, public)), f"{version}-np"
         ),
     }
     path = data_dir("models") / f"{version}.pt"
@@ -174,7 +189,6 @@ def train_private_candidate(
         "cumulative_epsilon": cumulative,
         "budget_epsilon": dataset.privacy_budget_epsilon,
     }
-    public = evaluation_set()
     with transaction.atomic():
         model_version = register(
             version=version,
@@ -218,6 +232,7 @@ def train_private_candidate(
             epsilon=figures["epsilon"],
             cumulative_epsilon=cumulative,
             delta=delta,
+            privacy_unit=trained.privacy.privacy_unit,
         )
     return model_version
 

@@ -154,7 +154,6 @@ class PrivacyFigures:
     # "row" (each row its own unit). Defaults read artifacts written before units existed.
     privacy_unit: str = "row"
     n_units: int | None = None  # U, the number of units the run was accounted over (δ ≤ 1/U)
-    max_rows_per_unit: int = 1
 
 
 @dataclass

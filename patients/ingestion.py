@@ -231,8 +231,13 @@ def _digest(items: list[dict[str, Any]]) -> str:
 
 def _lock_patient(patient: Patient) -> None:
     """Serialise batches of one patient so concurrent retries of a batch store it once and
-    count duplicates exactly (PostgreSQL row lock; SQLite transactions are already serial)."""
-    Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk").first()
+    count duplicates exactly (PostgreSQL row lock; SQLite transactions are already serial).
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: batches still exclude each other, but rows that
+    merely reference the patient (an evaluation's recommendation or alert, whose foreign-key
+    check takes ``FOR KEY SHARE``) are not blocked — with ``FOR UPDATE`` such an insert, holding
+    the audit chain head, deadlocked against a batch waiting for that head."""
+    Patient.objects.select_for_update(no_key=True).filter(pk=patient.pk).values_list("pk").first()
 
 
 def record_readings(*, patient: Patient, items: list[object], actor=None) -> BatchResult:

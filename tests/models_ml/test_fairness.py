@@ -405,6 +405,17 @@ def test_a_zero_group_rate_is_judged_on_its_corrected_interval(female, significa
     assert gates._adjusted_excludes_parity(fpr.ratio, fpr.ratio_ci95, 30) is significant
 
 
+def test_the_zero_cell_correction_never_turns_no_errors_into_a_disparity():
+    """0 false alarms in a small group against 1 in 8,000: the corrected interval sits above
+    parity, but a group with no errors is not one the model errs on more — not a failure,
+    however few comparisons are made."""
+    frame = frame_with_groups({"male": (50, 1, 7999, 10), "female": (40, 0, 30, 8)})
+    fpr = fairness_audit(frame, attributes=["sex"]).group("sex", "female").metrics["fpr"]
+    assert fpr.ratio == 0.0 and fpr.ratio_ci95[0] > 1.0  # the correction's pull
+    for comparisons in (1, 8, 30):
+        assert not gates._adjusted_excludes_parity(fpr.ratio, fpr.ratio_ci95, comparisons)
+
+
 def test_report_round_trips_through_strict_json():
     frame = frame_with_groups(
         {"male": (50, 0, 50, 10), "female": (40, 5, 35, 8), "unknown": (3, 1, 1, 0)}

@@ -190,14 +190,30 @@ def test_private_training_records_privacy_and_the_ledger(train):
     # The unit is the patient: sampled and clipped whole, accounted over the training patients.
     patients = version.metrics["train_patients"]
     assert privacy["privacy_unit"] == "patient" and privacy["n_units"] == patients
-    assert version.metrics["train_rows"] > 2 * patients and privacy["max_rows_per_unit"] > 1
-    assert privacy["delta"] <= 1 / patients and privacy["grad_sample_mode"] == "closed-form"
+    assert version.metrics["train_rows"] > 2 * patients
+    assert privacy["delta"] <= 1 / (10 * patients) and privacy["grad_sample_mode"] == "closed-form"
+    # Nothing in the artifact or the served band comes from the private data outside ε.
+    assert privacy["randomness"] == "os-entropy"
+    assert not privacy["standardisation_from_private_data"]
+    assert (
+        version.parameters["residual_quantiles"][0]
+        < 0
+        < version.parameters["residual_quantiles"][1]
+    )
     assert gates.privacy_gate(privacy).passed
-    assert not gates.privacy_gate({**privacy, "privacy_unit": "row"}).passed
-    assert not gates.privacy_gate({**privacy, "delta": 2 / patients}).passed
+    for change, reason in [
+        ({"privacy_unit": "row"}, "the privacy unit is not the patient"),
+        ({"delta": 2 / patients}, "δ above 1/U"),
+        ({"randomness": "seeded"}, "seeded randomness"),
+        ({"standardisation_from_private_data": True}, "standardisation fitted on the private data"),
+        ({"epsilon": 3.2}, "ε above 3.0"),
+    ]:
+        refused = gates.privacy_gate({**privacy, **change})
+        assert not refused.passed and refused.detail["failures"] == [reason]
     assert privacy["noise_multiplier"] > 0 and privacy["max_grad_norm"] == 1.0
     entry = PrivacyLedgerEntry.objects.get(model_version=version)
     assert entry.cumulative_epsilon == pytest.approx(privacy["epsilon"], rel=0.01)
+    assert entry.privacy_unit == "patient"
     assert version.metrics["utility_cost_mae_systolic_mmhg"] == pytest.approx(
         version.metrics["held_out_mae_systolic_mmhg"]
         - version.metrics["nonprivate_same_network_mae_systolic_mmhg"]
@@ -211,6 +227,17 @@ def test_private_training_records_privacy_and_the_ledger(train):
     rows = registry.evaluation_set().features[:200]
     for row in rows:
         assert model.explain(row).additivity_error_mmhg < 0.01
+
+
+def test_a_ledger_with_row_level_runs_refuses_patient_level_training(train):
+    """A row-level run's cost per patient is unknown: composing it as if it were patient-level
+    would undercount, so the ledger refuses and asks for a new snapshot."""
+    first = train(private=True, epsilon=1.0)
+    first.ledger_entry.privacy_unit = "row"
+    first.ledger_entry.save()
+    with pytest.raises(registry.TrainingRefused, match="row-level runs"):
+        train(private=True, epsilon=1.0)
+    assert first.dataset.spend.count() == 1
 
 
 def test_budget_overrun_refuses_to_train_and_spends_nothing(train):
