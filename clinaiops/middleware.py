@@ -56,16 +56,13 @@ class BodySizeLimitMiddleware:
             and request.method in {"POST", "PUT", "PATCH"}
             and _body_over(request, limit)
         ):
+            message = f"Request body is larger than {limit} bytes."
+            if request.path == "/fhir" or request.path.startswith("/fhir/"):
+                from clinaiops.fhir.http import fhir_error_response  # FHIR clients' error shape
+
+                return fhir_error_response(413, message, "too-long")
             return JsonResponse(
-                {
-                    "errors": [
-                        {
-                            "field": None,
-                            "message": f"Request body is larger than {limit} bytes.",
-                            "code": "request_too_large",
-                        }
-                    ]
-                },
+                {"errors": [{"field": None, "message": message, "code": "request_too_large"}]},
                 status=413,
             )
         return self.get_response(request)

@@ -7,6 +7,8 @@ from django.views.defaults import page_not_found, server_error
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from clinaiops.api import errors
+from clinaiops.fhir import http as fhir_http
+from clinaiops.fhir.views import BaseView as FhirBaseView
 from clinaiops.health import healthz
 
 api_v1 = [
@@ -21,6 +23,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("fhir", FhirBaseView.as_view()),  # the base without its slash: POST of a Bundle
+    path("fhir/", include("clinaiops.fhir.urls")),
     path("portal/", include("clinicians.portal.urls")),
     path("admin/", admin.site.urls),
 ]
@@ -30,17 +34,33 @@ def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
+def _is_fhir(request) -> bool:
+    return request.path == "/fhir" or request.path.startswith("/fhir/")
+
+
 def handler404(request, exception=None):
+    if _is_fhir(request):
+        return fhir_http.fhir_error_response(404, "No such FHIR endpoint.", "not-found")
     if _is_api(request):
         return errors.json_not_found(request, exception)
     return page_not_found(request, exception)
 
 
 def handler500(request):
+    if _is_fhir(request):
+        return fhir_http.fhir_error_response(500, "Internal server error.", "exception")
     if _is_api(request):
         return errors.json_server_error(request)
     return server_error(request)
 
 
-handler400 = errors.json_bad_request
-handler403 = errors.json_forbidden
+def handler400(request, exception=None):
+    if _is_fhir(request):
+        return fhir_http.fhir_error_response(400, "Bad request.", "invalid")
+    return errors.json_bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if _is_fhir(request):
+        return fhir_http.fhir_error_response(403, "Permission denied.", "forbidden")
+    return errors.json_forbidden(request, exception)

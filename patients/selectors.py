@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts.models import Role, User
-from patients.models import Patient, Reading
+from patients.models import Patient, Prescription, Reading
 
 
 def patients_visible_to(user: User) -> QuerySet[Patient]:
@@ -35,3 +35,14 @@ def readings_for_patient(patient: Patient, *, reading_type: str | None = None) -
 def patient_exists(patient_id: int) -> bool:
     """Whether a patient record exists (the audit export validates ``--patient`` with it)."""
     return Patient.objects.filter(pk=patient_id).exists()
+
+
+def prescriptions_visible_to(user: User) -> QuerySet[Prescription]:
+    """The regimen history (open and closed prescriptions) of the patients the caller may see."""
+    return Prescription.objects.filter(patient__in=patients_visible_to(user))
+
+
+def readings_visible_to(user: User) -> QuerySet[Reading]:
+    """The readings of the patients the caller may see: exactly whom ``patients.view_readings``
+    allows (the patient themself, the clinicians of their care teams)."""
+    return Reading.objects.filter(patient__in=patients_visible_to(user)).select_related("device")

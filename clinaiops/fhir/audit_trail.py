@@ -1,0 +1,270 @@
+"""``AuditEvent`` and ``Provenance``, both read from the one journal (``audit``).
+
+AuditEvent renders journal entries with ``audit.fhir.to_fhir`` (the rendering of exports), for
+auditors only — the rule ``audit.view_trail`` that guards the audit API; everyone else gets 403.
+Results come in journal order (sequence ascending), so paging is stable while new events are
+appended (an auditor's own searches are journalled, too).
+
+Provenance is derived from the journal entries of recommendations: their creation by the model
+(agent: the model version, a Device) and the decisions on them — a clinician's signed approve /
+modify / reject, a patient's acknowledgement (agent: that person). ``target`` is the proposal
+(``MedicationRequest/rec-<id>``), ``recorded`` the event time, ``entity`` the journal entry it
+came from (``AuditEvent/audit-<sequence>``). Auditors see all of it; others see the provenance
+of the recommendations they may see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import CharField, Q
+from django.db.models.functions import Cast
+from rest_framework.exceptions import PermissionDenied
+
+from accounts.models import Role
+from audit.fhir import to_fhir as audit_event_to_fhir
+from audit.models import AuditEvent
+from audit.selectors import events_concerning
+from clinaiops.fhir.http import not_found
+from clinaiops.fhir.resources import (
+    MODEL_VERSION_SYSTEM,
+    USER_SYSTEM,
+    ResourceHandler,
+    SearchResult,
+    instant,
+    patient_reference,
+    with_meta,
+)
+from clinaiops.fhir.search import (
+    SearchParam,
+    SearchRequest,
+    all_of,
+    date_q,
+    page,
+    reference_id,
+    token,
+)
+from clinicians.selectors import recommendations_visible_to
+
+ACTION_SYSTEM = "urn:clinaiops:audit-action"  # as in audit/fhir.py
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+ACTIVITY_SYSTEM = "urn:clinaiops:recommendation-activity"
+_LETTERS = {"C": ["create"], "R": ["read", "query"], "U": ["update"], "D": ["delete"]}
+
+
+def _is_auditor(user) -> bool:
+    """The ``audit.view_trail`` rule, checked by role as the audit API does: Django grants a
+    superuser every permission, but the people who run the system do not audit it."""
+    return getattr(user, "role", None) == Role.AUDITOR and user.has_perm("audit.view_trail")
+
+
+def _require_auditor(user) -> None:
+    if not _is_auditor(user):
+        raise PermissionDenied("Only auditors read the audit trail.")
+
+
+def _mentions(raw: str) -> Q:
+    patient_id = reference_id("patient", raw, "Patient")
+    if not patient_id.isdigit():
+        return Q(pk__in=[])
+    return Q(sequence__in=events_concerning(patient_id=int(patient_id)).values("sequence"))
+
+
+def _sequence_of(resource_id: str, prefix: str) -> int | None:
+    number_text = resource_id.removeprefix(prefix)
+    return int(number_text) if resource_id.startswith(prefix) and number_text.isdigit() else None
+
+
+# --- AuditEvent -------------------------------------------------------------------------------
+
+
+def audit_event(event: AuditEvent) -> dict[str, Any]:
+    return with_meta(audit_event_to_fhir(event.payload, event.hash), event.occurred_at)
+
+
+def read_audit_event(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
+    _require_auditor(user)
+    sequence = _sequence_of(resource_id, "audit-")
+    event = AuditEvent.objects.filter(sequence=sequence).first() if sequence else None
+    if event is None:
+        raise not_found("AuditEvent", resource_id)
+    return audit_event(event), list(event.patient_ids)
+
+
+def _action_q(raw: str) -> Q:
+    _, letter = token(raw)
+    if letter == "E":
+        return ~Q(action__in=[name for names in _LETTERS.values() for name in names])
+    return Q(action__in=_LETTERS.get(letter or "", []))
+
+
+def _subtype_q(raw: str) -> Q:
+    system, code = token(raw)
+    if system not in (None, ACTION_SYSTEM) or not code:
+        return Q(pk__in=[])
+    return Q(action=code)
+
+
+AUDIT_EVENT_PARAMS = (
+    SearchParam("_id", "token", "audit-<sequence>."),
+    SearchParam("patient", "reference", "Events concerning the patient (Patient/<id> or <id>)."),
+    SearchParam("date", "date", "recorded, with prefixes eq, ne, gt, lt, ge, le."),
+    SearchParam("subtype", "token", f"The journal action ({ACTION_SYSTEM}|decision etc.)."),
+    SearchParam("action", "token", "C, R, U, D or E (everything else: login, decision, …)."),
+)
+
+
+def search_audit_events(user, request: SearchRequest) -> SearchResult:
+    _require_auditor(user)
+    events = AuditEvent.objects.all()
+    events = all_of(
+        request,
+        "_id",
+        lambda v: Q(sequence=s) if (s := _sequence_of(v, "audit-")) else Q(pk__in=[]),
+        events,
+    )
+    events = all_of(request, "patient", _mentions, events)
+    events = all_of(request, "date", lambda v: date_q("date", v, "occurred_at"), events)
+    events = all_of(request, "subtype", _subtype_q, events)
+    events = all_of(request, "action", _action_q, events)
+    events = events.order_by("sequence")
+    window = page(request)
+    rows = list(events[window]) if window else []
+    return SearchResult(
+        total=events.count(),
+        resources=[audit_event(event) for event in rows],
+        patient_ids=sorted({pid for event in rows for pid in event.patient_ids}),
+    )
+
+
+# --- Provenance -------------------------------------------------------------------------------
+
+
+def _provenance_sources(user):
+    events = AuditEvent.objects.filter(
+        object_type="recommendation", action__in=("create", "decision"), outcome="success"
+    )
+    if _is_auditor(user):
+        return events
+    visible = (
+        recommendations_visible_to(user)
+        .annotate(text_id=Cast("pk", output_field=CharField()))
+        .values("text_id")
+    )
+    return events.filter(object_id__in=visible)
+
+
+def _agent_who(event: AuditEvent) -> dict[str, Any]:
+    if event.actor_role == "patient" and event.patient_id:
+        return patient_reference(event.patient_id)
+    return {
+        "type": "Practitioner",
+        "identifier": {"system": USER_SYSTEM, "value": str(event.actor_id)},
+    }
+
+
+def provenance(event: AuditEvent) -> dict[str, Any]:
+    detail = event.detail
+    if event.action == "create":
+        operation, activity = "CREATE", "propose"
+        producer = detail.get("producer") or "unknown"
+        who = {
+            "type": "Device",
+            "identifier": {"system": MODEL_VERSION_SYSTEM, "value": producer},
+            "display": f"ClinAIOps dose model {producer}",
+        }
+    else:
+        operation, activity = "UPDATE", detail.get("action") or "acknowledge"
+        who = _agent_who(event)
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "id": f"prov-{event.sequence}",
+        "target": [{"reference": f"MedicationRequest/rec-{event.object_id}"}],
+        "occurredDateTime": instant(event.occurred_at),
+        "recorded": instant(event.occurred_at),
+        "activity": {
+            "coding": [
+                {"system": DATA_OPERATION, "code": operation},
+                {"system": ACTIVITY_SYSTEM, "code": activity},
+            ]
+        },
+        "agent": [
+            {
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author"}]},
+                "who": who,
+            }
+        ],
+        "entity": [{"role": "source", "what": {"reference": f"AuditEvent/audit-{event.sequence}"}}],
+    }
+    if detail.get("reason"):
+        resource["reason"] = [{"text": detail["reason"]}]
+    return with_meta(resource, event.occurred_at)
+
+
+def read_provenance(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
+    sequence = _sequence_of(resource_id, "prov-")
+    event = _provenance_sources(user).filter(sequence=sequence).first() if sequence else None
+    if event is None:
+        raise not_found("Provenance", resource_id)
+    return provenance(event), list(event.patient_ids)
+
+
+def _target_q(raw: str) -> Q:
+    target = reference_id("target", raw, "MedicationRequest")
+    rec_id = target.removeprefix("rec-")
+    return Q(object_id=rec_id) if target.startswith("rec-") and rec_id.isdigit() else Q(pk__in=[])
+
+
+def _patient_q(raw: str) -> Q:
+    patient_id = reference_id("patient", raw, "Patient")
+    return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+
+
+PROVENANCE_PARAMS = (
+    SearchParam("_id", "token", "prov-<sequence>."),
+    SearchParam("target", "reference", "MedicationRequest/rec-<id>."),
+    SearchParam("patient", "reference", "Provenance of the patient's recommendations."),
+    SearchParam("recorded", "date", "When recorded, with prefixes eq, ne, gt, lt, ge, le."),
+)
+
+
+def search_provenance(user, request: SearchRequest) -> SearchResult:
+    events = _provenance_sources(user)
+    events = all_of(
+        request,
+        "_id",
+        lambda v: Q(sequence=s) if (s := _sequence_of(v, "prov-")) else Q(pk__in=[]),
+        events,
+    )
+    events = all_of(request, "target", _target_q, events)
+    events = all_of(request, "patient", _patient_q, events)
+    events = all_of(request, "recorded", lambda v: date_q("recorded", v, "occurred_at"), events)
+    events = events.order_by("sequence")
+    window = page(request)
+    rows = list(events[window]) if window else []
+    return SearchResult(
+        total=events.count(),
+        resources=[provenance(event) for event in rows],
+        patient_ids=sorted({event.patient_id for event in rows if event.patient_id}),
+    )
+
+
+AUDIT_EVENT = ResourceHandler(
+    type="AuditEvent",
+    documentation="The audit journal (auditors only; 403 for every other role), in journal "
+    "order, rendered as in FHIR exports (chain position and hashes as entity details).",
+    audit_object_type="audit_event",
+    search_params=AUDIT_EVENT_PARAMS,
+    read=read_audit_event,
+    search=search_audit_events,
+)
+PROVENANCE = ResourceHandler(
+    type="Provenance",
+    documentation="Who created and who decided each recommendation, derived from the journal: "
+    "auditors see all; clinicians and patients that of the recommendations they may see.",
+    audit_object_type="provenance",
+    search_params=PROVENANCE_PARAMS,
+    read=read_provenance,
+    search=search_provenance,
+)

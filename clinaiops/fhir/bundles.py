@@ -1,0 +1,127 @@
+"""``POST /fhir/`` with a ``transaction`` or ``batch`` Bundle of Observation creates.
+
+Only ``POST Observation`` entries are processed (the only create the facade offers). A
+transaction answers a ``transaction-response`` Bundle, or a single OperationOutcome listing
+every failing entry (``Bundle.entry[i]...``) with the status of the first failing entry, and
+stores nothing. A batch answers a ``batch-response`` with one status per entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinaiops.fhir.http import HTTP_REASONS, FhirError, Issue, operation_outcome
+from clinaiops.fhir.ingest import EntryOutcome, store_observations
+from clinaiops.fhir.observation_input import ParsedObservation, parse_observation
+from clinaiops.fhir.observations import to_fhir
+from clinaiops.fhir.resources import instant
+from patients.ingestion import MAX_BATCH_ITEMS
+
+
+def _entry_target(entry: Any, index: int, base: str) -> None:
+    prefix = f"Bundle.entry[{index}]"
+    if not isinstance(entry, dict):
+        raise FhirError.one(400, "an entry must be an object", expression=prefix, code="structure")
+    request = entry.get("request") or {}
+    method = request.get("method")
+    url = str(request.get("url") or "")
+    path = url[len(base) :] if url.startswith(base) else url
+    path = path.split("?")[0].strip("/")
+    if method != "POST" or path != "Observation":
+        raise FhirError.one(
+            400,
+            f"only POST Observation entries are processed here, not {method} {url}",
+            expression=f"{prefix}.request",
+            code="not-supported",
+        )
+
+
+def _parse_entry(entry: Any, index: int, user, base: str) -> ParsedObservation | FhirError:
+    try:
+        _entry_target(entry, index, base)
+        return parse_observation(entry.get("resource"), user, base)
+    except FhirError as error:
+        return error
+
+
+def _in_bundle(index: int, issues: list[Issue]) -> list[Issue]:
+    """Issues of entry ``index`` with expressions rooted at the Bundle."""
+    prefix = f"Bundle.entry[{index}].resource"
+    return [
+        issue if (issue.expression or "").startswith("Bundle.") else issue.prefixed(prefix)
+        for issue in issues
+    ]
+
+
+def _shell(body: Any) -> tuple[str, list]:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise FhirError.one(
+            400,
+            "POST to the base takes a Bundle of type transaction or batch",
+            expression="Bundle.resourceType",
+            code="structure",
+        )
+    kind = body.get("type")
+    if kind not in ("transaction", "batch"):
+        raise FhirError.one(
+            400,
+            f"Bundle.type {kind!r} is not processed here; use transaction or batch",
+            expression="Bundle.type",
+            code="not-supported",
+        )
+    entries = body.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirError.one(
+            400, "entry must be a list", expression="Bundle.entry", code="structure"
+        )
+    if len(entries) > MAX_BATCH_ITEMS:
+        raise FhirError.one(
+            413,
+            f"a Bundle holds at most {MAX_BATCH_ITEMS} entries; this one has {len(entries)}. "
+            "Nothing was stored; split it.",
+            expression="Bundle.entry",
+            code="too-costly",
+        )
+    return kind, entries
+
+
+def _response_entry(outcome: EntryOutcome, with_resource: bool) -> dict[str, Any]:
+    if outcome.failed:
+        return {
+            "response": {
+                "status": HTTP_REASONS.get(outcome.status, str(outcome.status)),
+                "outcome": operation_outcome(outcome.issues),
+            }
+        }
+    resource = to_fhir(outcome.reading)
+    version = resource["meta"]["versionId"]
+    entry: dict[str, Any] = {
+        "response": {
+            "status": HTTP_REASONS[outcome.status],
+            "location": f"Observation/{resource['id']}/_history/{version}",
+            "etag": f'W/"{version}"',
+            "lastModified": instant(outcome.reading.received_at),
+        }
+    }
+    if with_resource:
+        entry["resource"] = resource
+    return entry
+
+
+def process_bundle(body: Any, user, base: str, *, with_resources: bool) -> dict[str, Any]:
+    """The response Bundle; raises FhirError (an OperationOutcome answer) when a transaction
+    fails or the Bundle itself is unusable."""
+    kind, entries = _shell(body)
+    parsed = [_parse_entry(entry, index, user, base) for index, entry in enumerate(entries)]
+    outcomes = store_observations(user, parsed, all_or_nothing=kind == "transaction")
+    failures = [(index, outcome) for index, outcome in enumerate(outcomes) if outcome.failed]
+    if kind == "transaction" and failures:
+        issues = [
+            issue for index, outcome in failures for issue in _in_bundle(index, outcome.issues)
+        ]
+        raise FhirError(failures[0][1].status, issues)
+    return {
+        "resourceType": "Bundle",
+        "type": f"{kind}-response",
+        "entry": [_response_entry(outcome, with_resources) for outcome in outcomes],
+    }

@@ -1,0 +1,151 @@
+"""Posted Observations into ``patients.ingestion.record_readings`` — the one way readings are
+stored — with FHIR's semantics around it:
+
+- a create and a ``transaction`` Bundle are all or nothing: every entry is judged (the FHIR
+  checks, then the ingestion's own), and if any fails the whole unit is rolled back, its batch
+  audit event included, and the answer lists every failing entry;
+- a ``batch`` Bundle stores what is valid, like ``POST /api/v1/readings/`` (one audit event per
+  patient's batch, rejected entries reported with their reason);
+- the identifier is the ingestion's ``client_id``: re-posting answers 200 with the stored
+  reading, re-using an identifier for a *different* reading is a 409 (it would otherwise be
+  counted as a duplicate and the new values lost without a word).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+
+from clinaiops.fhir.http import FhirError, Issue
+from clinaiops.fhir.observation_input import ROOT, ParsedObservation
+from patients.ingestion import record_readings
+from patients.models import Patient, Reading
+
+
+@dataclass
+class EntryOutcome:
+    status: int
+    reading: Reading | None = None
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400
+
+
+class _RollBack(Exception):
+    pass
+
+
+def _same_reading(reading: Reading, item: dict) -> bool:
+    try:
+        measured_at = datetime.fromisoformat(item["measured_at"])
+    except ValueError:
+        return True  # not a date at all: the ingestion rejects it with its own message
+    return (
+        reading.reading_type == item["type"]
+        and reading.systolic_mmhg == item.get("systolic")
+        and reading.diastolic_mmhg == item.get("diastolic")
+        and reading.value == item.get("value")
+        and reading.measured_at == measured_at
+        and reading.device.device_id == item["device_id"]
+    )
+
+
+def _conflict(parsed: ParsedObservation, reading: Reading) -> EntryOutcome:
+    return EntryOutcome(
+        409,
+        issues=[
+            Issue(
+                f"identifier {parsed.client_id!r} was already used for a different reading "
+                f"(Observation/{reading.pk}); an identifier names one observation",
+                "duplicate",
+                parsed.paths["client_id"],
+            )
+        ],
+    )
+
+
+def _rejection(parsed: ParsedObservation, rejection: dict) -> EntryOutcome:
+    field_name = rejection["field"] or ""
+    path = parsed.paths.get(field_name) or parsed.paths.get("", ROOT)
+    message = str(rejection["message"])
+    if field_name == "device_id":  # a device of another patient: a business rule, not syntax
+        return EntryOutcome(422, issues=[Issue(message, "business-rule", path)])
+    return EntryOutcome(400, issues=[Issue(message, "value", path)])
+
+
+def _store_patient(
+    patient: Patient,
+    indexes: list[int],
+    parsed: list,
+    outcomes: list[EntryOutcome | None],
+    user,
+) -> None:
+    # Serialise with other batches of this patient before looking for existing identifiers
+    # (the ingestion takes the same lock again). NO KEY: rows referencing the patient may still
+    # be inserted meanwhile (a foreign-key check takes KEY SHARE on the patient row).
+    Patient.objects.select_for_update(no_key=True).filter(pk=patient.pk).values_list("pk").first()
+    client_ids = [parsed[i].client_id for i in indexes]
+    existing = {
+        reading.client_id: reading
+        for reading in Reading.objects.filter(
+            patient=patient, client_id__in=client_ids
+        ).select_related("device")
+    }
+    to_send = []
+    for index in indexes:
+        reading = existing.get(parsed[index].client_id)
+        if reading is not None and not _same_reading(reading, parsed[index].item):
+            outcomes[index] = _conflict(parsed[index], reading)
+        else:
+            to_send.append(index)
+    if not to_send:
+        return
+    result = record_readings(patient=patient, items=[parsed[i].item for i in to_send], actor=user)
+    for rejection in result.rejected:
+        index = to_send[rejection["index"]]
+        outcomes[index] = _rejection(parsed[index], rejection)
+    stored = {
+        reading.client_id: reading
+        for reading in Reading.objects.filter(
+            patient=patient, client_id__in=client_ids
+        ).select_related("device")
+    }
+    created: set[str] = set()
+    for index in to_send:
+        if outcomes[index] is not None:
+            continue
+        client_id = parsed[index].client_id
+        is_new = client_id not in existing and client_id not in created
+        created.add(client_id)
+        outcomes[index] = EntryOutcome(201 if is_new else 200, reading=stored[client_id])
+
+
+def store_observations(
+    user, parsed: list[ParsedObservation | FhirError], *, all_or_nothing: bool
+) -> list[EntryOutcome]:
+    """One outcome per entry, in order. With ``all_or_nothing``, either every outcome is a
+    success and everything is stored, or nothing is."""
+    outcomes: list[EntryOutcome | None] = [
+        EntryOutcome(item.status, issues=item.issues) if isinstance(item, FhirError) else None
+        for item in parsed
+    ]
+    by_patient: dict[int, list[int]] = {}
+    for index, item in enumerate(parsed):
+        if isinstance(item, ParsedObservation):
+            by_patient.setdefault(item.patient.pk, []).append(index)
+    try:
+        with transaction.atomic():
+            for indexes in by_patient.values():
+                _store_patient(parsed[indexes[0]].patient, indexes, parsed, outcomes, user)
+            if all_or_nothing and any(outcome.failed for outcome in outcomes if outcome):
+                raise _RollBack
+    except _RollBack:
+        for index, outcome in enumerate(outcomes):
+            if outcome is not None and not outcome.failed:
+                outcomes[index] = EntryOutcome(outcome.status)  # rolled back: nothing stored
+    assert all(outcome is not None for outcome in outcomes)
+    return outcomes  # type: ignore[return-value]

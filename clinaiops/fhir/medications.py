@@ -1,0 +1,326 @@
+"""``MedicationRequest``: the model's recommendations (``intent=proposal``, id ``rec-<id>``) and
+the regimen's prescriptions (``intent=order``, id ``rx-<id>``), read and searched.
+
+Status of a proposal (MedicationRequest status value set, R4):
+
+- pending_review, blocked → ``draft``: not actionable until a clinician signs it off (the
+  value set's "requires sign-off");
+- delivered → ``active``: actionable, inside the clinician's bounds, waiting for the patient;
+- acknowledged, approved, modified → ``completed``: acted upon; the resulting order is
+  ``rx-…`` with ``basedOn`` pointing back;
+- rejected, superseded → ``cancelled``: withdrawn before anything was done.
+
+``statusReason`` carries the precise recommendation status (``urn:clinaiops:recommendation-status``)
+and the clinician's reason; ``category`` the tier and kind. A prescription is ``active`` while
+open and ``stopped`` once a dose change closed it. Drugs are RxNorm ingredient codes, doses
+``doseQuantity`` in ``mg`` (UCUM).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Q
+
+from clinaiops.fhir.http import FhirError, Issue, not_found
+from clinaiops.fhir.resources import (
+    MODEL_VERSION_SYSTEM,
+    RXNORM,
+    UCUM,
+    ResourceHandler,
+    SearchResult,
+    instant,
+    number,
+    patient_reference,
+    with_meta,
+)
+from clinaiops.fhir.search import SearchParam, SearchRequest, all_of, page, reference_id, token
+from clinicians.models import Recommendation, RecommendationStatus
+from clinicians.selectors import recommendations_visible_to
+from patients.formulary import FORMULARY
+from patients.models import Prescription
+from patients.selectors import prescriptions_visible_to
+
+STATUS_SYSTEM = "urn:clinaiops:recommendation-status"
+TIER_SYSTEM = "urn:clinaiops:recommendation-tier"
+KIND_SYSTEM = "urn:clinaiops:recommendation-kind"
+INTENT_SYSTEM = "http://hl7.org/fhir/CodeSystem/medicationrequest-intent"
+STATUS_VALUE_SET = (
+    "active",
+    "on-hold",
+    "cancelled",
+    "completed",
+    "entered-in-error",
+    "stopped",
+    "draft",
+    "unknown",
+)
+INTENT_VALUE_SET = (
+    "proposal",
+    "plan",
+    "order",
+    "original-order",
+    "reflex-order",
+    "filler-order",
+    "instance-order",
+    "option",
+)
+PROPOSAL_STATUS = {
+    RecommendationStatus.PENDING_REVIEW: "draft",
+    RecommendationStatus.BLOCKED: "draft",
+    RecommendationStatus.DELIVERED: "active",
+    RecommendationStatus.ACKNOWLEDGED: "completed",
+    RecommendationStatus.APPROVED: "completed",
+    RecommendationStatus.MODIFIED: "completed",
+    RecommendationStatus.REJECTED: "cancelled",
+    RecommendationStatus.SUPERSEDED: "cancelled",
+}
+
+
+def _medication(name: str) -> dict[str, Any]:
+    drug = FORMULARY.get(name)
+    concept: dict[str, Any] = {"text": name}
+    if drug is not None:
+        concept["coding"] = [{"system": RXNORM, "code": drug.rxnorm, "display": name}]
+    return concept
+
+
+def _dosage(medication: str, dose_mg, period: dict[str, str] | None = None) -> dict[str, Any]:
+    dosage: dict[str, Any] = {"text": f"{medication} {number(dose_mg)} mg"}
+    if period:
+        dosage["timing"] = {"repeat": {"boundsPeriod": period}}
+    dosage["doseAndRate"] = [
+        {"doseQuantity": {"value": number(dose_mg), "unit": "mg", "system": UCUM, "code": "mg"}}
+    ]
+    return dosage
+
+
+def _explanation_text(explanation: Iterable[dict[str, Any]]) -> str:
+    parts = []
+    for record in list(explanation)[:5]:
+        numbers = ", ".join(
+            f"{key} {value:+.2f}" if key != "value" else f"value {value:.4g}"
+            for key, value in record.items()
+            if key != "feature" and isinstance(value, int | float) and not isinstance(value, bool)
+        )
+        parts.append(f"{record.get('feature', '?')} ({numbers})")
+    return "Top contributions (SHAP, mmHg): " + "; ".join(parts)
+
+
+def proposal_to_fhir(rec: Recommendation) -> dict[str, Any]:
+    status_label = RecommendationStatus(rec.status).label
+    status_reason: dict[str, Any] = {
+        "coding": [{"system": STATUS_SYSTEM, "code": rec.status, "display": status_label}]
+    }
+    if rec.decision_reason:
+        status_reason["text"] = rec.decision_reason
+    notes = [{"text": rec.reason}] if rec.reason else []
+    effect = rec.expected_effect or {}
+    if effect.get("systolic_mmhg") is not None:
+        notes.append(
+            {
+                "text": f"Expected change: systolic {effect['systolic_mmhg']:+.1f} mmHg"
+                + (
+                    f", diastolic {effect['diastolic_mmhg']:+.1f} mmHg"
+                    if effect.get("diastolic_mmhg") is not None
+                    else ""
+                )
+                + (
+                    f" (uncertainty ±{effect['uncertainty_mmhg']:.1f} mmHg)"
+                    if effect.get("uncertainty_mmhg") is not None
+                    else ""
+                )
+            }
+        )
+    if rec.explanation:
+        notes.append({"text": _explanation_text(rec.explanation)})
+    if rec.final_dose_mg is not None and rec.final_dose_mg != rec.proposed_dose_mg:
+        notes.append({"text": f"Dose decided by the clinician: {number(rec.final_dose_mg)} mg"})
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": f"rec-{rec.pk}",
+        "status": PROPOSAL_STATUS[rec.status],
+        "statusReason": status_reason,
+        "intent": "proposal",
+        "category": [
+            {"coding": [{"system": TIER_SYSTEM, "code": rec.tier}]},
+            {"coding": [{"system": KIND_SYSTEM, "code": rec.kind}]},
+        ],
+        "medicationCodeableConcept": _medication(rec.medication),
+        "subject": patient_reference(rec.patient_id),
+        "authoredOn": instant(rec.created_at),
+        "requester": {
+            "type": "Device",
+            "identifier": {"system": MODEL_VERSION_SYSTEM, "value": rec.model_version},
+            "display": f"ClinAIOps dose model {rec.model_version}",
+        },
+    }
+    dose = rec.proposed_dose_mg if rec.proposed_dose_mg is not None else None
+    if rec.kind == "adherence_nudge":
+        dose = rec.current_dose_mg
+    if dose is not None:
+        resource["dosageInstruction"] = [_dosage(rec.medication, dose)]
+    if notes:
+        resource["note"] = notes
+    return with_meta(resource, rec.decided_at or rec.created_at)
+
+
+def order_to_fhir(prescription: Prescription) -> dict[str, Any]:
+    period = {"start": instant(prescription.started_at)}
+    if prescription.ended_at:
+        period["end"] = instant(prescription.ended_at)
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "id": f"rx-{prescription.pk}",
+        "status": "stopped" if prescription.ended_at else "active",
+        "intent": "order",
+        "medicationCodeableConcept": _medication(prescription.medication),
+        "subject": patient_reference(prescription.patient_id),
+        "authoredOn": instant(prescription.started_at),
+        "dosageInstruction": [_dosage(prescription.medication, prescription.dose_mg, period)],
+        "note": [{"text": f"Source: {prescription.source}"}],
+    }
+    source, _, rec_id = prescription.source.partition(":")
+    if source == "recommendation" and rec_id.isdigit():
+        resource["basedOn"] = [{"reference": f"MedicationRequest/rec-{rec_id}"}]
+    return with_meta(resource, prescription.ended_at or prescription.started_at)
+
+
+def _split_id(resource_id: str) -> tuple[str, int] | None:
+    kind, _, number_text = resource_id.partition("-")
+    if kind in ("rec", "rx") and number_text.isdigit():
+        return kind, int(number_text)
+    return None
+
+
+def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
+    parts = _split_id(resource_id)
+    row: Recommendation | Prescription | None = None
+    if parts and parts[0] == "rec":
+        row = recommendations_visible_to(user).filter(pk=parts[1]).first()
+    elif parts:
+        row = prescriptions_visible_to(user).filter(pk=parts[1]).first()
+    if row is None:
+        raise not_found("MedicationRequest", resource_id)
+    resource = proposal_to_fhir(row) if isinstance(row, Recommendation) else order_to_fhir(row)
+    return resource, [row.patient_id]
+
+
+def _codes(search: SearchRequest, name: str, value_set: tuple[str, ...], system: str | None):
+    """Each occurrence of a token parameter as a set of codes; None when absent."""
+    chosen: set[str] | None = None
+    for alternatives in search.all(name):
+        codes = set()
+        for raw in alternatives:
+            token_system, code = token(raw)
+            if code not in value_set:
+                raise FhirError(
+                    400,
+                    [
+                        Issue(
+                            f"{name} {raw!r} is not in the {name} value set "
+                            f"({', '.join(value_set)})",
+                            "code-invalid",
+                            f"http.{name}",
+                        )
+                    ],
+                )
+            if token_system in (None, system) or system is None:
+                codes.add(code)
+        chosen = codes if chosen is None else chosen & codes
+    return chosen
+
+
+def _filtered(user, search: SearchRequest):
+    intents = _codes(search, "intent", INTENT_VALUE_SET, INTENT_SYSTEM)
+    statuses = _codes(search, "status", STATUS_VALUE_SET, None)
+    recs = recommendations_visible_to(user)
+    orders = prescriptions_visible_to(user)
+    if intents is not None and "proposal" not in intents:
+        recs = recs.none()
+    if intents is not None and "order" not in intents:
+        orders = orders.none()
+    if statuses is not None:
+        recs = recs.filter(
+            status__in=[s for s, fhir in PROPOSAL_STATUS.items() if fhir in statuses]
+        )
+        open_q = Q(ended_at__isnull=True) if "active" in statuses else Q(pk__in=[])
+        ended_q = Q(ended_at__isnull=False) if "stopped" in statuses else Q(pk__in=[])
+        orders = orders.filter(open_q | ended_q)
+
+    def by_patient(raw: str) -> Q:
+        patient_id = reference_id("patient", raw, "Patient")
+        return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+
+    def by_code(raw: str) -> Q:
+        system, code = token(raw)
+        names = [n for n, d in FORMULARY.items() if d.rxnorm == code and system in (None, RXNORM)]
+        return Q(medication__in=names)
+
+    def by_id(kind: str):
+        def one(raw: str) -> Q:
+            parts = _split_id(raw)
+            return Q(pk=parts[1]) if parts and parts[0] == kind else Q(pk__in=[])
+
+        return one
+
+    recs = all_of(search, "patient", by_patient, recs)
+    orders = all_of(search, "patient", by_patient, orders)
+    recs = all_of(search, "code", by_code, recs)
+    orders = all_of(search, "code", by_code, orders)
+    recs = all_of(search, "_id", by_id("rec"), recs)
+    orders = all_of(search, "_id", by_id("rx"), orders)
+    return recs.order_by("-created_at", "-pk"), orders.order_by("-started_at", "-pk")
+
+
+SEARCH_PARAMS = (
+    SearchParam("_id", "token", "rec-<id> (proposal) or rx-<id> (order)."),
+    SearchParam("patient", "reference", "The subject: Patient/<id> or <id>."),
+    SearchParam(
+        "intent", "token", "proposal (the model's recommendations) or order (the regimen)."
+    ),
+    SearchParam(
+        "status",
+        "token",
+        "MedicationRequest status: draft, active, completed, cancelled (proposals); "
+        "active, stopped (orders).",
+    ),
+    SearchParam("code", "token", f"RxNorm ingredient code ({RXNORM}|17767 etc.)."),
+)
+
+
+def search(user, request: SearchRequest) -> SearchResult:
+    """Proposals and orders together, newest ``authoredOn`` first."""
+    recs, orders = _filtered(user, request)
+    total = recs.count() + orders.count()
+    window = page(request)
+    if window is None:
+        return SearchResult(total=total, resources=[], patient_ids=[])
+    depth = window.stop
+    merged = heapq.merge(
+        ((-rec.created_at.timestamp(), 0, -rec.pk, rec) for rec in recs[:depth]),
+        ((-rx.started_at.timestamp(), 1, -rx.pk, rx) for rx in orders[:depth]),
+    )
+    rows = [row for *_, row in list(merged)[window]]
+    return SearchResult(
+        total=total,
+        resources=[
+            proposal_to_fhir(row) if isinstance(row, Recommendation) else order_to_fhir(row)
+            for row in rows
+        ],
+        patient_ids=sorted({row.patient_id for row in rows}),
+    )
+
+
+HANDLER = ResourceHandler(
+    type="MedicationRequest",
+    documentation="Recommendations as proposals (rec-<id>) and the regimen as orders (rx-<id>), "
+    "for the patients the caller may see; a patient sees the proposals the mobile API shows "
+    "them (delivered, acknowledged, approved, modified).",
+    audit_object_type="recommendation",
+    search_params=SEARCH_PARAMS,
+    read=read,
+    search=search,
+)

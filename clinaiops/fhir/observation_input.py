@@ -1,0 +1,341 @@
+"""A posted ``Observation`` → one item for ``patients.ingestion.record_readings``.
+
+This layer checks only what is FHIR: the resource parses (fhir.resources, R4B models, which
+are wire-compatible with R4 for Observation), its code is one we store, units are UCUM, the
+subject is a patient the caller may submit for. Ranges, timestamps, devices and duplicates are
+the ingestion service's, so a reading is judged exactly as ``POST /api/v1/readings/`` judges
+it; ``paths`` maps the ingestion's field names back to FHIR elements for the error answer.
+
+Elements this server cannot store (``note``, ``interpretation``, ``performer``, …) are refused
+rather than dropped: a value silently lost is worse in clinical data than a 400. Plain
+``extension``\\ s may be ignored (FHIR allows it); ``modifierExtension``\\ s may not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir.resources.R4B.observation import Observation as FhirObservation
+from pydantic import ValidationError
+
+from clinaiops.fhir.http import FhirError, Issue
+from clinaiops.fhir.observations import (
+    BP_UNIT,
+    BY_LOINC,
+    CLIENT_ID_SYSTEM,
+    DIASTOLIC,
+    SYSTOLIC,
+    ReadingCode,
+)
+from clinaiops.fhir.resources import LOINC, UCUM
+from patients.models import Patient
+from patients.selectors import patients_visible_to
+
+ROOT = "Observation"
+_STORED = {
+    "resourceType",
+    "id",  # ignored on create (http.html#create)
+    "meta",  # set by the server
+    "text",
+    "extension",
+    "identifier",
+    "status",
+    "category",  # set by the server from the code
+    "code",
+    "subject",
+    "effectiveDateTime",
+    "effectiveInstant",
+    "issued",  # set by the server (time of receipt)
+    "device",
+    "valueQuantity",
+    "component",
+}
+_DATETIME_WITH_ZONE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
+)
+MAX_CLIENT_ID = 64
+
+
+@dataclass
+class ParsedObservation:
+    patient: Patient
+    item: dict[str, Any]  # one item of record_readings
+    paths: dict[str, str]  # ingestion field → FHIRPath of the element it came from
+
+    @property
+    def client_id(self) -> str:
+        return self.item["client_id"]
+
+
+def _path(location: tuple) -> str:
+    text = ROOT
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _structure_issues(raw: dict[str, Any]) -> list[Issue]:
+    issues = []
+    for name in raw:
+        if name == "modifierExtension":
+            issues.append(
+                Issue(
+                    "modifierExtension is not understood by this server and changes the "
+                    "meaning of the resource: refused (FHIR extensibility rules)",
+                    "not-supported",
+                    f"{ROOT}.modifierExtension",
+                )
+            )
+        elif name not in _STORED and not name.startswith("_"):
+            issues.append(
+                Issue(
+                    f"{name} is not stored by this server; remove it or send the value another "
+                    "way (it would otherwise be lost)",
+                    "not-supported",
+                    f"{ROOT}.{name}",
+                )
+            )
+    try:
+        FhirObservation.model_validate(raw)
+    except ValidationError as error:
+        for detail in error.errors(include_url=False):
+            location = tuple(part for part in detail["loc"] if part != "__root__")
+            message = "unknown element" if detail["type"] == "extra_forbidden" else detail["msg"]
+            issues.append(Issue(message, "structure", _path(location)))
+    return issues
+
+
+def _whole_number(raw: Any, path: str, unit: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise FhirError.one(400, f"must be a number in {unit}", expression=path)
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise FhirError.one(
+                400,
+                f"must be a whole number of {unit} (the device reports integers)",
+                expression=path,
+            )
+        raw = int(raw)
+    return raw
+
+
+def _quantity_value(quantity: Any, path: str, unit: str) -> int:
+    if not isinstance(quantity, dict):
+        raise FhirError.one(400, f"a valueQuantity in {unit} is required", expression=path)
+    if quantity.get("system") != UCUM:
+        raise FhirError.one(
+            400, f"the unit must be UCUM (system {UCUM}), code {unit}", expression=f"{path}.system"
+        )
+    if quantity.get("code") != unit:
+        raise FhirError.one(
+            400,
+            f"unit code {quantity.get('code')!r} is not {unit!r} (UCUM)",
+            expression=f"{path}.code",
+        )
+    if "value" not in quantity:
+        raise FhirError.one(400, "value is required", expression=f"{path}.value")
+    return _whole_number(quantity["value"], f"{path}.value", unit)
+
+
+def _reading_code(raw: dict[str, Any]) -> ReadingCode:
+    codings = (raw.get("code") or {}).get("coding") or []
+    found = {
+        coding.get("code")
+        for coding in codings
+        if coding.get("system") == LOINC and coding.get("code") in BY_LOINC
+    }
+    if len(found) != 1:
+        supported = ", ".join(f"{code} ({c.text.lower()})" for code, c in BY_LOINC.items())
+        problem = "names more than one supported code" if found else "is not supported"
+        raise FhirError.one(
+            400,
+            f"the code {problem}; expected exactly one LOINC ({LOINC}) coding of: {supported}",
+            expression=f"{ROOT}.code",
+            code="code-invalid",
+        )
+    return BY_LOINC[found.pop()]
+
+
+def _patient(raw: dict[str, Any], user, base: str) -> Patient:
+    reference = (raw.get("subject") or {}).get("reference")
+    if not reference:
+        raise FhirError.one(
+            400,
+            "subject (a Patient reference) is required",
+            expression=f"{ROOT}.subject",
+            code="required",
+        )
+    relative = reference[len(base) + 1 :] if reference.startswith(base + "/") else reference
+    kind, _, patient_id = relative.partition("/")
+    if kind != "Patient" or not patient_id.isdigit():
+        raise FhirError.one(
+            400,
+            f"subject must reference Patient/<id>, not {reference!r}",
+            expression=f"{ROOT}.subject",
+        )
+    patient = patients_visible_to(user).filter(pk=int(patient_id)).first()
+    if patient is None:  # unknown and not visible answer alike (no existence leak)
+        raise FhirError.one(
+            422, f"{relative} is not known", expression=f"{ROOT}.subject", code="not-found"
+        )
+    if not user.has_perm("patients.submit_readings", patient):
+        raise FhirError.one(
+            403,
+            "Only the patient submits their own readings (as with POST /api/v1/readings/)",
+            expression=f"{ROOT}.subject",
+            code="forbidden",
+        )
+    return patient
+
+
+def _effective(raw: dict[str, Any]) -> tuple[str, str]:
+    for name in ("effectiveDateTime", "effectiveInstant"):
+        if name in raw:
+            value = raw[name]
+            if not isinstance(value, str) or not _DATETIME_WITH_ZONE.match(value):
+                raise FhirError.one(
+                    400,
+                    "must be a dateTime with time and timezone (e.g. 2026-11-20T07:31:00+01:00)",
+                    expression=f"{ROOT}.{name}",
+                )
+            return value, f"{ROOT}.{name}"
+    raise FhirError.one(
+        400, "effectiveDateTime is required", expression=f"{ROOT}.effective[x]", code="required"
+    )
+
+
+def _values(raw: dict[str, Any], code: ReadingCode) -> tuple[dict[str, Any], dict[str, str]]:
+    if code.unit is not None:
+        if raw.get("component"):
+            raise FhirError.one(
+                400, f"{code.text.lower()} carries no components", expression=f"{ROOT}.component[0]"
+            )
+        path = f"{ROOT}.valueQuantity"
+        value = _quantity_value(raw.get("valueQuantity"), path, code.unit)
+        return {"value": value, "unit": code.unit}, {
+            "value": f"{path}.value",
+            "unit": f"{path}.code",
+        }
+    if "valueQuantity" in raw:
+        raise FhirError.one(
+            400,
+            "a blood-pressure panel carries its values in component (8480-6, 8462-4)",
+            expression=f"{ROOT}.valueQuantity",
+        )
+    values: dict[str, Any] = {"unit": BP_UNIT}
+    paths = {"unit": f"{ROOT}.component", "": f"{ROOT}.component"}
+    wanted = {SYSTOLIC[0]: "systolic", DIASTOLIC[0]: "diastolic"}
+    for index, component in enumerate(raw.get("component") or []):
+        path = f"{ROOT}.component[{index}]"
+        codes = {
+            coding.get("code")
+            for coding in (component.get("code") or {}).get("coding") or []
+            if coding.get("system") == LOINC
+        } & set(wanted)
+        if len(codes) != 1 or wanted[next(iter(codes))] in values:
+            raise FhirError.one(
+                400,
+                "each component must be one of LOINC 8480-6 (systolic) and 8462-4 (diastolic), "
+                "each once",
+                expression=f"{path}.code",
+                code="code-invalid",
+            )
+        name = wanted[codes.pop()]
+        values[name] = _quantity_value(
+            component.get("valueQuantity"), f"{path}.valueQuantity", BP_UNIT
+        )
+        paths[name] = f"{path}.valueQuantity.value"
+    missing = [name for name in ("systolic", "diastolic") if name not in values]
+    if missing:
+        raise FhirError.one(
+            400,
+            f"the {' and '.join(missing)} component is required (LOINC 8480-6 / 8462-4)",
+            expression=f"{ROOT}.component",
+            code="required",
+        )
+    return values, paths
+
+
+def _utc(effective: str) -> str:
+    """The instant, whatever offset expresses it, for the content digest."""
+    try:
+        return datetime.fromisoformat(effective).astimezone(UTC).isoformat()
+    except ValueError:
+        return effective  # refused later by the ingestion, with its message
+
+
+def _device_id(raw: dict[str, Any], patient: Patient) -> tuple[str, str]:
+    """The wearable's id: ``device.identifier.value``, else the id of a ``Device/<id>``
+    reference; without either, one pseudo-device per patient for observations entered
+    without one (the reading table requires a device)."""
+    device = raw.get("device") or {}
+    value = (device.get("identifier") or {}).get("value")
+    if value:
+        return value, f"{ROOT}.device.identifier.value"
+    reference = device.get("reference") or ""
+    if reference.startswith("Device/") and len(reference) > len("Device/"):
+        return reference.removeprefix("Device/"), f"{ROOT}.device.reference"
+    return f"fhir-patient-{patient.pk}", f"{ROOT}.device"
+
+
+def _client_id(raw: dict[str, Any], content: dict[str, Any]) -> tuple[str, str]:
+    """The de-duplication key: the identifier in our system, else the first identifier value;
+    without one, a digest of what was measured, so re-posting the same observation is a
+    duplicate as well."""
+    identifiers = [i for i in raw.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    chosen = next(
+        (i for i in identifiers if i.get("system") == CLIENT_ID_SYSTEM),
+        identifiers[0] if identifiers else None,
+    )
+    if chosen is None:
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return "fhir-" + hashlib.sha256(text.encode()).hexdigest()[:48], ROOT
+    index = raw["identifier"].index(chosen)
+    path = f"{ROOT}.identifier[{index}].value"
+    if len(chosen["value"].strip()) > MAX_CLIENT_ID:
+        raise FhirError.one(
+            400, f"the identifier value is longer than {MAX_CLIENT_ID} characters", expression=path
+        )
+    return chosen["value"], path
+
+
+def parse_observation(raw: Any, user, base: str) -> ParsedObservation:
+    """Raises FhirError with every structural issue at once, else with the first semantic one."""
+    if not isinstance(raw, dict) or raw.get("resourceType") != ROOT:
+        raise FhirError.one(
+            400,
+            "the body must be an Observation resource",
+            expression=f"{ROOT}.resourceType",
+            code="structure",
+        )
+    issues = _structure_issues(raw)
+    if issues:
+        raise FhirError(400, issues)
+    if raw.get("status") != "final":
+        raise FhirError.one(
+            400,
+            "only final observations are stored (status must be final)",
+            expression=f"{ROOT}.status",
+            code="value",
+        )
+    code = _reading_code(raw)
+    effective, effective_path = _effective(raw)
+    values, paths = _values(raw, code)
+    patient = _patient(raw, user, base)
+    device_id, device_path = _device_id(raw, patient)
+    content = {"code": code.loinc, "at": _utc(effective), "device_id": device_id, **values}
+    client_id, client_id_path = _client_id(raw, content)
+    item = {
+        "client_id": client_id,
+        "type": code.reading_type,
+        **values,
+        "measured_at": effective,
+        "device_id": device_id,
+    }
+    paths |= {"measured_at": effective_path, "device_id": device_path, "client_id": client_id_path}
+    return ParsedObservation(patient=patient, item=item, paths=paths)

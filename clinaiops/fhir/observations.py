@@ -1,0 +1,221 @@
+"""``Observation``: wearable readings as FHIR vital signs, read and searched (creates are in
+``observation_input`` and ``ingest``).
+
+- blood pressure: LOINC 85354-9 (panel), components 8480-6 systolic and 8462-4 diastolic in
+  ``mm[Hg]``; category vital-signs; R4 profile ``bp``;
+- heart rate: 8867-4, ``valueQuantity`` in ``/min``; vital-signs; R4 profile ``heartrate``;
+- steps: 55423-8, ``valueQuantity`` in ``{steps}``; category activity.
+
+Units are UCUM (``http://unitsofmeasure.org``). ``effectiveDateTime`` is the measurement time in
+the device's own UTC offset, ``issued`` when the server received it. The ``client_id`` the
+reading was stored under is its identifier (system ``urn:clinaiops:reading-client-id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q
+
+from clinaiops.fhir.http import not_found
+from clinaiops.fhir.resources import (
+    LOINC,
+    UCUM,
+    SearchResult,
+    instant,
+    patient_reference,
+    with_meta,
+)
+from clinaiops.fhir.search import (
+    SearchParam,
+    SearchRequest,
+    all_of,
+    date_q,
+    page,
+    reference_id,
+    token,
+)
+from patients.models import Reading, ReadingType
+from patients.selectors import readings_visible_to
+
+CLIENT_ID_SYSTEM = "urn:clinaiops:reading-client-id"
+DEVICE_ID_SYSTEM = "urn:clinaiops:device-id"
+CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+@dataclass(frozen=True)
+class ReadingCode:
+    reading_type: str
+    loinc: str
+    display: str
+    text: str
+    category: str
+    unit: str | None  # UCUM code of valueQuantity (None: the values are in components)
+    unit_display: str | None
+    profile: str | None
+
+
+CODES = {
+    code.reading_type: code
+    for code in (
+        ReadingCode(
+            ReadingType.BLOOD_PRESSURE,
+            "85354-9",
+            "Blood pressure panel with all children optional",
+            "Blood pressure",
+            "vital-signs",
+            None,
+            None,
+            "http://hl7.org/fhir/StructureDefinition/bp",
+        ),
+        ReadingCode(
+            ReadingType.HEART_RATE,
+            "8867-4",
+            "Heart rate",
+            "Heart rate",
+            "vital-signs",
+            "/min",
+            "beats/minute",
+            "http://hl7.org/fhir/StructureDefinition/heartrate",
+        ),
+        ReadingCode(
+            ReadingType.STEPS,
+            "55423-8",
+            "Number of steps in unspecified time Pedometer",
+            "Steps",
+            "activity",
+            "{steps}",
+            "steps",
+            None,
+        ),
+    )
+}
+BY_LOINC = {code.loinc: code for code in CODES.values()}
+SYSTOLIC = ("8480-6", "Systolic blood pressure")
+DIASTOLIC = ("8462-4", "Diastolic blood pressure")
+BP_UNIT = "mm[Hg]"
+
+
+def _quantity(value: int, unit: str, display: str) -> dict[str, Any]:
+    return {"value": value, "unit": display, "system": UCUM, "code": unit}
+
+
+def _component(code: tuple[str, str], value: int) -> dict[str, Any]:
+    return {
+        "code": {"coding": [{"system": LOINC, "code": code[0], "display": code[1]}]},
+        "valueQuantity": _quantity(value, BP_UNIT, "mmHg"),
+    }
+
+
+def to_fhir(reading: Reading) -> dict[str, Any]:
+    code = CODES[reading.reading_type]
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": str(reading.pk),
+        "identifier": [{"system": CLIENT_ID_SYSTEM, "value": reading.client_id}],
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": CATEGORY_SYSTEM,
+                        "code": code.category,
+                        "display": "Vital Signs" if code.category == "vital-signs" else "Activity",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [{"system": LOINC, "code": code.loinc, "display": code.display}],
+            "text": code.text,
+        },
+        "subject": patient_reference(reading.patient_id),
+        "effectiveDateTime": instant(reading.measured_at, reading.utc_offset_minutes),
+        "issued": instant(reading.received_at),
+        "device": {
+            "identifier": {"system": DEVICE_ID_SYSTEM, "value": reading.device.device_id},
+            "display": reading.device.device_id,
+        },
+    }
+    if code.unit is None:
+        resource["component"] = [
+            _component(SYSTOLIC, reading.systolic_mmhg),
+            _component(DIASTOLIC, reading.diastolic_mmhg),
+        ]
+    else:
+        resource["valueQuantity"] = _quantity(reading.value, code.unit, code.unit_display)
+    profiles = (code.profile,) if code.profile else ()
+    return with_meta(resource, reading.received_at, profiles)
+
+
+def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
+    reading = (
+        readings_visible_to(user).filter(pk=int(resource_id)).first()
+        if resource_id.isdigit()
+        else None
+    )
+    if reading is None:
+        raise not_found("Observation", resource_id)
+    return to_fhir(reading), [reading.patient_id]
+
+
+def _code_q(raw: str) -> Q:
+    system, code_value = token(raw)
+    if system not in (None, LOINC):
+        return Q(pk__in=[])
+    if code_value is None:  # "http://loinc.org|": any code of the system
+        return Q(reading_type__in=list(CODES))
+    code = BY_LOINC.get(code_value)
+    return Q(reading_type=code.reading_type) if code else Q(pk__in=[])
+
+
+def _identifier_q(raw: str) -> Q:
+    system, value = token(raw)
+    if system not in (None, CLIENT_ID_SYSTEM) or not value:
+        return Q(pk__in=[])
+    return Q(client_id=value)
+
+
+SEARCH_PARAMS = (
+    SearchParam("_id", "token", "Logical id of the observation."),
+    SearchParam("patient", "reference", "The subject: Patient/<id> or <id>."),
+    SearchParam(
+        "code",
+        "token",
+        "LOINC code of the observation: 85354-9 (blood pressure panel), 8867-4 (heart rate), "
+        "55423-8 (steps); system|code, |code or code.",
+    ),
+    SearchParam(
+        "date", "date", "effectiveDateTime, with prefixes eq, ne, gt, lt, ge, le (AND-able)."
+    ),
+    SearchParam("identifier", "token", f"{CLIENT_ID_SYSTEM}|<client id> (the de-duplication key)."),
+)
+
+
+def search(user, request: SearchRequest) -> SearchResult:
+    readings = readings_visible_to(user)
+    readings = all_of(
+        request, "_id", lambda v: Q(pk=int(v)) if v.isdigit() else Q(pk__in=[]), readings
+    )
+    readings = all_of(
+        request,
+        "patient",
+        lambda v: (
+            Q(patient_id=int(pid))
+            if (pid := reference_id("patient", v, "Patient")).isdigit()
+            else Q(pk__in=[])
+        ),
+        readings,
+    )
+    readings = all_of(request, "code", _code_q, readings)
+    readings = all_of(request, "date", lambda v: date_q("date", v, "measured_at"), readings)
+    readings = all_of(request, "identifier", _identifier_q, readings)
+    readings = readings.order_by("-measured_at", "-id")
+    window = page(request)
+    rows = list(readings[window]) if window else []
+    return SearchResult(
+        total=readings.count(),
+        resources=[to_fhir(reading) for reading in rows],
+        patient_ids=sorted({reading.patient_id for reading in rows}),
+    )

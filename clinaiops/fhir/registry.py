@@ -1,0 +1,32 @@
+"""The resource types the facade serves, by name. The views dispatch on this table and the
+CapabilityStatement is generated from it: what ``/fhir/metadata`` lists is what answers."""
+
+from __future__ import annotations
+
+from clinaiops.fhir import audit_trail, medications, observations, patients
+from clinaiops.fhir.resources import ResourceHandler
+
+OBSERVATION = ResourceHandler(
+    type="Observation",
+    documentation="Wearable readings: blood pressure (LOINC 85354-9 with components 8480-6 "
+    "and 8462-4, mm[Hg]), heart rate (8867-4, /min), steps (55423-8, {steps}). Create goes "
+    "through the same ingestion as POST /api/v1/readings/ (patients only, for themselves); the "
+    "identifier is the de-duplication key, so re-posting answers 200 with the stored reading.",
+    audit_object_type="reading",
+    search_params=observations.SEARCH_PARAMS,
+    read=observations.read,
+    search=observations.search,
+    creatable=True,
+    profiles=tuple(code.profile for code in observations.CODES.values() if code.profile),
+)
+
+HANDLERS: dict[str, ResourceHandler] = {
+    handler.type: handler
+    for handler in (
+        patients.HANDLER,
+        OBSERVATION,
+        medications.HANDLER,
+        audit_trail.AUDIT_EVENT,
+        audit_trail.PROVENANCE,
+    )
+}

@@ -1,0 +1,84 @@
+"""What every resource handler provides, and the pieces every mapping shares (meta, instants,
+numbers, code systems)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from clinaiops.fhir.search import SearchParam, SearchRequest
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+# Identifier systems of this server (URNs: they name, they do not resolve).
+PATIENT_ID_SYSTEM = "urn:clinaiops:patient"
+USER_SYSTEM = "urn:clinaiops:user"  # the same system audit/fhir.py uses for agents
+MODEL_VERSION_SYSTEM = "urn:clinaiops:model-version"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    total: int
+    resources: list[dict[str, Any]]
+    patient_ids: list[int]  # the patients whose data the page shows (journalled)
+
+
+@dataclass(frozen=True)
+class ResourceHandler:
+    """One resource type of the facade. The views dispatch on these and the
+    CapabilityStatement is built from them, so it cannot list what is not implemented."""
+
+    type: str
+    documentation: str
+    audit_object_type: str  # object_type of the read events journalled for it
+    search_params: tuple[SearchParam, ...] = ()
+    read: Callable[[Any, str], tuple[dict[str, Any], list[int]]] | None = None
+    search: Callable[[Any, SearchRequest], SearchResult] | None = None
+    creatable: bool = False  # Observation only: creates go through clinaiops.fhir.ingest
+    profiles: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> dict[str, SearchParam]:
+        return {param.name: param for param in self.search_params}
+
+
+def instant(moment: datetime, offset_minutes: int = 0) -> str:
+    """An aware datetime as a FHIR instant/dateTime, in the given UTC offset."""
+    zone = UTC if offset_minutes == 0 else timezone(timedelta(minutes=offset_minutes))
+    text = moment.astimezone(zone).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def number(value: Decimal | int | float) -> int | float:
+    """A JSON number for a FHIR decimal: 10.00 mg → 10, 2.50 mg → 2.5."""
+    as_decimal = Decimal(str(value))
+    return int(as_decimal) if as_decimal == as_decimal.to_integral_value() else float(as_decimal)
+
+
+def version_of(resource: dict[str, Any]) -> str:
+    """``meta.versionId``: a digest of the resource's content, so it changes exactly when the
+    content does (the record behind it keeps no version counter)."""
+    content = {key: value for key, value in resource.items() if key != "meta"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def with_meta(
+    resource: dict[str, Any], last_updated: datetime, profiles: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"versionId": version_of(resource), "lastUpdated": instant(last_updated)}
+    if profiles:
+        meta["profile"] = list(profiles)
+    return {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta} | {
+        key: value for key, value in resource.items() if key not in ("resourceType", "id")
+    }
+
+
+def patient_reference(patient_id: int) -> dict[str, str]:
+    return {"reference": f"Patient/{patient_id}"}

@@ -1,0 +1,172 @@
+"""The facade's HTTP interactions: capabilities, read, vread, search-type, create, and
+transaction/batch at the base. Views stay thin: they dispatch on the registry, call one
+selector-backed handler or the ingestion, journal reads, and shape headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils.http import http_date
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from audit.services import record_read
+from clinaiops.fhir.bundles import process_bundle
+from clinaiops.fhir.capability import capability_statement
+from clinaiops.fhir.http import FhirError, FhirView, Issue, operation_outcome
+from clinaiops.fhir.ingest import store_observations
+from clinaiops.fhir.observation_input import parse_observation
+from clinaiops.fhir.observations import to_fhir as observation_to_fhir
+from clinaiops.fhir.registry import HANDLERS
+from clinaiops.fhir.resources import ResourceHandler
+from clinaiops.fhir.search import base_url, parse_search, searchset
+
+
+def _handler(resource_type: str) -> ResourceHandler:
+    handler = HANDLERS.get(resource_type)
+    if handler is None:
+        raise FhirError.one(
+            404,
+            f"Resource type {resource_type} is not supported by this server "
+            f"(supported: {', '.join(HANDLERS)}; see /fhir/metadata)",
+            code="not-supported",
+        )
+    return handler
+
+
+def _journal_read(request, handler: ResourceHandler, interaction: str, patient_ids) -> None:
+    """One read event per response that showed patient data, as the /api/v1 reads do (a patient
+    reading their own record is not journalled: ``record_read`` decides)."""
+    record_read(
+        actor=request.user,
+        object_type=handler.audit_object_type,
+        patient_ids=patient_ids,
+        detail={"channel": "fhir", "interaction": interaction, "resource": handler.type},
+    )
+
+
+def _version_headers(resource: dict[str, Any]) -> dict[str, str]:
+    meta = resource["meta"]
+    last_updated = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
+    return {
+        "ETag": f'W/"{meta["versionId"]}"',
+        "Last-Modified": http_date(last_updated.timestamp()),
+    }
+
+
+def _prefer_return(request, default: str) -> str:
+    """``Prefer: return=minimal|representation|OperationOutcome`` (http.html#ops)."""
+    for part in request.headers.get("Prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"').lower()
+    return default
+
+
+class CapabilityView(FhirView):
+    """Public, as FHIR servers publish their capabilities to unauthenticated clients."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        return Response(capability_statement(base_url(request)))
+
+
+class BaseView(FhirView):
+    def post(self, request):
+        body = self.body(request)
+        bundle = process_bundle(
+            body,
+            request.user,
+            base_url(request),
+            with_resources=_prefer_return(request, "minimal") == "representation",
+        )
+        return Response(bundle)
+
+
+class TypeView(FhirView):
+    @property
+    def allowed_methods(self) -> list[str]:
+        """For the ``Allow`` header: POST only where the type can be created."""
+        handler = HANDLERS.get(getattr(self, "kwargs", {}).get("resource_type", ""))
+        return ["GET", "HEAD", "OPTIONS"] + (["POST"] if handler and handler.creatable else [])
+
+    def get(self, request, resource_type: str):
+        handler = _handler(resource_type)
+        if handler.search is None:
+            raise FhirError.one(405, f"{resource_type} cannot be searched", code="not-supported")
+        search = parse_search(request, handler.params)
+        with transaction.atomic():
+            result = handler.search(request.user, search)
+            _journal_read(request, handler, "search-type", result.patient_ids)
+        return Response(searchset(request, resource_type, search, result.total, result.resources))
+
+    def post(self, request, resource_type: str):
+        handler = _handler(resource_type)
+        if not handler.creatable:
+            raise FhirError(
+                405, [Issue(f"{resource_type} cannot be created here", "not-supported")]
+            )
+        body = self.body(request)
+        parsed = parse_observation(body, request.user, base_url(request))
+        [outcome] = store_observations(request.user, [parsed], all_or_nothing=True)
+        if outcome.failed:
+            raise FhirError(outcome.status, outcome.issues)
+        resource = observation_to_fhir(outcome.reading)
+        headers = _version_headers(resource) | {
+            "Location": f"{base_url(request)}/Observation/{resource['id']}"
+            f"/_history/{resource['meta']['versionId']}"
+        }
+        preference = _prefer_return(request, "representation")
+        if preference == "minimal":
+            return Response(None, status=outcome.status, headers=headers)
+        if preference == "operationoutcome":
+            created = "created" if outcome.status == 201 else "already stored (idempotent re-post)"
+            body_out = operation_outcome(
+                [
+                    Issue(
+                        f"Observation/{resource['id']} {created}",
+                        "informational",
+                        None,
+                        "information",
+                    )
+                ]
+            )
+            return Response(body_out, status=outcome.status, headers=headers)
+        return Response(resource, status=outcome.status, headers=headers)
+
+
+class InstanceView(FhirView):
+    def read(self, request, resource_type: str, resource_id: str) -> dict[str, Any]:
+        handler = _handler(resource_type)
+        if handler.read is None:
+            raise FhirError.one(405, f"{resource_type} cannot be read", code="not-supported")
+        with transaction.atomic():
+            resource, patient_ids = handler.read(request.user, resource_id)
+            _journal_read(request, handler, "read", patient_ids)
+        return resource
+
+    def get(self, request, resource_type: str, resource_id: str):
+        resource = self.read(request, resource_type, resource_id)
+        headers = _version_headers(resource)
+        if request.headers.get("If-None-Match", "").strip() == headers["ETag"]:
+            return Response(status=304, headers=headers)
+        return Response(resource, headers=headers)
+
+
+class VersionView(InstanceView):
+    """vread of the current version; earlier versions are not kept (404)."""
+
+    def get(self, request, resource_type: str, resource_id: str, version_id: str):
+        resource = self.read(request, resource_type, resource_id)
+        if resource["meta"]["versionId"] != version_id:
+            raise FhirError.one(
+                404,
+                f"{resource_type}/{resource_id} version {version_id} is not kept; the current "
+                f"version is {resource['meta']['versionId']}",
+                code="not-found",
+            )
+        return Response(resource, headers=_version_headers(resource))
