@@ -38,11 +38,19 @@ def pytest_collection_modifyitems(items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """Playwright's sync API keeps an event loop in this thread; Django refuses ORM calls from a
+    thread with a running loop unless told that this is deliberate. Set per test and undone
+    after it, so no other test runs with the safeguard off."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
 def browser():
-    # Playwright's sync API keeps an event loop in this thread; Django refuses ORM calls from a
-    # thread with a running loop unless told that this is deliberate (test setup only).
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    """A fresh Chromium for each test, closed at its end: Playwright's sync API holds an event
+    loop in the main thread while it runs, and that loop must be gone before the database is
+    cleaned up and before the next (non-browser) test touches the ORM."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
