@@ -168,6 +168,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "schedule": 7 * 24 * 3600.0,
         "args": ["weekly"],
     },
+    # Visit cadence (docs/patient-clinician-loop.md): propose or move each patient's next visit.
+    "visit-cadence-daily": {"task": "clinicians.tasks.plan_visits", "schedule": 24 * 3600.0},
 }
 # A monitoring alert queues the training of a new candidate (never its promotion).
 MODEL_RETRAIN_ON_ALERT = env_bool("MODEL_RETRAIN_ON_ALERT", False)

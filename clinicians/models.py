@@ -1,5 +1,6 @@
 """Clinical oversight: the clinician's bounds and alert thresholds for a patient, the alerts the
-safety rules raise, and the dose recommendations with their tier and review."""
+safety rules raise, the dose recommendations with their tier and review, and the
+patient–clinician loop (shared goals, secure messages, visits)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import GreaterThan, LessThanOrEqual
 
 from patients.models import Patient
 
@@ -179,3 +182,215 @@ class EvaluationState(models.Model):
     last_intake_id = models.BigIntegerField(default=0)
     evaluated_at = models.DateTimeField(null=True)
     runs = models.PositiveIntegerField(default=0)
+
+
+# --- the patient–clinician loop: goals, messages, visits (docs/patient-clinician-loop.md) -------
+
+
+class GoalKind(models.TextChoices):
+    BLOOD_PRESSURE = "blood_pressure", "Blood pressure"
+    LIFESTYLE = "lifestyle", "Lifestyle"
+
+
+class GoalMeasure(models.TextChoices):
+    """What a lifestyle goal is about; the unit is part of the name. Only steps are measured by
+    the wearables today; the others are tracked by the patient and the care team."""
+
+    STEPS_PER_DAY = "steps_per_day", "Steps per day"
+    SODIUM_MG_PER_DAY = "sodium_mg_per_day", "Sodium (mg per day)"
+    WEIGHT_KG = "weight_kg", "Body weight (kg)"
+    FREE_TEXT = "free_text", "Other (described)"
+
+
+MEASURES_WITH_TARGET_VALUE = (
+    GoalMeasure.STEPS_PER_DAY,
+    GoalMeasure.SODIUM_MG_PER_DAY,
+    GoalMeasure.WEIGHT_KG,
+)
+
+
+class GoalStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    ACTIVE = "active", "Active"
+    ACHIEVED = "achieved", "Achieved"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class Goal(models.Model):
+    """A goal the patient and their care team share. A clinician's goal is active at once; a
+    patient's is proposed until a clinician of the team activates it. Achieved and abandoned are
+    final: a new goal replaces an old one (history stays in the rows and the audit journal)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="goals")
+    kind = models.CharField(max_length=16, choices=GoalKind.choices)
+    measure = models.CharField(max_length=24, choices=GoalMeasure.choices, blank=True)
+    target_systolic_mmhg = models.PositiveSmallIntegerField(null=True, blank=True)
+    target_diastolic_mmhg = models.PositiveSmallIntegerField(null=True, blank=True)
+    target_value = models.DecimalField(
+        max_digits=9,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="for lifestyle goals, in the unit the measure names",
+    )
+    description = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=16, choices=GoalStatus.choices)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    proposed_at = models.DateTimeField()
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        indexes = [models.Index(fields=["patient", "status"], name="goal_patient_status")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=GoalKind.values), name="goal_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=GoalStatus.values), name="goal_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="blood_pressure")
+                | (
+                    Q(measure="")
+                    & Q(target_value__isnull=True)
+                    & Q(target_systolic_mmhg__gte=TARGET_SYSTOLIC_LIMITS[0])
+                    & Q(target_systolic_mmhg__lte=TARGET_SYSTOLIC_LIMITS[1])
+                    & Q(target_diastolic_mmhg__gte=TARGET_DIASTOLIC_LIMITS[0])
+                    & Q(target_diastolic_mmhg__lte=TARGET_DIASTOLIC_LIMITS[1])
+                ),
+                name="goal_bp_targets_within_hard_limits",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="lifestyle")
+                | (
+                    Q(measure__in=GoalMeasure.values)
+                    & Q(target_systolic_mmhg__isnull=True)
+                    & Q(target_diastolic_mmhg__isnull=True)
+                ),
+                name="goal_lifestyle_has_measure",
+            ),
+            models.CheckConstraint(
+                condition=~Q(measure__in=MEASURES_WITH_TARGET_VALUE) | Q(target_value__gt=0),
+                name="goal_measured_has_target",
+            ),
+            models.CheckConstraint(
+                condition=~Q(measure="free_text") | ~Q(description=""),
+                name="goal_free_text_described",
+            ),
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(kind="blood_pressure", status="active"),
+                name="one_active_bp_goal",
+            ),
+        ]
+
+
+# Longest message body, in characters: a message, not a letter (a longer one is refused, with
+# the limit named, rather than truncated).
+MESSAGE_MAX_CHARS = 2000
+
+
+class SenderRole(models.TextChoices):
+    PATIENT = "patient", "Patient"
+    CLINICIAN = "clinician", "Care team"
+
+
+class Message(models.Model):
+    """One secure message in a patient's thread (one thread per patient, shared by the care
+    team). The body is plain text — stored as written, escaped wherever it is rendered — and
+    is PHI: it never goes to logs or to the audit journal."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="messages")
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    sender_role = models.CharField(max_length=16, choices=SenderRole.choices)
+    body = models.TextField()
+    created_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True)
+    read_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["patient", "created_at"], name="message_thread")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sender_role__in=SenderRole.values), name="message_sender_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=GreaterThan(Length("body"), 0)
+                & LessThanOrEqual(Length("body"), MESSAGE_MAX_CHARS),
+                name="message_body_length",
+            ),
+            models.CheckConstraint(
+                condition=Q(read_at__isnull=True, read_by__isnull=True)
+                | Q(read_at__isnull=False, read_by__isnull=False),
+                name="message_read_receipt_complete",
+            ),
+        ]
+
+
+class AppointmentStatus(models.TextChoices):
+    PROPOSED = "proposed", "Proposed by the visit cadence"
+    CONFIRMED = "confirmed", "Confirmed"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AppointmentSource(models.TextChoices):
+    CADENCE = "cadence", "Visit cadence"
+    CLINICIAN = "clinician", "Clinician"
+
+
+class Appointment(models.Model):
+    """A visit. The cadence keeps at most one ``proposed`` visit per patient and moves it as the
+    patient's stability changes; only a clinician confirms, cancels or completes a visit."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    status = models.CharField(max_length=16, choices=AppointmentStatus.choices)
+    scheduled_at = models.DateTimeField()
+    source = models.CharField(max_length=16, choices=AppointmentSource.choices)
+    cadence_reason = models.CharField(max_length=32, blank=True)
+    interval_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    explanation = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=300, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["scheduled_at", "id"]
+        indexes = [
+            models.Index(fields=["patient", "status", "scheduled_at"], name="appointment_series")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=AppointmentSource.values), name="appointment_source_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status="proposed"),
+                name="one_proposed_appointment_per_patient",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["confirmed", "completed"]) | Q(confirmed_at__isnull=False),
+                name="appointment_confirmed_has_when",
+            ),
+        ]

@@ -1,5 +1,5 @@
-"""Websocket pushes: alerts and recommendations to the care team (``/ws/alerts/``),
-recommendations and messages to the patient (``/ws/patient/``).
+"""Websocket pushes: alerts, recommendations and patients' messages to the care team
+(``/ws/alerts/``), recommendations and the care team's messages to the patient (``/ws/patient/``).
 
 Sent after the transaction commits, so nobody is told about something that rolled back. A push
 that fails is logged, never raised: the alert is persisted and listed by the API regardless.
@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from clinicians.models import Alert, Recommendation, Tier
+from clinicians.models import Alert, Message, Recommendation, SenderRole, Tier
 
 logger = logging.getLogger("clinicians.notify")
 
@@ -90,4 +90,28 @@ def recommendation_created(rec: Recommendation) -> None:
 def recommendation_decided(rec: Recommendation) -> None:
     payload = recommendation_payload(rec)
     groups = [patient_group(rec.patient_id), *_team_groups(rec.patient_id)]
+    transaction.on_commit(lambda: _send(groups, payload))
+
+
+def message_payload(message: Message) -> dict:
+    """The message itself: the push is its delivery. The body crosses the channel layer (as an
+    alert's text does) but is never logged: a failed push logs the event name only."""
+    return {
+        "event": "message",
+        "id": message.pk,
+        "patient": message.patient_id,
+        "sender": message.sender_id,
+        "sender_role": message.sender_role,
+        "body": message.body,
+        "created_at": message.created_at.isoformat(),
+        "read_at": None,
+    }
+
+
+def message_sent(message: Message) -> None:
+    """A patient's message goes to every clinician of their care teams; a clinician's goes to
+    the patient and to the team (so colleagues see the thread move)."""
+    payload, groups = message_payload(message), _team_groups(message.patient_id)
+    if message.sender_role == SenderRole.CLINICIAN:
+        groups.append(patient_group(message.patient_id))
     transaction.on_commit(lambda: _send(groups, payload))

@@ -171,6 +171,12 @@ def thresholds_for(patient: Patient) -> Thresholds:
     )
 
 
+def target_for(patient: Patient) -> tuple[int, int]:
+    """The BP target the titration works toward: the strictest across the patient's bounds,
+    the guideline default without bounds. A BP goal must agree with it (loop.services)."""
+    return _target({b.medication: b for b in SafetyBounds.objects.filter(patient=patient)})
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 

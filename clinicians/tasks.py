@@ -84,3 +84,35 @@ def monitor_models(window: str = "daily") -> list[str]:
         now=now,
     )
     return report.alerts
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+    acks_late=True,
+)
+def plan_visit_task(self, patient_id: int) -> dict:
+    """Keep one patient's proposed visit in step with the cadence rule (idempotent)."""
+    from clinicians.loop.services import plan_next_visit
+
+    plan = plan_next_visit(patient_id)
+    return {
+        "patient": patient_id,
+        "outcome": plan.outcome,
+        "appointment": plan.appointment.pk if plan.appointment else None,
+    }
+
+
+@shared_task(acks_late=True)
+def plan_visits() -> int:
+    """Daily (Celery beat): re-evaluate every patient's visit cadence, one task per patient."""
+    from patients.models import Patient
+
+    count = 0
+    for patient_id in Patient.objects.values_list("pk", flat=True).iterator():
+        plan_visit_task.delay(patient_id)
+        count += 1
+    return count

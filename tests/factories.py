@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import factory
+from django.utils import timezone
 
 from accounts.models import CareTeam, CareTeamMembership, ClinicianProfile, Role, User
-from patients.models import CareTeamAssignment, Patient
+from patients.models import CareTeamAssignment, Device, Patient, Reading, ReadingType
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -63,3 +64,33 @@ class PatientFactory(factory.django.DjangoModelFactory):
     def care_team(obj, create, extracted, **kwargs):  # noqa: N805
         if create and extracted is not None:
             CareTeamAssignment.objects.create(patient=obj, care_team=extracted)
+
+
+class DeviceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Device
+        django_get_or_create = ("patient", "device_id")
+
+    patient = factory.SubFactory(PatientFactory)
+    device_id = "watch-1"
+
+
+class ReadingFactory(factory.django.DjangoModelFactory):
+    """A home blood-pressure reading by default; ``reading_type="steps", value=N`` for steps."""
+
+    class Meta:
+        model = Reading
+
+    patient = factory.SubFactory(PatientFactory)
+    device = factory.LazyAttribute(lambda o: DeviceFactory(patient=o.patient))
+    client_id = factory.Sequence(lambda n: f"reading-{n}")
+    reading_type = ReadingType.BLOOD_PRESSURE
+    systolic_mmhg = factory.LazyAttribute(
+        lambda o: 124 if o.reading_type == ReadingType.BLOOD_PRESSURE else None
+    )
+    diastolic_mmhg = factory.LazyAttribute(
+        lambda o: 76 if o.reading_type == ReadingType.BLOOD_PRESSURE else None
+    )
+    value = None
+    measured_at = factory.LazyFunction(timezone.now)
+    received_at = factory.LazyFunction(timezone.now)

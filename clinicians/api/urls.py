@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from clinicians.api.loop_views import AppointmentViewSet, GoalViewSet, MessageViewSet
 from clinicians.api.views import (
     AlertThresholdsView,
     AlertViewSet,
@@ -11,6 +12,9 @@ from clinicians.api.views import (
 router = SimpleRouter()
 router.register("recommendations", RecommendationViewSet, basename="recommendation")
 router.register("alerts", AlertViewSet, basename="alert")
+router.register("goals", GoalViewSet, basename="goal")
+router.register("messages", MessageViewSet, basename="message")
+router.register("appointments", AppointmentViewSet, basename="appointment")
 
 urlpatterns = [
     path(

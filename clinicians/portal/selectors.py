@@ -9,7 +9,21 @@ from django.db.models import Avg, Count, Q
 from django.utils import timezone
 
 from accounts.models import User
-from clinicians.models import Alert, AlertStatus, Recommendation, RecommendationStatus
+from clinicians.loop.selectors import (
+    appointments_visible_to,
+    goal_progress,
+    goals_visible_to,
+    messages_visible_to,
+    unread_count_for,
+)
+from clinicians.models import (
+    Alert,
+    AlertStatus,
+    AppointmentStatus,
+    GoalStatus,
+    Recommendation,
+    RecommendationStatus,
+)
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
 from patients.models import Patient, Reading, ReadingType
 from patients.selectors import patient_with_care_teams
@@ -101,6 +115,10 @@ class PatientChart:
     alerts: list[Alert] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
     svg_points: dict = field(default_factory=dict)
+    goals: list[tuple] = field(default_factory=list)  # (goal, progress or None)
+    thread: list = field(default_factory=list)  # messages, oldest first
+    unread_messages: int = 0
+    visits: list = field(default_factory=list)  # upcoming: the cadence's proposal, confirmed
 
 
 def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
@@ -134,7 +152,40 @@ def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
         ),
         recommendations=list(recommendations_visible_to(user).filter(patient=patient)[:20]),
         svg_points=_svg(daily),
+        **_loop(user, patient),
     )
+
+
+THREAD_LENGTH = 50
+
+
+def _loop(user: User, patient: Patient) -> dict:
+    """The patient–clinician loop on the chart: goals with progress, the message thread, the
+    upcoming visits with the cadence's reason."""
+    goals = list(
+        goals_visible_to(user)
+        .filter(patient=patient, status__in=[GoalStatus.PROPOSED, GoalStatus.ACTIVE])
+        .order_by("status", "-proposed_at")
+    )
+    thread = list(
+        messages_visible_to(user).filter(patient=patient).select_related("sender")[:THREAD_LENGTH]
+    )
+    thread.reverse()
+    return {
+        "goals": [
+            (goal, goal_progress(goal) if goal.status == GoalStatus.ACTIVE else None)
+            for goal in goals
+        ],
+        "thread": thread,
+        "unread_messages": unread_count_for(user, patient),
+        "visits": list(
+            appointments_visible_to(user).filter(
+                patient=patient,
+                status__in=[AppointmentStatus.PROPOSED, AppointmentStatus.CONFIRMED],
+                scheduled_at__gte=timezone.now() - timedelta(days=1),
+            )
+        ),
+    }
 
 
 def _svg(daily: list[dict], width: int = 640, height: int = 180) -> dict:

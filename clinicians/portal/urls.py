@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clinicians.portal import review, views
+from clinicians.portal import loop, review, views
 
 app_name = "portal"
 
@@ -11,5 +11,9 @@ urlpatterns = [
     path("patients/<int:patient_id>/", review.patient_chart, name="patient"),
     path("recommendations/<int:recommendation_id>/decision/", review.decide, name="decide"),
     path("alerts/<int:alert_id>/acknowledge/", review.acknowledge_alert, name="acknowledge-alert"),
+    path("patients/<int:patient_id>/messages/", loop.reply, name="reply"),
+    path("patients/<int:patient_id>/messages/read/", loop.mark_thread_read, name="thread-read"),
+    path("goals/<int:goal_id>/status/", loop.goal_status, name="goal-status"),
+    path("appointments/<int:appointment_id>/", loop.visit_action, name="visit-action"),
     path("", views.home, name="home"),
 ]

@@ -1,0 +1,293 @@
+"""Goals, messages and appointments: the patient–clinician loop (API.md,
+docs/patient-clinician-loop.md). Lists are narrowed by the selectors (another team's patient is
+a 404); writes are named rules (``clinicians/rules.py``) and services with their audit event."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from accounts.models import Role
+from clinicians.api.loop_serializers import (
+    AppointmentCancelSerializer,
+    AppointmentConfirmSerializer,
+    AppointmentFilterSerializer,
+    AppointmentInSerializer,
+    AppointmentSerializer,
+    GoalFilterSerializer,
+    GoalInSerializer,
+    GoalSerializer,
+    GoalStatusSerializer,
+    MessageFilterSerializer,
+    MessageInSerializer,
+    MessageSerializer,
+    VisitPlanInSerializer,
+    VisitPlanSerializer,
+)
+from clinicians.loop import services
+from clinicians.loop.selectors import (
+    appointments_visible_to,
+    goals_visible_to,
+    messages_visible_to,
+)
+from clinicians.models import GoalStatus, SenderRole
+from patients.api.views import JournalledReadMixin
+from patients.models import Patient
+from patients.selectors import patients_visible_to
+
+
+def patient_for_write(request, patient_id: int | None) -> Patient:
+    """The patient a write is about: a patient writes into their own loop (naming another is a
+    404), a clinician names one of their care teams' patients (another team's is a 404)."""
+    user = request.user
+    visible = patients_visible_to(user)
+    if user.role == Role.PATIENT:
+        patient = visible.first()
+        if patient is None or (patient_id is not None and patient_id != patient.pk):
+            raise NotFound()
+        return patient
+    if patient_id is None:
+        raise ValidationError({"patient": ["Required: the patient this is about."]})
+    return get_object_or_404(visible, pk=patient_id)
+
+
+def require(request, permission: str, obj, message: str) -> None:
+    if not request.user.has_perm(permission, obj):
+        raise PermissionDenied(message)
+
+
+class _LoopViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    read_patient_key = "patient"
+    filter_serializer_class: type = GoalFilterSerializer
+
+    def filters(self) -> dict:
+        body = self.filter_serializer_class(data=self.request.query_params.dict())
+        body.is_valid(raise_exception=True)
+        return body.validated_data
+
+    def narrowed(self, queryset):
+        if self.action != "list":
+            return queryset
+        wanted = self.filters()
+        if "patient" in wanted:
+            queryset = queryset.filter(patient_id=wanted["patient"])
+        return queryset
+
+
+class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
+    serializer_class = GoalSerializer
+    read_object_type = "goal"
+    filter_serializer_class = GoalFilterSerializer
+
+    def get_queryset(self):
+        queryset = self.narrowed(goals_visible_to(self.request.user))
+        if self.action == "list":
+            wanted = self.filters()
+            for name in ("status", "kind"):
+                if name in wanted:
+                    queryset = queryset.filter(**{name: wanted[name]})
+        return queryset
+
+    @extend_schema(parameters=[GoalFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        """Goals with their progress over the last 7 days (active goals only)."""
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=GoalInSerializer, responses={201: GoalSerializer})
+    def create(self, request, *args, **kwargs):
+        """A clinician of the care team sets a goal (active at once); the patient proposes one
+        (``proposed``). A blood-pressure goal must match the safety bounds' target."""
+        body = GoalInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = dict(body.validated_data)
+        patient = patient_for_write(request, values.pop("patient", None))
+        permission = (
+            "clinicians.propose_goal"
+            if request.user.role == Role.PATIENT
+            else "clinicians.set_goal"
+        )
+        require(request, permission, patient, "Only the patient or their care team sets goals.")
+        goal = services.set_goal(patient=patient, actor=request.user, **values)
+        return Response(GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=GoalStatusSerializer, responses=GoalSerializer)
+    @action(detail=True, methods=["post"])
+    def status(self, request, pk=None):
+        """A clinician of the care team activates a proposal, marks a goal achieved or abandons
+        it; the patient may withdraw (abandon) their own proposal."""
+        goal = self.get_object()
+        body = GoalStatusSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        target = body.validated_data["status"]
+        allowed = request.user.has_perm("clinicians.manage_goal", goal) or (
+            target == GoalStatus.ABANDONED
+            and request.user.has_perm("clinicians.withdraw_goal", goal)
+        )
+        if not allowed:
+            raise PermissionDenied(
+                "Only a clinician of the care team changes a goal; a patient may withdraw "
+                "their own proposal."
+            )
+        goal = services.change_goal_status(goal=goal, actor=request.user, status=target)
+        return Response(GoalSerializer(goal).data)
+
+
+class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
+    serializer_class = MessageSerializer
+    read_object_type = "message"
+    filter_serializer_class = MessageFilterSerializer
+
+    def get_queryset(self):
+        queryset = self.narrowed(messages_visible_to(self.request.user))
+        if self.action == "list" and self.filters().get("unread"):
+            other_side = (
+                SenderRole.CLINICIAN
+                if self.request.user.role == Role.PATIENT
+                else SenderRole.PATIENT
+            )
+            queryset = queryset.filter(sender_role=other_side, read_at__isnull=True)
+        return queryset
+
+    @extend_schema(parameters=[MessageFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        """The thread (one per patient), newest first."""
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=MessageInSerializer, responses={201: MessageSerializer})
+    def create(self, request, *args, **kwargs):
+        """The patient writes to their care team; a clinician of the team writes to the
+        patient. Delivered live on ``/ws/alerts/`` (team) or ``/ws/patient/`` (patient)."""
+        body = MessageInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        patient = patient_for_write(request, body.validated_data.get("patient"))
+        require(
+            request,
+            "clinicians.send_message",
+            patient,
+            "Only the patient and their care team write in this thread.",
+        )
+        message = services.send_message(
+            patient=patient, actor=request.user, body=body.validated_data["body"]
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=MessageSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        """The read receipt, by the receiving side; again is a no-op."""
+        message = self.get_object()
+        require(
+            request,
+            "clinicians.read_message",
+            message,
+            "Only the receiving side marks a message read.",
+        )
+        message = services.mark_message_read(message=message, actor=request.user)
+        return Response(MessageSerializer(message).data)
+
+
+class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
+    serializer_class = AppointmentSerializer
+    read_object_type = "appointment"
+    filter_serializer_class = AppointmentFilterSerializer
+
+    def get_queryset(self):
+        queryset = self.narrowed(appointments_visible_to(self.request.user))
+        if self.action == "list":
+            wanted, now = self.filters(), timezone.now()
+            if "status" in wanted:
+                queryset = queryset.filter(status=wanted["status"])
+            if wanted.get("when") == "upcoming":
+                queryset = queryset.filter(scheduled_at__gte=now)
+            elif wanted.get("when") == "past":
+                queryset = queryset.filter(scheduled_at__lt=now)
+        return queryset
+
+    @extend_schema(parameters=[AppointmentFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        """Visits, by scheduled time. A patient sees the visits a clinician confirmed; the
+        cadence's proposals are for the care team."""
+        return super().list(request, *args, **kwargs)
+
+    def _visit(self, request):
+        visit = self.get_object()
+        require(
+            request,
+            "clinicians.manage_visit",
+            visit,
+            "Only a clinician of the care team manages visits.",
+        )
+        return visit
+
+    @extend_schema(request=AppointmentInSerializer, responses={201: AppointmentSerializer})
+    def create(self, request, *args, **kwargs):
+        """A clinician books a visit (confirmed at once)."""
+        body = AppointmentInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        patient = patient_for_write(request, body.validated_data["patient"])
+        require(
+            request,
+            "clinicians.schedule_visit",
+            patient,
+            "Only a clinician of the care team schedules visits.",
+        )
+        visit = services.schedule_visit(
+            patient=patient, actor=request.user, scheduled_at=body.validated_data["scheduled_at"]
+        )
+        return Response(AppointmentSerializer(visit).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AppointmentConfirmSerializer, responses=AppointmentSerializer)
+    @action(detail=True, methods=["post"])
+    def confirm(self, request, pk=None):
+        """Confirm the cadence's proposal, at its time or another."""
+        visit = self._visit(request)
+        body = AppointmentConfirmSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        visit = services.confirm_visit(
+            appointment=visit,
+            actor=request.user,
+            scheduled_at=body.validated_data.get("scheduled_at"),
+        )
+        return Response(AppointmentSerializer(visit).data)
+
+    @extend_schema(request=AppointmentCancelSerializer, responses=AppointmentSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a proposed or confirmed visit, with a reason."""
+        visit = self._visit(request)
+        body = AppointmentCancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        visit = services.cancel_visit(
+            appointment=visit, actor=request.user, reason=body.validated_data["reason"]
+        )
+        return Response(AppointmentSerializer(visit).data)
+
+    @extend_schema(request=None, responses=AppointmentSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        """The visit took place (the anchor of the next routine interval)."""
+        visit = self._visit(request)
+        visit = services.complete_visit(appointment=visit, actor=request.user)
+        return Response(AppointmentSerializer(visit).data)
+
+    @extend_schema(request=VisitPlanInSerializer, responses=VisitPlanSerializer)
+    @action(detail=False, methods=["post"])
+    def plan(self, request):
+        """Re-run the visit cadence for one patient now (the daily task does it for all)."""
+        body = VisitPlanInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        patient = patient_for_write(request, body.validated_data["patient"])
+        require(
+            request,
+            "clinicians.schedule_visit",
+            patient,
+            "Only a clinician of the care team plans visits.",
+        )
+        plan = services.plan_next_visit(patient.pk)
+        self.read_patient_ids = [patient.pk]
+        return Response(VisitPlanSerializer(plan).data)

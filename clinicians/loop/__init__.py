@@ -1,0 +1,4 @@
+"""The patient–clinician loop (DESIGN.md): shared goals, secure messages, and a visit cadence
+that adapts to how stable the patient is. Models live in ``clinicians.models``; the writes in
+``services``, the reads in ``selectors``, the cadence rule (pure, with its sources) in
+``cadence``. See docs/patient-clinician-loop.md."""

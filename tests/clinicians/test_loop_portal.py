@@ -1,0 +1,66 @@
+"""The patient chart shows the loop: goals with progress, the thread (escaped) with a reply
+form, and the next visit with its cadence reason."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import TestCase
+
+from clinicians.loop.services import plan_next_visit, send_message, set_goal
+from clinicians.models import Appointment, Goal, Message
+from tests.clinicians.test_portal import portal_client
+from tests.factories import ReadingFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_chart_shows_goals_thread_and_next_visit_with_html_escaped(clinician_a, patient_a):
+    ReadingFactory(patient=patient_a, systolic_mmhg=120, diastolic_mmhg=75)
+    set_goal(patient=patient_a, actor=clinician_a, kind="blood_pressure")
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        send_message(
+            patient=patient_a, actor=patient_a.user, body='<script>alert("x")</script> dizzy'
+        )
+    plan_next_visit(patient_a.pk)
+    page = portal_client(clinician_a).get(f"/portal/patients/{patient_a.pk}/").content.decode()
+    assert "Home BP &lt; 130/80 mmHg" in page and "1 of 1 home readings" in page
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; dizzy" in page
+    assert "1 unread" in page
+    assert "Cadence: Only 1 home reading in 7 days" in page and "interval 28 days" in page
+    assert "csrfmiddlewaretoken" in page
+
+
+def test_reply_from_the_portal_reaches_the_thread_and_read_marks_it(clinician_a, patient_a):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        send_message(patient=patient_a, actor=patient_a.user, body="question")
+    client = portal_client(clinician_a)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(f"/portal/patients/{patient_a.pk}/messages/", {"body": "answer"})
+    assert response.status_code == 302
+    reply = Message.objects.get(sender=clinician_a)
+    assert reply.body == "answer" and reply.patient == patient_a
+    client.post(f"/portal/patients/{patient_a.pk}/messages/read/")
+    assert Message.objects.get(body="question").read_by == clinician_a
+
+
+def test_portal_goal_and_visit_actions_are_team_scoped(clinician_a, clinician_b, patient_a):
+    goal = set_goal(
+        patient=patient_a,
+        actor=patient_a.user,
+        kind="lifestyle",
+        measure="steps_per_day",
+        target_value=7000,
+    )
+    visit = plan_next_visit(patient_a.pk).appointment
+    other = portal_client(clinician_b)
+    assert other.post(f"/portal/goals/{goal.pk}/status/", {"status": "active"}).status_code == 404
+    assert other.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"}).status_code == 404
+    assert (
+        other.post(f"/portal/patients/{patient_a.pk}/messages/", {"body": "x"}).status_code == 404
+    )
+    own = portal_client(clinician_a)
+    own.post(f"/portal/goals/{goal.pk}/status/", {"status": "active"})
+    own.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"})
+    assert Goal.objects.get(pk=goal.pk).status == "active"
+    assert Appointment.objects.get(pk=visit.pk).status == "confirmed"

@@ -1,0 +1,282 @@
+"""The visit cadence: the rule's cases with their numbers (docs/patient-clinician-loop.md),
+the service that keeps one proposed visit in step, and the appointments API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from clinicians.loop.cadence import CadenceInputs, next_visit
+from clinicians.loop.services import plan_next_visit
+from clinicians.models import Alert, Appointment, AppointmentStatus
+from clinicians.tasks import plan_visits
+from patients.models import Prescription
+from tests.conftest import bearer_client
+from tests.factories import ReadingFactory
+
+TODAY = date(2026, 11, 20)
+NOON = datetime(2026, 11, 20, 12, tzinfo=timezone.get_fixed_timezone(0))
+
+
+def inputs(**changes) -> CadenceInputs:
+    values = {
+        "today": TODAY,
+        "anchor_on": TODAY - timedelta(days=10),
+        "target_systolic_mmhg": 130,
+        "target_diastolic_mmhg": 80,
+        "mean_systolic_7d_mmhg": 122.0,
+        "mean_diastolic_7d_mmhg": 76.0,
+        "bp_count_7d": 12,
+        "min_readings_7d": 6,
+    }
+    return CadenceInputs(**{**values, **changes})
+
+
+# --- the rule -----------------------------------------------------------------------------------
+
+
+def test_controlled_patient_is_seen_every_3_months_from_the_last_visit():
+    decision = next_visit(inputs())
+    assert decision.reason == "controlled" and decision.interval_days == 90
+    assert decision.due_on == TODAY - timedelta(days=10) + timedelta(days=90)
+    assert "ACC/AHA 2017" in decision.source
+
+
+def test_recent_dose_change_brings_the_visit_to_4_weeks_after_the_change():
+    changed = NOON - timedelta(days=5)
+    decision = next_visit(inputs(last_regimen_change_at=changed))
+    assert decision.reason == "regimen_change" and decision.interval_days == 28
+    assert decision.due_on == changed.date() + timedelta(days=28)
+
+
+def test_a_dose_change_older_than_4_weeks_no_longer_counts():
+    decision = next_visit(inputs(last_regimen_change_at=NOON - timedelta(days=40)))
+    assert decision.reason == "controlled"
+
+
+def test_open_crisis_means_a_visit_within_3_days():
+    decision = next_visit(
+        inputs(crisis_opened_at=NOON, last_regimen_change_at=NOON - timedelta(days=2))
+    )
+    assert decision.reason == "crisis" and decision.due_on == TODAY + timedelta(days=3)
+    assert decision.is_urgent
+
+
+def test_open_hypotension_means_a_visit_within_a_week():
+    decision = next_visit(inputs(hypotension_opened_at=NOON))
+    assert decision.reason == "hypotension" and decision.due_on == TODAY + timedelta(days=7)
+
+
+def test_uncontrolled_or_unmeasured_patient_is_seen_monthly():
+    above = next_visit(inputs(mean_systolic_7d_mmhg=142.0, mean_diastolic_7d_mmhg=88.0))
+    at_target = next_visit(inputs(mean_systolic_7d_mmhg=130.0))  # "< 130" is the goal
+    too_few = next_visit(inputs(bp_count_7d=3))
+    for decision in (above, at_target, too_few):
+        assert decision.reason == "not_controlled" and decision.interval_days == 28
+        assert decision.due_on == TODAY - timedelta(days=10) + timedelta(days=28)
+    assert "Only 3 home readings" in too_few.explanation
+
+
+def test_an_overdue_visit_is_proposed_for_tomorrow():
+    decision = next_visit(inputs(anchor_on=TODAY - timedelta(days=200)))
+    assert decision.due_on == TODAY + timedelta(days=1) and "Overdue" in decision.explanation
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+def controlled(patient, *, days_since_change: int = 60) -> None:
+    now = timezone.now()
+    Prescription.objects.create(
+        patient=patient,
+        medication="amlodipine",
+        dose_mg=Decimal("5"),
+        started_at=now - timedelta(days=days_since_change),
+        source="import",
+    )
+    for hours in range(0, 7 * 24, 12):
+        ReadingFactory(
+            patient=patient,
+            systolic_mmhg=121,
+            diastolic_mmhg=76,
+            measured_at=now - timedelta(hours=hours + 1),
+        )
+
+
+@pytest.mark.django_db
+def test_cadence_proposes_a_visit_once_and_is_idempotent(patient_a):
+    controlled(patient_a)
+    plan = plan_next_visit(patient_a.pk)
+    assert plan.outcome == "created" and plan.decision.reason == "controlled"
+    visit = plan.appointment
+    assert visit.status == AppointmentStatus.PROPOSED and visit.interval_days == 90
+    assert timezone.localdate(visit.scheduled_at) == timezone.localdate() + timedelta(days=90)
+    event = AuditEvent.objects.get(object_type="appointment")
+    assert event.actor_id is None and event.action == "create"
+    assert "clinicians.visit_cadence" in event.entry
+    assert plan_next_visit(patient_a.pk).outcome == "unchanged"
+    assert (
+        Appointment.objects.count() == 1
+        and AuditEvent.objects.filter(object_type="appointment").count() == 1
+    )
+
+
+@pytest.mark.django_db
+def test_a_crisis_moves_the_proposal_to_within_days_and_stability_moves_it_back(patient_a):
+    controlled(patient_a)
+    plan_next_visit(patient_a.pk)
+    crisis = Alert.objects.create(
+        patient=patient_a, kind="hypertensive_crisis", message="x", opened_at=timezone.now()
+    )
+    plan = plan_next_visit(patient_a.pk)
+    assert plan.outcome == "rescheduled" and plan.decision.reason == "crisis"
+    assert timezone.localdate(plan.appointment.scheduled_at) == timezone.localdate() + timedelta(
+        days=3
+    )
+    crisis.status = "resolved"
+    crisis.save()
+    assert plan_next_visit(patient_a.pk).decision.reason == "controlled"
+    assert Appointment.objects.filter(status="proposed").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_recent_dose_change_proposes_a_visit_4_weeks_after_it(patient_a):
+    controlled(patient_a, days_since_change=3)
+    plan = plan_next_visit(patient_a.pk)
+    assert plan.decision.reason == "regimen_change"
+    assert timezone.localdate(plan.appointment.scheduled_at) == timezone.localdate() + timedelta(
+        days=25
+    )
+
+
+@pytest.mark.django_db
+def test_a_confirmed_visit_before_the_due_day_covers_the_proposal(clinician_a, patient_a):
+    controlled(patient_a)
+    proposal = plan_next_visit(patient_a.pk).appointment
+    booked = bearer_client(clinician_a).post(
+        "/api/v1/appointments/",
+        {
+            "patient": patient_a.pk,
+            "scheduled_at": (timezone.now() + timedelta(days=20)).isoformat(),
+        },
+        format="json",
+    )
+    assert booked.status_code == 201 and booked.json()["status"] == "confirmed"
+    proposal.refresh_from_db()
+    assert proposal.status == AppointmentStatus.CANCELLED
+    assert plan_next_visit(patient_a.pk).outcome == "covered"
+    assert not Appointment.objects.filter(status="proposed").exists()
+
+
+@pytest.mark.django_db
+def test_a_proposal_the_clinician_cancelled_is_not_proposed_again(clinician_a, patient_a):
+    controlled(patient_a)
+    proposal = plan_next_visit(patient_a.pk).appointment
+    client = bearer_client(clinician_a)
+    no_reason = client.post(f"/api/v1/appointments/{proposal.pk}/cancel/", {}, format="json")
+    assert no_reason.status_code == 400 and no_reason.json()["errors"][0]["field"] == "reason"
+    cancelled = client.post(
+        f"/api/v1/appointments/{proposal.pk}/cancel/",
+        {"reason": "seen by cardiology"},
+        format="json",
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert plan_next_visit(patient_a.pk).outcome == "declined"
+    assert not Appointment.objects.filter(status="proposed").exists()
+
+
+@pytest.mark.django_db
+def test_daily_task_plans_every_patient(patient_a, patient_b):
+    assert plan_visits.apply().get() == 2
+    assert Appointment.objects.filter(status="proposed").count() == 2
+
+
+def test_the_daily_task_is_in_the_beat_schedule(settings):
+    entries = [e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()]
+    assert "clinicians.tasks.plan_visits" in entries
+
+
+# --- the appointments API -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_clinician_confirms_a_proposal_and_then_the_patient_sees_it(clinician_a, patient_a):
+    controlled(patient_a)
+    proposal = plan_next_visit(patient_a.pk).appointment
+    phone, portal = bearer_client(patient_a.user), bearer_client(clinician_a)
+    assert phone.get("/api/v1/appointments/").json()["results"] == []
+    rows = portal.get(f"/api/v1/appointments/?patient={patient_a.pk}&when=upcoming").json()
+    assert [r["status"] for r in rows["results"]] == ["proposed"]
+    assert rows["results"][0]["cadence_reason"] == "controlled"
+    # The patient does not see a mere proposal at all.
+    assert phone.post(f"/api/v1/appointments/{proposal.pk}/confirm/").status_code == 404
+    at = (timezone.now() + timedelta(days=60)).replace(microsecond=0)
+    confirmed = portal.post(
+        f"/api/v1/appointments/{proposal.pk}/confirm/",
+        {"scheduled_at": at.isoformat()},
+        format="json",
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "confirmed"
+    seen = phone.get("/api/v1/appointments/?when=upcoming").json()["results"]
+    assert [r["id"] for r in seen] == [proposal.pk]
+    assert phone.get("/api/v1/appointments/?when=past").json()["results"] == []
+    cancel = phone.post(
+        f"/api/v1/appointments/{proposal.pk}/cancel/", {"reason": "x"}, format="json"
+    )
+    assert cancel.status_code == 403
+    again = portal.post(f"/api/v1/appointments/{proposal.pk}/confirm/", {}, format="json")
+    assert again.status_code == 409
+    event = AuditEvent.objects.filter(
+        object_type="appointment", action="update", actor_id=clinician_a.pk
+    ).last()
+    assert event.changes["status"] == {"old": "proposed", "new": "confirmed"}
+
+
+@pytest.mark.django_db
+def test_appointments_are_team_scoped_and_validated(clinician_a, clinician_b, patient_a):
+    proposal = plan_next_visit(patient_a.pk).appointment
+    other = bearer_client(clinician_b)
+    assert other.post(f"/api/v1/appointments/{proposal.pk}/confirm/").status_code == 404
+    assert other.get(f"/api/v1/appointments/?patient={patient_a.pk}").json()["results"] == []
+    future = (timezone.now() + timedelta(days=3)).isoformat()
+    assert (
+        other.post(
+            "/api/v1/appointments/",
+            {"patient": patient_a.pk, "scheduled_at": future},
+            format="json",
+        ).status_code
+        == 404
+    )
+    assert (
+        bearer_client(patient_a.user)
+        .post(
+            "/api/v1/appointments/",
+            {"patient": patient_a.pk, "scheduled_at": future},
+            format="json",
+        )
+        .status_code
+        == 403
+    )
+    past = bearer_client(clinician_a).post(
+        "/api/v1/appointments/",
+        {"patient": patient_a.pk, "scheduled_at": (timezone.now() - timedelta(days=1)).isoformat()},
+        format="json",
+    )
+    assert past.status_code == 400 and past.json()["errors"][0]["field"] == "scheduled_at"
+    bad = bearer_client(clinician_a).get("/api/v1/appointments/?when=someday")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "when"
+
+
+@pytest.mark.django_db
+def test_plan_endpoint_runs_the_cadence_for_one_patient(clinician_a, patient_a):
+    response = bearer_client(clinician_a).post(
+        "/api/v1/appointments/plan/", {"patient": patient_a.pk}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["outcome"] == "created" and body["reason"] == "not_controlled"
+    assert body["interval_days"] == 28 and body["appointment"]["status"] == "proposed"
