@@ -160,7 +160,7 @@ def run(quick: bool = False) -> list[dict]:
         """Units, expected units per step, δ ≤ 1/U and the noise for ε = TARGET_EPSILON."""
         n_units = n_patients if unit == "patient" else n_train
         per_step = rows_per_step // ROWS_PER_PATIENT if unit == "patient" else rows_per_step
-        delta = 10 ** -math.ceil(math.log10(n_units))  # the registry's rule: δ ≤ 1/U
+        delta = 10 ** -math.ceil(math.log10(10 * n_units))  # the registry's rule: ≤ 1/(10 U)
         rate = sample_rate_for(n_units, per_step)
         return {
             "units": patients if unit == "patient" else None,

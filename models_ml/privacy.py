@@ -369,12 +369,13 @@ def train_private(
 class ClosedFormClipping:
     """Per-unit clipped gradient sums and private gradients of a :class:`DoseResponseMLP`.
 
-    Closed form for a stack of linear layers (Goodfellow 2015; the norms of Opacus' ghost
-    clipping): row r's gradient of a layer is the outer product gᵣ aᵣᵀ of its backprop gᵣ
-    (∂loss/∂pre-activation) and its input aᵣ, and its bias gradient is gᵣ, so unit p's mean
-    gradient has squared norm Σ_layers Σ_{r,s∈p} (gᵣ·gₛ)(aᵣ·aₛ + 1) / kₚ² — no per-row gradient
-    is materialised — and the clipped sum is (w ⊙ g)ᵀ a with row weight wᵣ = clip factor of the
-    unit / kₚ. One forward, one backward to the pre-activations, a few small matrix products.
+    Closed form for a stack of linear layers (Goodfellow 2015, "Efficient per-example gradient
+    computations"): row r's gradient of a layer is the outer product gᵣ aᵣᵀ of its backprop gᵣ
+    (∂loss/∂pre-activation) and its input aᵣ, and its bias gradient is gᵣ. So one forward and
+    one backward pass to the pre-activations give every unit's mean gradient as a batched
+    matrix product, Σ_{r∈p} gᵣ aᵣᵀ / kₚ (with one row per unit, only the norms are needed, and
+    ‖g aᵀ‖² = ‖g‖² ‖a‖² is exact); the units' clipped gradients are then summed with one more
+    product. No autograd hooks, no per-parameter loops.
     """
 
     def __init__(self, module: DoseResponseMLP, max_grad_norm: float) -> None:
@@ -416,15 +417,18 @@ class ClosedFormClipping:
         flat_targets = targets.reshape(n_units * width, -1)
         row_losses = ((predictions - flat_targets) / module.target_std).pow(2).mean(dim=1)
         row_losses = row_losses * present.reshape(-1)
-        backprops = torch.autograd.grad(row_losses.sum(), pre_activations)
+        # Backprops of the unit's *mean* loss (each row weighted 1/k): the per-unit sums of
+        # outer products below are then the units' mean gradients.
+        weights = (present / rows_in_unit[:, None]).reshape(-1)
+        backprops = torch.autograd.grad((row_losses * weights).sum(), pre_activations)
         inputs = [tensor.detach() for tensor in inputs]
 
         if out is None:
             out = torch.zeros(self.size)
-        views = self._views(out)
         if width == 1:
             # One row per unit: the row's gradient is g aᵀ (and g), whose squared norm is the
             # product of non-negative terms ‖g‖² (‖a‖² + 1): exact, no cancellation.
+            views = self._views(out)
             squared = torch.zeros(n_units)
             for g, a in zip(backprops, inputs, strict=True):
                 g_norms = torch.linalg.vecdot(g, g)
@@ -435,18 +439,19 @@ class ClosedFormClipping:
                 views[2 * index].addmm_(weighted.T, a)
                 views[2 * index + 1].add_(weighted.sum(dim=0))
         else:
-            # Each unit's mean gradient is materialised (P × 1.7k numbers) and that very tensor
-            # is measured, clipped and added: a norm from Gram products of nearly cancelling rows
-            # could come out wrong in float32 and let a patient past the clipping norm.
-            per_unit = []
+            # Each unit's mean gradient is materialised — one row of P × 1.7k numbers, laid out
+            # as the parameters are — and that very vector is measured, clipped and added: a
+            # norm from Gram products of nearly cancelling rows could come out wrong in float32
+            # and let a patient past the clipping norm.
+            parts = []
             for g, a in zip(backprops, inputs, strict=True):
-                g_units = g.view(n_units, width, -1) / rows_in_unit[:, None, None]
-                per_unit.append(torch.bmm(g_units.transpose(1, 2), a.view(n_units, width, -1)))
-                per_unit.append(g_units.sum(dim=1))
-            squared = sum(gradient.flatten(1).square().sum(dim=1) for gradient in per_unit)
-            clip = self._clip_factors(squared)
-            for view, gradient in zip(views, per_unit, strict=True):
-                view.add_(torch.tensordot(clip, gradient, dims=1))
+                g_units = g.view(n_units, width, -1)
+                parts.append(torch.bmm(g_units.transpose(1, 2), a.view(n_units, width, -1)))
+                parts.append(g_units.sum(dim=1))
+            per_unit = torch.cat([part.flatten(1) for part in parts], dim=1)
+            clip = self._clip_factors(per_unit.square().sum(dim=1))
+            out.add_(clip @ per_unit)
+            views = self._views(out)
         return views, row_losses.detach()
 
     def private_gradient(
