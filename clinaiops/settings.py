@@ -340,5 +340,7 @@ LOGGING = {
         "daphne": {"level": "WARNING", "propagate": True},
         # Task results are ids and counts, but one line per task drowns the useful lines.
         "celery.app.trace": {"level": "WARNING", "propagate": True},
+        # shap logs each explanation's values at INFO: a patient's contributions, not for logs.
+        "shap": {"level": "WARNING", "propagate": True},
     },
 }
