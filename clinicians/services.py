@@ -177,6 +177,14 @@ def target_for(patient: Patient) -> tuple[int, int]:
     return _target({b.medication: b for b in SafetyBounds.objects.filter(patient=patient)})
 
 
+def _replan_visit_after_commit(patient_id: int) -> None:
+    """A crisis or a hypotension episode brings the next visit forward now, not at the next
+    daily cadence run (docs/patient-clinician-loop.md)."""
+    from clinicians.tasks import plan_visit_task
+
+    transaction.on_commit(lambda: plan_visit_task.delay(patient_id))
+
+
 # --- evaluation ---------------------------------------------------------------------------------
 
 
@@ -290,6 +298,8 @@ def _apply_safety_rules(patient, observation, thresholds, target, now) -> list[A
                 detail={"kind": kind},
             )
             notify.alert_opened(alert)
+            if kind in (AlertKind.CRISIS, AlertKind.HYPOTENSION):
+                _replan_visit_after_commit(patient.pk)
             opened.append(alert)
         elif (
             finding is None
