@@ -258,6 +258,7 @@ AUDIT_EVENT = ResourceHandler(
     search_params=AUDIT_EVENT_PARAMS,
     read=read_audit_event,
     search=search_audit_events,
+    access=_require_auditor,
 )
 PROVENANCE = ResourceHandler(
     type="Provenance",

@@ -285,4 +285,5 @@ HTTP_REASONS = {
     405: "405 Method Not Allowed",
     409: "409 Conflict",
     422: "422 Unprocessable Entity",
+    500: "500 Internal Server Error",
 }

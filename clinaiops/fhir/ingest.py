@@ -13,6 +13,7 @@ stored — with FHIR's semantics around it:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.observation_input import ROOT, ParsedObservation
 from patients.ingestion import record_readings
 from patients.models import Patient, Reading
+
+logger = logging.getLogger("clinaiops.fhir")
 
 
 @dataclass
@@ -77,6 +80,24 @@ def _rejection(parsed: ParsedObservation, rejection: dict) -> EntryOutcome:
     return EntryOutcome(400, issues=[Issue(message, "value", path)])
 
 
+def _not_found_after_storing(parsed: ParsedObservation) -> EntryOutcome:
+    """The ingestion accepted the entry but no reading has its identifier: a fault of this
+    server (the keys compared here must be the ones the ingestion stores), answered for the
+    entry alone — never a crash that loses the other entries of a batch."""
+    logger.error("fhir_reading_missing_after_ingestion", extra={"client_id": parsed.client_id})
+    return EntryOutcome(
+        500,
+        issues=[
+            Issue(
+                f"the reading with identifier {parsed.client_id!r} was accepted but cannot be "
+                "found; it may not be stored — post it again",
+                "exception",
+                parsed.paths["client_id"],
+            )
+        ],
+    )
+
+
 def _store_patient(
     patient: Patient,
     indexes: list[int],
@@ -119,9 +140,13 @@ def _store_patient(
         if outcomes[index] is not None:
             continue
         client_id = parsed[index].client_id
+        reading = stored.get(client_id)
+        if reading is None:
+            outcomes[index] = _not_found_after_storing(parsed[index])
+            continue
         is_new = client_id not in existing and client_id not in created
         created.add(client_id)
-        outcomes[index] = EntryOutcome(201 if is_new else 200, reading=stored[client_id])
+        outcomes[index] = EntryOutcome(201 if is_new else 200, reading=reading)
 
 
 def store_observations(

@@ -18,10 +18,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fhir.resources.R4B.observation import Observation as FhirObservation
-from pydantic import ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.observations import (
@@ -59,6 +59,10 @@ _DATETIME_WITH_ZONE = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
 )
 MAX_CLIENT_ID = 64
+# The ingestion strips surrounding whitespace from client_id and device_id (pydantic's
+# strip_whitespace); the same stripping here, so the keys this layer compares and looks up are
+# the ones stored.
+_STRIPPED: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
 
 
 @dataclass
@@ -269,6 +273,15 @@ def _utc(effective: str) -> str:
         return effective  # refused later by the ingestion, with its message
 
 
+def _stripped(value: str, path: str, what: str) -> str:
+    """``value`` as the ingestion stores it (surrounding whitespace removed); 400 naming the
+    element when nothing is left."""
+    stripped = _STRIPPED.validate_python(value)
+    if not stripped:
+        raise FhirError.one(400, f"the {what} is blank", expression=path, code="value")
+    return stripped
+
+
 def _device_id(raw: dict[str, Any], patient: Patient) -> tuple[str, str]:
     """The wearable's id: ``device.identifier.value``, else the id of a ``Device/<id>``
     reference; without either, one pseudo-device per patient for observations entered
@@ -276,10 +289,12 @@ def _device_id(raw: dict[str, Any], patient: Patient) -> tuple[str, str]:
     device = raw.get("device") or {}
     value = (device.get("identifier") or {}).get("value")
     if value:
-        return value, f"{ROOT}.device.identifier.value"
+        path = f"{ROOT}.device.identifier.value"
+        return _stripped(value, path, "device identifier value"), path
     reference = device.get("reference") or ""
     if reference.startswith("Device/") and len(reference) > len("Device/"):
-        return reference.removeprefix("Device/"), f"{ROOT}.device.reference"
+        path = f"{ROOT}.device.reference"
+        return _stripped(reference.removeprefix("Device/"), path, "Device id"), path
     return f"fhir-patient-{patient.pk}", f"{ROOT}.device"
 
 
@@ -297,11 +312,12 @@ def _client_id(raw: dict[str, Any], content: dict[str, Any]) -> tuple[str, str]:
         return "fhir-" + hashlib.sha256(text.encode()).hexdigest()[:48], ROOT
     index = raw["identifier"].index(chosen)
     path = f"{ROOT}.identifier[{index}].value"
-    if len(chosen["value"].strip()) > MAX_CLIENT_ID:
+    value = _stripped(chosen["value"], path, "identifier value")
+    if len(value) > MAX_CLIENT_ID:
         raise FhirError.one(
             400, f"the identifier value is longer than {MAX_CLIENT_ID} characters", expression=path
         )
-    return chosen["value"], path
+    return value, path
 
 
 def parse_observation(raw: Any, user, base: str) -> ParsedObservation:

@@ -41,6 +41,9 @@ class ResourceHandler:
     read: Callable[[Any, str], tuple[dict[str, Any], list[int]]] | None = None
     search: Callable[[Any, SearchRequest], SearchResult] | None = None
     creatable: bool = False  # Observation only: creates go through clinaiops.fhir.ingest
+    # The type's role rule, checked by the views before parameters are parsed or anything read
+    # (raises PermissionDenied); None when every authenticated caller may ask.
+    access: Callable[[Any], None] | None = None
     profiles: tuple[str, ...] = ()
 
     @property

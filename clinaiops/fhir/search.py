@@ -22,6 +22,10 @@ from clinaiops.fhir.http import FhirError, Issue
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
+# Deepest page served: offset paging reads (and, for MedicationRequest, merges) every row
+# before the page, so an unbounded _offset is an unbounded query. Beyond it: 400; narrow the
+# search (date, patient, …) instead.
+MAX_OFFSET = 10_000
 # Result parameters accepted by every search (search.html#Summary): _format is handled by
 # content negotiation, _pretty and _total do not change the result here.
 _IGNORED = {"_format", "_pretty", "_total"}
@@ -54,9 +58,11 @@ def _bad(name: str, message: str, code: str = "invalid") -> FhirError:
 
 
 def _non_negative(name: str, raw: str, maximum: int | None = None) -> int:
-    if not raw.isdigit():
-        raise _bad(name, f"{name} must be a non-negative integer, not {raw!r}")
-    value = int(raw)
+    # ASCII digits only ("²".isdigit() is true, int() refuses it), and no int() of thousands of
+    # digits (Python refuses those too): any number that long is simply "very large".
+    if not (raw.isascii() and raw.isdigit()):
+        raise _bad(name, f"{name} must be a non-negative integer, not {raw[:20]!r}")
+    value = int(raw) if len(raw) <= 18 else 10**18
     return min(value, maximum) if maximum is not None else value
 
 
@@ -72,6 +78,13 @@ def parse_search(request, supported: dict[str, SearchParam]) -> SearchRequest:
             continue
         if key == "_offset":
             search.offset = _non_negative(key, raws[-1])
+            if search.offset > MAX_OFFSET:
+                raise _bad(
+                    key,
+                    f"_offset is at most {MAX_OFFSET}, not {search.offset}; narrow the search "
+                    "(e.g. by date) to reach later results",
+                    "too-costly",
+                )
             continue
         if key == "_summary":
             if raws[-1] == "count":
@@ -234,13 +247,16 @@ def searchset(
 
     links = [link("self", search.offset)]
     if not search.summary_count and search.count:
+        # No link to a page beyond MAX_OFFSET: the server would refuse it.
         last_offset = max(0, (total - 1) // search.count * search.count)
+        next_offset = search.offset + search.count
         links.append(link("first", 0))
         if search.offset > 0:
             links.append(link("previous", max(0, search.offset - search.count)))
-        if search.offset + search.count < total:
-            links.append(link("next", search.offset + search.count))
-        links.append(link("last", last_offset))
+        if next_offset < total and next_offset <= MAX_OFFSET:
+            links.append(link("next", next_offset))
+        if last_offset <= MAX_OFFSET:
+            links.append(link("last", last_offset))
     return {
         "resourceType": "Bundle",
         "type": "searchset",

@@ -36,6 +36,13 @@ def _handler(resource_type: str) -> ResourceHandler:
     return handler
 
 
+def _check_access(handler: ResourceHandler, request) -> None:
+    """The type's role rule (AuditEvent: auditors only) before anything of the request is
+    looked at, so a caller without the role gets 403 whatever the parameters."""
+    if handler.access is not None:
+        handler.access(request.user)
+
+
 def _journal_read(request, handler: ResourceHandler, interaction: str, patient_ids) -> None:
     """One read event per response that showed patient data, as the /api/v1 reads do (a patient
     reading their own record is not journalled: ``record_read`` decides)."""
@@ -96,6 +103,7 @@ class TypeView(FhirView):
 
     def get(self, request, resource_type: str):
         handler = _handler(resource_type)
+        _check_access(handler, request)
         if handler.search is None:
             raise FhirError.one(405, f"{resource_type} cannot be searched", code="not-supported")
         search = parse_search(request, handler.params)
@@ -140,13 +148,28 @@ class TypeView(FhirView):
 
 
 class InstanceView(FhirView):
-    def read(self, request, resource_type: str, resource_id: str) -> dict[str, Any]:
+    def read(
+        self, request, resource_type: str, resource_id: str, version_id: str | None = None
+    ) -> dict[str, Any]:
+        """The resource, journalled as read — only when it is answered: a vread of a version
+        that is not the current one is a 404 and shows nothing, so it journals nothing."""
         handler = _handler(resource_type)
+        _check_access(handler, request)
         if handler.read is None:
             raise FhirError.one(405, f"{resource_type} cannot be read", code="not-supported")
         with transaction.atomic():
             resource, patient_ids = handler.read(request.user, resource_id)
-            _journal_read(request, handler, "read", patient_ids)
+            current = resource["meta"]["versionId"]
+            if version_id is not None and current != version_id:
+                # The current versionId is a digest of the content: not named here, where
+                # nothing is journalled (read the resource for it).
+                raise FhirError.one(
+                    404,
+                    f"{resource_type}/{resource_id} version {version_id} is not kept; only "
+                    "the current version is served (read the resource for it)",
+                    code="not-found",
+                )
+            _journal_read(request, handler, "vread" if version_id else "read", patient_ids)
         return resource
 
     def get(self, request, resource_type: str, resource_id: str):
@@ -161,12 +184,5 @@ class VersionView(InstanceView):
     """vread of the current version; earlier versions are not kept (404)."""
 
     def get(self, request, resource_type: str, resource_id: str, version_id: str):
-        resource = self.read(request, resource_type, resource_id)
-        if resource["meta"]["versionId"] != version_id:
-            raise FhirError.one(
-                404,
-                f"{resource_type}/{resource_id} version {version_id} is not kept; the current "
-                f"version is {resource['meta']['versionId']}",
-                code="not-found",
-            )
+        resource = self.read(request, resource_type, resource_id, version_id)
         return Response(resource, headers=_version_headers(resource))

@@ -150,3 +150,12 @@ def test_a_failed_signature_leaves_no_provenance(clinician_a, patient_a):
     assert AuditEvent.objects.filter(action="decision", outcome="failure").exists()
     body = FhirClient(clinician_a).get(f"/fhir/Provenance?target=rec-{rec.pk}").json()
     assert body["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "query", ["date=not-a-date", "bogus=1", "_offset=99999999", "patient=Group/1", "_count=x"]
+)
+def test_a_non_auditor_is_refused_whatever_the_parameters(query, clinician_a):
+    response = FhirClient(clinician_a).get(f"/fhir/AuditEvent?{query}")
+    assert response.status_code == 403
+    assert response.json()["issue"][0]["code"] == "forbidden"

@@ -141,3 +141,42 @@ def test_a_body_over_the_size_limit_is_413_as_an_operation_outcome(patient_a, se
     assert response.json()["resourceType"] == "OperationOutcome"
     assert response.json()["issue"][0]["code"] == "too-long"
     assert Reading.objects.count() == 0
+
+
+def test_batch_with_a_padded_identifier_stores_every_entry(patient_a):
+    client = FhirClient(patient_a.user)
+    bundle = transaction_of(
+        bp(patient_a, identifier="bp-good"),
+        heart_rate(patient_a, identifier=" hr-padded "),
+        kind="batch",
+    )
+    response = client.post("/fhir/", bundle)
+    assert response.status_code == 200, response.json()
+    statuses = [entry["response"]["status"] for entry in response.json()["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    assert set(Reading.objects.values_list("client_id", flat=True)) == {"bp-good", "hr-padded"}
+    again = client.post("/fhir/", bundle)
+    assert [entry["response"]["status"] for entry in again.json()["entry"]] == ["200 OK"] * 2
+
+
+def test_an_entry_missing_after_ingestion_fails_alone_in_a_batch(patient_a, monkeypatch):
+    """Should the ingestion store one entry under another key than the one compared here, that
+    entry fails with its OperationOutcome; the batch and its other entries are answered."""
+    from clinaiops.fhir import ingest
+    from patients.ingestion import record_readings
+
+    def renaming(*, patient, items, actor):
+        renamed = [
+            item | {"client_id": "renamed"} if item["client_id"] == "hr-1" else item
+            for item in items
+        ]
+        return record_readings(patient=patient, items=renamed, actor=actor)
+
+    monkeypatch.setattr(ingest, "record_readings", renaming)
+    bundle = transaction_of(bp(patient_a), heart_rate(patient_a), kind="batch")
+    response = FhirClient(patient_a.user).post("/fhir/", bundle)
+    assert response.status_code == 200, response.json()
+    good, missing = response.json()["entry"]
+    assert good["response"]["status"] == "201 Created"
+    assert missing["response"]["status"] == "500 Internal Server Error"
+    assert missing["response"]["outcome"]["issue"][0]["code"] == "exception"

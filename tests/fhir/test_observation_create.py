@@ -292,3 +292,107 @@ def test_prefer_return_minimal_and_operation_outcome(patient_a):
     outcome = client.post("/fhir/Observation", bp(patient_a), HTTP_PREFER="return=OperationOutcome")
     assert outcome.status_code == 200
     assert outcome.json()["issue"][0]["severity"] == "information"
+
+
+# --- identifiers and device ids with surrounding whitespace ------------------------------------
+
+
+def test_a_padded_identifier_is_stored_stripped_and_reposting_it_is_idempotent(patient_a):
+    client = FhirClient(patient_a.user)
+    resource = bp(patient_a, identifier="  bp-padded \t")
+    first = client.post("/fhir/Observation", resource)
+    assert first.status_code == 201, first.json()
+    assert first.json()["identifier"][0]["value"] == "bp-padded"
+    again = client.post("/fhir/Observation", resource)
+    assert again.status_code == 200, again.json()
+    assert again.json()["id"] == first.json()["id"]
+    unpadded = client.post("/fhir/Observation", bp(patient_a, identifier="bp-padded"))
+    assert unpadded.status_code == 200
+    assert list(Reading.objects.values_list("client_id", flat=True)) == ["bp-padded"]
+
+
+def test_a_padded_device_id_reposted_is_200_not_409(patient_a):
+    client = FhirClient(patient_a.user)
+    resource = bp(patient_a, device="  watch-1  ")
+    first = client.post("/fhir/Observation", resource)
+    assert first.status_code == 201, first.json()
+    again = client.post("/fhir/Observation", resource)
+    assert again.status_code == 200, again.json()
+    assert again.json()["id"] == first.json()["id"]
+    reading = Reading.objects.select_related("device").get()
+    assert reading.device.device_id == "watch-1"
+
+
+def test_a_padded_device_reference_is_the_same_device(patient_a):
+    client = FhirClient(patient_a.user)
+    resource = bp(patient_a)
+    assert client.post("/fhir/Observation", resource).status_code == 201
+    resource["device"] = {"reference": "Device/ watch-1 "}
+    assert client.post("/fhir/Observation", resource).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "change, expression",
+    [
+        (
+            lambda r: r.update(identifier=[{"system": "urn:example:watch", "value": "   "}]),
+            "Observation.identifier[0].value",
+        ),
+        (
+            lambda r: r.update(device={"identifier": {"value": " \t "}}),
+            "Observation.device.identifier.value",
+        ),
+        (lambda r: r.update(device={"reference": "Device/   "}), "Observation.device.reference"),
+    ],
+)
+def test_an_identifier_or_device_id_of_whitespace_only_is_400_naming_it(
+    patient_a, change, expression
+):
+    resource = bp(patient_a)
+    change(resource)
+    response = FhirClient(patient_a.user).post("/fhir/Observation", resource)
+    assert response.status_code == 400, response.json()
+    assert expressions(response) == [expression]
+    assert not Reading.objects.exists()
+
+
+def test_a_reading_missing_after_ingestion_is_an_entry_error_not_a_crash(patient_a, monkeypatch):
+    """Should the ingestion ever store a reading under another key than the one asked for, the
+    entry fails with an OperationOutcome instead of a KeyError losing the whole request."""
+    from clinaiops.fhir import ingest
+    from patients.ingestion import record_readings
+
+    def renaming(*, patient, items, actor):
+        return record_readings(
+            patient=patient,
+            items=[item | {"client_id": item["client_id"] + "-x"} for item in items],
+            actor=actor,
+        )
+
+    monkeypatch.setattr(ingest, "record_readings", renaming)
+    response = FhirClient(patient_a.user).post("/fhir/Observation", bp(patient_a))
+    assert response.status_code == 500
+    issue = response.json()["issue"][0]
+    assert issue["code"] == "exception"
+    assert issue["expression"] == ["Observation.identifier[0].value"]
+    assert not Reading.objects.exists()  # a create is all or nothing
+
+
+def test_a_vread_of_an_unknown_version_is_not_journalled_but_a_good_read_is(patient_a, clinician_a):
+    FhirClient(patient_a.user).post("/fhir/Observation", bp(patient_a))
+    reading = Reading.objects.get()
+    client = FhirClient(clinician_a)
+    reads = AuditEvent.objects.filter(action="read", object_type="reading")
+
+    before = reads.count()
+    stale = client.get(f"/fhir/Observation/{reading.pk}/_history/deadbeef")
+    assert stale.status_code == 404
+    assert reads.count() == before
+
+    current = client.get(f"/fhir/Observation/{reading.pk}")
+    assert current.status_code == 200
+    assert reads.count() == before + 1
+    version = current.json()["meta"]["versionId"]
+    assert client.get(f"/fhir/Observation/{reading.pk}/_history/{version}").status_code == 200
+    assert reads.count() == before + 2
+    assert reads.order_by("sequence").last().detail["interaction"] == "vread"

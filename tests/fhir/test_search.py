@@ -201,3 +201,36 @@ def test_patient_search_by_name_gender_and_birth_year(clinician_a, team_a):
     assert ids("birthdate=ge1960-06-01") == ["Okada"]
     assert ids("birthdate=1950-06-01") == []  # a day cannot contain a whole year
     assert ids(f"_id={older.pk}") == ["Okafor"]
+
+
+@pytest.mark.parametrize(
+    "resource_type", ["Observation", "Patient", "MedicationRequest", "AuditEvent", "Provenance"]
+)
+def test_offset_beyond_the_cap_is_400_naming_it(resource_type, auditor):
+    from clinaiops.fhir.search import MAX_OFFSET
+
+    client = FhirClient(auditor)
+    response = client.get(f"/fhir/{resource_type}?_offset={MAX_OFFSET + 1}")
+    assert response.status_code == 400, response.json()
+    issue = response.json()["issue"][0]
+    assert issue["expression"] == ["http._offset"]
+    assert str(MAX_OFFSET) in issue["diagnostics"]
+    assert client.get(f"/fhir/{resource_type}?_offset={MAX_OFFSET}").status_code == 200
+
+
+def test_no_paging_link_points_beyond_the_offset_cap(patient_a, readings, monkeypatch):
+    from clinaiops.fhir import search
+
+    monkeypatch.setattr(search, "MAX_OFFSET", 2)
+    body = FhirClient(patient_a.user).get("/fhir/Observation?_count=2&_offset=2").json()
+    links = {link["relation"]: link["url"] for link in body["link"]}
+    assert body["total"] == 5
+    assert set(links) == {"self", "first", "previous"}  # next and last (offset 4) are beyond it
+
+
+@pytest.mark.parametrize("name", ["_offset", "_count"])
+def test_paging_numbers_that_python_cannot_parse_are_not_a_500(patient_a, readings, name):
+    client = FhirClient(patient_a.user)
+    assert client.get(f"/fhir/Observation?{name}=%C2%B2").status_code == 400  # "²"
+    huge = client.get(f"/fhir/Observation?{name}={'9' * 5000}")
+    assert huge.status_code == (400 if name == "_offset" else 200)
