@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.db.models.lookups import GreaterThan, LessThanOrEqual
+from django.utils import timezone
 
 from patients.models import Patient
 
@@ -356,6 +357,9 @@ class Appointment(models.Model):
     source = models.CharField(max_length=16, choices=AppointmentSource.choices)
     cadence_reason = models.CharField(max_length=32, blank=True)
     interval_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The due day the cadence rule gave, before an overdue day was moved to tomorrow: with
+    # ``cadence_reason``, what identifies a cadence proposal from one daily run to the next.
+    nominal_due_on = models.DateField(null=True, blank=True)
     explanation = models.CharField(max_length=300, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -394,3 +398,8 @@ class Appointment(models.Model):
                 name="appointment_confirmed_has_when",
             ),
         ]
+
+    @property
+    def is_overdue(self) -> bool:
+        """A proposal whose time has passed with nobody acting on it: it needs a new time."""
+        return self.status == AppointmentStatus.PROPOSED and self.scheduled_at <= timezone.now()

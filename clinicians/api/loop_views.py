@@ -4,6 +4,7 @@ a 404); writes are named rules (``clinicians/rules.py``) and services with their
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -35,7 +36,7 @@ from clinicians.loop.selectors import (
     goals_visible_to,
     messages_visible_to,
 )
-from clinicians.models import GoalStatus, SenderRole
+from clinicians.models import AppointmentStatus, GoalStatus, SenderRole
 from patients.api.views import JournalledReadMixin
 from patients.models import Patient
 from patients.selectors import patients_visible_to
@@ -202,8 +203,10 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
             wanted, now = self.filters(), timezone.now()
             if "status" in wanted:
                 queryset = queryset.filter(status=wanted["status"])
-            if wanted.get("when") == "upcoming":
-                queryset = queryset.filter(scheduled_at__gte=now)
+            if wanted.get("when") == "upcoming":  # open proposals count, even overdue ones
+                queryset = queryset.filter(
+                    Q(scheduled_at__gte=now) | Q(status=AppointmentStatus.PROPOSED)
+                )
             elif wanted.get("when") == "past":
                 queryset = queryset.filter(scheduled_at__lt=now)
         return queryset

@@ -23,15 +23,35 @@ controlled         90 days   ACC/AHA 2017, Figure 4 and section 8.3.2: once at g
                              every 3–6 months; we take the shorter end (3 months).
 =================  ========  ===================================================================
 
-Every interval counts from an *anchor* in the past — the event that triggered it, else the last
-visit, else enrolment — never from "today", so re-running the rule daily gives the same date
-and does not push the visit away. An overdue date becomes tomorrow.
+Every interval counts from an *anchor* in the past, never from "today", so re-running the rule
+daily gives the same date and does not push the visit away:
+
+- routine reasons (``not_controlled``, ``controlled``) count from the last *completed* visit,
+  else enrolment. A confirmed visit whose day passed without being completed (a no-show) does
+  not reset the interval; the explanation says so.
+- ``crisis`` and ``hypotension`` count from the later of the alert's opening and the last
+  completed visit: a visit after the alert opened answers it, and if the alert is still
+  unresolved the next urgent visit is due one interval after that visit.
+- ``regimen_change`` counts from the change.
+
+The earliest day wins. When an alert reason (crisis, hypotension) applies, it names the visit
+even if a routine reason gives the earlier day (the day stays the earliest): a new alert always
+changes the rule's answer, so it is never hidden behind a routine proposal a clinician declined.
+
+The day the rule gives is the *nominal* due day (``nominal_due_on``); it identifies the
+proposal (with the reason) and never moves while the patient's state is unchanged. A nominal
+day before today is overdue: ``due_on`` becomes tomorrow — today's 09:00 proposal time may have
+passed when the daily run happens, tomorrow's has not, so a clinician can confirm it as
+proposed. A nominal day of today is not overdue and stays today.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+
+# Reasons raised by an open alert: when one applies, it names the visit (see ``next_visit``).
+URGENT_REASONS = ("crisis", "hypotension")
 
 # ACC/AHA 2017 section 8.3.1: a change of therapy counts as "recent" for one monthly cycle.
 REGIMEN_CHANGE_WINDOW_DAYS = 28
@@ -59,7 +79,7 @@ RULES: dict[str, CadenceRule] = {
 @dataclass(frozen=True)
 class CadenceInputs:
     today: date
-    # The last visit that took place (or enrolment, without one): where routine intervals count.
+    # The last completed visit (or enrolment, without one): where routine intervals count.
     anchor_on: date
     target_systolic_mmhg: int
     target_diastolic_mmhg: int
@@ -70,19 +90,32 @@ class CadenceInputs:
     crisis_opened_at: datetime | None = None
     hypotension_opened_at: datetime | None = None
     last_regimen_change_at: datetime | None = None
+    # The last completed visit, if any (an urgent interval counts from it when it is later than
+    # the alert's opening).
+    last_visit_on: date | None = None
+    # The latest confirmed visit after ``anchor_on`` whose day passed without being completed.
+    unattended_visit_on: date | None = None
 
 
 @dataclass(frozen=True)
 class CadenceDecision:
     reason: str
     interval_days: int
+    # The day to propose: ``nominal_due_on``, or tomorrow when that day has passed.
     due_on: date
     explanation: str
     source: str
+    # The day the rule gives, before an overdue day is moved: with ``reason``, what identifies a
+    # proposal (stable from day to day while nothing changes).
+    nominal_due_on: date | None = None
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.nominal_due_on is not None and self.nominal_due_on < self.due_on
 
     @property
     def is_urgent(self) -> bool:
-        return self.reason in ("crisis", "hypotension")
+        return self.reason in URGENT_REASONS
 
 
 def is_controlled(inputs: CadenceInputs) -> bool:
@@ -98,12 +131,14 @@ def is_controlled(inputs: CadenceInputs) -> bool:
 
 
 def next_visit(inputs: CadenceInputs) -> CadenceDecision:
-    """Every rule that applies proposes a date; the earliest wins."""
+    """Every rule that applies proposes a date; the earliest wins. If an alert rule (crisis,
+    hypotension) applies, the visit carries the most urgent of them as its reason, on the
+    earliest day of all."""
     candidates: list[tuple[date, str, str]] = []
     if inputs.crisis_opened_at is not None:
         candidates.append(
             (
-                _due(inputs.crisis_opened_at.date(), "crisis"),
+                _due(_urgent_anchor(inputs.crisis_opened_at, inputs), "crisis"),
                 "crisis",
                 "Open hypertensive crisis alert: see the patient within days.",
             )
@@ -111,7 +146,7 @@ def next_visit(inputs: CadenceInputs) -> CadenceDecision:
     if inputs.hypotension_opened_at is not None:
         candidates.append(
             (
-                _due(inputs.hypotension_opened_at.date(), "hypotension"),
+                _due(_urgent_anchor(inputs.hypotension_opened_at, inputs), "hypotension"),
                 "hypotension",
                 "Open sustained-hypotension alert: review the regimen within a week.",
             )
@@ -151,16 +186,58 @@ def next_visit(inputs: CadenceInputs) -> CadenceDecision:
                 f"{inputs.target_diastolic_mmhg} mmHg): monthly follow-up until control."
             )
         candidates.append((_due(inputs.anchor_on, "not_controlled"), "not_controlled", why))
-    due_on, reason, explanation = min(candidates, key=lambda c: (c[0], _PRIORITY[c[1]]))
-    tomorrow = inputs.today + timedelta(days=1)
-    if due_on < tomorrow:
-        due_on = tomorrow
-        explanation = f"{explanation} Overdue: as soon as possible."
+
+    def rank(candidate: tuple[date, str, str]) -> tuple[date, int]:
+        return candidate[0], _PRIORITY[candidate[1]]
+
+    earliest = min(candidates, key=rank)
+    urgent = [c for c in candidates if c[1] in URGENT_REASONS]
+    if urgent:
+        # An open alert names the visit even when a routine rule gives an earlier day (an
+        # overdue one, say): the day stays the earliest, but a new alert changes the rule's
+        # answer, so it is never hidden behind a routine proposal the clinician declined.
+        _, reason, explanation = min(urgent, key=rank)
+        nominal_due_on = earliest[0]
+        if earliest[1] != reason:
+            explanation = (
+                f"{explanation} Brought forward to {nominal_due_on.isoformat()} by the "
+                f"{earliest[1]} rule."
+            )
+    else:
+        nominal_due_on, reason, explanation = earliest
+    due_on = nominal_due_on
+    if nominal_due_on < inputs.today:
+        due_on = inputs.today + timedelta(days=1)
+        # The nominal day, not "today", so the text is the same on every run.
+        explanation = (
+            f"{explanation} Overdue since {nominal_due_on.isoformat()}: as soon as possible."
+        )
+    if inputs.unattended_visit_on is not None:
+        explanation = (
+            f"{explanation} The confirmed visit of {inputs.unattended_visit_on.isoformat()} was "
+            "not completed: the interval still counts from the last completed visit."
+        )
     rule = RULES[reason]
-    return CadenceDecision(reason, rule.interval_days, due_on, explanation[:300], rule.source)
+    return CadenceDecision(
+        reason,
+        rule.interval_days,
+        due_on,
+        explanation[:300],
+        rule.source,
+        nominal_due_on=nominal_due_on,
+    )
 
 
 _PRIORITY = {name: index for index, name in enumerate(RULES)}
+
+
+def _urgent_anchor(opened_at: datetime, inputs: CadenceInputs) -> date:
+    """A crisis or hypotension interval counts from the alert's opening, or from a completed
+    visit after it (the visit answered the alert; if it is still unresolved, see again)."""
+    opened_on = opened_at.date()
+    if inputs.last_visit_on is not None and inputs.last_visit_on > opened_on:
+        return inputs.last_visit_on
+    return opened_on
 
 
 def _due(anchor: date, reason: str) -> date:

@@ -4,9 +4,9 @@ the loop computes from readings: goal progress and the inputs of the visit caden
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -158,18 +158,25 @@ def cadence_inputs(patient: Patient, *, now: datetime) -> CadenceInputs:
         started=Max("started_at"), ended=Max("ended_at")
     )
     change_times = [t for t in (changes["started"], changes["ended"]) if t is not None]
-    last_visit = (
-        Appointment.objects.filter(patient=patient)
-        .filter(
-            Q(status=AppointmentStatus.COMPLETED)
-            | Q(status=AppointmentStatus.CONFIRMED, scheduled_at__lte=now)
-        )
-        .aggregate(last=Max("scheduled_at"))["last"]
-    )
+    today = timezone.localdate(now)
+    # Only a visit that took place anchors an interval: a confirmed visit whose time passed
+    # without being completed (a no-show) does not reset it.
+    last_visit = Appointment.objects.filter(
+        patient=patient, status=AppointmentStatus.COMPLETED
+    ).aggregate(last=Max("scheduled_at"))["last"]
     anchor = last_visit or patient.created_at
+    start_of_today = timezone.make_aware(datetime.combine(today, time.min))
+    unattended = Appointment.objects.filter(
+        patient=patient,
+        status=AppointmentStatus.CONFIRMED,
+        scheduled_at__lt=start_of_today,
+        scheduled_at__gt=anchor,
+    ).aggregate(last=Max("scheduled_at"))["last"]
     return CadenceInputs(
-        today=timezone.localdate(now),
+        today=today,
         anchor_on=timezone.localdate(anchor),
+        last_visit_on=timezone.localdate(last_visit) if last_visit else None,
+        unattended_visit_on=timezone.localdate(unattended) if unattended else None,
         target_systolic_mmhg=target[0],
         target_diastolic_mmhg=target[1],
         mean_systolic_7d_mmhg=observation.mean_systolic_7d_mmhg,

@@ -8,11 +8,13 @@ something was written, with its length, not *what*)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -135,20 +137,21 @@ def set_goal(
         Patient.objects.select_for_update().get(pk=patient.pk)  # one writer per patient's goals
         if status == GoalStatus.ACTIVE and kind == GoalKind.BLOOD_PRESSURE:
             _refuse_second_active_bp_goal(patient)
-        goal = Goal.objects.create(
-            patient=patient,
-            kind=kind,
-            measure=measure if kind == GoalKind.LIFESTYLE else "",
-            target_systolic_mmhg=target_systolic_mmhg,
-            target_diastolic_mmhg=target_diastolic_mmhg,
-            target_value=target_value,
-            description=description,
-            status=status,
-            proposed_by=actor,
-            proposed_at=now,
-            status_changed_by=actor if status == GoalStatus.ACTIVE else None,
-            status_changed_at=now if status == GoalStatus.ACTIVE else None,
-        )
+        with _one_active_bp_goal(patient.pk):
+            goal = Goal.objects.create(
+                patient=patient,
+                kind=kind,
+                measure=measure if kind == GoalKind.LIFESTYLE else "",
+                target_systolic_mmhg=target_systolic_mmhg,
+                target_diastolic_mmhg=target_diastolic_mmhg,
+                target_value=target_value,
+                description=description,
+                status=status,
+                proposed_by=actor,
+                proposed_at=now,
+                status_changed_by=actor if status == GoalStatus.ACTIVE else None,
+                status_changed_at=now if status == GoalStatus.ACTIVE else None,
+            )
         record_event(
             action="create",
             actor=actor,
@@ -203,22 +206,50 @@ def _check_lifestyle(measure: str, systolic: int | None, diastolic: int | None) 
             raise DomainError("Only blood-pressure goals have BP targets.", field=name)
 
 
-def _refuse_second_active_bp_goal(patient: Patient, *, exclude: int | None = None) -> None:
+def _active_bp_goal(patient: Patient | int, *, exclude: int | None = None) -> int | None:
     active = Goal.objects.filter(
         patient=patient, kind=GoalKind.BLOOD_PRESSURE, status=GoalStatus.ACTIVE
     ).exclude(pk=exclude)
-    existing = active.values_list("pk", flat=True).first()
+    return active.values_list("pk", flat=True).first()
+
+
+def _second_active_bp_goal(existing: int | None) -> Conflict:
+    which = f"Blood-pressure goal {existing}" if existing is not None else "Another BP goal"
+    return Conflict(f"{which} is active: mark it achieved or abandoned first.")
+
+
+def _refuse_second_active_bp_goal(patient: Patient | int, *, exclude: int | None = None) -> None:
+    existing = _active_bp_goal(patient, exclude=exclude)
     if existing is not None:
-        raise Conflict(
-            f"Blood-pressure goal {existing} is active: mark it achieved or abandoned first."
-        )
+        raise _second_active_bp_goal(existing)
+
+
+@contextmanager
+def _one_active_bp_goal(patient_id: int, *, exclude: int | None = None) -> Iterator[None]:
+    """Last resort behind the patient-row lock and the check above: the database constraint
+    ``one_active_bp_goal`` refusing a second active BP goal is the domain's 409, not a 500.
+    The write runs in a savepoint so the transaction can still ask which goal is active."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        # PostgreSQL names the constraint; SQLite names only the columns, so ask the database
+        # whether another active BP goal is the cause.
+        existing = _active_bp_goal(patient_id, exclude=exclude)
+        if existing is not None or "one_active_bp_goal" in str(exc):
+            raise _second_active_bp_goal(existing) from exc
+        raise
 
 
 def change_goal_status(*, goal: Goal, actor: User, status: str) -> Goal:
     """Move a goal along proposed → active → achieved, or to abandoned. Who may do which
     move is the rules' business (``clinicians.manage_goal``, ``clinicians.withdraw_goal``);
-    here: which moves exist, and that an activated BP goal still matches the bounds."""
+    here: which moves exist, and that an activated BP goal still matches the bounds.
+
+    The patient row is locked first, as in ``set_goal``: one writer per patient's goals, so two
+    activations of two proposed BP goals are serialised and the second is a 409."""
     with transaction.atomic():
+        Patient.objects.select_for_update(no_key=True).get(pk=goal.patient_id)
         goal = Goal.objects.select_for_update().get(pk=goal.pk)
         old = goal.status
         if status not in GOAL_TRANSITIONS.get(old, set()):
@@ -235,7 +266,8 @@ def change_goal_status(*, goal: Goal, actor: User, status: str) -> Goal:
                 )
             _refuse_second_active_bp_goal(goal.patient, exclude=goal.pk)
         goal.status, goal.status_changed_by, goal.status_changed_at = status, actor, timezone.now()
-        goal.save(update_fields=["status", "status_changed_by", "status_changed_at"])
+        with _one_active_bp_goal(goal.patient_id, exclude=goal.pk):
+            goal.save(update_fields=["status", "status_changed_by", "status_changed_at"])
         record_event(
             action="update",
             actor=actor,
@@ -335,9 +367,14 @@ class VisitPlan:
 def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPlan:
     """Apply the cadence rule (``clinicians.loop.cadence``) to one patient and keep their one
     ``proposed`` visit in step with it: create it, move it, or cancel it when a confirmed visit
-    on or before the due day already covers it. Idempotent: the due day is anchored in the past,
-    so a second run the same day (or the next day, if nothing changed) writes nothing. A
-    proposal a clinician cancelled is not proposed again for the same day and reason."""
+    on or before the due day already covers it.
+
+    A proposal is identified by the rule's answer — its reason and *nominal* due day (the day
+    the rule gives, before an overdue day is moved to tomorrow). Both are anchored in the past,
+    so re-running daily gives the same answer and writes nothing while nothing changed; in
+    particular an overdue proposal is not moved on each run (it keeps the day it was proposed
+    for). A proposal a clinician cancelled is not proposed again until the answer changes (another
+    reason or another nominal due day)."""
     now = now or timezone.now()
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
@@ -359,20 +396,34 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
                 )
             return VisitPlan(decision, "covered", confirmed)
         if proposal is not None:
-            if proposal.scheduled_at == due_at and proposal.cadence_reason == decision.reason:
+            if (
+                proposal.cadence_reason == decision.reason
+                and proposal.nominal_due_on == decision.nominal_due_on
+            ):
                 return VisitPlan(decision, "unchanged", proposal)
             changes = {
                 "scheduled_at": {"old": proposal.scheduled_at, "new": due_at},
+                "nominal_due_on": {
+                    "old": proposal.nominal_due_on,
+                    "new": decision.nominal_due_on,
+                },
                 "cadence_reason": {"old": proposal.cadence_reason, "new": decision.reason},
                 "interval_days": {"old": proposal.interval_days, "new": decision.interval_days},
             }
             proposal.scheduled_at, proposal.cadence_reason = due_at, decision.reason
+            proposal.nominal_due_on = decision.nominal_due_on
             proposal.interval_days, proposal.explanation = (
                 decision.interval_days,
                 decision.explanation,
             )
             proposal.save(
-                update_fields=["scheduled_at", "cadence_reason", "interval_days", "explanation"]
+                update_fields=[
+                    "scheduled_at",
+                    "nominal_due_on",
+                    "cadence_reason",
+                    "interval_days",
+                    "explanation",
+                ]
             )
             record_event(
                 action="update",
@@ -389,8 +440,8 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
             status=AppointmentStatus.CANCELLED,
             cancelled_by__isnull=False,
             confirmed_at__isnull=True,
-            scheduled_at=due_at,
             cadence_reason=decision.reason,
+            nominal_due_on=decision.nominal_due_on,
         ).exists()
         if declined:
             return VisitPlan(decision, "declined", None)
@@ -401,6 +452,7 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
             source=AppointmentSource.CADENCE,
             cadence_reason=decision.reason,
             interval_days=decision.interval_days,
+            nominal_due_on=decision.nominal_due_on,
             explanation=decision.explanation,
             created_at=now,
         )
@@ -413,6 +465,7 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
             detail={
                 "status": proposal.status,
                 "scheduled_at": due_at.isoformat(),
+                "nominal_due_on": decision.nominal_due_on.isoformat(),
                 "cadence_reason": decision.reason,
                 "interval_days": decision.interval_days,
             },

@@ -4,9 +4,12 @@ messages on the chart."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import forms
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
@@ -84,7 +87,11 @@ def visit_action(request, appointment_id: int):
         return _chart(visit.patient_id)
     try:
         if request.POST.get("action") == "confirm":
-            services.confirm_visit(appointment=visit, actor=request.user)
+            services.confirm_visit(
+                appointment=visit,
+                actor=request.user,
+                scheduled_at=_local_datetime(request.POST.get("scheduled_at", "")),
+            )
         elif request.POST.get("action") == "cancel":
             services.cancel_visit(
                 appointment=visit, actor=request.user, reason=request.POST.get("reason", "")
@@ -94,3 +101,14 @@ def visit_action(request, appointment_id: int):
     except DomainError as error:
         _refuse(request, error.message)
     return _chart(visit.patient_id)
+
+
+def _local_datetime(value: str):
+    """A ``datetime-local`` form value in the server's time zone, or None when left empty."""
+    if not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as error:
+        raise DomainError("Give the visit's date and time.", field="scheduled_at") from error
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed)

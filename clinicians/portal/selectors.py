@@ -178,12 +178,19 @@ def _loop(user: User, patient: Patient) -> dict:
         ],
         "thread": thread,
         "unread_messages": unread_count_for(user, patient),
+        # Every open proposal, overdue ones included (the cadence does not move a proposal just
+        # because nobody acted on it), and the confirmed visits still ahead.
         "visits": list(
-            appointments_visible_to(user).filter(
-                patient=patient,
-                status__in=[AppointmentStatus.PROPOSED, AppointmentStatus.CONFIRMED],
-                scheduled_at__gte=timezone.now() - timedelta(days=1),
+            appointments_visible_to(user)
+            .filter(patient=patient)
+            .filter(
+                Q(status=AppointmentStatus.PROPOSED)
+                | Q(
+                    status=AppointmentStatus.CONFIRMED,
+                    scheduled_at__gte=timezone.now() - timedelta(days=1),
+                )
             )
+            .order_by("scheduled_at")
         ),
     }
 

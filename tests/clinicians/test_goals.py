@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from clinicians.loop import services
 from clinicians.models import Goal
+from core.errors import Conflict
 from tests.clinicians.conftest import set_bounds
 from tests.conftest import bearer_client
 from tests.factories import ReadingFactory
@@ -74,6 +78,43 @@ def test_a_second_active_bp_goal_is_a_conflict(clinician_a, patient_a):
     assert second.status_code == 409
     client.post(f"{URL}{first['id']}/status/", {"status": "achieved"}, format="json")
     assert post_goal(client, patient=patient_a.pk, kind="blood_pressure").status_code == 201
+
+
+def _two_bp_proposals_one_activated_behind_the_check(clinician_a, patient_a) -> Goal:
+    """The race of two concurrent activations, replayed: one proposal became active after the
+    other request's check had passed (here: written directly, and the check switched off)."""
+    phone = bearer_client(patient_a.user)
+    first = post_goal(phone, kind="blood_pressure").json()
+    second = post_goal(phone, kind="blood_pressure").json()
+    Goal.objects.filter(pk=first["id"]).update(status="active", status_changed_by=clinician_a)
+    return Goal.objects.get(pk=second["id"])
+
+
+def test_the_database_refusing_a_second_active_bp_goal_is_a_conflict(
+    clinician_a, patient_a, monkeypatch
+):
+    goal = _two_bp_proposals_one_activated_behind_the_check(clinician_a, patient_a)
+    monkeypatch.setattr(services, "_refuse_second_active_bp_goal", lambda *a, **k: None)
+    with pytest.raises(Conflict, match="is active"):
+        services.change_goal_status(goal=goal, actor=clinician_a, status="active")
+    response = bearer_client(clinician_a).post(
+        f"{URL}{goal.pk}/status/", {"status": "active"}, format="json"
+    )
+    assert response.status_code == 409, response.content
+    goal.refresh_from_db()
+    assert goal.status == "proposed"
+    assert Goal.objects.filter(status="active").count() == 1
+
+
+def test_activating_a_goal_locks_the_patient_before_the_goal(clinician_a, patient_a):
+    posted = post_goal(bearer_client(patient_a.user), kind="blood_pressure").json()
+    goal = Goal.objects.get(pk=posted["id"])
+    with CaptureQueriesContext(connection) as queries:
+        services.change_goal_status(goal=goal, actor=clinician_a, status="active")
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert '"patients_patient"' in selects[0]
+    if connection.vendor == "postgresql":
+        assert selects[0].endswith("FOR NO KEY UPDATE")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from django.test import TestCase
 from clinicians.loop.services import plan_next_visit, send_message, set_goal
 from clinicians.models import Appointment, Goal, Message
 from tests.clinicians.test_portal import portal_client
+from tests.conftest import bearer_client
 from tests.factories import ReadingFactory
 
 pytestmark = pytest.mark.django_db
@@ -64,3 +65,41 @@ def test_portal_goal_and_visit_actions_are_team_scoped(clinician_a, clinician_b,
     own.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"})
     assert Goal.objects.get(pk=goal.pk).status == "active"
     assert Appointment.objects.get(pk=visit.pk).status == "confirmed"
+
+
+def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
+    clinician_a, patient_a
+):
+    """The cadence no longer moves a proposal nobody acted on, so once its time has passed the
+    chart still shows it, marked overdue, and confirming it asks for a new time."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clinicians.models import AppointmentStatus
+
+    plan_next_visit(patient_a.pk)
+    proposal = Appointment.objects.get(patient=patient_a, status=AppointmentStatus.PROPOSED)
+    Appointment.objects.filter(pk=proposal.pk).update(
+        scheduled_at=timezone.now() - timedelta(days=3)
+    )
+    client = portal_client(clinician_a)
+    page = client.get(f"/portal/patients/{patient_a.pk}/").content.decode()
+    assert "overdue" in page and 'name="scheduled_at"' in page
+
+    client.post(f"/portal/appointments/{proposal.pk}/", {"action": "confirm", "scheduled_at": ""})
+    proposal.refresh_from_db()
+    assert proposal.status == AppointmentStatus.PROPOSED  # a past time is not confirmed
+
+    when = (timezone.localtime() + timedelta(days=2)).replace(second=0, microsecond=0)
+    client.post(
+        f"/portal/appointments/{proposal.pk}/",
+        {"action": "confirm", "scheduled_at": when.strftime("%Y-%m-%dT%H:%M")},
+    )
+    proposal.refresh_from_db()
+    assert proposal.status == AppointmentStatus.CONFIRMED and proposal.scheduled_at == when
+
+    upcoming = bearer_client(clinician_a).get(
+        f"/api/v1/appointments/?patient={patient_a.pk}&when=upcoming"
+    )
+    assert [item["id"] for item in upcoming.json()["results"]] == [proposal.pk]

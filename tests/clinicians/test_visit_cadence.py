@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from clinicians.loop.cadence import CadenceInputs, next_visit
-from clinicians.loop.services import plan_next_visit
+from clinicians.loop.services import cancel_visit, plan_next_visit
 from clinicians.models import Alert, Appointment, AppointmentStatus
 from clinicians.tasks import plan_visits
-from patients.models import Prescription
+from patients.models import Patient, Prescription
 from tests.conftest import bearer_client
 from tests.factories import ReadingFactory
 
@@ -84,6 +84,42 @@ def test_uncontrolled_or_unmeasured_patient_is_seen_monthly():
 def test_an_overdue_visit_is_proposed_for_tomorrow():
     decision = next_visit(inputs(anchor_on=TODAY - timedelta(days=200)))
     assert decision.due_on == TODAY + timedelta(days=1) and "Overdue" in decision.explanation
+    assert decision.nominal_due_on == TODAY - timedelta(days=110) and decision.is_overdue
+    # The nominal day and the text do not depend on "today": the rule's answer is stable.
+    next_day = next_visit(inputs(today=TODAY + timedelta(days=1), anchor_on=TODAY - timedelta(200)))
+    assert next_day.nominal_due_on == decision.nominal_due_on
+    assert next_day.explanation == decision.explanation
+
+
+def test_an_open_alert_names_the_visit_even_behind_an_overdue_routine_day():
+    decision = next_visit(inputs(anchor_on=TODAY - timedelta(days=200), crisis_opened_at=NOON))
+    assert decision.reason == "crisis" and decision.due_on == TODAY + timedelta(days=1)
+    assert decision.nominal_due_on == TODAY - timedelta(days=110)
+    assert "Brought forward" in decision.explanation
+
+
+def test_a_visit_due_today_is_due_today_not_overdue():
+    decision = next_visit(inputs(anchor_on=TODAY - timedelta(days=28), bp_count_7d=3))
+    assert decision.reason == "not_controlled"
+    assert decision.due_on == decision.nominal_due_on == TODAY
+    assert not decision.is_overdue and "Overdue" not in decision.explanation
+
+
+def test_urgent_intervals_count_from_a_visit_after_the_alert():
+    opened = NOON - timedelta(days=10)
+    after = next_visit(inputs(crisis_opened_at=opened, last_visit_on=TODAY - timedelta(days=1)))
+    assert after.reason == "crisis" and after.nominal_due_on == TODAY + timedelta(days=2)
+    before = next_visit(inputs(crisis_opened_at=NOON, last_visit_on=TODAY - timedelta(days=5)))
+    assert before.nominal_due_on == TODAY + timedelta(days=3)
+    low = next_visit(inputs(hypotension_opened_at=opened, last_visit_on=TODAY - timedelta(days=2)))
+    assert low.reason == "hypotension" and low.nominal_due_on == TODAY + timedelta(days=5)
+
+
+def test_an_unattended_visit_is_named_in_the_explanation():
+    decision = next_visit(inputs(unattended_visit_on=TODAY - timedelta(days=3)))
+    assert f"visit of {(TODAY - timedelta(days=3)).isoformat()} was not completed" in (
+        decision.explanation
+    )
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -187,6 +223,139 @@ def test_a_proposal_the_clinician_cancelled_is_not_proposed_again(clinician_a, p
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert plan_next_visit(patient_a.pk).outcome == "declined"
     assert not Appointment.objects.filter(status="proposed").exists()
+
+
+# --- multi-day simulations: the daily task, replayed on successive days -------------------------
+
+
+def noon_today() -> datetime:
+    return timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def enrolled(patient, at: datetime) -> None:
+    """Enrolment anchors the routine interval; without readings the patient is not_controlled."""
+    Patient.objects.filter(pk=patient.pk).update(created_at=at)
+
+
+def past_visit(patient, at: datetime, *, completed: bool) -> Appointment:
+    return Appointment.objects.create(
+        patient=patient,
+        status=AppointmentStatus.COMPLETED if completed else AppointmentStatus.CONFIRMED,
+        scheduled_at=at,
+        source="clinician",
+        created_at=at - timedelta(days=7),
+        confirmed_at=at - timedelta(days=7),
+        completed_at=at if completed else None,
+    )
+
+
+def appointment_events() -> int:
+    return AuditEvent.objects.filter(object_type="appointment").count()
+
+
+@pytest.mark.django_db
+def test_a_cancelled_overdue_proposal_is_not_proposed_again_on_later_days(clinician_a, patient_a):
+    start = noon_today()
+    enrolled(patient_a, start - timedelta(days=40))  # not_controlled: due 12 days ago
+    first = plan_next_visit(patient_a.pk, now=start)
+    assert first.outcome == "created"
+    cancel_visit(appointment=first.appointment, actor=clinician_a, reason="seen elsewhere")
+    events = appointment_events()
+    for day in range(7):
+        plan = plan_next_visit(patient_a.pk, now=start + timedelta(days=day))
+        assert plan.outcome == "declined", day
+    assert Appointment.objects.count() == 1 and appointment_events() == events
+    nominal = timezone.localdate(start) - timedelta(days=12)
+    assert first.decision.is_overdue and first.appointment.nominal_due_on == nominal
+    assert plan.decision.nominal_due_on == nominal
+    # The rule's answer changes — a visit took place, so a new nominal day: proposed again.
+    past_visit(patient_a, start + timedelta(days=7), completed=True)
+    again = plan_next_visit(patient_a.pk, now=start + timedelta(days=8))
+    assert again.outcome == "created"
+    assert again.appointment.nominal_due_on == timezone.localdate(start) + timedelta(days=35)
+
+
+@pytest.mark.django_db
+def test_a_cancelled_proposal_comes_back_when_the_reason_changes(clinician_a, patient_a):
+    start = noon_today()
+    enrolled(patient_a, start - timedelta(days=40))
+    cancel_visit(
+        appointment=plan_next_visit(patient_a.pk, now=start).appointment,
+        actor=clinician_a,
+        reason="seen elsewhere",
+    )
+    assert plan_next_visit(patient_a.pk, now=start + timedelta(days=1)).outcome == "declined"
+    Alert.objects.create(
+        patient=patient_a,
+        kind="hypertensive_crisis",
+        message="x",
+        opened_at=start + timedelta(days=2),
+    )
+    plan = plan_next_visit(patient_a.pk, now=start + timedelta(days=2))
+    assert plan.outcome == "created" and plan.decision.reason == "crisis"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("days_enrolled", "proposed_in"), [(28, 0), (40, 1)])
+def test_a_due_or_overdue_proposal_keeps_its_day_as_the_days_pass(
+    patient_a, days_enrolled, proposed_in
+):
+    """Due today: proposed for today. Overdue: for tomorrow. Then neither moves, and nothing is
+    written, while the rule's answer stays the same."""
+    start = noon_today()
+    enrolled(patient_a, start - timedelta(days=days_enrolled))
+    plan = plan_next_visit(patient_a.pk, now=start)
+    assert plan.outcome == "created"
+    proposal = plan.appointment
+    expected_day = timezone.localdate(start) + timedelta(days=proposed_in)
+    assert timezone.localdate(proposal.scheduled_at) == expected_day
+    events = appointment_events()
+    for day in range(1, 8):
+        again = plan_next_visit(patient_a.pk, now=start + timedelta(days=day))
+        assert again.outcome == "unchanged" and again.appointment.pk == proposal.pk, day
+    proposal.refresh_from_db()
+    assert timezone.localdate(proposal.scheduled_at) == expected_day
+    assert appointment_events() == events and Appointment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_no_show_does_not_reset_the_interval(patient_a):
+    start = noon_today()
+    enrolled(patient_a, start - timedelta(days=200))
+    completed = past_visit(patient_a, start - timedelta(days=20), completed=True)
+    missed = past_visit(patient_a, start - timedelta(days=5), completed=False)
+    for day in range(3):
+        plan = plan_next_visit(patient_a.pk, now=start + timedelta(days=day))
+        assert plan.decision.reason == "not_controlled"
+        assert plan.decision.due_on == timezone.localdate(completed.scheduled_at) + timedelta(
+            days=28
+        )
+        assert (
+            f"visit of {timezone.localdate(missed.scheduled_at).isoformat()} was not completed"
+            in plan.decision.explanation
+        )
+    assert "was not completed" in Appointment.objects.get(status="proposed").explanation
+
+
+@pytest.mark.django_db
+def test_a_visit_after_the_crisis_answers_it(patient_a):
+    start = noon_today()
+    enrolled(patient_a, start - timedelta(days=10))
+    Alert.objects.create(
+        patient=patient_a,
+        kind="hypertensive_crisis",
+        message="x",
+        opened_at=start - timedelta(days=10),
+    )
+    past_visit(patient_a, start - timedelta(days=1), completed=True)
+    plan = plan_next_visit(patient_a.pk, now=start)
+    assert plan.decision.reason == "crisis"
+    due = timezone.localdate(start) + timedelta(days=2)  # the visit + 3 days
+    assert timezone.localdate(plan.appointment.scheduled_at) == due
+    events = appointment_events()
+    for day in (1, 2):
+        assert plan_next_visit(patient_a.pk, now=start + timedelta(days=day)).outcome == "unchanged"
+    assert appointment_events() == events
 
 
 @pytest.mark.django_db
