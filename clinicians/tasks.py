@@ -13,8 +13,8 @@ from clinicians.services import evaluate_patient
 logger = logging.getLogger("clinicians.tasks")
 DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
 
-
-@shared_task(
+# Thin, idempotent tasks that take ids: retried with backoff on any error (CONVENTIONS.md).
+RETRIED = dict(
     bind=True,
     autoretry_for=(Exception,),
     retry_backoff=True,
@@ -22,6 +22,9 @@ DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
     max_retries=5,
     acks_late=True,
 )
+
+
+@shared_task(**RETRIED)
 def evaluate_patient_task(self, patient_id: int) -> dict:
     cache.delete(DEBOUNCE_KEY.format(patient_id=patient_id))
     outcome = evaluate_patient(patient_id)
@@ -86,14 +89,7 @@ def monitor_models(window: str = "daily") -> list[str]:
     return report.alerts
 
 
-@shared_task(
-    bind=True,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
-    acks_late=True,
-)
+@shared_task(**RETRIED)
 def plan_visit_task(self, patient_id: int) -> dict:
     """Keep one patient's proposed visit in step with the cadence rule (idempotent)."""
     from clinicians.loop.services import plan_next_visit
