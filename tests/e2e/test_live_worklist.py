@@ -91,7 +91,9 @@ class LiveWorklistTests(ChannelsLiveServerTestCase):
             page.wait_for_url(f"{self.live_server_url}/portal/")
             page.wait_for_selector("body[data-live=connected]")
 
-            self._crisis(self._token(self.stranger.user), "stranger-watch")  # another team's patient
+            self._crisis(
+                self._token(self.stranger.user), "stranger-watch"
+            )  # another team's patient
             self._crisis(self._token(self.patient.user), "own-watch")
             urgent = page.wait_for_selector("#live a.alert.high")
             assert "hypertensive crisis" in urgent.text_content().lower()
