@@ -66,6 +66,42 @@ def _own_patient(request) -> Patient:
     return patient
 
 
+def _openapi(adapter) -> dict:
+    """The pydantic model's JSON Schema as an OpenAPI 3.0 schema object: its ``$defs`` inlined
+    (OpenAPI has no local definitions); 3.1/JSON-Schema-2020 forms written the 3.0 way —
+    ``const`` as a one-value ``enum``, numeric ``exclusiveMinimum``/``exclusiveMaximum`` as a
+    bound plus a flag, an ``anyOf`` with null as ``nullable``. The discriminator goes with the
+    references it maps; ``type``'s enum still tells the item kinds apart for a client."""
+    schema = adapter.json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def convert(node):
+        if isinstance(node, list):
+            return [convert(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return convert(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        options = node.get("anyOf", [])
+        if {"type": "null"} in options:  # Optional[X]: 3.0 says nullable
+            rest = [option for option in options if option != {"type": "null"}]
+            merged = {k: v for k, v in node.items() if k != "anyOf"}
+            merged.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+            return {**convert(merged), "nullable": True}
+        converted = {}
+        for key, value in node.items():
+            if key == "const":
+                converted["enum"] = [value]
+            elif key in ("exclusiveMinimum", "exclusiveMaximum"):  # 2020-12 numbers, 3.0 flags
+                converted["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+                converted[key] = True
+            elif key != "discriminator":
+                converted[key] = convert(value)
+        return converted
+
+    return convert(schema)
+
+
 def _schema(adapter, name: str) -> dict:
     return {
         "type": "object",
@@ -76,7 +112,7 @@ def _schema(adapter, name: str) -> dict:
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_BATCH_ITEMS,
-                "items": adapter.json_schema(ref_template="#/components/schemas/{model}"),
+                "items": _openapi(adapter),
             },
         },
     }
@@ -125,10 +161,7 @@ class IntakeBatchView(APIView):
     @extend_schema(
         request={
             "application/json": {
-                "oneOf": [
-                    _schema(INTAKE_ADAPTER, "intakes"),
-                    INTAKE_ADAPTER.json_schema(ref_template="#/components/schemas/{model}"),
-                ]
+                "oneOf": [_schema(INTAKE_ADAPTER, "intakes"), _openapi(INTAKE_ADAPTER)]
             }
         },
         responses={201: BatchResultSerializer},

@@ -60,6 +60,16 @@ def test_openapi_schema_lists_the_public_paths(api_client):
         assert path in paths
 
 
+def test_the_openapi_document_is_valid_openapi_without_warnings(tmp_path):
+    """What client generators read must validate: drf-spectacular checks the document against
+    the OpenAPI 3 schema and fails on any warning (e.g. a view it cannot describe)."""
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "/api/v1/readings/" in out.read_text()
+
+
 def test_api_docs_page_renders(client):
     response = client.get("/api/docs/")
     assert response.status_code == 200
