@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import CareTeamMembership, Role, User
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
 from audit.services import record_event
+from clinicians.loop.services import plan_next_visit
 from models_ml.simulator.population import VirtualPatient, generate_cohort
 from models_ml.simulator.readings import cohort_readings
 from patients.ingestion import record_readings
@@ -185,6 +186,9 @@ def seed(*, count: int, password: str, seed: int) -> Logins:
         stored = sum(
             record_readings(patient=patient, items=rows).accepted for patient, rows in by_virtual_id
         )
+        # After the evaluations the readings queue on commit: each patient's next visit, as the
+        # daily cadence run would propose it (the demo runs no Celery beat).
+        transaction.on_commit(lambda: [plan_next_visit(patient.pk) for patient in patients])
         record_event(
             action="create",
             object_type="demo_cohort",

@@ -1,0 +1,62 @@
+"""`manage.py seed_demo`: a deterministic demo cohort with working logins, API.md's JSON shape,
+readings through the real ingestion, and each patient's next visit proposed."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from clinicians.models import Appointment, AppointmentStatus
+from patients.models import Patient, Reading
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _seed(*args: str) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_seed_prints_working_logins_in_the_documented_shape(client):
+    logins = json.loads(_seed("--patients", "4", "--password", "demo-pass-1", "--json"))
+    assert {"clinicians", "patients", "admins", "auditors"} <= set(logins)
+    assert {"username", "care_team"} <= set(logins["clinicians"][0])
+    assert {"username", "patient_id", "care_team"} <= set(logins["patients"][0])
+    assert len(logins["patients"]) == Patient.objects.count() == 4
+    for patient in logins["patients"]:
+        assert Reading.objects.filter(patient_id=patient["patient_id"]).count() > 10
+        visit = Appointment.objects.get(
+            patient_id=patient["patient_id"], status=AppointmentStatus.PROPOSED
+        )
+        assert visit.cadence_reason
+    response = client.post(
+        "/api/v1/auth/token/",
+        {"username": logins["patients"][0]["username"], "password": "demo-pass-1"},
+        content_type="application/json",
+    )
+    assert response.status_code == 200 and "access" in response.json()
+
+
+def test_a_second_seed_is_refused_unless_asked_for_the_existing_logins():
+    first = json.loads(_seed("--patients", "2", "--password", "demo-pass-1", "--json"))
+    with pytest.raises(CommandError, match="already has users"):
+        _seed("--patients", "2", "--password", "demo-pass-1")
+    again = json.loads(_seed("--if-empty", "--password", "demo-pass-1", "--json"))
+    assert again["patients"] == first["patients"] and Patient.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--patients", "0"), "between 1 and 2000"),
+        (("--password", "short"), "at least 8 characters"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason(args, message):
+    with pytest.raises(CommandError, match=message):
+        _seed(*args)
+    assert not Patient.objects.exists()
