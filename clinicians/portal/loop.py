@@ -1,6 +1,6 @@
-"""The patient–clinician loop in the portal: reply in the thread, mark it read, move a goal,
-confirm or cancel a visit. Each a POST with CSRF, each one service call; errors come back as
-messages on the chart."""
+"""The patient–clinician loop in the portal: reply in the thread, mark it read, set a goal or
+move one, book a visit, confirm or cancel one. Each a POST with CSRF, each one service call;
+errors come back as messages on the chart."""
 
 from __future__ import annotations
 
@@ -15,13 +15,51 @@ from django_otp.decorators import otp_required
 
 from clinicians.loop import services
 from clinicians.loop.selectors import appointments_visible_to, goals_visible_to
-from clinicians.models import MESSAGE_MAX_CHARS, GoalStatus
+from clinicians.models import MESSAGE_MAX_CHARS, GoalKind, GoalMeasure, GoalStatus
 from core.errors import DomainError
 from patients.selectors import patients_visible_to
 
 
 class ReplyForm(forms.Form):
     body = forms.CharField(max_length=MESSAGE_MAX_CHARS, widget=forms.Textarea)
+
+
+class GoalForm(forms.Form):
+    """Input shapes only: which fields a kind takes, the targets, the bounds match and the
+    plausible ranges are ``set_goal``'s to check (one place for the API and the portal)."""
+
+    kind = forms.ChoiceField(choices=GoalKind.choices, label="Kind")
+    target_systolic_mmhg = forms.IntegerField(
+        required=False, min_value=0, max_value=400, label="Systolic target"
+    )
+    target_diastolic_mmhg = forms.IntegerField(
+        required=False, min_value=0, max_value=400, label="Diastolic target"
+    )
+    measure = forms.ChoiceField(choices=GoalMeasure.choices, required=False, label="Measure")
+    target_value = forms.DecimalField(
+        required=False, max_digits=9, decimal_places=2, label="Target value"
+    )
+    description = forms.CharField(required=False, max_length=services.NOTE_MAX_CHARS, label="Note")
+
+    def service_arguments(self) -> dict:
+        """The fields the chosen kind takes: the chart has one form per kind, and a field of
+        the other kind is never passed on."""
+        data = self.cleaned_data
+        arguments = {"kind": data["kind"], "description": data["description"]}
+        if data["kind"] == GoalKind.BLOOD_PRESSURE:
+            arguments["target_systolic_mmhg"] = data["target_systolic_mmhg"]
+            arguments["target_diastolic_mmhg"] = data["target_diastolic_mmhg"]
+        else:
+            arguments["measure"] = data["measure"]
+            arguments["target_value"] = data["target_value"]
+        return arguments
+
+
+def _form_errors(form: forms.Form) -> str:
+    def label(name: str) -> str:
+        return form.fields[name].label if name in form.fields else "Form"
+
+    return "; ".join(f"{label(name)}: {' '.join(errors)}" for name, errors in form.errors.items())
 
 
 def _chart(patient_id: int):
@@ -58,6 +96,45 @@ def mark_thread_read(request, patient_id: int):
     patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
     if request.user.has_perm("clinicians.send_message", patient):
         services.mark_thread_read(patient=patient, actor=request.user)
+    return _chart(patient.pk)
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def new_goal(request, patient_id: int):
+    patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    form = GoalForm(request.POST)
+    if not request.user.has_perm("clinicians.set_goal", patient):
+        _refuse(request, "Only a clinician of the care team sets a goal.")
+    elif not form.is_valid():
+        _refuse(request, _form_errors(form))
+    else:
+        try:
+            services.set_goal(patient=patient, actor=request.user, **form.service_arguments())
+            messages.success(request, "Goal set.")
+        except DomainError as error:
+            _refuse(request, error.message)
+    return _chart(patient.pk)
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def book_visit(request, patient_id: int):
+    patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    if not request.user.has_perm("clinicians.schedule_visit", patient):
+        _refuse(request, "Only a clinician of the care team books visits.")
+        return _chart(patient.pk)
+    try:
+        when = _local_datetime(request.POST.get("scheduled_at", ""))
+        if when is None:
+            raise DomainError("Give the visit's date and time.", field="scheduled_at")
+        visit = services.schedule_visit(patient=patient, actor=request.user, scheduled_at=when)
+        messages.success(
+            request,
+            f"Visit booked for {timezone.localtime(visit.scheduled_at):%a %d %b %Y, %H:%M}.",
+        )
+    except DomainError as error:
+        _refuse(request, error.message)
     return _chart(patient.pk)
 
 

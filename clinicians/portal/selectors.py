@@ -20,11 +20,13 @@ from clinicians.models import (
     Alert,
     AlertStatus,
     AppointmentStatus,
+    GoalMeasure,
     GoalStatus,
     Recommendation,
     RecommendationStatus,
 )
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
+from clinicians.services import target_for
 from patients.models import Patient, Reading, ReadingType
 from patients.selectors import patient_with_care_teams
 from patients.services import current_regimen
@@ -119,6 +121,10 @@ class PatientChart:
     thread: list = field(default_factory=list)  # messages, oldest first
     unread_messages: int = 0
     visits: list = field(default_factory=list)  # upcoming: the cadence's proposal, confirmed
+    # The "Set a goal" form: a BP goal's targets are prefilled from the safety bounds' treatment
+    # target (``set_goal`` checks the match); the measures a lifestyle goal may name.
+    bp_target: tuple[int, int] | None = None
+    goal_measures: list = field(default_factory=list)
 
 
 def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
@@ -177,6 +183,8 @@ def _loop(user: User, patient: Patient) -> dict:
             for goal in goals
         ],
         "thread": thread,
+        "bp_target": target_for(patient),
+        "goal_measures": GoalMeasure.choices,
         "unread_messages": unread_count_for(user, patient),
         # Every open proposal, overdue ones included (the cadence does not move a proposal just
         # because nobody acted on it), and the confirmed visits still ahead.

@@ -103,3 +103,212 @@ def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
         f"/api/v1/appointments/?patient={patient_a.pk}&when=upcoming"
     )
     assert [item["id"] for item in upcoming.json()["results"]] == [proposal.pk]
+
+
+# --- setting a goal and booking a visit from the chart -----------------------------------------
+
+
+def _chart_after(response) -> str:
+    """The chart the form redirected to, with its messages."""
+    assert response.redirect_chain[-1][0].endswith("/")
+    return response.content.decode()
+
+
+def test_chart_prefills_a_bp_goal_from_the_bounds_and_sets_it(clinician_a, patient_a):
+    from audit.models import AuditEvent
+    from tests.clinicians.conftest import set_bounds
+
+    set_bounds(patient_a, clinician_a, target=(125, 75))
+    client = portal_client(clinician_a)
+    page = client.get(f"/portal/patients/{patient_a.pk}/").content.decode()
+    assert 'name="target_systolic_mmhg" value="125"' in page
+    assert 'name="target_diastolic_mmhg" value="75"' in page
+    assert f'action="/portal/patients/{patient_a.pk}/goals/"' in page
+
+    response = client.post(
+        f"/portal/patients/{patient_a.pk}/goals/",
+        {
+            "kind": "blood_pressure",
+            "target_systolic_mmhg": "125",
+            "target_diastolic_mmhg": "75",
+            "description": "<b>morning</b> readings",
+            # a field of the other kind, left over in the page, is not passed on
+            "measure": "steps_per_day",
+        },
+        follow=True,
+    )
+    page = _chart_after(response)
+    goal = Goal.objects.get(patient=patient_a)
+    assert (goal.kind, goal.status, goal.proposed_by) == ("blood_pressure", "active", clinician_a)
+    assert (goal.target_systolic_mmhg, goal.target_diastolic_mmhg) == (125, 75)
+    assert goal.measure == "" and goal.description == "<b>morning</b> readings"
+    assert "Goal set." in page and "Home BP &lt; 125/75 mmHg" in page
+    assert "&lt;b&gt;morning&lt;/b&gt; readings" in page and "<b>morning" not in page
+    assert AuditEvent.objects.get(object_type="goal", action="create").actor_id == clinician_a.pk
+
+
+def test_bp_goal_left_empty_takes_the_bounds_target(clinician_a, patient_a):
+    client = portal_client(clinician_a)
+    client.post(
+        f"/portal/patients/{patient_a.pk}/goals/",
+        {"kind": "blood_pressure", "target_systolic_mmhg": "", "target_diastolic_mmhg": ""},
+    )
+    goal = Goal.objects.get(patient=patient_a)
+    assert (goal.target_systolic_mmhg, goal.target_diastolic_mmhg) == (130, 80)  # no bounds
+
+
+def test_bp_goal_that_disagrees_with_the_bounds_is_refused_on_the_chart(clinician_a, patient_a):
+    from audit.models import AuditEvent
+    from tests.clinicians.conftest import set_bounds
+
+    set_bounds(patient_a, clinician_a, target=(130, 80))
+    response = portal_client(clinician_a).post(
+        f"/portal/patients/{patient_a.pk}/goals/",
+        {"kind": "blood_pressure", "target_systolic_mmhg": "120", "target_diastolic_mmhg": "80"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    page = _chart_after(response)
+    assert "must match the patient" in page and "treatment target 130/80 mmHg" in page
+    assert 'class="msg error"' in page
+    assert not Goal.objects.exists()
+    assert not AuditEvent.objects.filter(object_type="goal").exists()
+
+
+def test_lifestyle_goal_from_the_chart(clinician_a, patient_a):
+    from decimal import Decimal
+
+    client = portal_client(clinician_a)
+    response = client.post(
+        f"/portal/patients/{patient_a.pk}/goals/",
+        {
+            "kind": "lifestyle",
+            "measure": "sodium_mg_per_day",
+            "target_value": "1500",
+            "description": "less bread",
+            # the prefilled BP targets of the other form are not passed on
+            "target_systolic_mmhg": "130",
+        },
+        follow=True,
+    )
+    goal = Goal.objects.get(patient=patient_a)
+    assert (goal.kind, goal.measure, goal.target_value) == (
+        "lifestyle",
+        "sodium_mg_per_day",
+        Decimal("1500"),
+    )
+    assert goal.target_systolic_mmhg is None and goal.status == "active"
+    assert "Sodium (mg per day): 1500" in _chart_after(response)
+
+    # The service's checks come back as messages: out of range, a free text without words,
+    # a measure that does not exist (escaped, as everything the form sends back).
+    for body, expected in (
+        ({"measure": "steps_per_day", "target_value": "90"}, "between 500 and 50000"),
+        ({"measure": "free_text"}, "Describe a free-text goal."),
+        ({"measure": "<i>x</i>"}, "&lt;i&gt;x&lt;/i&gt; is not one of the available choices"),
+        ({"measure": "weight_kg", "target_value": "abc"}, "Target value: Enter a number."),
+    ):
+        page = _chart_after(
+            client.post(
+                f"/portal/patients/{patient_a.pk}/goals/",
+                {"kind": "lifestyle", **body},
+                follow=True,
+            )
+        )
+        assert expected in page, expected
+    assert Goal.objects.count() == 1
+
+
+def test_booking_a_visit_from_the_chart_confirms_and_audits_it(clinician_a, patient_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.models import AuditEvent
+    from clinicians.models import AppointmentSource, AppointmentStatus
+
+    plan_next_visit(patient_a.pk)  # a cadence proposal, due later than the booked visit
+    proposal = Appointment.objects.get(patient=patient_a, status=AppointmentStatus.PROPOSED)
+    when = (timezone.localtime() + timedelta(days=1)).replace(
+        hour=14, minute=30, second=0, microsecond=0
+    )
+    assert timezone.localdate(when) <= timezone.localdate(proposal.scheduled_at)
+    response = portal_client(clinician_a).post(
+        f"/portal/patients/{patient_a.pk}/appointments/",
+        {"scheduled_at": when.strftime("%Y-%m-%dT%H:%M")},
+        follow=True,
+    )
+    visit = Appointment.objects.get(patient=patient_a, source=AppointmentSource.CLINICIAN)
+    assert visit.status == AppointmentStatus.CONFIRMED and visit.scheduled_at == when
+    assert visit.created_by == clinician_a and visit.confirmed_by == clinician_a
+    event = AuditEvent.objects.get(
+        object_type="appointment", object_id=str(visit.pk), action="create"
+    )
+    assert event.actor_id == clinician_a.pk and event.patient_id == patient_a.pk
+    proposal.refresh_from_db()
+    assert proposal.status == AppointmentStatus.CANCELLED  # covered by the booked visit
+    page = _chart_after(response)
+    assert "Visit booked for" in page and when.strftime("%H:%M") in page
+
+
+def test_booking_a_visit_in_the_past_or_without_a_time_is_refused(clinician_a, patient_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client = portal_client(clinician_a)
+    past = timezone.localtime() - timedelta(hours=1)
+    for value, expected in (
+        (past.strftime("%Y-%m-%dT%H:%M"), "A visit is scheduled in the future."),
+        ("", "Give the visit&#x27;s date and time."),
+        ("tomorrow", "Give the visit&#x27;s date and time."),
+    ):
+        response = client.post(
+            f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": value}, follow=True
+        )
+        assert expected in _chart_after(response), value
+    assert not Appointment.objects.filter(patient=patient_a).exists()
+
+
+def test_another_teams_clinician_cannot_set_goals_or_book_visits(
+    clinician_a, clinician_b, patient_a
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    other = portal_client(clinician_b)
+    when = (timezone.localtime() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    goal = other.post(
+        f"/portal/patients/{patient_a.pk}/goals/",
+        {"kind": "lifestyle", "measure": "steps_per_day", "target_value": "7000"},
+    )
+    visit = other.post(f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": when})
+    assert (goal.status_code, visit.status_code) == (404, 404)
+    assert other.get(f"/portal/patients/{patient_a.pk}/goals/").status_code == 405
+    assert not Goal.objects.exists() and not Appointment.objects.exists()
+
+
+def test_goal_and_visit_forms_refuse_a_post_without_the_csrf_token(clinician_a, patient_a):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    client = portal_client(clinician_a)
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = client.cookies  # the same signed-in, verified session
+    when = (timezone.localtime() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    goal = strict.post(f"/portal/patients/{patient_a.pk}/goals/", {"kind": "blood_pressure"})
+    visit = strict.post(f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": when})
+    assert (goal.status_code, visit.status_code) == (403, 403)
+    assert not Goal.objects.exists() and not Appointment.objects.exists()
+    # The same session with the page's token gets through.
+    page = strict.get(f"/portal/patients/{patient_a.pk}/")
+    assert page.status_code == 200
+    token = page.context["csrf_token"]
+    ok = strict.post(
+        f"/portal/patients/{patient_a.pk}/appointments/",
+        {"scheduled_at": when, "csrfmiddlewaretoken": str(token)},
+    )
+    assert ok.status_code == 302 and Appointment.objects.filter(patient=patient_a).count() == 1
