@@ -61,8 +61,13 @@ def fhir():
     return FhirClient
 
 
+# One clock reading per test run: two resources built a moment apart must be the same resource
+# (a re-post), not differ by the second that ticked between them.
+_NOW = timezone.now().replace(microsecond=0)
+
+
 def moment(hours_ago: float = 1) -> str:
-    return (timezone.now() - timedelta(hours=hours_ago)).replace(microsecond=0).isoformat()
+    return (_NOW - timedelta(hours=hours_ago)).isoformat()
 
 
 def quantity(value, code: str) -> dict[str, Any]:
