@@ -182,7 +182,9 @@ def _replan_visit_after_commit(patient_id: int) -> None:
     daily cadence run (docs/patient-clinician-loop.md)."""
     from clinicians.tasks import plan_visit_task
 
-    transaction.on_commit(lambda: plan_visit_task.delay(patient_id))
+    # robust: a failure to plan is logged, and neither fails the upload whose readings and alert
+    # are already committed nor skips the pushes registered after it.
+    transaction.on_commit(lambda: plan_visit_task.delay(patient_id), robust=True)
 
 
 # --- evaluation ---------------------------------------------------------------------------------

@@ -42,8 +42,11 @@ def queue_evaluation(patient_id: int) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         # In-process: a failing evaluation must not fail the upload that already committed;
         # the hourly sweep evaluates the patient again.
-        result = evaluate_patient_task.apply(args=[patient_id])
-        if result.failed():
+        try:
+            failed = evaluate_patient_task.apply(args=[patient_id], throw=False).failed()
+        except Exception:  # an eager retry re-raises (celery.exceptions.Retry) despite throw
+            failed = True
+        if failed:
             logger.error("evaluation_failed", extra={"patient_id": patient_id})
         return
     delay = settings.EVALUATION_DEBOUNCE_SECONDS

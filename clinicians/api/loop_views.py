@@ -207,8 +207,10 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
                 queryset = queryset.filter(
                     Q(scheduled_at__gte=now) | Q(status=AppointmentStatus.PROPOSED)
                 )
-            elif wanted.get("when") == "past":
-                queryset = queryset.filter(scheduled_at__lt=now)
+            elif wanted.get("when") == "past":  # an overdue proposal is still to be acted on
+                queryset = queryset.filter(scheduled_at__lt=now).exclude(
+                    status=AppointmentStatus.PROPOSED
+                )
         return queryset
 
     @extend_schema(parameters=[AppointmentFilterSerializer])

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -380,13 +380,20 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
         patient = Patient.objects.select_for_update().get(pk=patient_id)
         decision = cadence_for(patient, now=now)
         due_at = timezone.make_aware(datetime.combine(decision.due_on, PROPOSED_VISIT_TIME))
+        if due_at <= now:  # due today, planned after that hour: the next such hour, never past
+            due_at += timedelta(days=1)
+        overdue = decision.nominal_due_on < timezone.localdate(now)
         proposal = (
             Appointment.objects.select_for_update()
             .filter(patient=patient, status=AppointmentStatus.PROPOSED)
             .first()
         )
         confirmed = next_confirmed_visit(patient, now=now)
-        if confirmed is not None and timezone.localdate(confirmed.scheduled_at) <= decision.due_on:
+        # A confirmed visit covers the proposal when it is on or before the due day — or at any
+        # later date once the visit is overdue: booking it is the answer to the overdue visit.
+        if confirmed is not None and (
+            overdue or timezone.localdate(confirmed.scheduled_at) <= decision.due_on
+        ):
             if proposal is not None:
                 _cancel(
                     proposal,
@@ -602,7 +609,8 @@ def _cancel_covered_proposal(visit: Appointment, now: datetime) -> None:
         .filter(patient_id=visit.patient_id, status=AppointmentStatus.PROPOSED)
         .first()
     )
-    if proposal is not None and timezone.localdate(visit.scheduled_at) <= timezone.localdate(
-        proposal.scheduled_at
+    if proposal is not None and (
+        proposal.scheduled_at <= now  # overdue: any booked visit answers it
+        or timezone.localdate(visit.scheduled_at) <= timezone.localdate(proposal.scheduled_at)
     ):
         _cancel(proposal, actor=None, reason=f"Covered by confirmed visit {visit.pk}.", now=now)

@@ -54,3 +54,45 @@ def test_ordinary_readings_do_not_plan_a_visit_on_the_spot(
         )
     assert not Alert.objects.filter(patient=patient_a, severity="high").exists()
     assert not Appointment.objects.filter(patient=patient_a).exists()  # the daily run decides
+
+
+def test_a_failed_re_plan_neither_fails_the_upload_nor_silences_the_alert(
+    patient_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The readings and the alert are committed before the visit is re-planned: if planning
+    fails, the phone still gets its 201 (no retry of an upload that worked)."""
+    import clinicians.loop.services as loop_services
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planning is down")
+
+    monkeypatch.setattr(loop_services, "plan_next_visit", broken)
+    phone = bearer_client(patient_a.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = phone.post(
+            "/api/v1/readings/",
+            {"readings": [_bp("f-1", 195, 123, 4), _bp("f-2", 193, 122, 2)]},
+            format="json",
+        )
+    assert response.status_code == 201 and response.json()["accepted"] == 2
+    assert Alert.objects.filter(patient=patient_a, kind="hypertensive_crisis").exists()
+    assert not Appointment.objects.filter(patient=patient_a).exists()
+
+
+def test_a_failed_evaluation_does_not_fail_the_upload(
+    patient_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Eager (embedded) evaluation runs inside the request after the readings committed: its
+    failure is logged for the hourly sweep to retry, the upload still answers 201."""
+    import clinicians.tasks as tasks
+
+    def broken(patient_id):
+        raise RuntimeError("evaluation is down")
+
+    monkeypatch.setattr(tasks, "evaluate_patient", broken)
+    phone = bearer_client(patient_a.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = phone.post(
+            "/api/v1/readings/", {"readings": [_bp("e-1", 150, 95, 4)]}, format="json"
+        )
+    assert response.status_code == 201 and response.json()["accepted"] == 1

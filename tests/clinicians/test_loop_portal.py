@@ -86,6 +86,17 @@ def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
     client = portal_client(clinician_a)
     page = client.get(f"/portal/patients/{patient_a.pk}/").content.decode()
     assert "overdue" in page and 'name="scheduled_at"' in page
+    api = bearer_client(clinician_a)
+    listed = {
+        when: [
+            item["id"]
+            for item in api.get(f"/api/v1/appointments/?patient={patient_a.pk}&when={when}").json()[
+                "results"
+            ]
+        ]
+        for when in ("upcoming", "past")
+    }
+    assert listed == {"upcoming": [proposal.pk], "past": []}  # still to be acted on
 
     client.post(f"/portal/appointments/{proposal.pk}/", {"action": "confirm", "scheduled_at": ""})
     proposal.refresh_from_db()

@@ -296,17 +296,21 @@ def test_a_cancelled_proposal_comes_back_when_the_reason_changes(clinician_a, pa
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("days_enrolled", "proposed_in"), [(28, 0), (40, 1)])
+@pytest.mark.parametrize(
+    ("days_enrolled", "hour", "proposed_in"), [(28, 7, 0), (28, 12, 1), (40, 12, 1)]
+)
 def test_a_due_or_overdue_proposal_keeps_its_day_as_the_days_pass(
-    patient_a, days_enrolled, proposed_in
+    patient_a, days_enrolled, hour, proposed_in
 ):
-    """Due today: proposed for today. Overdue: for tomorrow. Then neither moves, and nothing is
+    """Due today: proposed for today's 09:00 when planned before it, for the next 09:00 when
+    planned after (never in the past). Overdue: for tomorrow. Then none moves, and nothing is
     written, while the rule's answer stays the same."""
-    start = noon_today()
+    start = noon_today().replace(hour=hour)
     enrolled(patient_a, start - timedelta(days=days_enrolled))
     plan = plan_next_visit(patient_a.pk, now=start)
     assert plan.outcome == "created"
     proposal = plan.appointment
+    assert proposal.scheduled_at > start
     expected_day = timezone.localdate(start) + timedelta(days=proposed_in)
     assert timezone.localdate(proposal.scheduled_at) == expected_day
     events = appointment_events()
@@ -449,3 +453,25 @@ def test_plan_endpoint_runs_the_cadence_for_one_patient(clinician_a, patient_a):
     body = response.json()
     assert body["outcome"] == "created" and body["reason"] == "not_controlled"
     assert body["interval_days"] == 28 and body["appointment"]["status"] == "proposed"
+
+
+@pytest.mark.django_db
+def test_booking_any_future_visit_answers_an_overdue_proposal(clinician_a, patient_a):
+    """An overdue proposal keeps its past day; a visit the clinician books next week is the
+    answer to it — the proposal is cancelled as covered and the cadence does not re-propose."""
+    from clinicians.loop.services import schedule_visit
+
+    start = timezone.now()
+    enrolled(patient_a, start - timedelta(days=40))
+    proposal = plan_next_visit(patient_a.pk, now=start - timedelta(days=3)).appointment
+    assert proposal is not None and proposal.scheduled_at < start  # overdue now
+    booked = schedule_visit(
+        patient=patient_a, actor=clinician_a, scheduled_at=start + timedelta(days=6)
+    )
+    proposal.refresh_from_db()
+    assert proposal.status == AppointmentStatus.CANCELLED
+    plan = plan_next_visit(patient_a.pk, now=start)
+    assert plan.outcome == "covered" and plan.appointment.pk == booked.pk
+    assert not Appointment.objects.filter(
+        patient=patient_a, status=AppointmentStatus.PROPOSED
+    ).exists()
