@@ -20,16 +20,23 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHORISED)
+            await self._refuse(CLOSE_UNAUTHORISED)
             return
         if user.role != self.role:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self._refuse(CLOSE_FORBIDDEN)
             return
         self.groups_joined = await self.groups_for(user)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined)})
+
+    async def _refuse(self, code: int) -> None:
+        """Accept, then close with the reason code: a socket closed before the handshake reaches
+        the browser as a bare 1006, and the portal could not tell "signed out" (stop) from "the
+        network dropped" (reconnect). Nothing is subscribed, nothing is sent."""
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):

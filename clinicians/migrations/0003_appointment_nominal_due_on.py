@@ -9,10 +9,9 @@ def backfill_nominal_due_on(apps, schema_editor):
     the rule's day (an overdue one was moved to tomorrow, so at most one reschedule follows)."""
     Appointment = apps.get_model("clinicians", "Appointment")
     rows = Appointment.objects.filter(source="cadence", nominal_due_on__isnull=True)
-    for row in rows.only("pk", "scheduled_at").iterator():
-        Appointment.objects.filter(pk=row.pk).update(
-            nominal_due_on=timezone.localdate(row.scheduled_at)
-        )
+    # Read first, then write: updating a table while a cursor iterates it is unsafe on SQLite.
+    for pk, scheduled_at in list(rows.values_list("pk", "scheduled_at")):
+        Appointment.objects.filter(pk=pk).update(nominal_due_on=timezone.localdate(scheduled_at))
 
 
 class Migration(migrations.Migration):

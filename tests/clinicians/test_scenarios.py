@@ -112,14 +112,16 @@ def test_websocket_refuses_anonymous_and_wrong_role():
     patient = PatientFactory()
 
     async def scenario():
+        # Accepted, then closed with the reason (4401 signed out, 4403 wrong role) so that a
+        # browser can tell them from a dropped network; nothing is ever sent before the close.
         anonymous = WebsocketCommunicator(application, "/ws/alerts/")
-        connected, code = await anonymous.connect()
-        assert not connected
+        await anonymous.connect()
+        assert await anonymous.receive_output() == {"type": "websocket.close", "code": 4401}
         as_patient = WebsocketCommunicator(
             application, f"/ws/alerts/?token={AccessToken.for_user(patient.user)}"
         )
-        connected, code = await as_patient.connect()
-        assert not connected and code == 4403
+        await as_patient.connect()
+        assert await as_patient.receive_output() == {"type": "websocket.close", "code": 4403}
         foreign = WebsocketCommunicator(
             application, "/ws/patient/", headers=[(b"origin", b"https://evil.example")]
         )

@@ -107,6 +107,9 @@ class LiveWorklistTests(ChannelsLiveServerTestCase):
             )
             note = page.wait_for_selector("#live a.message")
             assert note.text_content() == "New message from a patient"  # no body on screen
+            # The crisis stays on top although the message came later; the feed says it is on.
+            assert page.locator("#live a").first.get_attribute("class") == "alert high"
+            assert page.locator("#live-state").text_content() == "Live updates on"
 
             urgent.click()
             page.wait_for_url(f"**/portal/patients/{self.patient.pk}/")
