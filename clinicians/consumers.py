@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import CareTeamMembership, Role
-from clinicians.notify import care_team_group, patient_group
+from clinicians.notify import care_team_group, patient_group, user_group
 from patients.models import Patient
 
 CLOSE_UNAUTHORISED = 4401
@@ -25,11 +25,11 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
         if user.role != self.role:
             await self._refuse(CLOSE_FORBIDDEN)
             return
-        self.groups_joined = await self.groups_for(user)
+        self.groups_joined = [*await self.groups_for(user), user_group(user.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined)})
+        await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined) - 1})
 
     async def _refuse(self, code: int) -> None:
         """Accept, then close with the reason code: a socket closed before the handshake reaches
@@ -48,6 +48,9 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
 
     async def push(self, message: dict) -> None:
         await self.send_json(message["payload"])
+
+    async def signed_out(self, message: dict) -> None:
+        await self.close(code=CLOSE_UNAUTHORISED)
 
     async def groups_for(self, user) -> list[str]:
         raise NotImplementedError

@@ -26,6 +26,23 @@ def patient_group(patient_id: int) -> str:
     return f"patient.{patient_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every socket a user has open: closed together when the user signs out."""
+    return f"user.{user_id}"
+
+
+def user_signed_out(user_id: int) -> None:
+    """Close the user's open sockets (code 4401): pushes carry alert text and message bodies,
+    which must stop reaching a browser once its user signed out."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "signed.out"})
+    except Exception:
+        logger.exception("push_failed", extra={"event": "signed_out"})
+
+
 def _send(groups: list[str], payload: dict) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -1,5 +1,6 @@
 """Reactions to what the patient record announces (patients.signals)."""
 
+from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
 from patients.models import MedicationIntake, Reading
@@ -12,3 +13,11 @@ def evaluate_after_new_data(sender, patient_id: int, **kwargs) -> None:
     from clinicians.tasks import queue_evaluation
 
     queue_evaluation(patient_id)
+
+
+@receiver(user_logged_out)
+def close_sockets_on_sign_out(sender, user, **kwargs) -> None:
+    from clinicians.notify import user_signed_out
+
+    if user is not None:
+        user_signed_out(user.pk)

@@ -175,3 +175,45 @@ def test_patient_websocket_receives_their_patient_tier_recommendation():
     event = async_to_sync(scenario)()
     assert event["event"] == "recommendation" and event["tier"] == "patient"
     assert event["patient"] == patient.pk and event["proposed_dose_mg"] == "2.50"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signing_out_closes_the_users_open_sockets_and_no_one_elses():
+    """Pushes carry alert text and message bodies: once a clinician signs out of the portal,
+    their open sockets are closed (4401, the portal stops reconnecting); a colleague's stay."""
+    from django.test import Client
+
+    from accounts.models import CareTeam, CareTeamMembership
+
+    team = CareTeam.objects.create(name="Sign-out team")
+    leaving, staying = ClinicianFactory(care_team=None), ClinicianFactory(care_team=None)
+    for user in (leaving, staying):
+        CareTeamMembership.objects.create(care_team=team, user=user)
+
+    def sign_out():
+        try:
+            browser = Client()
+            browser.force_login(leaving)
+            browser.post("/portal/logout/")
+        finally:
+            close_old_connections()
+
+    async def scenario():
+        sockets = {}
+        for name, user in (("leaving", leaving), ("staying", staying)):
+            socket = WebsocketCommunicator(
+                application, f"/ws/alerts/?token={AccessToken.for_user(user)}"
+            )
+            connected, _ = await socket.connect()
+            assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"
+            sockets[name] = socket
+        await sync_to_async(sign_out)()
+        closed = await sockets["leaving"].receive_output(timeout=5)
+        await sockets["staying"].send_json_to({"event": "ping"})
+        still_there = await sockets["staying"].receive_json_from(timeout=5)
+        await sockets["staying"].disconnect()
+        return closed, still_there
+
+    closed, still_there = async_to_sync(scenario)()
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert still_there == {"event": "pong"}
