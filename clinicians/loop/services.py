@@ -432,12 +432,9 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
                     "explanation",
                 ]
             )
-            record_event(
-                action="update",
-                object_type="appointment",
-                object_id=proposal.pk,
-                patient_id=patient.pk,
-                component=CADENCE_COMPONENT,
+            _journal_visit(
+                proposal,
+                "update",
                 changes=changes,
             )
             return VisitPlan(decision, "rescheduled", proposal)
@@ -463,12 +460,9 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
             explanation=decision.explanation,
             created_at=now,
         )
-        record_event(
-            action="create",
-            object_type="appointment",
-            object_id=proposal.pk,
-            patient_id=patient.pk,
-            component=CADENCE_COMPONENT,
+        _journal_visit(
+            proposal,
+            "create",
             detail={
                 "status": proposal.status,
                 "scheduled_at": due_at.isoformat(),
@@ -505,12 +499,10 @@ def schedule_visit(*, patient: Patient, actor: User, scheduled_at: datetime) -> 
             confirmed_by=actor,
             confirmed_at=now,
         )
-        record_event(
-            action="create",
+        _journal_visit(
+            visit,
+            "create",
             actor=actor,
-            object_type="appointment",
-            object_id=visit.pk,
-            patient_id=patient.pk,
             detail={"status": visit.status, "scheduled_at": scheduled_at.isoformat()},
         )
         _cancel_covered_proposal(visit, now)
@@ -541,12 +533,10 @@ def confirm_visit(
         visit.status, visit.scheduled_at = AppointmentStatus.CONFIRMED, when
         visit.confirmed_by, visit.confirmed_at = actor, now
         visit.save(update_fields=["status", "scheduled_at", "confirmed_by", "confirmed_at"])
-        record_event(
-            action="update",
+        _journal_visit(
+            visit,
+            "update",
             actor=actor,
-            object_type="appointment",
-            object_id=visit.pk,
-            patient_id=visit.patient_id,
             changes=changes,
         )
     return visit
@@ -574,15 +564,26 @@ def complete_visit(*, appointment: Appointment, actor: User) -> Appointment:
             raise InvalidTransition("A visit scheduled for a later day cannot be completed yet.")
         visit.status, visit.completed_at = AppointmentStatus.COMPLETED, now
         visit.save(update_fields=["status", "completed_at"])
-        record_event(
-            action="update",
+        _journal_visit(
+            visit,
+            "update",
             actor=actor,
-            object_type="appointment",
-            object_id=visit.pk,
-            patient_id=visit.patient_id,
             changes={"status": {"old": AppointmentStatus.CONFIRMED, "new": visit.status}},
         )
     return visit
+
+
+def _journal_visit(visit: Appointment, action: str, *, actor: User | None = None, **fields) -> None:
+    """The audit event of a visit's write: a clinician's, or the cadence's when no one acted."""
+    record_event(
+        action=action,
+        actor=actor,
+        object_type="appointment",
+        object_id=visit.pk,
+        patient_id=visit.patient_id,
+        component="" if actor else CADENCE_COMPONENT,
+        **fields,
+    )
 
 
 def _cancel(visit: Appointment, *, actor: User | None, reason: str, now: datetime) -> Appointment:
@@ -590,13 +591,10 @@ def _cancel(visit: Appointment, *, actor: User | None, reason: str, now: datetim
     visit.status, visit.cancelled_by, visit.cancelled_at = AppointmentStatus.CANCELLED, actor, now
     visit.cancel_reason = reason
     visit.save(update_fields=["status", "cancelled_by", "cancelled_at", "cancel_reason"])
-    record_event(
-        action="update",
+    _journal_visit(
+        visit,
+        "update",
         actor=actor,
-        object_type="appointment",
-        object_id=visit.pk,
-        patient_id=visit.patient_id,
-        component="" if actor else CADENCE_COMPONENT,
         changes={"status": {"old": old, "new": AppointmentStatus.CANCELLED}},
         detail={"reason_chars": len(reason)},
     )
