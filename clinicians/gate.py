@@ -35,6 +35,10 @@ class GateContext:
     has_open_crisis: bool
     has_open_alert: bool
     producer_is_healthy: bool
+    # The treatment-course rules' verdict on this change (``patients.course.assess_change``):
+    # codes that block it, and codes that only a clinician may act on.
+    course_blocked: tuple[str, ...] = ()
+    course_review: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,29 @@ class GateDecision:
     tier: str
     reasons: tuple[str, ...]
     proposed_dose_mg: Decimal | None  # None when the proposal was not a usable dose
+
+
+# The gate's reasons in words, for the portal and the patient's phone (the course rules carry
+# their own messages, ``patients.course.Finding``).
+REASON_TEXT = {
+    "proposal_not_a_dose": "The model did not propose a usable dose.",
+    "current_dose_unknown": "The current dose is not known.",
+    "no_bounds": "No safety bounds are set for this drug.",
+    "open_crisis": "A hypertensive crisis alert is open.",
+    "stale_data": "No recent blood pressure: the data are stale.",
+    "producer_unhealthy": "The model is not healthy (monitoring alert or failed load).",
+    "gate_error": "The safety check failed; nothing reaches the patient.",
+    "outside_bounds": "The dose is outside the clinician's bounds.",
+    "step_too_large": "The step is larger than the clinician allows without review.",
+    "no_change": "The proposal does not change the dose.",
+    "insufficient_data": "Too few home readings in the last 7 days.",
+    "low_adherence": "Less than 80% of doses were taken in the last 7 days.",
+    "open_alert": "An alert is open for this patient.",
+    "within_bounds": "Inside the clinician's bounds: the patient may make this change.",
+    "adherence_nudge": "A reminder to take the current doses; no dose change.",
+    "expired": "The proposal expired before it was acted on.",
+    "regimen_changed": "The regimen changed after this proposal was made.",
+}
 
 
 def as_dose(value: object) -> Decimal | None:
@@ -84,6 +111,7 @@ def _gate(current_raw: object, proposed_raw: object, context: GateContext) -> Ga
         blocked.append("stale_data")
     if not context.producer_is_healthy:
         blocked.append("producer_unhealthy")
+    blocked.extend(context.course_blocked)
     if blocked:
         return GateDecision(Tier.BLOCKED, tuple(blocked), proposed)
 
@@ -102,6 +130,7 @@ def _gate(current_raw: object, proposed_raw: object, context: GateContext) -> Ga
         review.append("low_adherence")
     if context.has_open_alert:
         review.append("open_alert")
+    review.extend(context.course_review)
     if review:
         return GateDecision(Tier.CLINICIAN, tuple(review), proposed)
     return GateDecision(Tier.PATIENT, ("within_bounds",), proposed)

@@ -13,6 +13,7 @@ from django.db.models.functions import Length
 from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 
+from patients.course import DEFAULT_MIN_INTERVAL_DAYS, MIN_INTERVAL_LIMITS_DAYS
 from patients.models import Patient
 
 # Hard limits on what a clinician may set as a target (mmHg). ACC/AHA 2017 (Whelton et al.,
@@ -33,6 +34,14 @@ class SafetyBounds(models.Model):
     max_auto_step_mg = models.DecimalField(max_digits=7, decimal_places=2)
     target_systolic = models.PositiveSmallIntegerField()
     target_diastolic = models.PositiveSmallIntegerField()
+    may_start = models.BooleanField(
+        default=False,
+        help_text="whether the patient may start this drug from the app (off: a clinician does)",
+    )
+    min_interval_days = models.PositiveSmallIntegerField(
+        default=DEFAULT_MIN_INTERVAL_DAYS,
+        help_text="minimum days between dose changes; the patient's is the longest of their rows",
+    )
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -52,6 +61,11 @@ class SafetyBounds(models.Model):
                 & Q(target_diastolic__lte=TARGET_DIASTOLIC_LIMITS[1]),
                 name="bounds_targets_within_hard_limits",
             ),
+            models.CheckConstraint(
+                condition=Q(min_interval_days__gte=MIN_INTERVAL_LIMITS_DAYS[0])
+                & Q(min_interval_days__lte=MIN_INTERVAL_LIMITS_DAYS[1]),
+                name="bounds_interval_within_hard_limits",
+            ),
         ]
 
 
@@ -60,6 +74,7 @@ class AlertKind(models.TextChoices):
     HYPOTENSION = "hypotension", "Sustained hypotension"
     STALE_DATA = "stale_data", "No recent blood pressure"
     ABOVE_TARGET = "above_target", "Home average above target"
+    LAB = "lab_out_of_range", "Laboratory result out of range"
 
 
 class AlertStatus(models.TextChoices):
@@ -151,6 +166,16 @@ class Recommendation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     decision_reason = models.CharField(max_length=500, blank=True)
+    patient_note = models.CharField(
+        max_length=500, blank=True, help_text="the clinician's note written for the patient"
+    )
+    overrode_block = models.BooleanField(
+        default=False, help_text="decided over the gate's or the course rules' block"
+    )
+    reasons = models.JSONField(
+        default=list,
+        help_text="the gate's and the course rules' reasons in words: [{code, message}]",
+    )
     final_dose_mg = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
 
     class Meta:
@@ -171,6 +196,12 @@ class Recommendation(models.Model):
                 condition=Q(proposed_dose_mg__isnull=True) | Q(proposed_dose_mg__gte=Decimal("0")),
                 name="rec_dose_nonneg",
             ),
+            # One open proposal per patient and drug: a newer one supersedes, never piles up.
+            models.UniqueConstraint(
+                fields=["patient", "medication"],
+                condition=Q(status__in=["pending_review", "delivered", "blocked"]),
+                name="rec_one_open_per_drug",
+            ),
         ]
 
 
@@ -181,8 +212,15 @@ class EvaluationState(models.Model):
     patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="+")
     last_reading_id = models.BigIntegerField(default=0)
     last_intake_id = models.BigIntegerField(default=0)
+    last_lab_id = models.BigIntegerField(default=0)
     evaluated_at = models.DateTimeField(null=True)
     runs = models.PositiveIntegerField(default=0)
+    hold_reasons = models.JSONField(
+        default=list, help_text="why the last evaluation proposed no change: [{code, message}]"
+    )
+    next_change_from = models.DateTimeField(
+        null=True, help_text="the earliest moment a new titration may be proposed"
+    )
 
 
 # --- the patient–clinician loop: goals, messages, visits (docs/patient-clinician-loop.md) -------

@@ -3,12 +3,13 @@
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
-from patients.models import MedicationIntake, Reading
-from patients.signals import intakes_recorded, readings_recorded
+from patients.models import LabResult, MedicationIntake, Reading
+from patients.signals import intakes_recorded, labs_recorded, readings_recorded
 
 
 @receiver(readings_recorded, sender=Reading)
 @receiver(intakes_recorded, sender=MedicationIntake)
+@receiver(labs_recorded, sender=LabResult)
 def evaluate_after_new_data(sender, patient_id: int, **kwargs) -> None:
     from clinicians.tasks import queue_evaluation
 

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 
-from clinicians.services import evaluate_patient
+from clinicians.evaluation import evaluate_patient
 
 logger = logging.getLogger("clinicians.tasks")
 DEBOUNCE_KEY = "evaluation-queued:{patient_id}"

@@ -163,11 +163,17 @@ class HomeObservation:
         return int(self.features["bp_count_7d"])
 
 
-def observe(patient, now: datetime) -> HomeObservation:
-    """Read the 7-day window from the database and compute ``home_bp_v1``."""
+def observe(patient, now: datetime, *, evidence_from: datetime | None = None) -> HomeObservation:
+    """Read the 7-day window from the database and compute ``home_bp_v1``.
+
+    ``evidence_from`` narrows the blood-pressure window to readings taken once the last dose
+    change can have acted (``patients.course.evidence_from``): readings before it describe the
+    previous regimen, not the current one."""
     from patients.models import Prescription, Reading, ReadingType
 
     since = now - WINDOW
+    if evidence_from is not None and evidence_from > since:
+        since = min(evidence_from, now)
     window = Reading.objects.filter(patient=patient, measured_at__gte=since, measured_at__lte=now)
     bp = list(
         window.filter(reading_type=ReadingType.BLOOD_PRESSURE).values_list(
@@ -190,7 +196,7 @@ def observe(patient, now: datetime) -> HomeObservation:
         )
     )
     regimen = {medication: dose for medication, dose, _ in prescriptions}
-    adherence = _adherence(patient, now, {m: started for m, _, started in prescriptions})
+    adherence = _adherence(patient, now, _course_starts(patient, prescriptions))
     local = [moment + timedelta(minutes=offset) for moment, offset, _, _ in bp]
     steps_by_day: dict = {}
     for moment, value in steps:
@@ -216,8 +222,29 @@ def observe(patient, now: datetime) -> HomeObservation:
     )
 
 
+def _course_starts(patient, open_prescriptions) -> dict[str, datetime]:
+    """When each drug of the regimen has been taken without a break: a dose change closes one
+    prescription and opens the next at the same instant, so the course of a drug runs back
+    through those joins to its first start."""
+    from patients.models import Prescription
+
+    starts = {}
+    for medication, _, started in open_prescriptions:
+        history = dict(
+            Prescription.objects.filter(
+                patient=patient, medication=medication, ended_at__isnull=False
+            ).values_list("ended_at", "started_at")
+        )
+        while started in history:
+            started = history.pop(started)
+        starts[medication] = started
+    return starts
+
+
 def _adherence(patient, now: datetime, started: Mapping[str, datetime]) -> float | None:
-    """Share of prescribed drug-days in the window with at least one logged intake."""
+    """Share of prescribed drug-days in the window with at least one logged intake: only
+    intakes on or after the drug's course started count, and at most one per day (every drug
+    here is taken once daily — ``patients.formulary``)."""
     from patients.models import MedicationIntake
 
     if not started:
@@ -227,7 +254,8 @@ def _adherence(patient, now: datetime, started: Mapping[str, datetime]) -> float
     for medication, taken_at in MedicationIntake.objects.filter(
         patient=patient, taken_at__gte=since, taken_at__lte=now, medication__in=list(started)
     ).values_list("medication", "taken_at"):
-        days_taken.setdefault(medication, set()).add(taken_at.date())
+        if taken_at >= started[medication]:
+            days_taken.setdefault(medication, set()).add(taken_at.date())
     expected = taken = 0
     for medication, start in started.items():
         days = max(1, min(7, int((now - max(start, since)).total_seconds() // 86400)))

@@ -33,6 +33,7 @@ from models_ml.features import DRUGS, FEATURE_NAMES
 from models_ml.policy import model_producer, protocol_producer, simulated_policy
 from models_ml.protocol import expected_change
 from models_ml.simulator import generate_cohort, run_policy
+from patients.course import DEFAULT_MIN_INTERVAL_DAYS, rules_record
 
 MAE_TOLERANCE = 0.02  # relative
 TIR_TOLERANCE = 0.01
@@ -41,7 +42,12 @@ EVENT_Z = 1.645
 MAX_EPSILON = 3.0
 Z95 = NormalDist().inv_cdf(0.975)
 FAIRNESS_BAND = (0.8, 1.25)
-SIMULATION = {"n_patients": 300, "days": 120, "seed": 90210}
+SIMULATION = {
+    "n_patients": 300,
+    "days": 120,
+    "seed": 90210,
+    "interval_days": DEFAULT_MIN_INTERVAL_DAYS,  # decisions at production's default interval
+}
 
 
 @dataclass
@@ -104,7 +110,11 @@ def _policy_outcomes(producer) -> dict:
     the gates' simulated cohort (fixed seed: every policy meets the same patients and days)."""
     cohort = generate_cohort(SIMULATION["n_patients"], seed=SIMULATION["seed"])
     result = run_policy(
-        cohort, simulated_policy(producer), days=SIMULATION["days"], seed=SIMULATION["seed"]
+        cohort,
+        simulated_policy(producer),
+        days=SIMULATION["days"],
+        seed=SIMULATION["seed"],
+        interval_days=SIMULATION["interval_days"],
     ).cohort
     return {
         "time_in_target_range": result.mean_time_in_target_range,
@@ -141,7 +151,14 @@ def simulated_policy_gate(
     return GateResult(
         "simulated_policy",
         not failures,
-        {"cohort": SIMULATION, "outcomes": outcomes, "failures": failures},
+        {
+            "cohort": SIMULATION,
+            "outcomes": outcomes,
+            "failures": failures,
+            # The rules every policy above ran under; the model record keeps them and serving
+            # under weaker ones is refused (models_ml.serving).
+            "course_rules": rules_record(SIMULATION["interval_days"]),
+        },
     )
 
 

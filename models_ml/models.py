@@ -48,6 +48,11 @@ class ModelVersion(models.Model):
     fairness_report = models.JSONField(default=dict)
     privacy = models.JSONField(default=dict, help_text="ε, δ, noise, clipping, sampling, epochs")
     gate_results = models.JSONField(default=dict)
+    course_rules = models.JSONField(
+        default=dict,
+        help_text="the treatment-course rules the simulated-policy gate validated the policy "
+        "under (patients.course.rules_record); serving under weaker ones is refused",
+    )
     reference_sample = models.JSONField(
         default=dict, help_text="feature and prediction sample from training, for drift checks"
     )

@@ -12,6 +12,7 @@ target) get the smallest predicted rise that brings them back into range.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -24,8 +25,14 @@ from models_ml.protocol import (
     Proposal,
     TitrationState,
     propose,
+    step_down,
 )
+from patients.course import CourseState, assess_change, holds, is_overtreated
 from patients.formulary import FORMULARY
+
+# The simulator's decisions carry no wall-clock time; the course rules only compare times to
+# the last change, which the simulator's fixed cadence already spaces by the interval.
+COURSE_EPOCH = datetime(2025, 1, 6, tzinfo=UTC)
 
 Producer = Callable[[Mapping[str, float], TitrationState], Proposal]
 
@@ -130,8 +137,43 @@ def protocol_producer(features: Mapping[str, float], state: TitrationState) -> P
     return propose(state)
 
 
+def course_checked(proposal: Proposal, state: TitrationState, lowest_systolic: float | None):
+    """The proposal production would act on under the treatment-course rules
+    (``patients.course``): an increase the rules refuse (at or below target, after a low
+    reading) is not made; low readings on a regimen lead to a step down instead. Changes the
+    rules send to a clinician (initiation, labs needed, diastolic only) are applied as if the
+    clinician approved them — the simulator has no clinician and no laboratory."""
+    if proposal.kind != "titrate" or proposal.proposed_dose_mg is None:
+        return proposal
+    course_state = CourseState(
+        now=COURSE_EPOCH,
+        regimen=dict(state.regimen),
+        evidence_count=state.reading_count_7d,
+        mean_systolic_mmhg=state.mean_systolic_7d_mmhg,
+        mean_diastolic_mmhg=state.mean_diastolic_7d_mmhg,
+        lowest_recent_systolic_mmhg=lowest_systolic,
+        target_systolic_mmhg=state.target_systolic_mmhg,
+        target_diastolic_mmhg=state.target_diastolic_mmhg,
+        may_start=frozenset(FORMULARY),
+    )
+    if holds(course_state):
+        return Proposal(kind="hold", reason="course rules hold", producer=proposal.producer)
+    assessment = assess_change(
+        course_state, proposal.medication, proposal.current_dose_mg, proposal.proposed_dose_mg
+    )
+    if not assessment.refused:
+        return proposal
+    if is_overtreated(course_state):
+        return Proposal(
+            **{**step_down(state, "low readings").__dict__, "producer": proposal.producer}
+        )
+    return Proposal(kind="hold", reason="course rules refuse", producer=proposal.producer)
+
+
 def simulated_policy(producer: Producer) -> Callable:
-    """Run a producer in the simulator; a proposed change is applied as if approved."""
+    """Run a producer in the simulator under the treatment-course rules production enforces
+    (the simulator decides every ``interval_days``, the course rules' minimum interval); a
+    proposed change is applied as if approved."""
 
     def policy(observed):
         features = features_from_simulated_state(observed)
@@ -144,7 +186,10 @@ def simulated_policy(producer: Producer) -> Callable:
             target_systolic_mmhg=observed.target.systolic_mmhg,
             target_diastolic_mmhg=observed.target.diastolic_mmhg,
         )
-        proposal = producer(features, state)
+        lowest = (
+            float(np.min(observed.bp_systolic_mmhg)) if len(observed.bp_systolic_mmhg) else None
+        )
+        proposal = course_checked(producer(features, state), state, lowest)
         regimen = {name: Decimal(dose) for name, dose in observed.regimen.items()}
         if proposal.kind == "titrate" and proposal.proposed_dose_mg is not None:
             if proposal.proposed_dose_mg == 0:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models_ml.simulator.drugs import DRUG_SENSITIVITY_LOGNORMAL_SIGMA, DRUGS
+from patients.course import MIN_EVIDENCE_READINGS, STEP_DOWN_MARGIN_MMHG
 from patients.formulary import FORMULARY
 
 PROTOCOL_VERSION = "stepwise-protocol-1"
-MIN_READINGS_7D = 6
+MIN_READINGS_7D = MIN_EVIDENCE_READINGS
 ADEQUATE_ADHERENCE = 0.8
-STEP_DOWN_MARGIN_MMHG = 20
 FIRST_LINE_ORDER = ("amlodipine", "lisinopril", "hydrochlorothiazide")
 
 
@@ -129,6 +129,20 @@ def _titrate(
     )
 
 
+def step_down(state: TitrationState, why: str) -> Proposal:
+    """One strength down of the drug closest to its maximum (a stop below its lowest strength);
+    a hold without a regimen."""
+    regimen = {
+        name: Decimal(dose) for name, dose in state.regimen.items() if name in FORMULARY and dose
+    }
+    if not regimen:
+        return Proposal(kind="hold", reason=why, explanation=_explanation(state))
+    name = max(regimen, key=lambda n: (regimen[n] / FORMULARY[n].max_dose_mg, n))
+    lower = [s for s in FORMULARY[name].strengths_mg if s < regimen[name]]
+    new = lower[-1] if lower else Decimal("0")
+    return _titrate(state, name, regimen[name], new, f"{why}: reduce {name}")
+
+
 def propose(state: TitrationState) -> Proposal:
     """One proposal for the patient (``kind="hold"`` when nothing should change)."""
     if state.reading_count_7d < MIN_READINGS_7D or state.mean_systolic_7d_mmhg is None:
@@ -170,16 +184,10 @@ def propose(state: TitrationState) -> Proposal:
         )
 
     if regimen and systolic < state.target_systolic_mmhg - STEP_DOWN_MARGIN_MMHG:
-        name = max(regimen, key=lambda n: (regimen[n] / FORMULARY[n].max_dose_mg, n))
-        lower = [s for s in FORMULARY[name].strengths_mg if s < regimen[name]]
-        new = lower[-1] if lower else Decimal("0")
-        return _titrate(
+        return step_down(
             state,
-            name,
-            regimen[name],
-            new,
             f"7-day mean systolic {systolic:.0f} mmHg is well below the target of "
-            f"{state.target_systolic_mmhg}: reduce {name}",
+            f"{state.target_systolic_mmhg}",
         )
 
     if above:

@@ -35,6 +35,7 @@ from models_ml.dose_model import (
 )
 from models_ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from models_ml.models import DatasetSnapshot, ModelVersion, Stage
+from patients.course import is_at_least_as_strict, rules_record
 
 logger = logging.getLogger("models_ml.registry")
 
@@ -386,7 +387,8 @@ def evaluate(version: str, *, actor=None) -> gates.GateReport:
     with transaction.atomic():
         model_version.gate_results = report.to_dict()
         model_version.fairness_report = fairness_report
-        model_version.save(update_fields=["gate_results", "fairness_report"])
+        model_version.course_rules = results[1].detail.get("course_rules", {})
+        model_version.save(update_fields=["gate_results", "fairness_report", "course_rules"])
         record_event(
             action="model_evaluated",
             actor=actor,
@@ -421,6 +423,8 @@ def promote(version: str, *, actor=None, waiver_reason: str = "") -> ModelVersio
     if model_version.stage not in (Stage.CANDIDATE, Stage.SHADOW):
         raise PromotionRefused(f"{version} is {model_version.stage}, not a candidate.")
     blocking, waived = _blocking_gates(model_version, actor, waiver_reason)
+    if not is_at_least_as_strict(rules_record(), model_version.course_rules or {}):
+        blocking.append("course_rules")
     if blocking:
         with transaction.atomic():
             record_event(

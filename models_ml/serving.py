@@ -16,6 +16,7 @@ from models_ml.models import ModelAlert, ShadowComparison, Stage
 from models_ml.policy import Producer, model_producer, protocol_producer
 from models_ml.protocol import PROTOCOL_VERSION, Proposal, TitrationState
 from models_ml.registry import load, model_in_stage
+from patients.course import is_at_least_as_strict, rules_record
 
 logger = logging.getLogger("models_ml.serving")
 
@@ -25,9 +26,15 @@ class ServingProducer:
     produce: Producer
     version: str
     is_healthy: bool
+    # Why the model may not serve this patient although it loads: the course rules in force are
+    # weaker than those its simulated-policy gate validated it under.
+    refusal: str = ""
 
 
-def serving_producer() -> ServingProducer:
+def serving_producer(patient_rules: dict | None = None) -> ServingProducer:
+    """The producer for one evaluation. ``patient_rules`` (``patients.course.rules_record``) are
+    the course rules in force for the patient: a model validated under stricter ones — or under
+    none on record — is refused (its proposals are blocked, never delivered)."""
     production = model_in_stage(Stage.PRODUCTION)
     if production is None:
         return ServingProducer(protocol_producer, PROTOCOL_VERSION, True)
@@ -37,7 +44,17 @@ def serving_producer() -> ServingProducer:
         logger.exception("production_model_unloadable", extra={"model_version": production.version})
         return ServingProducer(protocol_producer, production.version, False)
     healthy = not ModelAlert.objects.filter(model_version=production, is_open=True).exists()
-    return ServingProducer(model_producer(model, production.version), production.version, healthy)
+    refusal = ""
+    validated = production.course_rules
+    serving = patient_rules if patient_rules is not None else rules_record()
+    if not validated or not is_at_least_as_strict(serving, validated):
+        refusal = (
+            f"Model {production.version} was validated under course rules "
+            f"{validated or 'not on record'}; the rules in force are weaker."
+        )
+    return ServingProducer(
+        model_producer(model, production.version), production.version, healthy, refusal
+    )
 
 
 def compare_in_shadow(

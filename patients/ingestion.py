@@ -1,5 +1,6 @@
-"""Wearable readings and medication intakes in: validate each item, store the valid ones in bulk,
-report every rejected one by index, field and reason, store each ``client_id`` once.
+"""Wearable readings, medication intakes and laboratory results in: validate each item, store
+the valid ones in bulk, report every rejected one by index, field and reason, store each
+``client_id`` once.
 
 Validation uses pydantic v2 (DESIGN.md: DRF serializers cost ~50 µs per item; a batch is up to
 5,000 items). The schema published in OpenAPI is the same model's JSON schema.
@@ -11,7 +12,11 @@ Ranges:
   real extreme is never dropped);
 - heart rate 20–300 /min; steps 0–100,000 per reading;
 - ``measured_at`` must carry a timezone, may run ahead of the server by at most
-  ``CLOCK_SKEW_ALLOWANCE`` (phone clocks drift) and may be at most ``MAX_READING_AGE`` old.
+  ``CLOCK_SKEW_ALLOWANCE`` (phone clocks drift) and may be at most ``MAX_READING_AGE`` old;
+- an intake's dose is a plain decimal (``core.doses``), above 0 and at most the drug's labelled
+  maximum (``patients.formulary``), and a prescription of the drug covers ``taken_at``;
+- a laboratory result's code, unit and plausible range are ``patients.labs``'; its value is a
+  plain decimal; ``observed_at`` obeys the same window as ``measured_at``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -35,14 +41,33 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from audit.services import record_event
+from core.doses import DOSE_MESSAGE, PLAIN_DECIMAL, parse_dose
 from patients.formulary import FORMULARY
-from patients.models import Device, MedicationIntake, Patient, Reading, ReadingType
-from patients.signals import intakes_recorded, readings_recorded
+from patients.labs import (
+    LAB_CODES,
+    PLAIN_VALUE,
+    VALUE_MESSAGE,
+    Canonical,
+    parse_value,
+    to_canonical,
+)
+from patients.models import (
+    Device,
+    LabResult,
+    MedicationIntake,
+    Patient,
+    Prescription,
+    Reading,
+    ReadingType,
+)
+from patients.signals import intakes_recorded, labs_recorded, readings_recorded
 
 MAX_BATCH_ITEMS = 5000
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
@@ -94,7 +119,19 @@ class IntakeItem(BaseModel):
 
     client_id: ClientId
     medication: str
-    dose_mg: Decimal = Field(gt=0, le=1000, max_digits=7, decimal_places=2, allow_inf_nan=False)
+    dose_mg: Annotated[
+        Decimal,
+        Field(
+            description="mg: more than 0 and at most the drug's labelled maximum; a JSON number "
+            "or a string of ASCII digits, at most 2 decimals",
+            json_schema_extra={
+                "anyOf": [
+                    {"type": "number", "exclusiveMinimum": 0},
+                    {"type": "string", "pattern": PLAIN_DECIMAL.pattern},
+                ]
+            },
+        ),
+    ]
     taken_at: AwareDatetime
 
     @field_validator("medication")
@@ -106,14 +143,77 @@ class IntakeItem(BaseModel):
 
     @field_validator("dose_mg", mode="before")
     @classmethod
-    def number_not_text(cls, value: object) -> object:
-        # "5 mg" or "5" as a string is refused: units are fixed by the field name.
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise ValueError("must be a number in mg")
+    def plain_dose(cls, value: object) -> Decimal:
+        # "5 mg", "1_0", "١٠", "1e1" and booleans are refused: a dose is a JSON number or plain
+        # ASCII digits, and the unit is fixed by the field's name.
+        dose = parse_dose(value)
+        if dose is None:
+            raise PydanticCustomError("plain_decimal", DOSE_MESSAGE)
+        return dose
+
+    @field_validator("dose_mg")
+    @classmethod
+    def labelled_dose(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        drug = FORMULARY.get(info.data.get("medication", ""))
+        if drug is not None and not (0 < value <= drug.max_dose_mg):
+            raise PydanticCustomError(
+                "dose_range",
+                "must be more than 0 and at most {maximum} mg for {medication} (its labelled "
+                "maximum)",
+                {"maximum": str(drug.max_dose_mg), "medication": drug.name},
+            )
         return value
 
 
 INTAKE_ADAPTER: TypeAdapter[IntakeItem] = TypeAdapter(IntakeItem)
+
+
+class LabItem(BaseModel):
+    """One laboratory result: a LOINC code, a value in a UCUM unit the code takes, and when it
+    was observed. Without ``client_id``, a digest of code, value, unit and instant is the key."""
+
+    # The code, the unit for the code and the plausible range are judged after parsing
+    # (``patients.labs.to_canonical``), each under its own field; the enums below only tell
+    # clients the value sets.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: ClientId | None = None
+    code: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=16),
+        Field(description="LOINC", json_schema_extra={"enum": list(LAB_CODES)}),
+    ]
+    value: Annotated[
+        Decimal,
+        Field(
+            description="A JSON number or a string of ASCII digits, at most 3 decimals",
+            json_schema_extra={
+                "anyOf": [{"type": "number"}, {"type": "string", "pattern": PLAIN_VALUE.pattern}]
+            },
+        ),
+    ]
+    unit: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=32),
+        Field(
+            description="UCUM, one the code takes",
+            json_schema_extra={
+                "enum": sorted({unit for code in LAB_CODES.values() for unit in code.units})
+            },
+        ),
+    ]
+    observed_at: AwareDatetime
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def plain_value(cls, value: object) -> Decimal:
+        number = parse_value(value)
+        if number is None:
+            raise PydanticCustomError("plain_decimal", VALUE_MESSAGE)
+        return number
+
+
+LAB_ADAPTER: TypeAdapter[LabItem] = TypeAdapter(LabItem)
 
 
 @dataclass
@@ -166,7 +266,11 @@ def _check_time(index: int, moment: datetime, now: datetime, field_name: str) ->
 
 
 def _validate(
-    items: list[object], adapter: TypeAdapter, time_field: str, now: datetime, result: BatchResult
+    items: Iterable[object],
+    adapter: TypeAdapter,
+    time_field: str,
+    now: datetime,
+    result: BatchResult,
 ) -> list[tuple[int, Any]]:
     """The valid items with their indexes; every other item goes to ``result.rejected``."""
     valid = []
@@ -400,14 +504,47 @@ def _insert_readings(rows: list[tuple]) -> None:
             )
 
 
+def _uncovered_intake(index: int, item: IntakeItem, prescriptions: list[Prescription]):
+    """The rejection of an intake no prescription of its drug covers (started at or before
+    ``taken_at`` and not ended by then), or None when one does."""
+    mine = [p for p in prescriptions if p.medication == item.medication]
+    if any(
+        p.started_at <= item.taken_at and (p.ended_at is None or item.taken_at < p.ended_at)
+        for p in mine
+    ):
+        return None
+    later = [p.started_at for p in mine if p.started_at > item.taken_at]
+    if later:
+        return _rejection(
+            index,
+            "taken_at",
+            f"is before {item.medication} was prescribed (from {min(later).date().isoformat()})",
+        )
+    return _rejection(index, "medication", f"{item.medication} is not prescribed")
+
+
 def record_intakes(*, patient: Patient, items: list[object], actor=None) -> BatchResult:
-    """Validate and store a batch of medication intakes (the adherence log)."""
+    """Validate and store a batch of medication intakes (the adherence log). An intake of a
+    drug no prescription covers at ``taken_at`` is refused: it would count as adherence to a
+    regimen the patient was never on."""
     now = timezone.now()
     result = BatchResult()
-    valid = _validate(items, INTAKE_ADAPTER, "taken_at", now, result)
+    parsed = _validate(items, INTAKE_ADAPTER, "taken_at", now, result)
 
     with transaction.atomic():
         _lock_patient(patient)
+        prescriptions = list(
+            Prescription.objects.filter(
+                patient=patient, medication__in={item.medication for _, item in parsed}
+            )
+        )
+        valid = []
+        for index, item in parsed:
+            problem = _uncovered_intake(index, item, prescriptions)
+            if problem:
+                result.rejected.append(problem)
+            else:
+                valid.append((index, item))
         unique = _unique_in_batch(valid, result, key=lambda item: item.client_id)
         existing = set(
             MedicationIntake.objects.filter(
@@ -438,5 +575,86 @@ def record_intakes(*, patient: Patient, items: list[object], actor=None) -> Batc
             digest=None,
             signal=intakes_recorded,
             sender=MedicationIntake,
+        )
+    return result
+
+
+def lab_client_id(code: str, value: Decimal, unit: str, observed_at: datetime) -> str:
+    """The de-duplication key of a result sent without one: a digest of what was observed —
+    the number as a number (``1.10`` is ``1.1``), the instant whatever offset expresses it —
+    so that a retry is stored once."""
+    content = "|".join(
+        (code, format(value.normalize(), "f"), unit, observed_at.astimezone(UTC).isoformat())
+    )
+    return "lab-" + hashlib.sha256(content.encode()).hexdigest()[:48]
+
+
+def _with_client_id(item: LabItem) -> LabItem:
+    if item.client_id is not None:
+        return item
+    client_id = lab_client_id(item.code, item.value, item.unit, item.observed_at)
+    return item.model_copy(update={"client_id": client_id})
+
+
+def record_labs(*, patient: Patient, items: list[object], actor) -> BatchResult:
+    """Validate and store a batch of laboratory results for ``patient`` (``patients.labs``:
+    supported codes, units, plausible ranges), each in its canonical unit beside the value and
+    unit as sent. ``actor`` is the clinician who entered them (None: a system import).
+
+    As for readings: valid items are stored even when others are rejected, a ``client_id``
+    seen before is a duplicate, one audit event (``lab_batch``) per batch, and
+    ``labs_recorded`` once it commits."""
+    now = timezone.now()
+    result = BatchResult()
+    valid: list[tuple[int, LabItem]] = []
+    canonical: dict[int, Canonical] = {}
+    for index, item in _validate(items, LAB_ADAPTER, "observed_at", now, result):
+        judged = to_canonical(item.code, item.value, item.unit)
+        if isinstance(judged, Canonical):
+            canonical[index] = judged
+            valid.append((index, _with_client_id(item)))
+        else:
+            result.rejected.append(_rejection(index, judged.field, judged.message))
+    recorded_by = actor if getattr(actor, "pk", None) is not None else None
+
+    with transaction.atomic():
+        _lock_patient(patient)
+        unique = _unique_in_batch(valid, result, key=lambda item: item.client_id)
+        existing = set(
+            LabResult.objects.filter(
+                patient=patient, client_id__in=[item.client_id for _, item in unique]
+            ).values_list("client_id", flat=True)
+        )
+        rows, stored = [], []
+        for index, item in unique:
+            if item.client_id in existing:
+                result.duplicates += 1
+                continue
+            rows.append(
+                LabResult(
+                    patient=patient,
+                    client_id=item.client_id,
+                    code=item.code,
+                    value=canonical[index].value,
+                    unit=canonical[index].unit,
+                    original_value=item.value,
+                    original_unit=item.unit,
+                    observed_at=item.observed_at,
+                    received_at=now,
+                    recorded_by=recorded_by,
+                )
+            )
+            stored.append(item.model_dump(mode="json"))
+        LabResult.objects.bulk_create(rows)
+        result.accepted = len(rows)
+        _finish_batch(
+            patient,
+            items,
+            result,
+            actor=actor,
+            kind="lab",
+            digest=_digest(stored),
+            signal=labs_recorded,
+            sender=LabResult,
         )
     return result

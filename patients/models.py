@@ -3,10 +3,14 @@ FHIR administrative gender), each with an explicit ``unknown``."""
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from django.conf import settings
 from django.db import models
 
 from accounts.models import CareTeam
+from patients.labs import LAB_CODES
 
 
 class Sex(models.TextChoices):
@@ -219,4 +223,49 @@ class Prescription(models.Model):
             models.CheckConstraint(
                 condition=models.Q(dose_mg__gt=0), name="prescription_dose_positive"
             ),
+        ]
+
+
+class LabResult(models.Model):
+    """One laboratory result the course rules need (potassium, creatinine, eGFR), stored in its
+    code's canonical UCUM unit beside the value and unit as sent (``patients.labs``). Stored
+    once per (patient, client_id); never edited."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lab_results")
+    client_id = models.CharField(max_length=64)
+    code = models.CharField(max_length=16, help_text="LOINC code (patients.labs.LAB_CODES).")
+    value = models.DecimalField(
+        max_digits=9, decimal_places=3, help_text="In the code's canonical unit."
+    )
+    unit = models.CharField(max_length=32, help_text="The canonical UCUM unit of the code.")
+    original_value = models.DecimalField(max_digits=9, decimal_places=3)
+    original_unit = models.CharField(max_length=32, help_text="The UCUM unit as sent.")
+    observed_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The clinician who entered it (absent for a system import).",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "client_id"], name="lab_once_per_client_id"),
+            models.CheckConstraint(
+                condition=models.Q(code__in=list(LAB_CODES)), name="lab_code_supported"
+            ),
+            models.CheckConstraint(
+                condition=functools.reduce(
+                    operator.or_,
+                    (models.Q(code=code.loinc, unit=code.unit) for code in LAB_CODES.values()),
+                ),
+                name="lab_unit_canonical",
+            ),
+            models.CheckConstraint(condition=models.Q(value__gt=0), name="lab_value_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "code", "observed_at"], name="lab_series"),
         ]

@@ -31,3 +31,7 @@ rules.add_perm("patients.view_patient", (is_patient & is_own_record) | treats_pa
 rules.add_perm("patients.view_readings", (is_patient & is_own_record) | treats_patient)
 rules.add_perm("patients.submit_readings", is_patient & is_own_record)
 rules.add_perm("patients.change_care_plan", treats_patient)
+# Laboratory results are entered by the care team (from the laboratory's report); the patient
+# reads their own, as with readings.
+rules.add_perm("patients.record_labs", treats_patient)
+rules.add_perm("patients.view_labs", (is_patient & is_own_record) | treats_patient)

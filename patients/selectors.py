@@ -3,10 +3,14 @@ a view that starts from them cannot leak another team's patient."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from accounts.models import Role, User
-from patients.models import Patient, Prescription, Reading
+from patients.course import LabSnapshot, LabValue
+from patients.labs import CREATININE, EGFR_CODES, POTASSIUM, egfr_ckd_epi_2021
+from patients.models import LabResult, Patient, Prescription, Reading
 
 
 def patients_visible_to(user: User) -> QuerySet[Patient]:
@@ -46,3 +50,47 @@ def readings_visible_to(user: User) -> QuerySet[Reading]:
     """The readings of the patients the caller may see: exactly whom ``patients.view_readings``
     allows (the patient themself, the clinicians of their care teams)."""
     return Reading.objects.filter(patient__in=patients_visible_to(user)).select_related("device")
+
+
+def labs_visible_to(user: User) -> QuerySet[LabResult]:
+    """The laboratory results of the patients the caller may see (``patients.view_labs``)."""
+    return LabResult.objects.filter(patient__in=patients_visible_to(user))
+
+
+def labs_for_patient(patient: Patient, *, code: str | None = None) -> QuerySet[LabResult]:
+    results = LabResult.objects.filter(patient=patient)
+    if code:
+        results = results.filter(code=code)
+    return results.order_by("-observed_at", "-id")
+
+
+def latest_labs(patient: Patient, now: datetime) -> LabSnapshot:
+    """What the course rules know of the patient's laboratory results at ``now``: the latest
+    potassium observed at or before ``now``, and the more recent of the latest reported eGFR
+    and the eGFR computed (CKD-EPI 2021) from the latest creatinine.
+
+    The computed eGFR takes the age at the creatinine's date from the birth year alone, which
+    can overstate the age by up to a year — a lower eGFR, so the error fails closed; the sex is
+    the record's (``patients.labs.egfr_ckd_epi_2021`` takes the lower estimate for other and
+    unknown). On a tie between a reported and a computed eGFR the lower one stands."""
+    observed = LabResult.objects.filter(patient=patient, observed_at__lte=now).order_by(
+        "-observed_at", "-id"
+    )
+    potassium = observed.filter(code=POTASSIUM).first()
+    reported = observed.filter(code__in=EGFR_CODES).first()
+    creatinine = observed.filter(code=CREATININE).first()
+    candidates = []
+    if reported is not None:
+        candidates.append(LabValue(reported.value, reported.observed_at))
+    if creatinine is not None:
+        age = creatinine.observed_at.year - patient.birth_year
+        computed = egfr_ckd_epi_2021(creatinine.value, age, patient.sex)
+        if computed is not None:
+            candidates.append(LabValue(computed, creatinine.observed_at))
+    egfr = max(candidates, key=lambda lab: (lab.observed_at, -lab.value), default=None)
+    return LabSnapshot(
+        potassium_mmol_l=(
+            LabValue(potassium.value, potassium.observed_at) if potassium is not None else None
+        ),
+        egfr_ml_min=egfr,
+    )

@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import CareTeam, Role, User
 from audit.services import record_event
 from core.errors import DomainError
+from patients.course import labelled_dose_problem
 from patients.formulary import FORMULARY
 from patients.models import CareTeamAssignment, Patient, Prescription
 
@@ -81,9 +82,15 @@ def current_regimen(patient: Patient) -> dict[str, Decimal]:
 def change_dose(
     *, patient: Patient, medication: str, dose_mg: Decimal, source: str, actor: User | None = None
 ) -> Prescription | None:
-    """Close the open prescription of ``medication`` and open one at ``dose_mg`` (0 stops it)."""
+    """Close the open prescription of ``medication`` and open one at ``dose_mg`` (0 stops it).
+
+    The one write to a prescription, so the final check of every path to one lives here too:
+    0 or a dose inside the drug's labelled range (``patients.course.labelled_dose_problem``)."""
     if medication not in FORMULARY:
         raise DomainError(f"Unknown medication {medication!r}.", field="medication")
+    problem = labelled_dose_problem(medication, dose_mg)
+    if problem is not None:
+        raise DomainError(f"dose_mg {problem}.", field="dose_mg", code="bounds_violation")
     now = timezone.now()
     with transaction.atomic():
         current = (

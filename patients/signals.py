@@ -8,3 +8,4 @@ from django.dispatch import Signal
 # kwargs: patient_id
 readings_recorded = Signal()
 intakes_recorded = Signal()
+labs_recorded = Signal()

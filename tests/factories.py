@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import factory
 from django.utils import timezone
 
 from accounts.models import CareTeam, CareTeamMembership, ClinicianProfile, Role, User
-from patients.models import CareTeamAssignment, Device, Patient, Reading, ReadingType
+from patients.models import (
+    CareTeamAssignment,
+    Device,
+    LabResult,
+    Patient,
+    Reading,
+    ReadingType,
+)
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -93,4 +102,21 @@ class ReadingFactory(factory.django.DjangoModelFactory):
     )
     value = None
     measured_at = factory.LazyFunction(timezone.now)
+    received_at = factory.LazyFunction(timezone.now)
+
+
+class LabResultFactory(factory.django.DjangoModelFactory):
+    """A potassium of 4.2 mmol/L by default; pass ``code``, ``value`` and ``unit`` together."""
+
+    class Meta:
+        model = LabResult
+
+    patient = factory.SubFactory(PatientFactory)
+    client_id = factory.Sequence(lambda n: f"lab-{n}")
+    code = "2823-3"
+    value = Decimal("4.2")
+    unit = "mmol/L"
+    original_value = factory.LazyAttribute(lambda o: o.value)
+    original_unit = factory.LazyAttribute(lambda o: o.unit)
+    observed_at = factory.LazyFunction(timezone.now)
     received_at = factory.LazyFunction(timezone.now)

@@ -47,9 +47,11 @@ def flatten(detail, prefix: str | None = None) -> list[dict[str, str | None]]:
 
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        return Response(
-            {"errors": [error(exc.field, exc.message, exc.code)]}, status=exc.http_status
-        )
+        entry: dict = error(exc.field, exc.message, exc.code)
+        reasons = getattr(exc, "reasons", None)
+        if reasons:  # the rules' reasons, each {code, message}, for the client to show
+            entry["reasons"] = reasons
+        return Response({"errors": [entry]}, status=exc.http_status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

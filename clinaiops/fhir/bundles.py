@@ -93,14 +93,14 @@ def _response_entry(outcome: EntryOutcome, with_resource: bool) -> dict[str, Any
                 "outcome": operation_outcome(outcome.issues),
             }
         }
-    resource = to_fhir(outcome.reading)
+    resource = to_fhir(outcome.record)
     version = resource["meta"]["versionId"]
     entry: dict[str, Any] = {
         "response": {
             "status": HTTP_REASONS[outcome.status],
             "location": f"Observation/{resource['id']}/_history/{version}",
             "etag": f'W/"{version}"',
-            "lastModified": instant(outcome.reading.received_at),
+            "lastModified": instant(outcome.record.received_at),
         }
     }
     if with_resource:

@@ -8,7 +8,7 @@ from typing import Any
 from clinaiops.fhir.registry import HANDLERS
 
 # When this statement last changed (CapabilityStatement.date): bump it with the facade.
-STATEMENT_DATE = "2026-01-15"
+STATEMENT_DATE = "2026-12-02"
 
 
 def _software_version() -> str:

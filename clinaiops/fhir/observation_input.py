@@ -1,10 +1,13 @@
-"""A posted ``Observation`` → one item for ``patients.ingestion.record_readings``.
+"""A posted ``Observation`` → one item for ``patients.ingestion.record_readings`` (a wearable
+reading, posted by the patient) or ``record_labs`` (a laboratory result, posted by a clinician
+of the care team), chosen by its LOINC code.
 
 This layer checks only what is FHIR: the resource parses (fhir.resources, R4B models, which
 are wire-compatible with R4 for Observation), its code is one we store, units are UCUM, the
-subject is a patient the caller may submit for. Ranges, timestamps, devices and duplicates are
-the ingestion service's, so a reading is judged exactly as ``POST /api/v1/readings/`` judges
-it; ``paths`` maps the ingestion's field names back to FHIR elements for the error answer.
+subject is a patient the caller may submit for. Ranges, units of a laboratory code,
+timestamps, devices and duplicates are the ingestion service's, so an observation is judged
+exactly as ``POST /api/v1/readings/`` or ``/api/v1/labs/`` judges it; ``paths`` maps the
+ingestion's field names back to FHIR elements for the error answer.
 
 Elements this server cannot store (``note``, ``interpretation``, ``performer``, …) are refused
 rather than dropped: a value silently lost is worse in clinical data than a 400. Plain
@@ -24,6 +27,7 @@ from fhir.resources.R4B.observation import Observation as FhirObservation
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from clinaiops.fhir.http import FhirError, Issue
+from clinaiops.fhir.labs import LAB_CLIENT_ID_SYSTEM
 from clinaiops.fhir.observations import (
     BP_UNIT,
     BY_LOINC,
@@ -33,6 +37,8 @@ from clinaiops.fhir.observations import (
     ReadingCode,
 )
 from clinaiops.fhir.resources import LOINC, UCUM
+from patients.ingestion import LAB_ADAPTER, lab_client_id
+from patients.labs import LAB_CODES, LabCode
 from patients.models import Patient
 from patients.selectors import patients_visible_to
 
@@ -65,11 +71,27 @@ MAX_CLIENT_ID = 64
 _STRIPPED: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
 
 
+READING, LAB = "reading", "lab"
+# Who may post each kind, and the refusal of anyone else (403).
+_SUBMITTERS = {
+    READING: (
+        "patients.submit_readings",
+        "Only the patient submits their own readings (as with POST /api/v1/readings/)",
+    ),
+    LAB: (
+        "patients.record_labs",
+        "Only a clinician of the patient's care team records laboratory results (as with "
+        "POST /api/v1/labs/)",
+    ),
+}
+
+
 @dataclass
 class ParsedObservation:
     patient: Patient
-    item: dict[str, Any]  # one item of record_readings
+    item: dict[str, Any]  # one item of record_readings or record_labs, by ``kind``
     paths: dict[str, str]  # ingestion field → FHIRPath of the element it came from
+    kind: str = READING
 
     @property
     def client_id(self) -> str:
@@ -146,15 +168,19 @@ def _quantity_value(quantity: Any, path: str, unit: str) -> int:
     return _whole_number(quantity["value"], f"{path}.value", unit)
 
 
-def _reading_code(raw: dict[str, Any]) -> ReadingCode:
+def _code(raw: dict[str, Any]) -> ReadingCode | LabCode:
     codings = (raw.get("code") or {}).get("coding") or []
     found = {
         coding.get("code")
         for coding in codings
-        if coding.get("system") == LOINC and coding.get("code") in BY_LOINC
+        if coding.get("system") == LOINC
+        and (coding.get("code") in BY_LOINC or coding.get("code") in LAB_CODES)
     }
     if len(found) != 1:
-        supported = ", ".join(f"{code} ({c.text.lower()})" for code, c in BY_LOINC.items())
+        supported = ", ".join(
+            [f"{code} ({c.text.lower()})" for code, c in BY_LOINC.items()]
+            + [f"{code} ({c.name})" for code, c in LAB_CODES.items()]
+        )
         problem = "names more than one supported code" if found else "is not supported"
         raise FhirError.one(
             400,
@@ -162,10 +188,11 @@ def _reading_code(raw: dict[str, Any]) -> ReadingCode:
             expression=f"{ROOT}.code",
             code="code-invalid",
         )
-    return BY_LOINC[found.pop()]
+    code = found.pop()
+    return BY_LOINC.get(code) or LAB_CODES[code]
 
 
-def _patient(raw: dict[str, Any], user, base: str) -> Patient:
+def _patient(raw: dict[str, Any], user, base: str, submitting: str) -> Patient:
     reference = (raw.get("subject") or {}).get("reference")
     if not reference:
         raise FhirError.one(
@@ -187,13 +214,9 @@ def _patient(raw: dict[str, Any], user, base: str) -> Patient:
         raise FhirError.one(
             422, f"{relative} is not known", expression=f"{ROOT}.subject", code="not-found"
         )
-    if not user.has_perm("patients.submit_readings", patient):
-        raise FhirError.one(
-            403,
-            "Only the patient submits their own readings (as with POST /api/v1/readings/)",
-            expression=f"{ROOT}.subject",
-            code="forbidden",
-        )
+    permission, refusal = _SUBMITTERS[submitting]
+    if not user.has_perm(permission, patient):
+        raise FhirError.one(403, refusal, expression=f"{ROOT}.subject", code="forbidden")
     return patient
 
 
@@ -265,6 +288,42 @@ def _values(raw: dict[str, Any], code: ReadingCode) -> tuple[dict[str, Any], dic
     return values, paths
 
 
+def _lab_values(raw: dict[str, Any], code: LabCode) -> tuple[dict[str, Any], dict[str, str]]:
+    """The value and unit as sent: which units a code takes, the plausible range and the
+    plain-decimal rule are the ingestion's (``patients.labs``), so their messages are too."""
+    for name in ("component", "device"):
+        if raw.get(name):
+            raise FhirError.one(
+                400,
+                f"a laboratory result ({code.loinc}) carries no {name}; send its value in "
+                "valueQuantity",
+                expression=f"{ROOT}.{name}",
+                code="not-supported",
+            )
+    path = f"{ROOT}.valueQuantity"
+    quantity = raw.get("valueQuantity")
+    if not isinstance(quantity, dict):
+        raise FhirError.one(
+            400, f"a valueQuantity in {', '.join(code.units)} is required", expression=path
+        )
+    if quantity.get("system") != UCUM:
+        raise FhirError.one(
+            400,
+            f"the unit must be UCUM (system {UCUM}), code one of {', '.join(code.units)}",
+            expression=f"{path}.system",
+        )
+    if "value" not in quantity:
+        raise FhirError.one(400, "value is required", expression=f"{path}.value")
+    value = quantity["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FhirError.one(400, "must be a number", expression=f"{path}.value")
+    return {"code": code.loinc, "value": value, "unit": quantity.get("code")}, {
+        "code": f"{ROOT}.code",
+        "value": f"{path}.value",
+        "unit": f"{path}.code",
+    }
+
+
 def _utc(effective: str) -> str:
     """The instant, whatever offset expresses it, for the content digest."""
     try:
@@ -298,18 +357,33 @@ def _device_id(raw: dict[str, Any], patient: Patient) -> tuple[str, str]:
     return f"fhir-patient-{patient.pk}", f"{ROOT}.device"
 
 
-def _client_id(raw: dict[str, Any], content: dict[str, Any]) -> tuple[str, str]:
-    """The de-duplication key: the identifier in our system, else the first identifier value;
-    without one, a digest of what was measured, so re-posting the same observation is a
-    duplicate as well."""
+def _digest_id(content: dict[str, Any]) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return "fhir-" + hashlib.sha256(text.encode()).hexdigest()[:48]
+
+
+def _derived_lab_id(item: dict[str, Any]) -> str:
+    """The key ``record_labs`` derives for a result sent without one (so a FHIR post and an
+    ``/api/v1/labs/`` post of the same result are one); a digest of the raw item when it is
+    invalid (the ingestion then rejects it with its own message)."""
+    try:
+        lab = LAB_ADAPTER.validate_python(item)
+    except ValidationError:
+        return _digest_id(item)
+    return lab_client_id(lab.code, lab.value, lab.unit, lab.observed_at)
+
+
+def _client_id(raw: dict[str, Any], system: str, derived) -> tuple[str, str]:
+    """The de-duplication key: the identifier in our ``system``, else the first identifier
+    value; without one, ``derived()`` — from what was observed, so re-posting the same
+    observation is a duplicate as well."""
     identifiers = [i for i in raw.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
     chosen = next(
-        (i for i in identifiers if i.get("system") == CLIENT_ID_SYSTEM),
+        (i for i in identifiers if i.get("system") == system),
         identifiers[0] if identifiers else None,
     )
     if chosen is None:
-        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-        return "fhir-" + hashlib.sha256(text.encode()).hexdigest()[:48], ROOT
+        return derived(), ROOT
     index = raw["identifier"].index(chosen)
     path = f"{ROOT}.identifier[{index}].value"
     value = _stripped(chosen["value"], path, "identifier value")
@@ -339,13 +413,15 @@ def parse_observation(raw: Any, user, base: str) -> ParsedObservation:
             expression=f"{ROOT}.status",
             code="value",
         )
-    code = _reading_code(raw)
+    code = _code(raw)
     effective, effective_path = _effective(raw)
+    if isinstance(code, LabCode):
+        return _parsed_lab(raw, user, base, code, effective, effective_path)
     values, paths = _values(raw, code)
-    patient = _patient(raw, user, base)
+    patient = _patient(raw, user, base, READING)
     device_id, device_path = _device_id(raw, patient)
     content = {"code": code.loinc, "at": _utc(effective), "device_id": device_id, **values}
-    client_id, client_id_path = _client_id(raw, content)
+    client_id, client_id_path = _client_id(raw, CLIENT_ID_SYSTEM, lambda: _digest_id(content))
     item = {
         "client_id": client_id,
         "type": code.reading_type,
@@ -355,3 +431,16 @@ def parse_observation(raw: Any, user, base: str) -> ParsedObservation:
     }
     paths |= {"measured_at": effective_path, "device_id": device_path, "client_id": client_id_path}
     return ParsedObservation(patient=patient, item=item, paths=paths)
+
+
+def _parsed_lab(
+    raw: dict[str, Any], user, base: str, code: LabCode, effective: str, effective_path: str
+) -> ParsedObservation:
+    values, paths = _lab_values(raw, code)
+    patient = _patient(raw, user, base, LAB)
+    item = {**values, "observed_at": effective}
+    client_id, client_id_path = _client_id(raw, LAB_CLIENT_ID_SYSTEM, lambda: _derived_lab_id(item))
+    paths |= {"observed_at": effective_path, "client_id": client_id_path}
+    return ParsedObservation(
+        patient=patient, item={"client_id": client_id, **item}, paths=paths, kind=LAB
+    )

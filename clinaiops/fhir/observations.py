@@ -1,4 +1,5 @@
-"""``Observation``: wearable readings as FHIR vital signs, read and searched (creates are in
+"""``Observation``: wearable readings as FHIR vital signs, and laboratory results
+(``clinaiops.fhir.labs``, ids ``lab-<id>``), read and searched together (creates are in
 ``observation_input`` and ``ingest``).
 
 - blood pressure: LOINC 85354-9 (panel), components 8480-6 systolic and 8462-4 diastolic in
@@ -13,11 +14,13 @@ reading was stored under is its identifier (system ``urn:clinaiops:reading-clien
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
 
+from clinaiops.fhir import labs
 from clinaiops.fhir.http import not_found
 from clinaiops.fhir.resources import (
     LOINC,
@@ -36,8 +39,9 @@ from clinaiops.fhir.search import (
     reference_id,
     token,
 )
-from patients.models import Reading, ReadingType
-from patients.selectors import readings_visible_to
+from patients.labs import LAB_CODES
+from patients.models import LabResult, Reading, ReadingType
+from patients.selectors import labs_visible_to, readings_visible_to
 
 CLIENT_ID_SYSTEM = "urn:clinaiops:reading-client-id"
 DEVICE_ID_SYSTEM = "urn:clinaiops:device-id"
@@ -108,7 +112,14 @@ def _component(code: tuple[str, str], value: int) -> dict[str, Any]:
     }
 
 
-def to_fhir(reading: Reading) -> dict[str, Any]:
+def to_fhir(record: Reading | LabResult) -> dict[str, Any]:
+    """The Observation of a stored reading or laboratory result."""
+    if isinstance(record, LabResult):
+        return labs.to_fhir(record)
+    return _reading_to_fhir(record)
+
+
+def _reading_to_fhir(reading: Reading) -> dict[str, Any]:
     code = CODES[reading.reading_type]
     resource: dict[str, Any] = {
         "resourceType": "Observation",
@@ -150,14 +161,15 @@ def to_fhir(reading: Reading) -> dict[str, Any]:
 
 
 def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
-    reading = (
-        readings_visible_to(user).filter(pk=int(resource_id)).first()
-        if resource_id.isdigit()
-        else None
-    )
-    if reading is None:
+    record: Reading | LabResult | None = None
+    lab_pk = labs.lab_pk(resource_id)
+    if lab_pk is not None:
+        record = labs_visible_to(user).filter(pk=lab_pk).first()
+    elif resource_id.isascii() and resource_id.isdigit():
+        record = readings_visible_to(user).filter(pk=int(resource_id)).first()
+    if record is None:
         raise not_found("Observation", resource_id)
-    return to_fhir(reading), [reading.patient_id]
+    return to_fhir(record), [record.patient_id]
 
 
 def _code_q(raw: str) -> Q:
@@ -178,44 +190,79 @@ def _identifier_q(raw: str) -> Q:
 
 
 SEARCH_PARAMS = (
-    SearchParam("_id", "token", "Logical id of the observation."),
+    SearchParam(
+        "_id", "token", "Logical id of the observation: <id> (reading) or lab-<id> (laboratory)."
+    ),
     SearchParam("patient", "reference", "The subject: Patient/<id> or <id>."),
     SearchParam(
         "code",
         "token",
         "LOINC code of the observation: 85354-9 (blood pressure panel), 8867-4 (heart rate), "
-        "55423-8 (steps); system|code, |code or code.",
+        "55423-8 (steps), "
+        + ", ".join(f"{code.loinc} ({code.name})" for code in LAB_CODES.values())
+        + "; system|code, |code or code.",
     ),
     SearchParam(
         "date", "date", "effectiveDateTime, with prefixes eq, ne, gt, lt, ge, le (AND-able)."
     ),
-    SearchParam("identifier", "token", f"{CLIENT_ID_SYSTEM}|<client id> (the de-duplication key)."),
+    SearchParam(
+        "identifier",
+        "token",
+        f"{CLIENT_ID_SYSTEM}|<client id> (readings) or {labs.LAB_CLIENT_ID_SYSTEM}|<client id> "
+        "(laboratory results): the de-duplication key.",
+    ),
 )
 
 
-def search(user, request: SearchRequest) -> SearchResult:
+def _by_patient(raw: str) -> Q:
+    patient_id = reference_id("patient", raw, "Patient")
+    return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+
+
+def _readings(user, request: SearchRequest):
     readings = readings_visible_to(user)
     readings = all_of(
-        request, "_id", lambda v: Q(pk=int(v)) if v.isdigit() else Q(pk__in=[]), readings
-    )
-    readings = all_of(
         request,
-        "patient",
-        lambda v: (
-            Q(patient_id=int(pid))
-            if (pid := reference_id("patient", v, "Patient")).isdigit()
-            else Q(pk__in=[])
-        ),
+        "_id",
+        lambda v: Q(pk=int(v)) if v.isascii() and v.isdigit() else Q(pk__in=[]),
         readings,
     )
+    readings = all_of(request, "patient", _by_patient, readings)
     readings = all_of(request, "code", _code_q, readings)
     readings = all_of(request, "date", lambda v: date_q("date", v, "measured_at"), readings)
     readings = all_of(request, "identifier", _identifier_q, readings)
-    readings = readings.order_by("-measured_at", "-id")
+    return readings.order_by("-measured_at", "-id")
+
+
+def _labs(user, request: SearchRequest):
+    results = labs_visible_to(user)
+    results = all_of(request, "_id", labs.id_q, results)
+    results = all_of(request, "patient", _by_patient, results)
+    results = all_of(request, "code", labs.code_q, results)
+    results = all_of(request, "date", lambda v: date_q("date", v, "observed_at"), results)
+    results = all_of(request, "identifier", labs.identifier_q, results)
+    return results.order_by("-observed_at", "-id")
+
+
+def search(user, request: SearchRequest) -> SearchResult:
+    """Readings and laboratory results together, newest ``effectiveDateTime`` first."""
+    readings, lab_results = _readings(user, request), _labs(user, request)
+    reading_total, lab_total = readings.count(), lab_results.count()
     window = page(request)
-    rows = list(readings[window]) if window else []
+    rows: list[Reading | LabResult] = []
+    if window is not None and not lab_total:
+        rows = list(readings[window])
+    elif window is not None and not reading_total:
+        rows = list(lab_results[window])
+    elif window is not None:  # both: merge the first pages' worth of each (as MedicationRequest)
+        depth = window.stop
+        merged = heapq.merge(
+            ((-r.measured_at.timestamp(), 0, -r.pk, r) for r in readings[:depth]),
+            ((-lab.observed_at.timestamp(), 1, -lab.pk, lab) for lab in lab_results[:depth]),
+        )
+        rows = [row for *_, row in list(merged)[window]]
     return SearchResult(
-        total=readings.count(),
-        resources=[to_fhir(reading) for reading in rows],
-        patient_ids=sorted({reading.patient_id for reading in rows}),
+        total=reading_total + lab_total,
+        resources=[to_fhir(row) for row in rows],
+        patient_ids=sorted({row.patient_id for row in rows}),
     )

@@ -11,7 +11,11 @@ OBSERVATION = ResourceHandler(
     documentation="Wearable readings: blood pressure (LOINC 85354-9 with components 8480-6 "
     "and 8462-4, mm[Hg]), heart rate (8867-4, /min), steps (55423-8, {steps}). Create goes "
     "through the same ingestion as POST /api/v1/readings/ (patients only, for themselves); the "
-    "identifier is the de-duplication key, so re-posting answers 200 with the stored reading.",
+    "identifier is the de-duplication key, so re-posting answers 200 with the stored reading. "
+    "Laboratory results (category laboratory, ids lab-<id>): potassium (2823-3, mmol/L; meq/L "
+    "accepted), creatinine (2160-0, mg/dL; umol/L accepted and converted), eGFR (33914-3, "
+    "62238-1, 98979-8, mL/min/{1.73_m2}); created by a clinician of the patient's care team "
+    "through the same validation as POST /api/v1/labs/, served in the canonical unit.",
     audit_object_type="reading",
     search_params=observations.SEARCH_PARAMS,
     read=observations.read,

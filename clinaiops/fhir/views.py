@@ -123,7 +123,7 @@ class TypeView(FhirView):
         [outcome] = store_observations(request.user, [parsed], all_or_nothing=True)
         if outcome.failed:
             raise FhirError(outcome.status, outcome.issues)
-        resource = observation_to_fhir(outcome.reading)
+        resource = observation_to_fhir(outcome.record)
         headers = _version_headers(resource) | {
             "Location": f"{base_url(request)}/Observation/{resource['id']}"
             f"/_history/{resource['meta']['versionId']}"

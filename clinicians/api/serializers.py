@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 from rest_framework import serializers
 
 from clinicians.models import (
@@ -10,14 +8,22 @@ from clinicians.models import (
     SafetyBounds,
     Tier,
 )
-from core.api.serializers import StrictInputSerializer
+from core.api.serializers import DoseField, StrictInputSerializer
+from patients.course import MIN_INTERVAL_LIMITS_DAYS
 from patients.formulary import FORMULARY
 
-DOSE = {"max_digits": 7, "decimal_places": 2, "min_value": Decimal("0")}
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
 
 
 class RecommendationSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="patient_id")
+    current_dose_mg = DoseField(read_only=True)
+    proposed_dose_mg = DoseField(read_only=True, allow_null=True)
+    final_dose_mg = DoseField(read_only=True, allow_null=True)
+    reasons = ReasonSerializer(many=True, read_only=True)
 
     class Meta:
         model = Recommendation
@@ -32,12 +38,15 @@ class RecommendationSerializer(serializers.ModelSerializer):
             "status",
             "reason",
             "gate_reasons",
+            "reasons",
             "expected_effect",
             "explanation",
             "model_version",
             "created_at",
             "decided_at",
             "decision_reason",
+            "patient_note",
+            "overrode_block",
             "final_dose_mg",
         ]
         read_only_fields = fields
@@ -53,9 +62,21 @@ class RecommendationFilterSerializer(StrictInputSerializer):
 
 class DecisionSerializer(StrictInputSerializer):
     action = serializers.ChoiceField(choices=["approve", "modify", "reject"])
-    dose_mg = serializers.DecimalField(required=False, allow_null=True, **DOSE)
-    reason = serializers.CharField(max_length=500)
+    dose_mg = DoseField(required=False, allow_null=True)
+    reason = serializers.CharField(max_length=500, help_text="the clinical reason (internal)")
     password = serializers.CharField(write_only=True, trim_whitespace=False)
+    override = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="decide a change the gate or the course rules block (the answer without it is "
+        "409 override_required with the block reasons); audited as an override",
+    )
+    patient_note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="a note written for the patient, shown on their phone (the reason is not)",
+    )
 
     def validate(self, attrs):
         if attrs["action"] == "modify" and attrs.get("dose_mg") is None:
@@ -65,16 +86,31 @@ class DecisionSerializer(StrictInputSerializer):
 
 class SafetyBoundsSerializer(StrictInputSerializer):
     medication = serializers.ChoiceField(choices=sorted(FORMULARY))
-    min_dose_mg = serializers.DecimalField(**DOSE)
-    max_dose_mg = serializers.DecimalField(**DOSE)
-    max_auto_step_mg = serializers.DecimalField(**DOSE)
+    min_dose_mg = DoseField()
+    max_dose_mg = DoseField()
+    max_auto_step_mg = DoseField()
     target_systolic = serializers.IntegerField(min_value=110, max_value=160)
     target_diastolic = serializers.IntegerField(min_value=60, max_value=100)
+    may_start = serializers.BooleanField(
+        required=False,
+        help_text="the patient may start this drug from the app (default off: a clinician "
+        "starts it); unchanged when omitted",
+    )
+    min_interval_days = serializers.IntegerField(
+        required=False,
+        min_value=MIN_INTERVAL_LIMITS_DAYS[0],
+        max_value=MIN_INTERVAL_LIMITS_DAYS[1],
+        help_text="minimum days between dose changes (default 14; the patient's interval is the "
+        "longest across their bounds); unchanged when omitted",
+    )
     updated_at = serializers.DateTimeField(read_only=True)
 
 
 class SafetyBoundsOutSerializer(serializers.ModelSerializer):
     set_by = serializers.IntegerField(source="set_by_id")
+    min_dose_mg = DoseField(read_only=True)
+    max_dose_mg = DoseField(read_only=True)
+    max_auto_step_mg = DoseField(read_only=True)
 
     class Meta:
         model = SafetyBounds
@@ -85,6 +121,8 @@ class SafetyBoundsOutSerializer(serializers.ModelSerializer):
             "max_auto_step_mg",
             "target_systolic",
             "target_diastolic",
+            "may_start",
+            "min_interval_days",
             "set_by",
             "updated_at",
         ]
@@ -129,3 +167,11 @@ class AlertThresholdsOutSerializer(serializers.ModelSerializer):
             "stale_after_hours",
             "updated_at",
         ]
+
+
+class PatientRecommendationSerializer(RecommendationSerializer):
+    """What the patient's phone gets: the clinician's note for them, never the internal reason."""
+
+    class Meta(RecommendationSerializer.Meta):
+        fields = [f for f in RecommendationSerializer.Meta.fields if f != "decision_reason"]
+        read_only_fields = fields

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from clinicians.api.loop_views import AppointmentViewSet, GoalViewSet, MessageViewSet
+from clinicians.api.me_views import MyDecisionsView, MyMedicationsView
 from clinicians.api.views import (
     AlertThresholdsView,
     AlertViewSet,
@@ -17,6 +18,8 @@ router.register("messages", MessageViewSet, basename="message")
 router.register("appointments", AppointmentViewSet, basename="appointment")
 
 urlpatterns = [
+    path("me/medications/", MyMedicationsView.as_view(), name="me-medications"),
+    path("me/decisions/", MyDecisionsView.as_view(), name="me-decisions"),
     path(
         "patients/<int:patient_id>/safety-bounds/", SafetyBoundsView.as_view(), name="safety-bounds"
     ),

@@ -11,13 +11,15 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Role
 from audit.services import record_read
-from clinicians import services
+from clinicians import decisions, services
 from clinicians.api.serializers import (
     AlertSerializer,
     AlertThresholdsOutSerializer,
     AlertThresholdsSerializer,
     DecisionSerializer,
+    PatientRecommendationSerializer,
     RecommendationFilterSerializer,
     RecommendationSerializer,
     SafetyBoundsOutSerializer,
@@ -36,6 +38,11 @@ class RecommendationViewSet(
     serializer_class = RecommendationSerializer
     read_object_type = "recommendation"
     read_patient_key = "patient"
+
+    def get_serializer_class(self):
+        if getattr(self.request.user, "role", None) == Role.PATIENT:
+            return PatientRecommendationSerializer
+        return RecommendationSerializer
 
     def get_queryset(self):
         queryset = recommendations_visible_to(self.request.user)
@@ -58,10 +65,10 @@ class RecommendationViewSet(
         recommendation = self.get_object()
         if not request.user.has_perm("clinicians.acknowledge_recommendation", recommendation):
             raise PermissionDenied("Only the patient acknowledges their recommendation.")
-        recommendation = services.acknowledge_recommendation(
+        recommendation = decisions.acknowledge_recommendation(
             recommendation=recommendation, actor=request.user
         )
-        return Response(RecommendationSerializer(recommendation).data)
+        return Response(PatientRecommendationSerializer(recommendation).data)
 
     @extend_schema(request=DecisionSerializer, responses=RecommendationSerializer)
     @action(detail=True, methods=["post"])
@@ -72,7 +79,7 @@ class RecommendationViewSet(
             raise PermissionDenied("Only a clinician of the patient's care team decides.")
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        recommendation = services.decide_recommendation(
+        recommendation = decisions.decide_recommendation(
             recommendation=recommendation, actor=request.user, **body.validated_data
         )
         return Response(RecommendationSerializer(recommendation).data)

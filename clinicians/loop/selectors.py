@@ -22,7 +22,7 @@ from clinicians.models import (
     GoalMeasure,
     Message,
 )
-from clinicians.services import target_for
+from clinicians.treatment import target_for
 from models_ml.features import observe
 from models_ml.protocol import MIN_READINGS_7D
 from patients.models import Patient, Prescription, Reading, ReadingType

@@ -38,7 +38,7 @@ from clinicians.models import (
     Message,
     SenderRole,
 )
-from clinicians.services import target_for
+from clinicians.treatment import target_for
 from core.errors import Conflict, DomainError, Forbidden
 from patients.models import Patient
 

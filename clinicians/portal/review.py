@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
 from audit.services import record_read
-from clinicians import services
+from clinicians import decisions, services
 from clinicians.models import Alert
 from clinicians.portal.selectors import chart_for
 from clinicians.selectors import alerts_visible_to, recommendations_visible_to
@@ -23,9 +23,14 @@ class DecisionForm(forms.Form):
     action = forms.ChoiceField(
         choices=[("approve", "Approve"), ("modify", "Modify"), ("reject", "Reject")]
     )
-    dose_mg = forms.DecimalField(required=False, min_value=0, max_digits=7, decimal_places=2)
+    dose_mg = forms.CharField(required=False, max_length=12)
     reason = forms.CharField(max_length=500)
+    patient_note = forms.CharField(max_length=500, required=False)
+    override = forms.BooleanField(required=False)
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+
+DONE = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 
 
 @otp_required(login_url="portal:login")
@@ -53,7 +58,7 @@ def decide(request, recommendation_id: int):
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
     else:
         try:
-            services.decide_recommendation(
+            decisions.decide_recommendation(
                 recommendation=rec, actor=request.user, **form.cleaned_data
             )
             messages.success(request, f"Recommendation {rec.pk}: {form.cleaned_data['action']}d.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Avg, Count, Q
 from django.utils import timezone
@@ -26,7 +26,7 @@ from clinicians.models import (
     RecommendationStatus,
 )
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
-from clinicians.services import target_for
+from clinicians.treatment import course_summary, target_for
 from patients.models import Patient, Reading, ReadingType
 from patients.selectors import patient_with_care_teams
 from patients.services import current_regimen
@@ -125,6 +125,11 @@ class PatientChart:
     # target (``set_goal`` checks the match); the measures a lifestyle goal may name.
     bp_target: tuple[int, int] | None = None
     goal_measures: list = field(default_factory=list)
+    # The course of treatment: the interval, the last change, and why the last run held.
+    min_interval_days: int = 0
+    last_change_at: datetime | None = None
+    next_change_from: datetime | None = None
+    hold_reasons: list = field(default_factory=list)
 
 
 def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
@@ -156,10 +161,25 @@ def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
         alerts=list(
             alerts_visible_to(user).filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
         ),
-        recommendations=list(recommendations_visible_to(user).filter(patient=patient)[:20]),
+        recommendations=list(
+            recommendations_visible_to(user)
+            .filter(patient=patient)
+            .select_related("decided_by")[:20]
+        ),
         svg_points=_svg(daily),
+        **_course(patient),
         **_loop(user, patient),
     )
+
+
+def _course(patient: Patient) -> dict:
+    summary = course_summary(patient)
+    return {
+        "min_interval_days": summary.min_interval_days,
+        "last_change_at": summary.last_change_at,
+        "next_change_from": summary.next_change_from,
+        "hold_reasons": summary.hold_reasons,
+    }
 
 
 THREAD_LENGTH = 50

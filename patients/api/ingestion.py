@@ -1,4 +1,5 @@
-"""``POST /api/v1/readings/`` and ``POST /api/v1/medication-intakes/`` (API.md)."""
+"""``POST /api/v1/readings/`` and ``POST /api/v1/medication-intakes/`` (API.md), and the pieces
+every batch endpoint shares (``batch_items``, ``batch_schema``, ``openapi_schema``)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class LenientNumbersJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - {error}") from None
 
 
-def _items(data, key: str) -> list:
+def batch_items(data, key: str) -> list:
     if not isinstance(data, dict):
         raise ValidationError({key: ["Expected an object with a list of items."]})
     unknown = sorted(set(data) - {key})
@@ -66,7 +67,7 @@ def _own_patient(request) -> Patient:
     return patient
 
 
-def _openapi(adapter) -> dict:
+def openapi_schema(adapter) -> dict:
     """The pydantic model's JSON Schema as an OpenAPI 3.0 schema object: its ``$defs`` inlined
     (OpenAPI has no local definitions); 3.1/JSON-Schema-2020 forms written the 3.0 way —
     ``const`` as a one-value ``enum``, numeric ``exclusiveMinimum``/``exclusiveMaximum`` as a
@@ -102,7 +103,8 @@ def _openapi(adapter) -> dict:
     return convert(schema)
 
 
-def _schema(adapter, name: str) -> dict:
+def batch_schema(item: dict, name: str) -> dict:
+    """``{name: [item, ...]}``, as ``batch_items`` reads it."""
     return {
         "type": "object",
         "required": [name],
@@ -112,7 +114,7 @@ def _schema(adapter, name: str) -> dict:
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_BATCH_ITEMS,
-                "items": _openapi(adapter),
+                "items": item,
             },
         },
     }
@@ -122,7 +124,7 @@ class ReadingBatchView(APIView):
     parser_classes = [LenientNumbersJSONParser]
 
     @extend_schema(
-        request={"application/json": _schema(READING_ADAPTER, "readings")},
+        request={"application/json": batch_schema(openapi_schema(READING_ADAPTER), "readings")},
         responses={201: BatchResultSerializer},
         examples=[
             OpenApiExample(
@@ -150,7 +152,7 @@ class ReadingBatchView(APIView):
         others are rejected; a ``client_id`` seen before is counted as a duplicate."""
         patient = _own_patient(request)
         result = record_readings(
-            patient=patient, items=_items(request.data, "readings"), actor=request.user
+            patient=patient, items=batch_items(request.data, "readings"), actor=request.user
         )
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
@@ -161,7 +163,10 @@ class IntakeBatchView(APIView):
     @extend_schema(
         request={
             "application/json": {
-                "oneOf": [_schema(INTAKE_ADAPTER, "intakes"), _openapi(INTAKE_ADAPTER)]
+                "oneOf": [
+                    batch_schema(openapi_schema(INTAKE_ADAPTER), "intakes"),
+                    openapi_schema(INTAKE_ADAPTER),
+                ]
             }
         },
         responses={201: BatchResultSerializer},
@@ -173,7 +178,9 @@ class IntakeBatchView(APIView):
         patient = _own_patient(request)
         data = request.data
         items = (
-            [data] if isinstance(data, dict) and "intakes" not in data else _items(data, "intakes")
+            [data]
+            if isinstance(data, dict) and "intakes" not in data
+            else batch_items(data, "intakes")
         )
         result = record_intakes(patient=patient, items=items, actor=request.user)
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)

@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
 from accounts.models import CareTeam
-from patients.models import Patient, Reading
+from patients.labs import LAB_CODES
+from patients.models import LabResult, Patient, Reading
 
 
 class CareTeamSummarySerializer(serializers.ModelSerializer):
@@ -59,3 +60,34 @@ class BatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     rejected = BatchRejectionSerializer(many=True)
+
+
+class LabResultSerializer(serializers.ModelSerializer):
+    """A stored result; values are JSON numbers (in the canonical ``unit``, and as sent)."""
+
+    value = serializers.DecimalField(max_digits=9, decimal_places=3, coerce_to_string=False)
+    original_value = serializers.DecimalField(
+        max_digits=9, decimal_places=3, coerce_to_string=False
+    )
+
+    class Meta:
+        model = LabResult
+        fields = [
+            "id",
+            "patient",
+            "client_id",
+            "code",
+            "value",
+            "unit",
+            "original_value",
+            "original_unit",
+            "observed_at",
+            "received_at",
+            "recorded_by",
+        ]
+        read_only_fields = fields
+
+
+class LabFilterSerializer(serializers.Serializer):
+    patient = serializers.IntegerField(min_value=1, help_text="The patient's id (required).")
+    code = serializers.ChoiceField(choices=list(LAB_CODES), required=False, help_text="LOINC.")

@@ -2,10 +2,12 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from patients.api.ingestion import IntakeBatchView, ReadingBatchView
+from patients.api.labs import LabViewSet
 from patients.api.views import PatientViewSet
 
 router = SimpleRouter()
 router.register("patients", PatientViewSet, basename="patient")
+router.register("labs", LabViewSet, basename="lab")
 
 urlpatterns = [
     path("readings/", ReadingBatchView.as_view(), name="readings"),

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clinicians.models import SafetyBounds
 from models_ml.simulator import DeviceErrorModel, IntercurrentEventRates, simulate_trace
+from patients.formulary import FORMULARY
 from patients.models import Prescription
 from tests.conftest import bearer_client
 
@@ -77,8 +78,10 @@ def set_bounds(
     max_dose="10",
     step="5",
     target=(130, 80),
+    may_start=False,
 ):
     return SafetyBounds.objects.create(
+        may_start=may_start,
         patient=patient,
         medication=medication,
         min_dose_mg=Decimal(min_dose),
@@ -93,3 +96,67 @@ def set_bounds(
 @pytest.fixture
 def upload():
     return upload_simulated
+
+
+def course_ready(
+    patient,
+    clinician,
+    medication: str = "amlodipine",
+    *,
+    dose: str = "2.5",
+    systolic: int = 150,
+    diastolic: int = 92,
+    started_days_ago: int = 30,
+    step: str = "5",
+    readings: int = 14,
+    with_intakes: bool = True,
+) -> None:
+    """A patient a titration may be considered for now: bounds for ``medication``, on it at
+    ``dose`` for ``started_days_ago`` days, a week of home readings at ``systolic/diastolic``
+    and of logged intakes (written directly: these tests are about what happens next)."""
+    from patients.models import Device, MedicationIntake, Reading
+
+    drug = FORMULARY[medication]
+    set_bounds(
+        patient,
+        clinician,
+        medication,
+        min_dose=str(drug.min_dose_mg),
+        max_dose=str(drug.max_dose_mg),
+        step=step,
+    )
+    now = timezone.now()
+    if Decimal(dose) > 0:
+        Prescription.objects.create(
+            patient=patient,
+            medication=medication,
+            dose_mg=Decimal(dose),
+            started_at=now - timedelta(days=started_days_ago),
+            source="import",
+        )
+    device, _ = Device.objects.get_or_create(patient=patient, device_id="cuff-1")
+    Reading.objects.bulk_create(
+        Reading(
+            patient=patient,
+            device=device,
+            client_id=f"seed-{medication}-{i}",
+            reading_type="blood_pressure",
+            systolic_mmhg=systolic,
+            diastolic_mmhg=diastolic,
+            measured_at=now - timedelta(hours=11 * i + 1),
+            received_at=now,
+        )
+        for i in range(readings)
+    )
+    if with_intakes and Decimal(dose) > 0:
+        MedicationIntake.objects.bulk_create(
+            MedicationIntake(
+                patient=patient,
+                client_id=f"seed-{medication}-{day}",
+                medication=medication,
+                dose_mg=Decimal(dose),
+                taken_at=now - timedelta(days=day, hours=1),
+                received_at=now,
+            )
+            for day in range(8)
+        )

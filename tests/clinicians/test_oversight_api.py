@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from clinicians.models import Alert, Recommendation, RecommendationStatus, SafetyBounds, Tier
 from patients.models import Prescription
+from tests.clinicians.conftest import course_ready
 from tests.conftest import PASSWORD, bearer_client
+from tests.factories import ClinicianFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +33,11 @@ def make_recommendation(
             Tier.BLOCKED: RecommendationStatus.BLOCKED,
         }[tier]
     )
-    Prescription.objects.get_or_create(
-        patient=patient,
-        medication=medication,
-        ended_at=None,
-        defaults={"dose_mg": Decimal(current), "started_at": timezone.now(), "source": "import"},
-    )
+    if not Prescription.objects.filter(patient=patient, medication=medication).exists():
+        team = patient.care_teams.first()
+        member = team.memberships.first()
+        clinician = member.user if member else ClinicianFactory(care_team=team)
+        course_ready(patient, clinician, medication, dose=current)
     return Recommendation.objects.create(
         patient=patient,
         kind="titrate",
@@ -55,9 +56,13 @@ def decide(client, rec, **body):
     return client.post(f"/api/v1/recommendations/{rec.pk}/decision/", body, format="json")
 
 
-def test_recommendation_list_has_the_public_fields_and_filters(clinician_a, patient_a, patient_b):
+def test_recommendation_list_has_the_public_fields_and_filters(
+    clinician_a, clinician_b, patient_a, patient_b
+):
     make_recommendation(patient_a)
-    make_recommendation(patient_a, tier=Tier.PATIENT)
+    make_recommendation(
+        patient_a, tier=Tier.PATIENT, medication="lisinopril", current="10", proposed="20"
+    )
     make_recommendation(patient_b)
     client = bearer_client(clinician_a)
     rows = client.get("/api/v1/recommendations/").json()["results"]
@@ -83,15 +88,23 @@ def test_recommendation_list_has_the_public_fields_and_filters(clinician_a, pati
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "tier"
 
 
-def test_patient_sees_only_their_actionable_recommendations(patient_a):
+def test_patient_sees_only_their_actionable_recommendations(clinician_a, patient_a):
     delivered = make_recommendation(patient_a, tier=Tier.PATIENT)
-    make_recommendation(patient_a, tier=Tier.CLINICIAN)
-    make_recommendation(patient_a, tier=Tier.BLOCKED)
+    make_recommendation(
+        patient_a, tier=Tier.CLINICIAN, medication="lisinopril", current="10", proposed="20"
+    )
+    make_recommendation(
+        patient_a,
+        tier=Tier.BLOCKED,
+        medication="hydrochlorothiazide",
+        current="12.5",
+        proposed="25",
+    )
     rows = bearer_client(patient_a.user).get("/api/v1/recommendations/").json()["results"]
     assert [row["id"] for row in rows] == [delivered.pk]
 
 
-def test_patient_acknowledges_a_patient_tier_change_and_the_regimen_changes(patient_a):
+def test_patient_acknowledges_a_patient_tier_change_and_the_regimen_changes(clinician_a, patient_a):
     rec = make_recommendation(patient_a, tier=Tier.PATIENT)
     response = bearer_client(patient_a.user).post(f"/api/v1/recommendations/{rec.pk}/acknowledge/")
     assert response.status_code == 200 and response.json()["status"] == "acknowledged"
@@ -118,7 +131,7 @@ def test_signed_approval_changes_the_regimen_and_is_audited(clinician_a, patient
         password=PASSWORD,
     )
     assert response.status_code == 200
-    assert response.json()["status"] == "approved" and response.json()["final_dose_mg"] == "5.00"
+    assert response.json()["status"] == "approved" and response.json()["final_dose_mg"] == 5
     assert Prescription.objects.get(patient=patient_a, ended_at=None).dose_mg == Decimal("5")
     event = AuditEvent.objects.filter(action="decision", object_type="recommendation").last()
     assert event.actor_id == clinician_a.pk and event.patient_id == patient_a.pk
@@ -141,7 +154,7 @@ def test_modify_within_hard_limits_only(clinician_a, patient_a):
     missing = decide(client, rec, action="modify", reason="x", password=PASSWORD)
     assert missing.status_code == 400 and missing.json()["errors"][0]["field"] == "dose_mg"
     ok = decide(client, rec, action="modify", dose_mg=7.5, reason="smaller step", password=PASSWORD)
-    assert ok.status_code == 200 and ok.json()["final_dose_mg"] == "7.50"
+    assert ok.status_code == 200 and ok.json()["final_dose_mg"] == 7.5
 
 
 def test_reject_keeps_the_regimen(clinician_a, patient_a):
@@ -161,7 +174,7 @@ def test_other_team_gets_404_and_patient_gets_403_on_decision(clinician_b, patie
         ).status_code
         == 404
     )
-    delivered = make_recommendation(patient_a, tier=Tier.PATIENT)
+    delivered = make_recommendation(patient_a, tier=Tier.PATIENT, medication="lisinopril")
     assert (
         decide(
             bearer_client(patient_a.user), delivered, action="reject", reason="x", password=PASSWORD
@@ -187,7 +200,7 @@ def test_care_team_clinician_sets_bounds_with_audit(clinician_a, patient_a):
     url = f"/api/v1/patients/{patient_a.pk}/safety-bounds/"
     response = client.put(url, [BOUNDS], format="json")
     assert response.status_code == 200
-    assert response.json()[0]["max_auto_step_mg"] == "2.50"
+    assert response.json()[0]["max_auto_step_mg"] == 2.5
     client.put(url, {**BOUNDS, "max_auto_step_mg": "5"}, format="json")
     bounds = SafetyBounds.objects.get(patient=patient_a)
     assert bounds.max_auto_step_mg == Decimal("5")

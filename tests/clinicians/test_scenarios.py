@@ -10,8 +10,8 @@ from django.db import close_old_connections
 from rest_framework_simplejwt.tokens import AccessToken
 
 from clinaiops.asgi import application
+from clinicians.evaluation import evaluate_patient
 from clinicians.models import Alert, AlertKind, Recommendation, Tier
-from clinicians.services import evaluate_patient
 from models_ml.simulator import controlled_patient, crisis_patient, make_patient
 from tests.clinicians.conftest import set_bounds, upload_simulated
 from tests.conftest import bearer_client
@@ -56,7 +56,7 @@ def test_uncontrolled_patient_with_bounds_gets_a_patient_tier_step(patient_a, cl
     uncontrolled = make_patient(
         "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
     )
-    set_bounds(patient_a, clinician_a, step="2.5")
+    set_bounds(patient_a, clinician_a, step="2.5", may_start=True)
     upload_simulated(patient_a, uncontrolled)
     recommendation = Recommendation.objects.get(patient=patient_a, kind="titrate")
     assert recommendation.medication == "amlodipine"
@@ -150,7 +150,7 @@ def test_patient_websocket_receives_their_patient_tier_recommendation():
     team = CareTeam.objects.create(name="Phone team")
     clinician = ClinicianFactory(care_team=team)
     patient = PatientFactory(care_team=team)
-    set_bounds(patient, clinician, step="2.5")
+    set_bounds(patient, clinician, step="2.5", may_start=True)
     token = str(AccessToken.for_user(patient.user))
     uncontrolled = make_patient(
         "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0

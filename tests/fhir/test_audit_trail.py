@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _created_by_model(rec) -> None:
-    """The journal entry clinicians.services._recommend writes when the model proposes."""
+    """The journal entry clinicians.evaluation writes when the model proposes."""
     with transaction.atomic():
         record_event(
             action="create",
@@ -27,9 +27,17 @@ def _created_by_model(rec) -> None:
 
 
 def _decide(clinician, rec, action: str, **extra) -> None:
+    # These records carry no bounds or readings: the clinician decides over the gate's block
+    # (an override), which is what these Provenance tests follow.
     response = bearer_client(clinician).post(
         f"/api/v1/recommendations/{rec.pk}/decision/",
-        {"action": action, "reason": f"{action} after review", "password": PASSWORD, **extra},
+        {
+            "action": action,
+            "reason": f"{action} after review",
+            "password": PASSWORD,
+            "override": True,
+            **extra,
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
@@ -122,8 +130,9 @@ def test_provenance_of_a_recommendation_names_the_model_and_the_deciding_clinici
 def test_provenance_reach_follows_the_recommendations(clinician_a, clinician_b, patient_a, auditor):
     approved = recommendation(patient_a, "pending_review")
     rejected = recommendation(patient_a, "pending_review", medication="lisinopril")
-    _decide(clinician_a, approved, "approve")
+    # Rejected first: approving a change supersedes the patient's other open proposals.
     _decide(clinician_a, rejected, "reject")
+    _decide(clinician_a, approved, "approve")
 
     def targets(user) -> set[str]:
         body = FhirClient(user).get(f"/fhir/Provenance?patient={patient_a.pk}").json()

@@ -136,7 +136,7 @@ def test_every_resource_served_parses_back_with_fhir_resources(
 
     bearer_client(clinician_a).post(
         f"/api/v1/recommendations/{rec.pk}/decision/",
-        {"action": "approve", "reason": "fine", "password": password},
+        {"action": "approve", "reason": "fine", "password": password, "override": True},
         format="json",
     )
     clinician, audit = FhirClient(clinician_a), FhirClient(auditor)

@@ -26,6 +26,10 @@ STATUSES = {
 }
 
 
+# At most one open proposal per patient and drug: the three open statuses name three drugs.
+OPEN_DRUG = {"delivered": "lisinopril", "blocked": "hydrochlorothiazide"}
+
+
 @pytest.fixture
 def recs(patient_a):
     return {
@@ -34,6 +38,7 @@ def recs(patient_a):
             status,
             tier="patient" if status in ("delivered", "acknowledged") else "clinician",
             created_at=timezone.now() - timedelta(hours=index + 1),
+            medication=OPEN_DRUG.get(status, "amlodipine"),
         )
         for index, status in enumerate(STATUSES)
     }
@@ -176,6 +181,9 @@ def test_other_team_sees_nothing_and_a_patient_sees_what_the_mobile_api_shows(
 
 
 def test_an_approved_proposal_becomes_an_order_based_on_it(clinician_a, patient_a):
+    from tests.clinicians.conftest import course_ready
+
+    course_ready(patient_a, clinician_a, "amlodipine", dose="5")
     rec = recommendation(patient_a, "pending_review")
     decided = bearer_client(clinician_a).post(
         f"/api/v1/recommendations/{rec.pk}/decision/",

@@ -10,6 +10,7 @@ from audit.models import AuditEvent
 from models_ml import registry
 from models_ml.models import ModelVersion, Stage
 from models_ml.serving import serving_producer
+from patients.course import rules_record
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -34,6 +35,12 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     registry.promote(good.version, actor=admin_user)
     good.refresh_from_db()
     assert good.stage == Stage.PRODUCTION and not good.waiver_reason
+    # The record keeps the course rules the policy gate ran under; serving under weaker ones
+    # (a shorter interval than validated) is refused, under the same or stricter is not.
+    assert good.course_rules == rules_record(14)
+    assert serving_producer(rules_record(14)).refusal == ""
+    assert serving_producer(rules_record(28)).refusal == ""
+    assert "weaker" in serving_producer(rules_record(7)).refusal
     _stored_explanations_add_up(admin_user)
 
     biased = registry.train_model(n_patients=1500, seed=7, skew="mild-only")
@@ -43,6 +50,9 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     assert not fairness.passed and fairness.detail["violations"]
     with pytest.raises(registry.PromotionRefused, match="fairness"):
         registry.promote(biased.version, actor=admin_user)
+    ModelVersion.objects.filter(pk=biased.pk).update(course_rules={})
+    with pytest.raises(registry.PromotionRefused, match="course_rules"):
+        registry.promote(biased.version, actor=admin_user, waiver_reason="reviewed by the board")
     biased.refresh_from_db()
     assert biased.stage == Stage.CANDIDATE
     assert ModelVersion.objects.get(stage=Stage.PRODUCTION) == good
@@ -60,8 +70,8 @@ def _stored_explanations_add_up(admin_user) -> None:
 
     from django.utils import timezone
 
+    from clinicians.evaluation import evaluate_patient
     from clinicians.models import Recommendation, SafetyBounds
-    from clinicians.services import evaluate_patient
     from models_ml.simulator import generate_cohort, simulate_trace
     from patients.ingestion import record_readings
     from patients.models import Prescription

@@ -28,7 +28,7 @@ def small_world(monkeypatch, settings, tmp_path):
     monkeypatch.setattr(
         registry, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
     )
-    monkeypatch.setattr(gates, "SIMULATION", {"n_patients": 80, "days": 84, "seed": 90210})
+    monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 80, "days": 84})
     registry._cache.clear()
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from patients.models import Device, MedicationIntake, Reading
+from patients.models import Device, MedicationIntake, Prescription, Reading
 from tests.conftest import bearer_client
 from tests.factories import PatientFactory
 
@@ -299,8 +300,26 @@ def intake(client_id: str, medication="amlodipine", dose_mg=5, hours_ago=1) -> d
     }
 
 
+def prescribe(patient, medication="amlodipine", dose="5", *, days_ago=30, ended_days_ago=None):
+    now = timezone.now()
+    return Prescription.objects.create(
+        patient=patient,
+        medication=medication,
+        dose_mg=Decimal(dose),
+        started_at=now - timedelta(days=days_ago),
+        ended_at=now - timedelta(days=ended_days_ago) if ended_days_ago is not None else None,
+        source="clinician",
+    )
+
+
+@pytest.fixture
+def regimen(patient_a):
+    """Amlodipine and lisinopril, prescribed a month ago: the intakes below are covered."""
+    return [prescribe(patient_a), prescribe(patient_a, "lisinopril", "10")]
+
+
 @pytest.mark.django_db
-def test_single_and_batch_intakes_are_stored_once(phone, patient_a):
+def test_single_and_batch_intakes_are_stored_once(phone, patient_a, regimen):
     single = phone.post(INTAKES, intake("i-1"), format="json")
     assert single.status_code == 201 and single.json()["accepted"] == 1
     batch = post(
@@ -321,9 +340,120 @@ def test_single_and_batch_intakes_are_stored_once(phone, patient_a):
         ({"note": "x"}, "note"),
     ],
 )
-def test_bad_intake_is_rejected_with_its_field(phone, change, field):
+def test_bad_intake_is_rejected_with_its_field(phone, regimen, change, field):
     body = post(
         phone, [intake("ok"), {**intake("bad"), **change}], url=INTAKES, key="intakes"
     ).json()
     assert body["accepted"] == 1
     assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, field)]
+
+
+@pytest.mark.django_db
+def test_an_intake_of_a_drug_never_prescribed_is_refused_and_the_rest_kept(phone, regimen):
+    body = post(
+        phone,
+        [intake("a"), intake("hctz", "hydrochlorothiazide", 25), intake("l", "lisinopril", 10)],
+        url=INTAKES,
+        key="intakes",
+    ).json()
+    assert body["accepted"] == 2
+    assert body["rejected"] == [
+        {"index": 1, "field": "medication", "message": "hydrochlorothiazide is not prescribed"}
+    ]
+    assert set(MedicationIntake.objects.values_list("client_id", flat=True)) == {"a", "l"}
+
+
+@pytest.mark.django_db
+def test_an_intake_before_the_drug_was_prescribed_names_the_start(phone, patient_a):
+    started = prescribe(patient_a, days_ago=2).started_at
+    body = post(
+        phone, [intake("early", hours_ago=24 * 5), intake("ok")], url=INTAKES, key="intakes"
+    ).json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {
+            "index": 0,
+            "field": "taken_at",
+            "message": f"is before amlodipine was prescribed (from {started.date().isoformat()})",
+        }
+    ]
+
+
+@pytest.mark.django_db
+def test_an_intake_after_the_prescription_ended_is_not_prescribed(phone, patient_a):
+    prescribe(patient_a, days_ago=30, ended_days_ago=10)
+    body = post(
+        phone, [intake("during", hours_ago=24 * 20), intake("after")], url=INTAKES, key="intakes"
+    ).json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [
+        {"index": 1, "field": "medication", "message": "amlodipine is not prescribed"}
+    ]
+
+
+@pytest.mark.django_db
+def test_an_intake_across_a_dose_change_is_covered_by_either_prescription(phone, patient_a):
+    old = prescribe(patient_a, days_ago=30, ended_days_ago=10)
+    new = prescribe(patient_a, dose="10", days_ago=10)
+    new.started_at = old.ended_at
+    new.save()
+    items = [
+        intake("old", hours_ago=24 * 20),
+        {**intake("at-change", dose_mg=10), "taken_at": new.started_at.isoformat()},
+        intake("new", dose_mg=10),
+    ]
+    assert post(phone, items, url=INTAKES, key="intakes").json()["accepted"] == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("medication", "dose_mg", "words"),
+    [
+        ("amlodipine", 20, "at most 10 mg for amlodipine"),
+        ("amlodipine", 0, "more than 0"),
+        ("lisinopril", 80, "at most 40 mg for lisinopril"),
+        ("lisinopril", "1000", "at most 40 mg"),
+    ],
+)
+def test_a_dose_outside_the_labelled_range_is_refused(phone, regimen, medication, dose_mg, words):
+    [rejection] = post(
+        phone, [intake("x", medication, dose_mg)], url=INTAKES, key="intakes"
+    ).json()["rejected"]
+    assert rejection["field"] == "dose_mg"
+    assert words in rejection["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "dose_mg", ["1_0", "١٠", "１０", "1e1", "5 mg", "5.125", True, False, None, [5]]
+)
+def test_a_dose_that_is_not_a_plain_decimal_is_refused(phone, regimen, dose_mg):
+    body = post(
+        phone, [intake("ok"), intake("bad", dose_mg=dose_mg)], url=INTAKES, key="intakes"
+    ).json()
+    assert body["accepted"] == 1
+    [rejection] = body["rejected"]
+    assert (rejection["index"], rejection["field"]) == (1, "dose_mg")
+    assert "plain decimal" in rejection["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("dose_mg", "stored"), [("5", "5"), ("2.5", "2.5"), (2.5, "2.5"), (10, "10")]
+)
+def test_a_dose_as_a_number_or_plain_decimal_string_is_stored(phone, regimen, dose_mg, stored):
+    body = post(phone, [intake("x", dose_mg=dose_mg)], url=INTAKES, key="intakes").json()
+    assert body["accepted"] == 1, body
+    assert MedicationIntake.objects.get().dose_mg == Decimal(stored)
+
+
+@pytest.mark.django_db
+def test_an_intake_in_the_future_beyond_the_clock_skew_is_refused(phone, regimen):
+    body = post(
+        phone,
+        [intake("soon", hours_ago=-0.02), intake("later", hours_ago=-2)],
+        url=INTAKES,
+        key="intakes",
+    ).json()
+    assert body["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "taken_at")]

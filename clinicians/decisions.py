@@ -1,0 +1,323 @@
+"""The moments a proposal takes effect: the patient's acknowledgement and the clinician's signed
+decision. Each re-checks the rules against the course *as it is now* — bounds, data, alerts,
+labs, the regimen — not as it was when the proposal was made (CONVENTIONS.md: a clinical rule
+is re-checked at the moment it takes effect).
+
+- Acknowledging (patient): the proposal must still be patient-tier under the gate now, not
+  expired (``patients.course.DELIVERED_EXPIRY``), and made for the regimen in force. Otherwise
+  it answers 409 with the reasons in words and is superseded (audited).
+- Deciding (clinician): approve, modify and reject. The final dose always lies in the drug's
+  labelled range (``patients.course.labelled_dose_problem``, checked again by the one write to
+  a prescription, ``patients.services.change_dose``). A change the gate or the course rules
+  block now — or a proposal that was blocked — takes effect only with an explicit override,
+  which is audited as one, with the block reasons. A clinician may decide inside the minimum
+  interval: the interval holds the model back, not the clinician.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import record_event
+from clinicians import notify
+from clinicians.errors import (
+    BoundsViolation,
+    InvalidTransition,
+    OverrideRequired,
+    ReauthenticationFailed,
+    StaleRecommendation,
+)
+from clinicians.evaluation import OPEN_STATUSES, supersede, supersede_open
+from clinicians.gate import REASON_TEXT
+from clinicians.models import Recommendation, RecommendationKind, RecommendationStatus, Tier
+from clinicians.treatment import course_view, current_dose, judge, last_change
+from core.doses import parse_dose
+from core.errors import DomainError
+from patients import course
+from patients.services import change_dose
+
+
+def acknowledge_recommendation(*, recommendation: Recommendation, actor: User) -> Recommendation:
+    """The patient confirms a tier-``patient`` change: the regimen changes now — if the change
+    still passes every rule now."""
+    now = timezone.now()
+    with transaction.atomic():
+        rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
+        if rec.tier != Tier.PATIENT or rec.status != RecommendationStatus.DELIVERED:
+            raise InvalidTransition(
+                "Only a delivered patient-tier recommendation can be acknowledged."
+            )
+        problems = _stale_reasons(rec, now)
+        if problems:
+            supersede(rec, why="; ".join(p["code"] for p in problems), now=now, actor=actor)
+    if problems:
+        # The supersession is committed: the proposal is gone from the patient's list.
+        raise StaleRecommendation(
+            "This proposal no longer applies and was withdrawn: "
+            + " ".join(p["message"] for p in problems),
+            reasons=problems,
+        )
+    with transaction.atomic():
+        rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
+        if rec.status != RecommendationStatus.DELIVERED:
+            raise InvalidTransition(f"The recommendation is already {rec.status}.")
+        rec.status, rec.decided_at = RecommendationStatus.ACKNOWLEDGED, now
+        rec.final_dose_mg = rec.proposed_dose_mg
+        rec.save(update_fields=["status", "decided_at", "final_dose_mg"])
+        changed = rec.kind == RecommendationKind.TITRATE and rec.proposed_dose_mg is not None
+        if changed:
+            _change_regimen(rec, rec.proposed_dose_mg, actor, now)
+        record_event(
+            action="decision",
+            actor=actor,
+            object_type="recommendation",
+            object_id=rec.pk,
+            patient_id=rec.patient_id,
+            changes={"status": {"old": "delivered", "new": "acknowledged"}},
+        )
+    return rec
+
+
+def _change_regimen(rec: Recommendation, dose: Decimal, actor: User, now) -> None:
+    """The regimen changes as the proposal says; every other open proposal of the patient was
+    made for the regimen before and is superseded."""
+    change_dose(
+        patient=rec.patient,
+        medication=rec.medication,
+        dose_mg=dose,
+        source=f"recommendation:{rec.pk}",
+        actor=actor,
+    )
+    supersede_open(rec.patient, except_pk=rec.pk, why="the regimen changed", now=now, actor=actor)
+
+
+def _stale_reasons(rec: Recommendation, now) -> list[dict[str, str]]:
+    """Why a delivered proposal may no longer be acted on by the patient (empty: it may)."""
+    problems: list[dict[str, str]] = []
+    if now - rec.created_at > course.DELIVERED_EXPIRY:
+        hours = int(course.DELIVERED_EXPIRY.total_seconds() // 3600)
+        problems.append({"code": "expired", "message": f"It was made more than {hours} hours ago."})
+    if rec.kind != RecommendationKind.TITRATE:
+        return problems
+    changed_at, _ = last_change(rec.patient)
+    if (changed_at is not None and changed_at > rec.created_at) or current_dose(
+        rec.patient, rec.medication
+    ) != rec.current_dose_mg:
+        problems.append({"code": "regimen_changed", "message": REASON_TEXT["regimen_changed"]})
+        return problems
+    view = course_view(rec.patient, now)
+    judgement = judge(
+        view,
+        medication=rec.medication,
+        current_dose_mg=rec.current_dose_mg,
+        proposed_dose_mg=rec.proposed_dose_mg,
+    )
+    if judgement.tier != Tier.PATIENT:
+        problems.extend(judgement.reasons)
+    for hold in view.holds:
+        if hold.code == "min_interval":
+            problems.append(hold.as_dict())
+    return problems
+
+
+DECISIONS = {
+    "approve": RecommendationStatus.APPROVED,
+    "modify": RecommendationStatus.MODIFIED,
+    "reject": RecommendationStatus.REJECTED,
+}
+
+
+def decide_recommendation(
+    *,
+    recommendation: Recommendation,
+    actor: User,
+    action: str,
+    reason: str,
+    password: str,
+    dose_mg: object = None,
+    override: bool = False,
+    patient_note: str = "",
+) -> Recommendation:
+    """A clinician's signed decision. The password re-authenticates (the signature). See the
+    module docstring for what is re-checked and when an override is needed."""
+    if action not in DECISIONS:
+        raise DomainError("action must be approve, modify or reject.", field="action")
+    if not reason or not reason.strip():
+        raise DomainError("A reason is required.", field="reason")
+    if not actor.check_password(password or ""):
+        with transaction.atomic():
+            record_event(
+                action="decision",
+                actor=actor,
+                object_type="recommendation",
+                object_id=recommendation.pk,
+                patient_id=recommendation.patient_id,
+                outcome="failure",
+                detail={"why": "reauthentication_failed"},
+            )
+        raise ReauthenticationFailed(
+            "The password does not match: the decision was not signed.", field="password"
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
+        if rec.status not in OPEN_STATUSES:
+            raise InvalidTransition(f"The recommendation is already {rec.status}.")
+        final = _final_dose(rec, action, dose_mg)
+        blocking = _blocking_now(rec, final, now)
+        if blocking and not override:
+            raise OverrideRequired(
+                "This change is blocked: "
+                + " ".join(r["message"] for r in blocking)
+                + " To decide anyway, confirm the override with your reason.",
+                reasons=blocking,
+            )
+        old_status = rec.status
+        rec.status, rec.decided_at, rec.decided_by = DECISIONS[action], now, actor
+        rec.decision_reason, rec.final_dose_mg = reason.strip()[:500], final
+        rec.patient_note = (patient_note or "").strip()[:500]
+        rec.overrode_block = bool(blocking)
+        rec.save()
+        if final is not None and rec.kind == RecommendationKind.TITRATE:
+            _change_regimen(rec, final, actor, now)
+        record_event(
+            action="decision",
+            actor=actor,
+            object_type="recommendation",
+            object_id=rec.pk,
+            patient_id=rec.patient_id,
+            changes={
+                "status": {"old": old_status, "new": rec.status},
+                "final_dose_mg": {"old": None, "new": final},
+            },
+            detail={
+                "action": action,
+                "reason": rec.decision_reason,
+                "signed": True,
+                "override": bool(blocking),
+                "block_reasons": [r["code"] for r in blocking],
+                "patient_note": bool(rec.patient_note),
+            },
+        )
+        notify.recommendation_decided(rec)
+    return rec
+
+
+def _blocking_now(rec: Recommendation, final: Decimal | None, now) -> list[dict[str, str]]:
+    """What a clinician must override to make ``final`` take effect: the proposal's own block
+    (it was ``blocked``), and whatever the gate and the course rules block *now* for the change
+    from the dose in force to ``final``. Rejecting never needs an override."""
+    if final is None:
+        return []
+    blocking: list[dict[str, str]] = []
+    if rec.status == RecommendationStatus.BLOCKED:
+        blocking.extend(
+            rec.reasons or [{"code": c, "message": REASON_TEXT.get(c, c)} for c in rec.gate_reasons]
+        )
+    if rec.kind != RecommendationKind.TITRATE:
+        return blocking
+    view = course_view(rec.patient, now)
+    judgement = judge(
+        view,
+        medication=rec.medication,
+        current_dose_mg=current_dose(rec.patient, rec.medication),
+        proposed_dose_mg=final,
+        by_clinician=True,
+    )
+    seen = {r["code"] for r in blocking}
+    blocking.extend(r for r in judgement.blocking if r["code"] not in seen)
+    return blocking
+
+
+def _final_dose(rec: Recommendation, action: str, dose_mg: object) -> Decimal | None:
+    """The dose the decision writes: none for a rejection, the proposed dose for an approval,
+    the clinician's for a modification — always inside the drug's labelled range."""
+    if action == "reject":
+        return None
+    if action == "approve":
+        if rec.proposed_dose_mg is None:
+            raise InvalidTransition("There is no proposed dose to approve; modify or reject.")
+        dose = rec.proposed_dose_mg
+    else:
+        dose = parse_dose(dose_mg)
+        if dose is None:
+            raise DomainError(
+                "dose_mg must be a non-negative plain decimal number.", field="dose_mg"
+            )
+    problem = course.labelled_dose_problem(rec.medication, dose)
+    if problem is not None:
+        raise BoundsViolation(f"dose_mg {problem}.", field="dose_mg")
+    return dose
+
+
+def order_dose(
+    *,
+    patient,
+    medication: str,
+    dose_mg: object,
+    actor: User,
+    reason: str = "",
+    source: str = "order",
+) -> dict:
+    """A clinician's order (an EHR's ``MedicationRequest`` with intent ``order``): sets the dose
+    now, through the same checks as a decision on a proposal — the labelled range always, and
+    what the gate and the course rules block now refused with the reasons (an order carries no
+    override; a clinician overrides from a proposal, in the portal or the API). Inside the
+    minimum interval an order is a clinician's decision and is taken, journalled with the
+    interval it fell in. Every open proposal of the patient is superseded: it was made for the
+    regimen before the order."""
+    dose = parse_dose(dose_mg)
+    if dose is None:
+        raise DomainError("dose_mg must be a non-negative plain decimal number.", field="dose_mg")
+    problem = course.labelled_dose_problem(medication, dose)
+    if problem is not None:
+        raise BoundsViolation(f"dose_mg {problem}.", field="dose_mg")
+    now = timezone.now()
+    with transaction.atomic():
+        current = current_dose(patient, medication)
+        view = course_view(patient, now)
+        judgement = judge(
+            view,
+            medication=medication,
+            current_dose_mg=current,
+            proposed_dose_mg=dose,
+            by_clinician=True,
+        )
+        if judgement.blocking:
+            raise OverrideRequired(
+                "This order is blocked: "
+                + " ".join(r["message"] for r in judgement.blocking)
+                + " Decide it on a proposal with an explicit override.",
+                reasons=list(judgement.blocking),
+            )
+        inside = [h.as_dict() for h in view.holds if h.code == "min_interval"]
+        prescription = change_dose(
+            patient=patient, medication=medication, dose_mg=dose, source=source, actor=actor
+        )
+        record_event(
+            action="decision",
+            actor=actor,
+            object_type="prescription",
+            object_id=prescription.pk if prescription else "",
+            patient_id=patient.pk,
+            changes={"dose_mg": {"old": current, "new": dose}},
+            detail={
+                "order": True,
+                "medication": medication,
+                "reason": reason.strip()[:500],
+                "inside_min_interval": bool(inside),
+                "course": [r["code"] for r in judgement.reasons],
+            },
+        )
+        supersede_open(
+            patient, except_pk=None, why="an order changed the regimen", now=now, actor=actor
+        )
+    return {
+        "prescription": prescription,
+        "inside_min_interval": inside,
+        "previous_dose_mg": current,
+    }
