@@ -103,3 +103,73 @@ class AccessLogMiddleware:
             },
         )
         return response
+
+
+def _dependency_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "a service we depend on is down", not "our code is wrong"."""
+    from django.db import InterfaceError, OperationalError
+
+    errors: list[type[BaseException]] = [OperationalError, InterfaceError]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    try:
+        import kombu.exceptions
+
+        errors.append(kombu.exceptions.OperationalError)
+    except ImportError:  # pragma: no cover - kombu comes with celery
+        pass
+    try:
+        from psycopg_pool import PoolTimeout
+
+        errors.append(PoolTimeout)
+    except ImportError:  # pragma: no cover - only with PostgreSQL
+        pass
+    return tuple(errors)
+
+
+RETRY_AFTER_SECONDS = 5
+_DEPENDENCY_ERRORS: tuple[type[BaseException], ...] | None = None
+
+
+def is_dependency_error(exc: BaseException) -> bool:
+    global _DEPENDENCY_ERRORS
+    if _DEPENDENCY_ERRORS is None:
+        _DEPENDENCY_ERRORS = _dependency_errors()
+    return isinstance(exc, _DEPENDENCY_ERRORS)
+
+
+class DependencyUnavailableMiddleware:
+    """A database or Redis that is down (or a connection pool exhausted) answers 503 with
+    ``Retry-After`` in the one error shape — an ``OperationOutcome`` on ``/fhir/`` — never a
+    500: the client should retry, nothing is wrong with its request. Innermost in MIDDLEWARE,
+    so it sees what the view raised."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if not is_dependency_error(exception):
+            return None
+        access_log.warning(
+            "dependency_unavailable",
+            extra={"path": request.path, "error": type(exception).__name__},
+        )
+        message = "A service this request needs is temporarily unavailable; retry shortly."
+        if request.path == "/fhir" or request.path.startswith("/fhir/"):
+            body = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "transient", "diagnostics": message}],
+            }
+            response = JsonResponse(body, status=503, content_type="application/fhir+json")
+        else:
+            body = {"errors": [{"field": None, "message": message, "code": "unavailable"}]}
+            response = JsonResponse(body, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response

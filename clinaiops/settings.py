@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     "clinaiops.middleware.AccessLogMiddleware",
+    "clinaiops.middleware.DependencyUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "clinaiops.urls"
@@ -133,10 +134,15 @@ else:
     # Under ASGI, persistent connections (CONN_MAX_AGE) are opened per request and leak
     # (Django ticket #33497); Django's psycopg pool hands a connection to each request instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    from psycopg_pool import ConnectionPool
+
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
         "timeout": 10,
+        # A connection the server dropped (a PostgreSQL restart) is replaced on checkout, not
+        # handed to a request that would then fail.
+        "check": ConnectionPool.check_connection,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -154,7 +160,33 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker keeps reconnecting to a restarted broker for as long as it takes (never exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Held tasks of a worker that died come back after 5 minutes, not Celery's default hour; every
+# countdown we use (the 5 s evaluation debounce) is far below it. Socket timeouts above the
+# blocking reads, so a quiet connection is not mistaken for a dead one.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 300,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+# On a lost broker connection, late-acknowledged tasks in flight are cancelled and redelivered
+# (they are idempotent) instead of finishing unacknowledgeable (Celery 6's default).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Two queues: ``safety`` (the alert outbox sweep and the worker heartbeat — small, never behind
+# routine work) and the default ``celery`` (evaluations, sweeps, visits, models). Start a worker
+# on each, or one on both: ``celery -A clinaiops worker -Q safety,celery``.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    "clinicians.tasks.sweep_due_safety_checks": {"queue": "safety"},
+    "clinicians.tasks.worker_heartbeat": {"queue": "safety"},
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "safety-outbox": {"task": "clinicians.tasks.sweep_due_safety_checks", "schedule": 30.0},
+    "worker-heartbeat": {"task": "clinicians.tasks.worker_heartbeat", "schedule": 15.0},
     "sweep-evaluations": {"task": "clinicians.tasks.sweep_evaluations", "schedule": 3600.0},
     "audit-seal-checkpoints": {"task": "audit.seal_checkpoints", "schedule": 300.0},
     "audit-verify-journal": {"task": "audit.verify_journal", "schedule": 24 * 3600.0},
@@ -180,7 +212,20 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times a read out after 5 s, exactly channels-redis's blocking pop: idle
+            # sockets dropped every ~5.5 s (close 1011). The timeout sits above the pop.
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "retry_on_timeout": True,
+                        "health_check_interval": 25,
+                    }
+                ]
+            },
         }
     }
     CACHES = {

@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from clinaiops.api import errors
 from clinaiops.fhir import http as fhir_http
 from clinaiops.fhir.views import BaseView as FhirBaseView
-from clinaiops.health import healthz
+from clinaiops.health import healthz, readyz
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
@@ -20,6 +20,7 @@ api_v1 = [
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -30,6 +30,14 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined) - 1})
+        # Catch up: whatever is still open was perhaps pushed while this socket was away (a
+        # reconnect, a Redis restart). Sent again with ``"replay": true``; clients de-duplicate
+        # by event and id.
+        for payload in await self.still_open(user):
+            await self.send_json({**payload, "replay": True})
+
+    async def still_open(self, user) -> list[dict]:
+        return []
 
     async def _refuse(self, code: int) -> None:
         """Accept, then close with the reason code: a socket closed before the handshake reaches
@@ -58,6 +66,25 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
 
 class AlertsConsumer(_PushConsumer):
     role = Role.CLINICIAN
+
+    @database_sync_to_async
+    def still_open(self, user) -> list[dict]:
+        """The care teams' alerts opened in the last day and not yet acknowledged, urgent
+        first (at most 50, the portal's list length)."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from clinicians.models import AlertStatus
+        from clinicians.notify import alert_payload
+        from clinicians.selectors import alerts_visible_to
+
+        alerts = (
+            alerts_visible_to(user)
+            .filter(status=AlertStatus.OPEN, opened_at__gte=timezone.now() - timedelta(days=1))
+            .order_by("severity", "-opened_at")[:50]
+        )
+        return [alert_payload(alert) for alert in alerts]
 
     @database_sync_to_async
     def groups_for(self, user) -> list[str]:

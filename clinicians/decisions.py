@@ -47,6 +47,12 @@ def acknowledge_recommendation(*, recommendation: Recommendation, actor: User) -
     now = timezone.now()
     with transaction.atomic():
         rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
+        if rec.tier == Tier.PATIENT and rec.status == RecommendationStatus.SUPERSEDED:
+            raise StaleRecommendation(
+                "This proposal was withdrawn: the data, the alerts or your care team's limits "
+                "changed since it was made, and it no longer applies. Nothing was changed.",
+                reasons=[{"code": "withdrawn", "message": "The proposal was withdrawn."}],
+            )
         if rec.tier != Tier.PATIENT or rec.status != RecommendationStatus.DELIVERED:
             raise InvalidTransition(
                 "Only a delivered patient-tier recommendation can be acknowledged."

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -86,11 +86,11 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
         watermark = (last_reading, last_intake, last_lab)
         has_new_data = (state.last_reading_id, state.last_intake_id, state.last_lab_id) != watermark
         view = course_view(patient, now)
-        outcome.alerts_opened = _apply_safety_rules(patient, view, now)
+        outcome.alerts_opened = apply_safety_rules(patient, view, now)
         if outcome.alerts_opened:
             view = course_view(patient, now)  # the gate sees the alerts just opened
         # Also without new data (the hourly sweep): time alone expires a delivered proposal.
-        _withdraw_what_no_longer_passes(patient, view, now)
+        withdraw_what_no_longer_passes(patient, view, now)
         if has_new_data:
             outcome.recommendation, outcome.hold_reasons = _recommend(patient, view, now)
         outcome.skipped = not has_new_data and not outcome.alerts_opened
@@ -127,7 +127,7 @@ def _replan_visit_after_commit(patient_id: int) -> None:
     transaction.on_commit(lambda: plan_visit_task.delay(patient_id), robust=True)
 
 
-def _apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> list[Alert]:
+def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> list[Alert]:
     thresholds, state = view.thresholds, view.state
     points = [
         BpPoint(m, s, d)
@@ -168,14 +168,20 @@ def _apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> li
             .first()
         )
         if finding is not None and unresolved is None:
-            alert = Alert.objects.create(
-                patient=patient,
-                kind=kind,
-                message=finding.message[:200],
-                evidence=finding.evidence,
-                opened_at=now,
-                severity="low" if kind == AlertKind.ABOVE_TARGET else "high",
-            )
+            try:
+                # The inline safety check and an evaluation may race to open the same alert:
+                # the database's one-unresolved-per-kind constraint decides, the loser skips.
+                with transaction.atomic():
+                    alert = Alert.objects.create(
+                        patient=patient,
+                        kind=kind,
+                        message=finding.message[:200],
+                        evidence=finding.evidence,
+                        opened_at=now,
+                        severity="low" if kind == AlertKind.ABOVE_TARGET else "high",
+                    )
+            except IntegrityError:
+                continue
             record_event(
                 action="create",
                 object_type="alert",
@@ -213,10 +219,10 @@ def withdraw_stale_deliveries(patient: Patient, *, now: datetime | None = None) 
     thresholds): a proposal that no longer passes is withdrawn at once (audited)."""
     now = now or timezone.now()
     with transaction.atomic():
-        _withdraw_what_no_longer_passes(patient, course_view(patient, now), now)
+        withdraw_what_no_longer_passes(patient, course_view(patient, now), now)
 
 
-def _withdraw_what_no_longer_passes(patient: Patient, view: CourseView, now: datetime) -> None:
+def withdraw_what_no_longer_passes(patient: Patient, view: CourseView, now: datetime) -> None:
     """A proposal delivered to the patient stays on their phone only while it would still be
     delivered: new readings (a low one, a mean at target), an alert, tightened bounds or an
     expiry withdraw it now, not only when the patient tries to act on it."""

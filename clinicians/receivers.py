@@ -8,6 +8,15 @@ from patients.signals import intakes_recorded, labs_recorded, readings_recorded
 
 
 @receiver(readings_recorded, sender=Reading)
+def check_safety_then_evaluate(sender, patient_id: int, **kwargs) -> None:
+    """New readings: the safety rules now, inline (clinicians.safety_path); the model later."""
+    from clinicians.safety_path import check_safety_after_upload
+    from clinicians.tasks import queue_evaluation
+
+    check_safety_after_upload(patient_id)
+    queue_evaluation(patient_id)
+
+
 @receiver(intakes_recorded, sender=MedicationIntake)
 @receiver(labs_recorded, sender=LabResult)
 def evaluate_after_new_data(sender, patient_id: int, **kwargs) -> None:

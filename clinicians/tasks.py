@@ -12,6 +12,7 @@ from clinicians.evaluation import evaluate_patient
 
 logger = logging.getLogger("clinicians.tasks")
 DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
+HEARTBEAT_KEY = "worker-heartbeat:safety"
 
 # Thin, idempotent tasks that take ids: retried with backoff on any error (CONVENTIONS.md).
 RETRIED = dict(
@@ -50,8 +51,39 @@ def queue_evaluation(patient_id: int) -> None:
             logger.error("evaluation_failed", extra={"patient_id": patient_id})
         return
     delay = settings.EVALUATION_DEBOUNCE_SECONDS
-    if cache.add(DEBOUNCE_KEY.format(patient_id=patient_id), 1, timeout=delay + 60):
-        evaluate_patient_task.apply_async(args=[patient_id], countdown=delay)
+    try:
+        if cache.add(DEBOUNCE_KEY.format(patient_id=patient_id), 1, timeout=delay + 60):
+            evaluate_patient_task.apply_async(args=[patient_id], countdown=delay)
+    except Exception:
+        # The broker is down: the upload already committed (and its safety check ran inline),
+        # so it must not fail; the evaluation watermark and the hourly sweep catch up.
+        logger.warning("evaluation_not_queued", extra={"patient_id": patient_id}, exc_info=True)
+
+
+@shared_task(acks_late=True)
+def sweep_due_safety_checks() -> int:
+    """Every 30 s on the ``safety`` queue: the uploads whose inline safety check did not run
+    (a database blip, a killed web process) are checked here, oldest first."""
+    from django.utils import timezone
+
+    from clinicians.safety_path import check_safety, due_patient_ids
+
+    checked = 0
+    for patient_id in due_patient_ids(timezone.now()):
+        try:
+            check_safety(patient_id)
+            checked += 1
+        except Exception:
+            logger.exception("safety_check_failed", extra={"patient_id": patient_id})
+    return checked
+
+
+@shared_task(ignore_result=True)
+def worker_heartbeat() -> None:
+    """Every 15 s on the ``safety`` queue: proof, for ``/readyz``, that a worker consumes it."""
+    import time
+
+    cache.set(HEARTBEAT_KEY, time.time(), timeout=3600)
 
 
 @shared_task(acks_late=True)

@@ -66,6 +66,7 @@ from patients.models import (
     Prescription,
     Reading,
     ReadingType,
+    SafetyCheckDue,
 )
 from patients.signals import intakes_recorded, labs_recorded, readings_recorded
 
@@ -376,6 +377,8 @@ def record_readings(*, patient: Patient, items: list[object], actor=None) -> Bat
             stored.append(item.model_dump(mode="json"))
         _insert_readings(rows)
         result.accepted = len(rows)
+        if any(row[3] == ReadingType.BLOOD_PRESSURE for row in rows):
+            _safety_check_due(patient.pk, received_at)
         _finish_batch(
             patient,
             items,
@@ -387,6 +390,20 @@ def record_readings(*, patient: Patient, items: list[object], actor=None) -> Bat
             sender=Reading,
         )
     return result
+
+
+def _safety_check_due(patient_id: int, received_at) -> None:
+    """The safety rules owe this patient a look, even if every worker is down: one outbox row
+    per patient (the oldest unchecked upload's time), its generation bumped by each upload so
+    that a check in flight does not clear an upload it has not seen. Upsert in SQL, the same on
+    PostgreSQL and SQLite (>= 3.24)."""
+    table = connection.ops.quote_name(SafetyCheckDue._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (patient_id, due_since, generation) VALUES (%s, %s, 1) "  # noqa: S608 - our table
+            f"ON CONFLICT (patient_id) DO UPDATE SET generation = {table}.generation + 1",
+            [patient_id, received_at],
+        )
 
 
 def _unique_in_batch(valid, result: BatchResult, *, key) -> list:

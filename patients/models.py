@@ -269,3 +269,19 @@ class LabResult(models.Model):
         indexes = [
             models.Index(fields=["patient", "code", "observed_at"], name="lab_series"),
         ]
+
+
+class SafetyCheckDue(models.Model):
+    """A patient whose new readings the safety rules have not yet seen (an outbox row).
+
+    Written in the same transaction as the readings, so a crisis in stored data can never be
+    forgotten; removed by the safety check (``clinicians.safety_path``), which normally runs
+    inline right after the upload commits. ``due_since`` is the oldest unchecked upload: its
+    age is what ``/readyz`` reports as the oldest due alert."""
+
+    patient = models.OneToOneField(
+        Patient, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    due_since = models.DateTimeField(db_index=True)
+    # Bumped by every upload: a check removes the row only if no upload came in meanwhile.
+    generation = models.PositiveBigIntegerField(default=1)

@@ -15,6 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from clinaiops.middleware import is_dependency_error
 from core.errors import DomainError
 
 logger = logging.getLogger("clinaiops.api")
@@ -57,6 +58,8 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
+    if response is None and is_dependency_error(exc):
+        return None  # re-raised: DependencyUnavailableMiddleware answers 503 with Retry-After
     if response is None:
         logger.exception("unhandled_api_error")
         return Response(

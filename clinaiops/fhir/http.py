@@ -23,6 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clinaiops.middleware import RETRY_AFTER_SECONDS, is_dependency_error
 from core.errors import DomainError
 
 logger = logging.getLogger("clinaiops.fhir")
@@ -47,19 +48,21 @@ _FORMAT_ALIASES = {
 class Issue:
     """One ``OperationOutcome.issue``. ``expression`` is the FHIRPath of the element at fault
     (``Observation.component[0].valueQuantity.code``), or ``http.<name>`` for a search
-    parameter (the convention of the OperationOutcome page)."""
+    parameter (the convention of the OperationOutcome page). ``coding`` (system, code) is the
+    machine-readable reason in ``details`` (a treatment-course rule that blocked an order)."""
 
     diagnostics: str
     code: str = "invalid"
     expression: str | None = None
     severity: str = "error"
+    coding: tuple[str, str] | None = None
 
     def as_fhir(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {
-            "severity": self.severity,
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-        }
+        issue: dict[str, Any] = {"severity": self.severity, "code": self.code}
+        if self.coding:
+            system, code = self.coding
+            issue["details"] = {"coding": [{"system": system, "code": code}]}
+        issue["diagnostics"] = self.diagnostics
         if self.expression:
             issue["expression"] = [self.expression]
         return issue
@@ -70,7 +73,7 @@ class Issue:
         if not expression.startswith("http."):
             rest = expression.partition(".")[2]
             expression = f"{prefix}.{rest}" if rest else prefix
-        return Issue(self.diagnostics, self.code, expression, self.severity)
+        return Issue(self.diagnostics, self.code, expression, self.severity, self.coding)
 
 
 @dataclass
@@ -142,6 +145,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    if is_dependency_error(exc):  # a database or Redis that is down: retry, not a server bug
+        return outcome_response(
+            503,
+            [Issue("A service this request needs is temporarily unavailable.", "transient")],
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if not isinstance(exc, exceptions.APIException):
         logger.exception("unhandled_fhir_error")
         return outcome_response(500, [Issue("Internal server error.", "exception")])

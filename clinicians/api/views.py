@@ -25,7 +25,7 @@ from clinicians.api.serializers import (
     SafetyBoundsOutSerializer,
     SafetyBoundsSerializer,
 )
-from clinicians.models import AlertKind, AlertStatus, AlertThresholds
+from clinicians.models import AlertKind, AlertStatus, AlertThresholds, Recommendation
 from clinicians.safety import DEFAULT_THRESHOLDS
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
 from patients.api.views import JournalledReadMixin
@@ -46,6 +46,12 @@ class RecommendationViewSet(
 
     def get_queryset(self):
         queryset = recommendations_visible_to(self.request.user)
+        if self.action == "acknowledge":
+            # A proposal withdrawn since the phone fetched it answers 409 with the reason, not
+            # 404: the patient's own, whatever its status (still never another patient's).
+            queryset = Recommendation.objects.filter(
+                patient__in=patients_visible_to(self.request.user)
+            )
         if self.action == "list":
             filters = RecommendationFilterSerializer(data=self.request.query_params.dict())
             filters.is_valid(raise_exception=True)

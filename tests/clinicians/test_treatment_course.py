@@ -183,17 +183,36 @@ def test_a_delivered_proposal_is_rechecked_when_acknowledged(clinician_a, patien
         format="json",
     )
     assert response.status_code == 200, response.content
+    # Tightening the bounds withdrew it at once (audited, with the reason) ...
+    rec.refresh_from_db()
+    assert rec.status == RecommendationStatus.SUPERSEDED
+    withdrawn = AuditEvent.objects.get(
+        object_type="recommendation", object_id=str(rec.pk), action="update"
+    )
+    assert "outside_bounds" in withdrawn.detail["why"]
+    # ... so the phone that still shows it gets a 409 with the reason, and nothing changes.
+    ack = bearer_client(patient_a.user).post(f"/api/v1/recommendations/{rec.pk}/acknowledge/")
+    assert ack.status_code == 409
+    assert ack.json()["errors"][0]["code"] == "stale_recommendation"
+    assert Prescription.objects.get(patient=patient_a, ended_at=None).dose_mg == Decimal("2.5")
+
+
+def test_acknowledging_rechecks_the_course_as_it_is_now(clinician_a, patient_a):
+    """Between the evaluation and the acknowledgement, a crisis opened without a new run."""
+    course_ready(patient_a, clinician_a, "amlodipine", dose="2.5")
+    evaluate_patient(patient_a.pk)
+    rec = Recommendation.objects.get(patient=patient_a, status=RecommendationStatus.DELIVERED)
+    Alert.objects.create(
+        patient=patient_a, kind="hypertensive_crisis", message="confirmed", opened_at=timezone.now()
+    )
     ack = bearer_client(patient_a.user).post(f"/api/v1/recommendations/{rec.pk}/acknowledge/")
     assert ack.status_code == 409
     error = ack.json()["errors"][0]
     assert error["code"] == "stale_recommendation"
-    assert "outside_bounds" in [r["code"] for r in error["reasons"]]
+    assert "open_crisis" in [r["code"] for r in error["reasons"]]
     rec.refresh_from_db()
     assert rec.status == RecommendationStatus.SUPERSEDED
     assert Prescription.objects.get(patient=patient_a, ended_at=None).dose_mg == Decimal("2.5")
-    assert AuditEvent.objects.filter(
-        object_type="recommendation", object_id=str(rec.pk), action="update"
-    ).exists()
 
 
 def test_a_delivered_proposal_expires(clinician_a, patient_a):

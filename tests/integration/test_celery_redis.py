@@ -62,6 +62,8 @@ def worker():
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            "--queues",
+            "celery,safety",
         ],
         cwd=ROOT,
         env=env,

@@ -1,0 +1,81 @@
+"""Alerts on their own path: the safety rules run inline, right after an upload commits, in the
+process that received it — not behind the evaluation queue, the debounce or the model.
+
+Why inline and not a priority queue: a crisis must not depend on a broker or a worker being up.
+The readings and an outbox row (``patients.models.SafetyCheckDue``) commit together; the check
+runs as soon as the commit is done (a few indexed queries, no model) and pushes the alert to the
+care team's sockets on its own commit. Should the inline check fail (a database blip), the
+outbox row stays and ``sweep_due_safety_checks`` — every 30 s on the dedicated ``safety``
+queue, which routine evaluations never use — picks it up. The model's evaluation stays
+deferred (debounced, on the default queue).
+
+Promised latency (docs/operations.md): a crisis in an accepted upload reaches the open sockets
+of the care team when the upload's response is sent (inline), and at worst within the outbox
+sweep interval plus one check after a failure of the inline path.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from clinicians.evaluation import apply_safety_rules, withdraw_what_no_longer_passes
+from clinicians.models import Alert
+from clinicians.treatment import course_view
+from patients.models import Patient, SafetyCheckDue
+
+logger = logging.getLogger("clinicians.safety_path")
+
+# The outbox sweep leaves rows younger than this to the inline check that is running for them.
+INLINE_GRACE = timedelta(seconds=10)
+
+
+def check_safety(patient_id: int, *, now: datetime | None = None, withdraw: bool = False) -> list:
+    """Run the safety rules for one patient now; clear the patient's outbox row if no upload
+    arrived meanwhile. Returns the alerts opened. ``withdraw`` also withdraws delivered
+    proposals that time or new data made stale (the periodic sweep)."""
+    now = now or timezone.now()
+    seen = (
+        SafetyCheckDue.objects.filter(patient_id=patient_id)
+        .values_list("generation", flat=True)
+        .first()
+    )
+    with transaction.atomic():
+        patient = Patient.objects.get(pk=patient_id)
+        view = course_view(patient, now)
+        opened: list[Alert] = apply_safety_rules(patient, view, now)
+        if withdraw:
+            withdraw_what_no_longer_passes(patient, view, now)
+        if seen is not None:
+            SafetyCheckDue.objects.filter(patient_id=patient_id, generation=seen).delete()
+    return opened
+
+
+def check_safety_after_upload(patient_id: int) -> None:
+    """The inline path (called on the upload's commit): never fails the upload — a failure is
+    logged and left to the outbox sweep."""
+    try:
+        check_safety(patient_id)
+    except Exception:
+        logger.exception("inline_safety_check_failed", extra={"patient_id": patient_id})
+
+
+def due_patient_ids(now: datetime, limit: int = 500) -> list[int]:
+    """Patients whose uploads the safety rules have not seen, oldest first, past the grace the
+    inline check gets."""
+    return list(
+        SafetyCheckDue.objects.filter(due_since__lte=now - INLINE_GRACE)
+        .order_by("due_since")
+        .values_list("patient_id", flat=True)[:limit]
+    )
+
+
+def oldest_due_age_seconds(now: datetime | None = None) -> float | None:
+    """How long the oldest unchecked upload has waited (None: none waits) — for ``/readyz``."""
+    now = now or timezone.now()
+    oldest = SafetyCheckDue.objects.order_by("due_since").values_list("due_since", flat=True)
+    first = oldest.first()
+    return None if first is None else max(0.0, (now - first).total_seconds())
