@@ -134,15 +134,12 @@ else:
     # Under ASGI, persistent connections (CONN_MAX_AGE) are opened per request and leak
     # (Django ticket #33497); Django's psycopg pool hands a connection to each request instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    from psycopg_pool import ConnectionPool
-
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
         "timeout": 10,
-        # A connection the server dropped (a PostgreSQL restart) is replaced on checkout, not
-        # handed to a request that would then fail.
-        "check": ConnectionPool.check_connection,
+        # (Django passes ``check=ConnectionPool.check_connection``: a connection PostgreSQL
+        # dropped on a restart is replaced on checkout, not handed to a request.)
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -245,7 +245,9 @@ def _post(port: int, token: str, body: dict) -> tuple[int, dict]:
         connection.close()
 
 
-def _reading(client_id: str, systolic: int, diastolic: int, minutes_ago: float) -> dict:
+def _reading(
+    client_id: str, systolic: int, diastolic: int, minutes_ago: float, device: str
+) -> dict:
     return {
         "client_id": client_id,
         "type": "blood_pressure",
@@ -253,7 +255,7 @@ def _reading(client_id: str, systolic: int, diastolic: int, minutes_ago: float) 
         "diastolic": diastolic,
         "unit": "mm[Hg]",
         "measured_at": (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat(),
-        "device_id": "fault-watch",
+        "device_id": device,
     }
 
 
@@ -273,13 +275,16 @@ class Phones:
         while not self.stop.is_set():
             patient = self.patients[sequence % len(self.patients)]
             batch = [
-                _reading(f"r-{sequence}-{k}-{uuid.uuid4().hex[:6]}", 128 + k, 82, k)
+                _reading(
+                    f"r-{sequence}-{k}-{uuid.uuid4().hex[:6]}", 128 + k, 82, k, f"w{patient['id']}"
+                )
                 for k in range(3)
             ]
             while not self.stop.is_set():
-                status, _ = _post(self.port, patient["token"], {"readings": batch})
+                status, body = _post(self.port, patient["token"], {"readings": batch})
                 self.responses[status] = self.responses.get(status, 0) + 1
                 if status == 201:
+                    assert not body["rejected"], body
                     self.acknowledged.update(item["client_id"] for item in batch)
                     break
                 time.sleep(0.3)
@@ -318,11 +323,14 @@ class Portal:
 
 def _post_crisis(port: int, patient: dict, label: str) -> float:
     """Post a confirmed crisis until acknowledged; the moment of the 201."""
-    batch = [_reading(f"crisis-{label}-{k}", 194, 124, 2 - k) for k in range(2)]
+    batch = [
+        _reading(f"crisis-{label}-{k}", 194, 124, 2 - k, f"w{patient['id']}") for k in range(2)
+    ]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status, _ = _post(port, patient["token"], {"readings": batch})
+        status, body = _post(port, patient["token"], {"readings": batch})
         if status == 201:
+            assert body["accepted"] + body["duplicates"] == 2, body
             return time.monotonic()
         time.sleep(0.3)
     raise AssertionError(f"the crisis upload during {label} was never acknowledged")
