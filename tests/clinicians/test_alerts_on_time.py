@@ -105,8 +105,17 @@ def test_a_check_in_flight_does_not_clear_an_upload_it_has_not_seen(patient_a):
     assert SafetyCheckDue.objects.filter(patient_id=patient_a.pk).exists()
 
 
-def test_readiness_reports_an_upload_waiting_for_its_safety_check(client, patient_a):
-    assert client.get("/readyz").status_code == 200
+def test_readiness_reports_an_upload_waiting_for_its_safety_check(client, patient_a, settings):
+    import time
+
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:  # a worker's heartbeat on the production stack
+        cache.delete(tasks.HEARTBEAT_KEY)
+        silent = client.get("/readyz").json()
+        assert silent["checks"]["worker"] == "unavailable"
+        cache.set(tasks.HEARTBEAT_KEY, time.time())
+    assert client.get("/readyz").status_code == 200, client.get("/readyz").json()
     SafetyCheckDue.objects.create(
         patient=patient_a, due_since=timezone.now() - timedelta(minutes=5)
     )
