@@ -35,6 +35,7 @@ from audit.services import record_event
 from audit.signing import SigningKeyError, fingerprint, public_pem, public_raw, sign
 from audit.statements import MANIFEST_FORMAT, manifest_signing_bytes
 from core.errors import DomainError
+from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
 
 FORMATS = ("jsonl", "csv", "fhir")
 CSV_COLUMNS = (
@@ -85,14 +86,18 @@ def parse_moment(text: str, *, field: str, end_of_day: bool = False) -> dt.datet
     try:
         if _DATE.match(text):
             moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tzinfo=dt.UTC)
-            return moment + dt.timedelta(days=1) if end_of_day else moment
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+            moment = moment + dt.timedelta(days=1) if end_of_day else moment
+        else:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: the day after 9999-12-31
         raise ExportError(
             f"{field} must be a date (YYYY-MM-DD) or an ISO 8601 datetime, not {text!r}",
             field=field,
         ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    if in_utc(moment) is None:  # compared in UTC (core.moments)
+        raise ExportError(f"{field} {OUT_OF_RANGE_MESSAGE}", field=field)
+    return moment
 
 
 def build_filters(

@@ -45,12 +45,15 @@ hashed = make_password(sys.argv[1])
 team = create_care_team(name="Latency team")
 add_team_member(care_team=team, user=create_clinician(
     username="latency-clinician", password=None, password_hash=hashed, display_name="Bench"))
-for i in range(int(sys.argv[2])):
-    user = create_user(username=f"latency-{i:03d}", password=None, password_hash=hashed,
-                       role=Role.PATIENT)
-    register_patient(given_name="Bench", family_name=f"P{i}", birth_year=1960, sex="female",
-                     race="white", ethnicity="not_hispanic_or_latino", care_team=team, user=user)
+for prefix, count in (("latency", int(sys.argv[2])), ("load", int(sys.argv[3]))):
+    for i in range(count):
+        user = create_user(username=f"{prefix}-{i:03d}", password=None, password_hash=hashed,
+                           role=Role.PATIENT)
+        register_patient(given_name="Bench", family_name=f"P{i}", birth_year=1960,
+                         sex="female", race="white", ethnicity="not_hispanic_or_latino",
+                         care_team=team, user=user)
 """
+LOAD_PATIENTS = 40
 
 
 def _recreate_database(url: str) -> None:
@@ -110,12 +113,87 @@ def _crisis_batch(sample: int) -> dict:
     }
 
 
-async def _measure(port: int, samples: int) -> list[float]:
+def _routine_batch(sequence: int, device: str) -> dict:
+    """What a watch uploads every few minutes: a blood pressure and ten heart rates."""
+    now = datetime.now(UTC)
+    readings = [
+        {
+            "client_id": f"load-{sequence}-bp",
+            "type": "blood_pressure",
+            "systolic": 132,
+            "diastolic": 84,
+            "unit": "mm[Hg]",
+            "device_id": device,
+            "measured_at": now.isoformat(),
+        }
+    ]
+    readings += [
+        {
+            "client_id": f"load-{sequence}-hr-{k}",
+            "type": "heart_rate",
+            "value": 70 + k,
+            "unit": "/min",
+            "device_id": device,
+            "measured_at": (now - timedelta(minutes=k)).isoformat(),
+        }
+        for k in range(10)
+    ]
+    return {"readings": readings}
+
+
+def _background(port: int, tokens: list[str], rate: float, stop, counts: dict) -> None:
+    """Routine uploads from other patients at ``rate`` per second while the crises are timed."""
+    sequence = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        token = tokens[sequence % len(tokens)]
+        status, _ = _post(
+            port, "/api/v1/readings/", _routine_batch(sequence, f"load-{token[-8:]}"), token
+        )
+        counts[status] = counts.get(status, 0) + 1
+        sequence += 1
+        time.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+
+
+async def _measure(port: int, samples: int, load_rate: float = 0.0, env=None) -> list[float]:
+    import threading
+
     clinician = _token(port, "latency-clinician")
     patient_tokens = [_token(port, f"latency-{i:03d}") for i in range(samples)]
     latencies: list[float] = []
+    stop, counts = threading.Event(), {}
+    threads = []
+    if load_rate:
+        load_tokens = [_token(port, f"load-{i:03d}") for i in range(LOAD_PATIENTS)]
+        # An hourly sweep's worth of evaluations queued ahead of everything (one per patient).
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "clinaiops",
+                "call",
+                "clinicians.tasks.sweep_evaluations",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(2):  # two uploaders: the load is not paced by one connection's latency
+            thread = threading.Thread(
+                target=_background,
+                args=(port, load_tokens, load_rate / 2, stop, counts),
+                daemon=True,
+            )
+            thread.start()
+            threads.append(thread)
+        await asyncio.sleep(3)
+    load_started = time.perf_counter()
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/alerts/?token={clinician}") as ws:
         assert json.loads(await ws.recv())["event"] == "ready"
+        # The catch-up replay of alerts still open from an earlier sample is not a new alert.
         loop = asyncio.get_running_loop()
         for sample, token in enumerate(patient_tokens):
             started = time.perf_counter()
@@ -129,6 +207,19 @@ async def _measure(port: int, samples: int) -> list[float]:
                 if event.get("event") == "alert" and event.get("kind") == "hypertensive_crisis":
                     break
             latencies.append((time.perf_counter() - started) * 1000)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    if load_rate:
+        elapsed = time.perf_counter() - load_started
+        print(
+            json.dumps(
+                {
+                    "background_responses": counts,
+                    "background_uploads_per_second": round(sum(counts.values()) / elapsed, 1),
+                }
+            )
+        )
     return latencies
 
 
@@ -145,7 +236,11 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) ->
 
 
 def run(
-    *, samples: int = 200, database_url: str | None = None, redis_url: str | None = None
+    *,
+    samples: int = 200,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    load_rate: float = 0.0,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="clinaiops-ws-bench-") as data_dir:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -169,7 +264,12 @@ def run(
         subprocess.run(
             [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
         )
-        subprocess.run([python, "-c", SETUP, PASSWORD, str(samples)], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [python, "-c", SETUP, PASSWORD, str(samples), str(LOAD_PATIENTS if load_rate else 0)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         port = _free_port()
         processes = [
             subprocess.Popen(
@@ -203,6 +303,8 @@ def run(
                         "WARNING",
                         "--without-gossip",
                         "--without-mingle",
+                        "-Q",
+                        "safety,celery",
                     ],
                     cwd=ROOT,
                     env=env,
@@ -212,16 +314,24 @@ def run(
             )
         try:
             _wait_for_port(port, processes[0])
-            latencies = asyncio.run(_measure(port, samples))
+            latencies = asyncio.run(_measure(port, samples, load_rate, env))
         finally:
             for process in processes:
                 process.terminate()
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
     ordered = sorted(latencies)
-    return {
-        "stack": "PostgreSQL + Celery worker on Redis + channels-redis"
+    stack = (
+        "PostgreSQL + Celery worker on Redis + channels-redis"
         if redis_url
-        else "embedded (SQLite, eager, in-memory layer)",
+        else "embedded (SQLite, eager, in-memory layer)"
+    )
+    if load_rate:
+        stack += f", under {load_rate:g} routine uploads/s and a queued hourly sweep"
+    return {
+        "stack": stack,
         "samples": len(ordered),
         "median_ms": statistics.median(ordered),
         "p95_ms": ordered[int(0.95 * (len(ordered) - 1))],
@@ -240,13 +350,17 @@ def render(rows: list[dict], command: str) -> str:
         f"Python {facts['python']}",
         "- Each sample: a fresh patient POSTs two confirming crisis readings "
         "(`POST /api/v1/readings/`); the clock stops when the alert arrives on a connected "
-        "`/ws/alerts/` socket. Goal: p99 < 250 ms on both stacks.",
+        "`/ws/alerts/` socket. Goal: p99 < 250 ms on both stacks without load; under load "
+        "(routine uploads from other patients, an hourly sweep's evaluations queued first) "
+        "p99 < 5 s (issue: alerts on time). Crises are checked inline with the upload "
+        "(docs/operations.md), so the queue's depth does not enter.",
         "",
         "| stack | samples | median ms | p95 ms | p99 ms | max ms | goal |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        verdict = "met" if row["p99_ms"] < 250 else "**not met**"
+        goal = 5000 if "under" in row["stack"] else 250
+        verdict = "met" if row["p99_ms"] < goal else "**not met**"
         lines.append(
             f"| {row['stack']} | {row['samples']} | {row['median_ms']:.0f} | {row['p95_ms']:.0f} "
             f"| {row['p99_ms']:.0f} | {row['max_ms']:.0f} | {verdict} |"
@@ -260,11 +374,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--database-url", help="PostgreSQL for the production-stack row")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     parser.add_argument("--quick", action="store_true", help="30 samples")
+    parser.add_argument(
+        "--load-rate",
+        type=float,
+        default=0.0,
+        help="also time the production stack under this many routine uploads/s (and a queued "
+        "hourly sweep)",
+    )
     args = parser.parse_args(argv)
     samples = 30 if args.quick else args.samples
     rows = [run(samples=samples)]
     if args.database_url:
         rows.append(run(samples=samples, database_url=args.database_url, redis_url=args.redis_url))
+        if args.load_rate:
+            rows.append(
+                run(
+                    samples=samples,
+                    database_url=args.database_url,
+                    redis_url=args.redis_url,
+                    load_rate=args.load_rate,
+                )
+            )
     for row in rows:
         print(json.dumps(row))
     arguments = argv if argv is not None else sys.argv[1:]

@@ -22,7 +22,18 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(
+            custom_settings={
+                "POSTPROCESSING_HOOKS": [
+                    "drf_spectacular.hooks.postprocess_schema_enums",
+                    "clinaiops.api.schema.document_errors",
+                ]
+            }
+        ),
+        name="schema",
+    ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("fhir", FhirBaseView.as_view()),  # the base without its slash: POST of a Bundle
     path("fhir/", include("clinaiops.fhir.urls")),

@@ -235,7 +235,11 @@ def _blocking_now(rec: Recommendation, final: Decimal | None, now) -> list[dict[
         by_clinician=True,
     )
     seen = {r["code"] for r in blocking}
-    blocking.extend(r for r in judgement.blocking if r["code"] not in seen)
+    # A step down or a stop is never held back by the patient's state (a crisis, stale data):
+    # only the course rules, which never block a decrease, could stand against it.
+    current = current_dose(rec.patient, rec.medication)
+    now_blocking = judgement.course_blocking if final <= current else judgement.blocking
+    blocking.extend(r for r in now_blocking if r["code"] not in seen)
     return blocking
 
 
@@ -270,9 +274,11 @@ def order_dose(
     source: str = "order",
 ) -> dict:
     """A clinician's order (an EHR's ``MedicationRequest`` with intent ``order``): sets the dose
-    now, through the same checks as a decision on a proposal — the labelled range always, and
-    what the gate and the course rules block now refused with the reasons (an order carries no
-    override; a clinician overrides from a proposal, in the portal or the API). Inside the
+    now — the labelled range always, and what the course rules refuse or block now (an increase
+    at or below target or after a low reading, labs beyond limits) refused with the reasons (an
+    order carries no override; a clinician overrides from a proposal, in the portal or the
+    API). The gate's state blocks (crisis, stale data, no bounds) keep changes from reaching
+    the patient on their own; they do not stop a clinician's order. Inside the
     minimum interval an order is a clinician's decision and is taken, journalled with the
     interval it fell in. Every open proposal of the patient is superseded: it was made for the
     regimen before the order."""
@@ -293,12 +299,12 @@ def order_dose(
             proposed_dose_mg=dose,
             by_clinician=True,
         )
-        if judgement.blocking:
+        if judgement.course_blocking:
             raise OverrideRequired(
                 "This order is blocked: "
-                + " ".join(r["message"] for r in judgement.blocking)
+                + " ".join(r["message"] for r in judgement.course_blocking)
                 + " Decide it on a proposal with an explicit override.",
-                reasons=list(judgement.blocking),
+                reasons=list(judgement.course_blocking),
             )
         inside = [h.as_dict() for h in view.holds if h.code == "min_interval"]
         prescription = change_dose(

@@ -175,6 +175,15 @@ class Judgement:
         blocked = set(self.decision.reasons) if self.decision.tier == "blocked" else set()
         return tuple(r for r in self.reasons if r["code"] in refused | blocked)
 
+    @property
+    def course_blocking(self) -> tuple[dict[str, str], ...]:
+        """Only the course rules' refusals and blocks (an increase at low pressure, labs beyond
+        limits): what stands against a clinician's *order*. The gate's state blocks (an open
+        crisis, stale data, no bounds) keep changes from reaching the patient without a
+        clinician; they do not stop the clinician — a crisis is when one acts."""
+        refused = {f.code for f in (*self.assessment.refused, *self.assessment.blocked)}
+        return tuple(r for r in self.reasons if r["code"] in refused)
+
 
 def judge(
     view: CourseView,

@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -49,6 +50,8 @@ from pydantic_core import PydanticCustomError
 
 from audit.services import record_event
 from core.doses import DOSE_MESSAGE, PLAIN_DECIMAL, parse_dose
+from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
+from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from patients.formulary import FORMULARY
 from patients.labs import (
     LAB_CODES,
@@ -74,15 +77,40 @@ MAX_BATCH_ITEMS = 5000
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 MAX_READING_AGE = timedelta(days=365)
 
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+
+def _without_control_characters(value: str) -> str:
+    if has_control_characters(value):
+        raise PydanticCustomError("control_characters", CONTROL_CHARACTERS_MESSAGE)
+    return value
+
+
+# Every string of an item: a NUL refused here is that item's rejection; past here it would fail
+# the batch's statements on PostgreSQL (``core.text``).
+NoControlCharacters = AfterValidator(_without_control_characters)
+
+
+def _exists_in_utc(value: datetime) -> datetime:
+    if in_utc(value) is None:
+        raise PydanticCustomError("datetime_out_of_range", OUT_OF_RANGE_MESSAGE)
+    return value
+
+
+# An instant with its offset, that also exists in UTC (``core.moments``): stored, compared and
+# digested there.
+Instant = Annotated[AwareDatetime, AfterValidator(_exists_in_utc)]
+ClientId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True), NoControlCharacters
+]
+DeviceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True), NoControlCharacters
+]
 
 
 class _Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_id: ClientId
-    measured_at: AwareDatetime
+    measured_at: Instant
     device_id: DeviceId
 
 
@@ -119,7 +147,7 @@ class IntakeItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_id: ClientId
-    medication: str
+    medication: Annotated[str, NoControlCharacters]
     dose_mg: Annotated[
         Decimal,
         Field(
@@ -133,7 +161,7 @@ class IntakeItem(BaseModel):
             },
         ),
     ]
-    taken_at: AwareDatetime
+    taken_at: Instant
 
     @field_validator("medication")
     @classmethod
@@ -182,6 +210,7 @@ class LabItem(BaseModel):
     code: Annotated[
         str,
         StringConstraints(min_length=1, max_length=16),
+        NoControlCharacters,
         Field(description="LOINC", json_schema_extra={"enum": list(LAB_CODES)}),
     ]
     value: Annotated[
@@ -196,6 +225,7 @@ class LabItem(BaseModel):
     unit: Annotated[
         str,
         StringConstraints(min_length=1, max_length=32),
+        NoControlCharacters,
         Field(
             description="UCUM, one the code takes",
             json_schema_extra={
@@ -203,7 +233,7 @@ class LabItem(BaseModel):
             },
         ),
     ]
-    observed_at: AwareDatetime
+    observed_at: Instant
 
     @field_validator("value", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from audit.exports import FORMATS, build_filters
 from audit.models import AuditExport
-from core.api.serializers import StrictInputSerializer
+from core.api.serializers import IdField, StrictInputSerializer
 
 
 class ExportRequestSerializer(StrictInputSerializer):
@@ -20,11 +20,8 @@ class ExportRequestSerializer(StrictInputSerializer):
         allow_null=True,
         help_text="YYYY-MM-DD (that whole day included) or ISO 8601 datetime (exclusive).",
     )
-    patient = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        help_text="Only events concerning this patient.",
+    patient = IdField(
+        required=False, allow_null=True, help_text="Only events concerning this patient."
     )
     formats = serializers.ListField(
         child=serializers.ChoiceField(choices=FORMATS),

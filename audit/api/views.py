@@ -23,6 +23,7 @@ from audit.export_jobs import export_directory, exports_root, request_export
 from audit.models import AuditExport, ExportStatus
 from audit.selectors import exports_visible_to
 from audit.services import record_event
+from core.api.serializers import PageFilter, validated_query
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _ERRORS = OpenApiResponse(description='{"errors": [{"field", "message", "code"}]}')
@@ -42,6 +43,11 @@ class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     def get_queryset(self):
         return exports_visible_to(self.request.user)
+
+    @extend_schema(parameters=[PageFilter])
+    def list(self, request, *args, **kwargs):
+        validated_query(request)
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=ExportRequestSerializer,

@@ -42,9 +42,11 @@ from clinaiops.fhir.search import (
     date_q,
     page,
     reference_id,
+    reference_q,
     token,
 )
 from clinicians.selectors import recommendations_visible_to
+from core.ids import parse_id
 
 ACTION_SYSTEM = "urn:clinaiops:audit-action"  # as in audit/fhir.py
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -65,10 +67,10 @@ def _require_auditor(user) -> None:
 
 
 def _mentions(raw: str) -> Q:
-    patient_id = reference_id("patient", raw, "Patient")
-    if not patient_id.isdigit():
+    patient_id = parse_id(reference_id("patient", raw, "Patient"))
+    if patient_id is None:
         return Q(pk__in=[])
-    return Q(sequence__in=events_concerning(patient_id=int(patient_id)).values("sequence"))
+    return Q(sequence__in=events_concerning(patient_id=patient_id).values("sequence"))
 
 
 def _sequence_of(resource_id: str, prefix: str) -> int | None:
@@ -217,8 +219,7 @@ def _target_q(raw: str) -> Q:
 
 
 def _patient_q(raw: str) -> Q:
-    patient_id = reference_id("patient", raw, "Patient")
-    return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+    return reference_q("patient", raw, "Patient", "patient_id")
 
 
 PROVENANCE_PARAMS = (

@@ -1,6 +1,7 @@
-"""``POST /fhir/`` with a ``transaction`` or ``batch`` Bundle of Observation creates.
+"""``POST /fhir/`` with a ``transaction`` or ``batch`` Bundle of creates.
 
-Only ``POST Observation`` entries are processed (the only create the facade offers). A
+Only ``POST Observation`` and ``POST MedicationRequest`` (orders) entries are processed: the
+creates the facade offers, each judged as the lone create is (``clinaiops.fhir.creates``). A
 transaction answers a ``transaction-response`` Bundle, or a single OperationOutcome listing
 every failing entry (``Bundle.entry[i]...``) with the status of the first failing entry, and
 stores nothing. A batch answers a ``batch-response`` with one status per entry.
@@ -10,15 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from clinaiops.fhir.creates import PARSERS, Parsed, create, parse
 from clinaiops.fhir.http import HTTP_REASONS, FhirError, Issue, operation_outcome
-from clinaiops.fhir.ingest import EntryOutcome, store_observations
-from clinaiops.fhir.observation_input import ParsedObservation, parse_observation
-from clinaiops.fhir.observations import to_fhir
-from clinaiops.fhir.resources import instant
+from clinaiops.fhir.resources import Created
 from patients.ingestion import MAX_BATCH_ITEMS
 
+# Each order re-judges the patient's course (readings, alerts, labs, bounds) while the Bundle's
+# transaction holds its locks: a Bundle is a visit's orders, not a migration.
+MAX_BUNDLE_ORDERS = 100
 
-def _entry_target(entry: Any, index: int, base: str) -> None:
+
+def _entry_target(entry: Any, index: int, base: str) -> str:
+    """The type the entry creates (``POST <type>``)."""
     prefix = f"Bundle.entry[{index}]"
     if not isinstance(entry, dict):
         raise FhirError.one(400, "an entry must be an object", expression=prefix, code="structure")
@@ -27,21 +31,44 @@ def _entry_target(entry: Any, index: int, base: str) -> None:
     url = str(request.get("url") or "")
     path = url[len(base) :] if url.startswith(base) else url
     path = path.split("?")[0].strip("/")
-    if method != "POST" or path != "Observation":
+    if method != "POST" or path not in PARSERS:
         raise FhirError.one(
             400,
-            f"only POST Observation entries are processed here, not {method} {url}",
+            f"only POST {' and POST '.join(PARSERS)} entries are processed here, not "
+            f"{method} {url}",
             expression=f"{prefix}.request",
             code="not-supported",
         )
+    return path
 
 
-def _parse_entry(entry: Any, index: int, user, base: str) -> ParsedObservation | FhirError:
+def _parse_entry(entry: Any, target: str | FhirError, user, base: str) -> Parsed | FhirError:
+    if isinstance(target, FhirError):
+        return target
     try:
-        _entry_target(entry, index, base)
-        return parse_observation(entry.get("resource"), user, base)
+        return parse(target, entry.get("resource"), user, base)
     except FhirError as error:
         return error
+
+
+def _targets(entries: list, base: str) -> list[str | FhirError]:
+    """What each entry creates, or why it is refused; 413 for a Bundle of too many orders."""
+    targets: list[str | FhirError] = []
+    for index, entry in enumerate(entries):
+        try:
+            targets.append(_entry_target(entry, index, base))
+        except FhirError as error:
+            targets.append(error)
+    orders = targets.count("MedicationRequest")
+    if orders > MAX_BUNDLE_ORDERS:
+        raise FhirError.one(
+            413,
+            f"a Bundle holds at most {MAX_BUNDLE_ORDERS} MedicationRequest orders; this one has "
+            f"{orders}. Nothing was stored; split it.",
+            expression="Bundle.entry",
+            code="too-costly",
+        )
+    return targets
 
 
 def _in_bundle(index: int, issues: list[Issue]) -> list[Issue]:
@@ -85,24 +112,25 @@ def _shell(body: Any) -> tuple[str, list]:
     return kind, entries
 
 
-def _response_entry(outcome: EntryOutcome, with_resource: bool) -> dict[str, Any]:
-    if outcome.failed:
+def _response_entry(outcome: Created, with_resource: bool) -> dict[str, Any]:
+    if outcome.failed or outcome.resource is None:
         return {
             "response": {
                 "status": HTTP_REASONS.get(outcome.status, str(outcome.status)),
                 "outcome": operation_outcome(outcome.issues),
             }
         }
-    resource = to_fhir(outcome.record)
+    resource = outcome.resource
     version = resource["meta"]["versionId"]
-    entry: dict[str, Any] = {
-        "response": {
-            "status": HTTP_REASONS[outcome.status],
-            "location": f"Observation/{resource['id']}/_history/{version}",
-            "etag": f'W/"{version}"',
-            "lastModified": instant(outcome.record.received_at),
-        }
+    response: dict[str, Any] = {
+        "status": HTTP_REASONS[outcome.status],
+        "location": f"{resource['resourceType']}/{resource['id']}/_history/{version}",
+        "etag": f'W/"{version}"',
+        "lastModified": resource["meta"]["lastUpdated"],
     }
+    if outcome.issues:  # what the client should know about a success (an order's interval)
+        response["outcome"] = operation_outcome(outcome.issues)
+    entry: dict[str, Any] = {"response": response}
     if with_resource:
         entry["resource"] = resource
     return entry
@@ -112,8 +140,12 @@ def process_bundle(body: Any, user, base: str, *, with_resources: bool) -> dict[
     """The response Bundle; raises FhirError (an OperationOutcome answer) when a transaction
     fails or the Bundle itself is unusable."""
     kind, entries = _shell(body)
-    parsed = [_parse_entry(entry, index, user, base) for index, entry in enumerate(entries)]
-    outcomes = store_observations(user, parsed, all_or_nothing=kind == "transaction")
+    targets = _targets(entries, base)
+    parsed = [
+        _parse_entry(entry, target, user, base)
+        for entry, target in zip(entries, targets, strict=True)
+    ]
+    outcomes = create(user, parsed, all_or_nothing=kind == "transaction")
     failures = [(index, outcome) for index, outcome in enumerate(outcomes) if outcome.failed]
     if kind == "transaction" and failures:
         issues = [

@@ -18,12 +18,12 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinaiops.middleware import RETRY_AFTER_SECONDS, is_dependency_error
+from core.api.parsers import JSONParser
 from core.errors import DomainError
 
 logger = logging.getLogger("clinaiops.fhir")
@@ -184,21 +184,17 @@ class PlainJSONRenderer(JSONRenderer):
     charset = "utf-8"
 
 
-class FhirJSONParser(BaseParser):
-    """JSON FHIR resources. Strict JSON: ``NaN`` and ``Infinity`` are not JSON (and not FHIR)."""
+class FhirJSONParser(JSONParser):
+    """JSON FHIR resources. Strict JSON: ``NaN`` and ``Infinity`` are not JSON (and not FHIR);
+    nesting bounded as for every JSON body (``core.api.parsers``)."""
 
     media_type = "application/*+json"
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        def refuse(constant):
-            raise ValueError(f"{constant} is not a JSON number")
+    def parse_constant(self, constant: str):
+        raise ValueError(f"{constant} is not a JSON number")
 
-        try:
-            return json.load(stream, parse_constant=refuse)
-        except ValueError as error:
-            raise FhirError.one(
-                400, f"The body is not valid JSON: {error}", code="structure"
-            ) from None
+    def refusal(self, reason: str) -> Exception:
+        return FhirError.one(400, f"The body is not valid JSON: {reason}", code="structure")
 
 
 class FhirContentNegotiation(BaseContentNegotiation):
@@ -295,4 +291,5 @@ HTTP_REASONS = {
     409: "409 Conflict",
     422: "422 Unprocessable Entity",
     500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
 }

@@ -1,11 +1,11 @@
 """Posted Observations into ``patients.ingestion.record_readings`` and ``record_labs`` — the
 one way readings and laboratory results are stored — with FHIR's semantics around it:
 
-- a create and a ``transaction`` Bundle are all or nothing: every entry is judged (the FHIR
-  checks, then the ingestion's own), and if any fails the whole unit is rolled back, its batch
-  audit event included, and the answer lists every failing entry;
-- a ``batch`` Bundle stores what is valid, like ``POST /api/v1/readings/`` (one audit event per
-  patient's batch, rejected entries reported with their reason);
+- every entry is judged (the FHIR checks, then the ingestion's own) and what is valid is stored,
+  like ``POST /api/v1/readings/`` (one audit event per patient's batch, rejected entries
+  reported with their reason); a create and a ``transaction`` Bundle are all or nothing
+  because ``clinaiops.fhir.creates`` rolls the whole unit back, batch audit events included,
+  when any entry fails;
 - the identifier is the ingestion's ``client_id``: re-posting answers 200 with the stored
   observation, re-using an identifier for a *different* one is a 409 (it would otherwise be
   counted as a duplicate and the new values lost without a word).
@@ -19,7 +19,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from clinaiops.fhir.http import FhirError, Issue
+from clinaiops.fhir.http import Issue
 from clinaiops.fhir.labs import resource_id as lab_resource_id
 from clinaiops.fhir.observation_input import LAB, ROOT, ParsedObservation
 from patients.ingestion import record_labs, record_readings
@@ -38,10 +38,6 @@ class EntryOutcome:
     @property
     def failed(self) -> bool:
         return self.status >= 400
-
-
-class _RollBack(Exception):
-    pass
 
 
 def _same(record: Reading | LabResult, item: dict) -> bool:
@@ -181,28 +177,15 @@ def _store_patient(
         outcomes[index] = EntryOutcome(201 if is_new else 200, record=record)
 
 
-def store_observations(
-    user, parsed: list[ParsedObservation | FhirError], *, all_or_nothing: bool
-) -> list[EntryOutcome]:
-    """One outcome per entry, in order. With ``all_or_nothing``, either every outcome is a
-    success and everything is stored, or nothing is."""
-    outcomes: list[EntryOutcome | None] = [
-        EntryOutcome(item.status, issues=item.issues) if isinstance(item, FhirError) else None
-        for item in parsed
-    ]
+def store_observations(user, parsed: list[ParsedObservation]) -> list[EntryOutcome]:
+    """One outcome per entry, in order; what is valid is stored, in one transaction (the caller
+    rolls back an all-or-nothing unit)."""
+    outcomes: list[EntryOutcome | None] = [None] * len(parsed)
     by_patient: dict[tuple[int, str], list[int]] = {}
     for index, item in enumerate(parsed):
-        if isinstance(item, ParsedObservation):
-            by_patient.setdefault((item.patient.pk, item.kind), []).append(index)
-    try:
-        with transaction.atomic():
-            for (_, kind), indexes in by_patient.items():
-                _store_patient(parsed[indexes[0]].patient, kind, indexes, parsed, outcomes, user)
-            if all_or_nothing and any(outcome.failed for outcome in outcomes if outcome):
-                raise _RollBack
-    except _RollBack:
-        for index, outcome in enumerate(outcomes):
-            if outcome is not None and not outcome.failed:
-                outcomes[index] = EntryOutcome(outcome.status)  # rolled back: nothing stored
+        by_patient.setdefault((item.patient.pk, item.kind), []).append(index)
+    with transaction.atomic():
+        for (_, kind), indexes in by_patient.items():
+            _store_patient(parsed[indexes[0]].patient, kind, indexes, parsed, outcomes, user)
     assert all(outcome is not None for outcome in outcomes)
     return outcomes  # type: ignore[return-value]

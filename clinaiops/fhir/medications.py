@@ -1,5 +1,7 @@
 """``MedicationRequest``: the model's recommendations (``intent=proposal``, id ``rec-<id>``) and
-the regimen's prescriptions (``intent=order``, id ``rx-<id>``), read and searched.
+the regimen's prescriptions (``intent=order``, id ``rx-<id>``), read and searched. An EHR's
+order is created through ``order_input`` and ``orders`` and served back as ``order_to_fhir``
+renders it.
 
 Status of a proposal (MedicationRequest status value set, R4):
 
@@ -318,9 +320,17 @@ HANDLER = ResourceHandler(
     type="MedicationRequest",
     documentation="Recommendations as proposals (rec-<id>) and the regimen as orders (rx-<id>), "
     "for the patients the caller may see; a patient sees the proposals the mobile API shows "
-    "them (delivered, acknowledged, approved, modified).",
+    "them (delivered, acknowledged, approved, modified). Create: an order (status active, "
+    "intent order) by a clinician of the patient's care team, for a formulary drug (RxNorm "
+    f"ingredient {', '.join(drug.rxnorm for drug in FORMULARY.values())}) at one doseQuantity "
+    "in mg (0 stops it), judged as a "
+    "clinician's decision (labelled range, safety gate, treatment-course rules; 409 with the "
+    "reasons when they block it, no override) and journalled; 201 with the new order, 200 "
+    "with the stopped one; taken inside the minimum interval: header X-ClinAIOps-Course: "
+    "inside-min-interval. Orders are not idempotent (identifier is refused).",
     audit_object_type="recommendation",
     search_params=SEARCH_PARAMS,
     read=read,
     search=search,
+    creatable=True,
 )

@@ -36,11 +36,12 @@ from clinaiops.fhir.observations import (
     SYSTOLIC,
     ReadingCode,
 )
-from clinaiops.fhir.resources import LOINC, UCUM
+from clinaiops.fhir.resources import LOINC, UCUM, visible_subject
+from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
+from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from patients.ingestion import LAB_ADAPTER, lab_client_id
 from patients.labs import LAB_CODES, LabCode
 from patients.models import Patient
-from patients.selectors import patients_visible_to
 
 ROOT = "Observation"
 _STORED = {
@@ -193,27 +194,7 @@ def _code(raw: dict[str, Any]) -> ReadingCode | LabCode:
 
 
 def _patient(raw: dict[str, Any], user, base: str, submitting: str) -> Patient:
-    reference = (raw.get("subject") or {}).get("reference")
-    if not reference:
-        raise FhirError.one(
-            400,
-            "subject (a Patient reference) is required",
-            expression=f"{ROOT}.subject",
-            code="required",
-        )
-    relative = reference[len(base) + 1 :] if reference.startswith(base + "/") else reference
-    kind, _, patient_id = relative.partition("/")
-    if kind != "Patient" or not patient_id.isdigit():
-        raise FhirError.one(
-            400,
-            f"subject must reference Patient/<id>, not {reference!r}",
-            expression=f"{ROOT}.subject",
-        )
-    patient = patients_visible_to(user).filter(pk=int(patient_id)).first()
-    if patient is None:  # unknown and not visible answer alike (no existence leak)
-        raise FhirError.one(
-            422, f"{relative} is not known", expression=f"{ROOT}.subject", code="not-found"
-        )
+    patient = visible_subject(raw, user, base, ROOT)
     permission, refusal = _SUBMITTERS[submitting]
     if not user.has_perm(permission, patient):
         raise FhirError.one(403, refusal, expression=f"{ROOT}.subject", code="forbidden")
@@ -230,6 +211,9 @@ def _effective(raw: dict[str, Any]) -> tuple[str, str]:
                     "must be a dateTime with time and timezone (e.g. 2026-11-20T07:31:00+01:00)",
                     expression=f"{ROOT}.{name}",
                 )
+            moment = _moment(value)
+            if moment is not None and in_utc(moment) is None:
+                raise FhirError.one(400, OUT_OF_RANGE_MESSAGE, expression=f"{ROOT}.{name}")
             return value, f"{ROOT}.{name}"
     raise FhirError.one(
         400, "effectiveDateTime is required", expression=f"{ROOT}.effective[x]", code="required"
@@ -324,20 +308,33 @@ def _lab_values(raw: dict[str, Any], code: LabCode) -> tuple[dict[str, Any], dic
     }
 
 
-def _utc(effective: str) -> str:
-    """The instant, whatever offset expresses it, for the content digest."""
+def _moment(effective: str) -> datetime | None:
+    """The datetime ``effective`` (already of the right shape) names; None when it names no
+    calendar date (2026-02-30: refused later by the ingestion, with its message)."""
     try:
-        return datetime.fromisoformat(effective).astimezone(UTC).isoformat()
+        return datetime.fromisoformat(effective)
     except ValueError:
-        return effective  # refused later by the ingestion, with its message
+        return None
+
+
+def _utc(effective: str) -> str:
+    """The instant, whatever offset expresses it, for the content digest (``_effective`` has
+    refused instants that do not exist in UTC)."""
+    moment = _moment(effective)
+    return moment.astimezone(UTC).isoformat() if moment is not None else effective
 
 
 def _stripped(value: str, path: str, what: str) -> str:
     """``value`` as the ingestion stores it (surrounding whitespace removed); 400 naming the
-    element when nothing is left."""
+    element when nothing is left, or when it holds a control character (``core.text``: it is
+    looked up before the ingestion judges it, and PostgreSQL refuses a NUL in any query)."""
     stripped = _STRIPPED.validate_python(value)
     if not stripped:
         raise FhirError.one(400, f"the {what} is blank", expression=path, code="value")
+    if has_control_characters(stripped):
+        raise FhirError.one(
+            400, f"the {what} {CONTROL_CHARACTERS_MESSAGE}", expression=path, code="value"
+        )
     return stripped
 
 

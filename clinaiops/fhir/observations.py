@@ -35,8 +35,9 @@ from clinaiops.fhir.search import (
     SearchRequest,
     all_of,
     date_q,
+    id_q,
     page,
-    reference_id,
+    reference_q,
     token,
 )
 from patients.labs import LAB_CODES
@@ -215,18 +216,12 @@ SEARCH_PARAMS = (
 
 
 def _by_patient(raw: str) -> Q:
-    patient_id = reference_id("patient", raw, "Patient")
-    return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+    return reference_q("patient", raw, "Patient", "patient_id")
 
 
 def _readings(user, request: SearchRequest):
     readings = readings_visible_to(user)
-    readings = all_of(
-        request,
-        "_id",
-        lambda v: Q(pk=int(v)) if v.isascii() and v.isdigit() else Q(pk__in=[]),
-        readings,
-    )
+    readings = all_of(request, "_id", lambda v: id_q("pk", v), readings)
     readings = all_of(request, "patient", _by_patient, readings)
     readings = all_of(request, "code", _code_q, readings)
     readings = all_of(request, "date", lambda v: date_q("date", v, "measured_at"), readings)

@@ -16,7 +16,15 @@ from django.db.models import Q
 
 from clinaiops.fhir.http import not_found
 from clinaiops.fhir.resources import PATIENT_ID_SYSTEM, ResourceHandler, SearchResult, with_meta
-from clinaiops.fhir.search import SearchParam, SearchRequest, all_of, date_range, page, token
+from clinaiops.fhir.search import (
+    SearchParam,
+    SearchRequest,
+    all_of,
+    date_range,
+    id_q,
+    page,
+    token,
+)
 from patients.models import OMB_CODES, Ethnicity, Patient, Race, Sex
 from patients.selectors import patients_visible_to
 
@@ -101,9 +109,9 @@ def _year_q(raw: str) -> Q:
 
 def _identifier_q(raw: str) -> Q:
     system, code = token(raw)
-    if system not in (None, PATIENT_ID_SYSTEM) or not code or not code.isdigit():
+    if system not in (None, PATIENT_ID_SYSTEM) or not code:
         return Q(pk__in=[])
-    return Q(pk=int(code))
+    return id_q("pk", code)
 
 
 def _gender_q(raw: str) -> Q:
@@ -126,9 +134,7 @@ SEARCH_PARAMS = (
 
 def search(user, request: SearchRequest) -> SearchResult:
     patients = patients_visible_to(user)
-    patients = all_of(
-        request, "_id", lambda v: Q(pk=int(v)) if v.isdigit() else Q(pk__in=[]), patients
-    )
+    patients = all_of(request, "_id", lambda v: id_q("pk", v), patients)
     patients = all_of(request, "identifier", _identifier_q, patients)
     patients = all_of(request, "family", lambda v: Q(family_name__istartswith=v), patients)
     patients = all_of(request, "given", lambda v: Q(given_name__istartswith=v), patients)

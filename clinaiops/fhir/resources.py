@@ -1,17 +1,21 @@
 """What every resource handler provides, and the pieces every mapping shares (meta, instants,
-numbers, code systems)."""
+numbers, code systems, the subject of a posted resource)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.search import SearchParam, SearchRequest
+from core.ids import parse_id
+from patients.models import Patient
+from patients.selectors import patients_visible_to
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -29,6 +33,23 @@ class SearchResult:
     patient_ids: list[int]  # the patients whose data the page shows (journalled)
 
 
+@dataclass
+class Created:
+    """What one create came to, alone or as a Bundle entry (``clinaiops.fhir.creates``)."""
+
+    status: int
+    resource: dict[str, Any] | None = None  # as stored; None when it failed or was rolled back
+    # On failure the errors; on success what the client should know (an order inside the
+    # minimum interval), sent as the entry's ``response.outcome`` in a Bundle.
+    issues: list[Issue] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers of a lone create
+    summary: str = "created"  # for Prefer: return=OperationOutcome
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 400
+
+
 @dataclass(frozen=True)
 class ResourceHandler:
     """One resource type of the facade. The views dispatch on these and the
@@ -40,7 +61,9 @@ class ResourceHandler:
     search_params: tuple[SearchParam, ...] = ()
     read: Callable[[Any, str], tuple[dict[str, Any], list[int]]] | None = None
     search: Callable[[Any, SearchRequest], SearchResult] | None = None
-    creatable: bool = False  # Observation only: creates go through clinaiops.fhir.ingest
+    # Created through clinaiops.fhir.creates (Observation: the ingestion; MedicationRequest:
+    # clinicians.decisions.order_dose), alone or as Bundle entries.
+    creatable: bool = False
     # The type's role rule, checked by the views before parameters are parsed or anything read
     # (raises PermissionDenied); None when every authenticated caller may ask.
     access: Callable[[Any], None] | None = None
@@ -85,3 +108,33 @@ def with_meta(
 
 def patient_reference(patient_id: int) -> dict[str, str]:
     return {"reference": f"Patient/{patient_id}"}
+
+
+def visible_subject(raw: dict[str, Any], user, base: str, root: str) -> Patient:
+    """The patient a posted resource's ``subject`` names, among those ``user`` may see: 400
+    when it is missing or not a Patient reference, 422 ``not-found`` when it names a patient
+    that does not exist *or* that the caller may not see (no existence leak). What the caller
+    may do for that patient is the caller's check."""
+    reference = (raw.get("subject") or {}).get("reference")
+    if not reference:
+        raise FhirError.one(
+            400,
+            "subject (a Patient reference) is required",
+            expression=f"{root}.subject",
+            code="required",
+        )
+    relative = reference[len(base) + 1 :] if reference.startswith(base + "/") else reference
+    kind, _, id_text = relative.partition("/")
+    patient_id = parse_id(id_text) if kind == "Patient" else None  # "²" is no id (core.ids)
+    if patient_id is None:
+        raise FhirError.one(
+            400,
+            f"subject must reference Patient/<id>, not {reference!r}",
+            expression=f"{root}.subject",
+        )
+    patient = patients_visible_to(user).filter(pk=patient_id).first()
+    if patient is None:
+        raise FhirError.one(
+            422, f"{relative} is not known", expression=f"{root}.subject", code="not-found"
+        )
+    return patient

@@ -19,6 +19,9 @@ from urllib.parse import urlencode
 from django.db.models import Q
 
 from clinaiops.fhir.http import FhirError, Issue
+from core.ids import parse_id
+from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
+from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -107,6 +110,8 @@ def parse_search(request, supported: dict[str, SearchParam]) -> SearchRequest:
         for raw in raws:
             if raw == "":  # an empty parameter is ignored (search.html#errors)
                 continue
+            if has_control_characters(raw):  # core.text: never sent on to a query
+                raise _bad(key, f"{key} {CONTROL_CHARACTERS_MESSAGE}")
             search.values.setdefault(name, []).append(raw.split(","))
             search.applied.append((key, raw))
     return search
@@ -137,6 +142,18 @@ def reference_id(name: str, raw: str, resource_type: str) -> str:
     return value
 
 
+def id_q(field: str, raw: str) -> Q:
+    """``field = <id>`` for an id sent as text; text that spells no id the database holds
+    (``core.ids``: "²", a 20-digit number) matches nothing — never a query the database refuses."""
+    number = parse_id(raw)
+    return Q(**{field: number}) if number is not None else Q(pk__in=[])
+
+
+def reference_q(name: str, raw: str, resource_type: str, field: str) -> Q:
+    """``field`` equal to the id of the ``resource_type`` that ``raw`` references."""
+    return id_q(field, reference_id(name, raw, resource_type))
+
+
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 _DATE = re.compile(
     r"^(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
@@ -160,11 +177,11 @@ def date_range(name: str, raw: str) -> tuple[str, datetime, datetime]:
     if not match:
         raise _bad(name, f"{raw!r} is not a FHIR date or dateTime (e.g. ge2026-03-01)")
     parts = match.groupdict()
-    if parts["tz"] in (None, "Z"):  # no zone: UTC, the server's zone
-        zone = UTC
-    else:
-        zone = datetime.fromisoformat(f"2000-01-01T00:00:00{parts['tz']}").tzinfo
     try:
+        if parts["tz"] in (None, "Z"):  # no zone: UTC, the server's zone
+            zone = UTC
+        else:  # +99:00 is refused here
+            zone = datetime.fromisoformat(f"2000-01-01T00:00:00{parts['tz']}").tzinfo
         year = int(parts["year"])
         if parts["month"] is None:
             start = datetime(year, 1, 1, tzinfo=zone)
@@ -196,8 +213,10 @@ def date_range(name: str, raw: str) -> tuple[str, datetime, datetime]:
                 else:
                     width = timedelta(minutes=1)
                 end = start + width
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:  # 2026-02-30; the day after 9999-12-31
         raise _bad(name, f"{raw!r} is not a valid date: {error}") from None
+    if in_utc(start) is None or in_utc(end) is None:  # compared in UTC (core.moments)
+        raise _bad(name, f"{raw!r} {OUT_OF_RANGE_MESSAGE}")
     return prefix, start, end
 
 

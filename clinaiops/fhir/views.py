@@ -1,6 +1,7 @@
 """The facade's HTTP interactions: capabilities, read, vread, search-type, create, and
 transaction/batch at the base. Views stay thin: they dispatch on the registry, call one
-selector-backed handler or the ingestion, journal reads, and shape headers."""
+selector-backed handler or ``creates`` (the ingestion, or an order), journal reads, and shape
+headers."""
 
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from audit.services import record_read
+from clinaiops.fhir import creates
 from clinaiops.fhir.bundles import process_bundle
 from clinaiops.fhir.capability import capability_statement
 from clinaiops.fhir.http import FhirError, FhirView, Issue, operation_outcome
-from clinaiops.fhir.ingest import store_observations
-from clinaiops.fhir.observation_input import parse_observation
-from clinaiops.fhir.observations import to_fhir as observation_to_fhir
 from clinaiops.fhir.registry import HANDLERS
 from clinaiops.fhir.resources import ResourceHandler
 from clinaiops.fhir.search import base_url, parse_search, searchset
@@ -119,31 +118,34 @@ class TypeView(FhirView):
                 405, [Issue(f"{resource_type} cannot be created here", "not-supported")]
             )
         body = self.body(request)
-        parsed = parse_observation(body, request.user, base_url(request))
-        [outcome] = store_observations(request.user, [parsed], all_or_nothing=True)
-        if outcome.failed:
+        base = base_url(request)
+        parsed = creates.parse(resource_type, body, request.user, base)
+        [outcome] = creates.create(request.user, [parsed], all_or_nothing=True)
+        if outcome.failed or outcome.resource is None:
             raise FhirError(outcome.status, outcome.issues)
-        resource = observation_to_fhir(outcome.record)
-        headers = _version_headers(resource) | {
-            "Location": f"{base_url(request)}/Observation/{resource['id']}"
-            f"/_history/{resource['meta']['versionId']}"
-        }
+        resource = outcome.resource
+        headers = (
+            _version_headers(resource)
+            | {
+                "Location": f"{base}/{resource_type}/{resource['id']}"
+                f"/_history/{resource['meta']['versionId']}"
+            }
+            | outcome.headers
+        )
         preference = _prefer_return(request, "representation")
         if preference == "minimal":
             return Response(None, status=outcome.status, headers=headers)
         if preference == "operationoutcome":
-            created = "created" if outcome.status == 201 else "already stored (idempotent re-post)"
-            body_out = operation_outcome(
-                [
-                    Issue(
-                        f"Observation/{resource['id']} {created}",
-                        "informational",
-                        None,
-                        "information",
-                    )
-                ]
-            )
-            return Response(body_out, status=outcome.status, headers=headers)
+            issues = [
+                Issue(
+                    f"{resource_type}/{resource['id']} {outcome.summary}",
+                    "informational",
+                    None,
+                    "information",
+                ),
+                *outcome.issues,
+            ]
+            return Response(operation_outcome(issues), status=outcome.status, headers=headers)
         return Response(resource, status=outcome.status, headers=headers)
 
 

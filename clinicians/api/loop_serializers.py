@@ -20,7 +20,7 @@ from clinicians.models import (
     GoalStatus,
     Message,
 )
-from core.api.serializers import StrictInputSerializer
+from core.api.serializers import IdField, PageFilter, StrictInputSerializer
 
 
 @extend_schema_field({"type": "string", "enum": GoalKind.values}, component_name="GoalKindEnum")
@@ -35,12 +35,8 @@ class GoalKindField(serializers.ChoiceField):
 WHOSE = "Required for clinicians; a patient writes their own."
 
 
-class _PageFilter(StrictInputSerializer):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
-    offset = serializers.IntegerField(required=False, min_value=0)
-    patient = serializers.IntegerField(
-        required=False, min_value=1, help_text="Clinicians: one patient of their care teams."
-    )
+class _PageFilter(PageFilter):
+    patient = IdField(required=False, help_text="Clinicians: one patient of their care teams.")
 
 
 # --- goals --------------------------------------------------------------------------------------
@@ -65,6 +61,9 @@ class GoalSerializer(serializers.ModelSerializer):
     proposed_by = serializers.IntegerField(source="proposed_by_id")
     status_changed_by = serializers.IntegerField(source="status_changed_by_id", allow_null=True)
     kind = GoalKindField(read_only=True)
+    measure = serializers.ChoiceField(
+        choices=GoalMeasure.choices, allow_blank=True, read_only=True, help_text="Blank: a BP goal."
+    )
     progress = serializers.SerializerMethodField()
 
     class Meta:
@@ -95,7 +94,7 @@ class GoalSerializer(serializers.ModelSerializer):
 
 
 class GoalInSerializer(StrictInputSerializer):
-    patient = serializers.IntegerField(required=False, min_value=1, help_text=WHOSE)
+    patient = IdField(required=False, help_text=WHOSE)
     kind = GoalKindField()
     measure = serializers.ChoiceField(
         choices=GoalMeasure.choices, required=False, help_text="Lifestyle goals only."
@@ -155,7 +154,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class MessageInSerializer(StrictInputSerializer):
-    patient = serializers.IntegerField(required=False, min_value=1, help_text=WHOSE)
+    patient = IdField(required=False, help_text=WHOSE)
     body = serializers.CharField(max_length=MESSAGE_MAX_CHARS, help_text="Plain text.")
 
 
@@ -201,7 +200,7 @@ class AppointmentFilterSerializer(_PageFilter):
 
 
 class AppointmentInSerializer(StrictInputSerializer):
-    patient = serializers.IntegerField(min_value=1)
+    patient = IdField()
     scheduled_at = serializers.DateTimeField()
 
 
@@ -216,7 +215,7 @@ class AppointmentCancelSerializer(StrictInputSerializer):
 
 
 class VisitPlanInSerializer(StrictInputSerializer):
-    patient = serializers.IntegerField(min_value=1)
+    patient = IdField()
 
 
 class VisitPlanSerializer(serializers.Serializer):

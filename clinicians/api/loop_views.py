@@ -37,6 +37,8 @@ from clinicians.loop.selectors import (
     messages_visible_to,
 )
 from clinicians.models import AppointmentStatus, GoalStatus, SenderRole
+from core.api.schema import CONFLICT
+from core.api.serializers import validated_query
 from patients.api.views import JournalledReadMixin
 from patients.models import Patient
 from patients.selectors import patients_visible_to
@@ -67,9 +69,7 @@ class _LoopViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericV
     filter_serializer_class: type = GoalFilterSerializer
 
     def filters(self) -> dict:
-        body = self.filter_serializer_class(data=self.request.query_params.dict())
-        body.is_valid(raise_exception=True)
-        return body.validated_data
+        return validated_query(self.request, self.filter_serializer_class)
 
     def narrowed(self, queryset):
         if self.action != "list":
@@ -99,7 +99,7 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         """Goals with their progress over the last 7 days (active goals only)."""
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=GoalInSerializer, responses={201: GoalSerializer})
+    @extend_schema(request=GoalInSerializer, responses={201: GoalSerializer, 409: CONFLICT})
     def create(self, request, *args, **kwargs):
         """A clinician of the care team sets a goal (active at once); the patient proposes one
         (``proposed``). A blood-pressure goal must match the safety bounds' target."""
@@ -116,7 +116,7 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         goal = services.set_goal(patient=patient, actor=request.user, **values)
         return Response(GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=GoalStatusSerializer, responses=GoalSerializer)
+    @extend_schema(request=GoalStatusSerializer, responses={200: GoalSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def status(self, request, pk=None):
         """A clinician of the care team activates a proposal, marks a goal achieved or abandons
@@ -246,7 +246,9 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         )
         return Response(AppointmentSerializer(visit).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=AppointmentConfirmSerializer, responses=AppointmentSerializer)
+    @extend_schema(
+        request=AppointmentConfirmSerializer, responses={200: AppointmentSerializer, 409: CONFLICT}
+    )
     @action(detail=True, methods=["post"])
     def confirm(self, request, pk=None):
         """Confirm the cadence's proposal, at its time or another."""
@@ -260,7 +262,9 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         )
         return Response(AppointmentSerializer(visit).data)
 
-    @extend_schema(request=AppointmentCancelSerializer, responses=AppointmentSerializer)
+    @extend_schema(
+        request=AppointmentCancelSerializer, responses={200: AppointmentSerializer, 409: CONFLICT}
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a proposed or confirmed visit, with a reason."""
@@ -272,7 +276,7 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         )
         return Response(AppointmentSerializer(visit).data)
 
-    @extend_schema(request=None, responses=AppointmentSerializer)
+    @extend_schema(request=None, responses={200: AppointmentSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """The visit took place (the anchor of the next routine interval)."""

@@ -2,13 +2,15 @@ from rest_framework import serializers
 
 from clinicians.models import (
     Alert,
+    AlertKind,
+    AlertStatus,
     AlertThresholds,
     Recommendation,
     RecommendationStatus,
     SafetyBounds,
     Tier,
 )
-from core.api.serializers import DoseField, StrictInputSerializer
+from core.api.serializers import DoseField, IdField, PageFilter, StrictInputSerializer
 from patients.course import MIN_INTERVAL_LIMITS_DAYS
 from patients.formulary import FORMULARY
 
@@ -52,12 +54,10 @@ class RecommendationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RecommendationFilterSerializer(StrictInputSerializer):
-    patient = serializers.IntegerField(required=False, min_value=1)
+class RecommendationFilterSerializer(PageFilter):
+    patient = IdField(required=False)
     status = serializers.ChoiceField(choices=RecommendationStatus.choices, required=False)
     tier = serializers.ChoiceField(choices=Tier.choices, required=False)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000)
-    offset = serializers.IntegerField(required=False, min_value=0)
 
 
 class DecisionSerializer(StrictInputSerializer):
@@ -150,6 +150,12 @@ class AlertSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class AlertFilterSerializer(PageFilter):
+    status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
+    kind = serializers.ChoiceField(choices=AlertKind.choices, required=False)
+    patient = IdField(required=False)
+
+
 class AlertThresholdsSerializer(StrictInputSerializer):
     crisis_systolic_mmhg = serializers.IntegerField(required=False)
     crisis_diastolic_mmhg = serializers.IntegerField(required=False)
@@ -158,6 +164,10 @@ class AlertThresholdsSerializer(StrictInputSerializer):
 
 
 class AlertThresholdsOutSerializer(serializers.ModelSerializer):
+    updated_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="null: never set, the defaults apply"
+    )
+
     class Meta:
         model = AlertThresholds
         fields = [

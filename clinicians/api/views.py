@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -15,6 +15,7 @@ from accounts.models import Role
 from audit.services import record_read
 from clinicians import decisions, services
 from clinicians.api.serializers import (
+    AlertFilterSerializer,
     AlertSerializer,
     AlertThresholdsOutSerializer,
     AlertThresholdsSerializer,
@@ -25,9 +26,11 @@ from clinicians.api.serializers import (
     SafetyBoundsOutSerializer,
     SafetyBoundsSerializer,
 )
-from clinicians.models import AlertKind, AlertStatus, AlertThresholds, Recommendation
+from clinicians.models import AlertThresholds, Recommendation
 from clinicians.safety import DEFAULT_THRESHOLDS
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
+from core.api.schema import CONFLICT
+from core.api.serializers import validated_query
 from patients.api.views import JournalledReadMixin
 from patients.selectors import patients_visible_to
 
@@ -53,18 +56,17 @@ class RecommendationViewSet(
                 patient__in=patients_visible_to(self.request.user)
             )
         if self.action == "list":
-            filters = RecommendationFilterSerializer(data=self.request.query_params.dict())
-            filters.is_valid(raise_exception=True)
+            filters = validated_query(self.request, RecommendationFilterSerializer)
             for name in ("patient", "status", "tier"):
-                if name in filters.validated_data:
-                    queryset = queryset.filter(**{name: filters.validated_data[name]})
+                if name in filters:
+                    queryset = queryset.filter(**{name: filters[name]})
         return queryset
 
     @extend_schema(parameters=[RecommendationFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=None, responses=RecommendationSerializer)
+    @extend_schema(request=None, responses={200: RecommendationSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         """The patient confirms a change they may make themselves (tier ``patient``)."""
@@ -76,7 +78,9 @@ class RecommendationViewSet(
         )
         return Response(PatientRecommendationSerializer(recommendation).data)
 
-    @extend_schema(request=DecisionSerializer, responses=RecommendationSerializer)
+    @extend_schema(
+        request=DecisionSerializer, responses={200: RecommendationSerializer, 409: CONFLICT}
+    )
     @action(detail=True, methods=["post"])
     def decision(self, request, pk=None):
         """A clinician approves, modifies or rejects, re-entering their password to sign."""
@@ -100,26 +104,18 @@ class AlertViewSet(
 
     def get_queryset(self):
         queryset = alerts_visible_to(self.request.user)
-        params = self.request.query_params
-        if params.get("status") in AlertStatus.values:
-            queryset = queryset.filter(status=params["status"])
-        if params.get("kind") in AlertKind.values:
-            queryset = queryset.filter(kind=params["kind"])
-        if params.get("patient", "").isdigit():
-            queryset = queryset.filter(patient_id=int(params["patient"]))
+        if self.action == "list":
+            filters = validated_query(self.request, AlertFilterSerializer)
+            for name in ("patient", "status", "kind"):
+                if name in filters:
+                    queryset = queryset.filter(**{name: filters[name]})
         return queryset
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", enum=AlertStatus.values, required=False),
-            OpenApiParameter("kind", enum=AlertKind.values, required=False),
-            OpenApiParameter("patient", int, required=False),
-        ]
-    )
+    @extend_schema(parameters=[AlertFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=None, responses=AlertSerializer)
+    @extend_schema(request=None, responses={200: AlertSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         alert = self.get_object()
@@ -129,7 +125,7 @@ class AlertViewSet(
             AlertSerializer(services.acknowledge_alert(alert=alert, actor=request.user)).data
         )
 
-    @extend_schema(request=None, responses=AlertSerializer)
+    @extend_schema(request=None, responses={200: AlertSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         alert = self.get_object()

@@ -1,13 +1,16 @@
-"""Serializer base that refuses fields it does not know.
+"""Serializer pieces every input of the API shares.
 
 A misspelt field silently ignored is a lost value in clinical data ("sytolic": 190), so every
-input serializer in the API rejects unknown keys with a 400 naming them.
+input serializer in the API rejects unknown keys with a 400 naming them. Ids and page bounds
+are refused beyond what the database can hold, with their field, before any query is made.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from core.ids import DATABASE_INTEGER_MAX
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -20,6 +23,39 @@ class StrictInputSerializer(serializers.Serializer):
                     {key: ["Unknown field."] for key in unknown}, code="unknown_field"
                 )
         return super().to_internal_value(data)
+
+
+MAX_PAGE_SIZE = 1000
+# The paginator sends offset + limit to the database as one 64-bit number (``core.ids``);
+# beyond it SQLite cannot bind the value and PostgreSQL refuses it as a LIMIT.
+MAX_OFFSET = DATABASE_INTEGER_MAX - MAX_PAGE_SIZE
+
+
+class IdField(serializers.IntegerField):
+    """The id of a stored object (a patient, a recommendation, …): 1 to the largest id the
+    database holds (``core.ids``), else a 400 naming the field — never a failed query."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", DATABASE_INTEGER_MAX)
+        super().__init__(**kwargs)
+
+
+class PageFilter(StrictInputSerializer):
+    """The query of a paginated list: ``limit`` and ``offset`` as the paginator reads them, within
+    the database's range (a 400 naming the parameter, never a failed query). Every list view
+    validates its query with this or a subclass before it pages."""
+
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_OFFSET)
+
+
+def validated_query(request, filter_class: type[serializers.Serializer] = PageFilter) -> dict:
+    """The request's query parameters as ``filter_class`` validates them (400 naming the
+    parameter otherwise)."""
+    query = filter_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return query.validated_data
 
 
 @extend_schema_field({"type": "number", "minimum": 0, "multipleOf": 0.01, "example": 5})

@@ -3,15 +3,14 @@ every batch endpoint shares (``batch_items``, ``batch_schema``, ``openapi_schema
 
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsers import JSONParser
+from core.api.schema import BATCH_TOO_LARGE
 from core.errors import DomainError
 from patients.api.serializers import BatchResultSerializer
 from patients.ingestion import (
@@ -31,13 +30,10 @@ class BatchTooLarge(DomainError):
 
 class LenientNumbersJSONParser(JSONParser):
     """Accepts NaN and ±Infinity literals so that such an item is rejected on its own, with its
-    index and field, instead of failing the whole batch."""
+    index and field, instead of failing the whole batch (nesting stays bounded)."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return json.load(stream, parse_constant=float)
-        except ValueError as error:
-            raise ParseError(f"JSON parse error - {error}") from None
+    def parse_constant(self, constant: str) -> float:
+        return float(constant)
 
 
 def batch_items(data, key: str) -> list:
@@ -125,7 +121,7 @@ class ReadingBatchView(APIView):
 
     @extend_schema(
         request={"application/json": batch_schema(openapi_schema(READING_ADAPTER), "readings")},
-        responses={201: BatchResultSerializer},
+        responses={201: BatchResultSerializer, 413: BATCH_TOO_LARGE},
         examples=[
             OpenApiExample(
                 "Blood pressure",
@@ -169,7 +165,7 @@ class IntakeBatchView(APIView):
                 ]
             }
         },
-        responses={201: BatchResultSerializer},
+        responses={201: BatchResultSerializer, 413: BATCH_TOO_LARGE},
         tags=["patient"],
     )
     def post(self, request):

@@ -17,6 +17,9 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
+from core.api.schema import BATCH_TOO_LARGE
+from core.api.serializers import validated_query
+from core.ids import DATABASE_INTEGER_MAX
 from patients.api.ingestion import (
     LenientNumbersJSONParser,
     batch_items,
@@ -58,6 +61,8 @@ def _lab_items(data) -> list[dict]:
         patient = item.get("patient")
         if isinstance(patient, bool) or not isinstance(patient, int):
             errors[index] = {"patient": ["The patient's id (an integer) is required."]}
+        elif not 1 <= patient <= DATABASE_INTEGER_MAX:
+            errors[index] = {"patient": [f"Must be an id from 1 to {DATABASE_INTEGER_MAX}."]}
     if errors:
         raise ValidationError(errors[0] if single else {"labs": errors})
     return items
@@ -85,15 +90,12 @@ class LabViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericVie
     @extend_schema(parameters=[LabFilterSerializer], responses=LabResultSerializer(many=True))
     def list(self, request, *args, **kwargs):
         """One patient's laboratory results, newest ``observed_at`` first."""
-        filters = LabFilterSerializer(data=request.query_params.dict())
-        filters.is_valid(raise_exception=True)
-        patient = get_object_or_404(
-            patients_visible_to(request.user), pk=filters.validated_data["patient"]
-        )
+        filters = validated_query(request, LabFilterSerializer)
+        patient = get_object_or_404(patients_visible_to(request.user), pk=filters["patient"])
         if not request.user.has_perm("patients.view_labs", patient):
             raise PermissionDenied()
         self.read_patient_ids = [patient.pk]
-        results = labs_for_patient(patient, code=filters.validated_data.get("code"))
+        results = labs_for_patient(patient, code=filters.get("code"))
         page = self.paginate_queryset(results)
         return self.get_paginated_response(LabResultSerializer(page, many=True).data)
 
@@ -101,7 +103,7 @@ class LabViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericVie
         request={
             "application/json": {"oneOf": [batch_schema(_item_schema(), "labs"), _item_schema()]}
         },
-        responses={201: BatchResultSerializer},
+        responses={201: BatchResultSerializer, 413: BATCH_TOO_LARGE},
         examples=[
             OpenApiExample(
                 "Potassium",

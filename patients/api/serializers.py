@@ -1,8 +1,9 @@
 from rest_framework import serializers
 
 from accounts.models import CareTeam
+from core.api.serializers import IdField, PageFilter
 from patients.labs import LAB_CODES
-from patients.models import LabResult, Patient, Reading
+from patients.models import LabResult, Patient, Reading, ReadingType
 
 
 class CareTeamSummarySerializer(serializers.ModelSerializer):
@@ -88,6 +89,10 @@ class LabResultSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LabFilterSerializer(serializers.Serializer):
-    patient = serializers.IntegerField(min_value=1, help_text="The patient's id (required).")
+class ReadingFilterSerializer(PageFilter):
+    type = serializers.ChoiceField(choices=ReadingType.choices, required=False)
+
+
+class LabFilterSerializer(PageFilter):
+    patient = IdField(help_text="The patient's id (required).")
     code = serializers.ChoiceField(choices=list(LAB_CODES), required=False, help_text="LOINC.")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 
 from audit.services import record_read
-from patients.api.serializers import PatientSerializer, ReadingSerializer
-from patients.models import ReadingType
+from core.api.serializers import PageFilter, validated_query
+from patients.api.serializers import PatientSerializer, ReadingFilterSerializer, ReadingSerializer
 from patients.selectors import patient_with_care_teams, readings_for_patient
 
 
@@ -48,18 +48,21 @@ class PatientViewSet(JournalledReadMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return patient_with_care_teams(self.request.user)
 
-    @extend_schema(
-        parameters=[OpenApiParameter("type", enum=ReadingType.values, required=False)],
-        responses=ReadingSerializer(many=True),
-    )
+    @extend_schema(parameters=[PageFilter])
+    def list(self, request, *args, **kwargs):
+        validated_query(request)
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(parameters=[ReadingFilterSerializer], responses=ReadingSerializer(many=True))
     @action(detail=True, methods=["get"])
     def readings(self, request, pk=None):
         """The patient's wearable readings, newest first."""
+        filters = validated_query(request, ReadingFilterSerializer)
         patient = self.get_object()
         if not request.user.has_perm("patients.view_readings", patient):
             raise PermissionDenied()
         self.read_patient_ids = [patient.pk]
         self.read_object_type = "reading"
-        readings = readings_for_patient(patient, reading_type=request.query_params.get("type"))
+        readings = readings_for_patient(patient, reading_type=filters.get("type"))
         page = self.paginate_queryset(readings)
         return self.get_paginated_response(ReadingSerializer(page, many=True).data)

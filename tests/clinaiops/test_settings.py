@@ -114,7 +114,7 @@ def test_redis_url_switches_the_stack(tmp_path):
         " settings.CHANNEL_LAYERS['default']['BACKEND'], settings.DATABASES['default']['ENGINE']]))"
     )
     env = dict(
-        os.environ,
+        {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"},  # one Redis db each
         CLINAIOPS_DATA_DIR=str(tmp_path),
         DJANGO_SETTINGS_MODULE="clinaiops.settings",
         REDIS_URL="redis://127.0.0.1:6390/3",

@@ -510,9 +510,14 @@ def test_an_order_passes_the_same_final_check_and_is_journalled_inside_the_inter
     assert event.detail["inside_min_interval"] is True and event.detail["order"] is True
     pending.refresh_from_db()
     assert pending.status == RecommendationStatus.SUPERSEDED
+    # A crisis does not stop a clinician's order (it is when one acts) ...
     Alert.objects.create(
         patient=patient_a, kind="hypertensive_crisis", message="confirmed", opened_at=timezone.now()
     )
-    with pytest.raises(OverrideRequired):
+    order_dose(patient=patient_a, medication="amlodipine", dose_mg="2.5", actor=clinician_a)
+    # ... but the course rules do: no increase after a reading under the hypotension threshold.
+    upload(bearer_client(patient_a.user), [bp(7, systolic=84, diastolic=50)])
+    with pytest.raises(OverrideRequired) as refused:
         order_dose(patient=patient_a, medication="amlodipine", dose_mg=10, actor=clinician_a)
-    assert Prescription.objects.get(patient=patient_a, ended_at=None).dose_mg == Decimal("5")
+    assert [r["code"] for r in refused.value.reasons] == ["recent_low_reading"]
+    assert Prescription.objects.get(patient=patient_a, ended_at=None).dose_mg == Decimal("2.5")

@@ -134,6 +134,26 @@ def single(
     return resource
 
 
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def lab(
+    patient, code="2823-3", value: Any = 4.6, unit="mmol/L", *, when=None, identifier="lis-1"
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{patient.pk}"},
+        "effectiveDateTime": when or moment(hours_ago=5),
+        "valueQuantity": quantity(value, unit),
+    }
+    if identifier is not None:
+        resource["identifier"] = [{"system": "urn:example:lis", "value": identifier}]
+    return resource
+
+
 def heart_rate(patient, value=71, **kwargs) -> dict[str, Any]:
     return single(patient, "8867-4", value, "/min", **kwargs)
 
@@ -152,6 +172,42 @@ def transaction_of(*resources, kind: str = "transaction") -> dict[str, Any]:
                 "fullUrl": f"urn:uuid:00000000-0000-0000-0000-{index:012d}",
                 "resource": resource,
                 "request": {"method": "POST", "url": "Observation"},
+            }
+            for index, resource in enumerate(resources)
+        ],
+    }
+
+
+def order(
+    patient, medication: str = "amlodipine", dose=5, *, unit: str = "mg", **fields
+) -> dict[str, Any]:
+    """An EHR's MedicationRequest order for ``dose`` mg of a formulary drug."""
+    from patients.formulary import FORMULARY
+
+    rxnorm = FORMULARY[medication].rxnorm if medication in FORMULARY else medication
+    return {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient.pk}"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxnorm}],
+            "text": medication,
+        },
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": quantity(dose, unit)}]}],
+    } | fields
+
+
+def order_entries(*resources, kind: str = "transaction") -> dict[str, Any]:
+    """A Bundle of creates, each entry POSTed to its own type."""
+    return {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:00000000-0000-0000-0000-{index:012d}",
+                "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"]},
             }
             for index, resource in enumerate(resources)
         ],

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from tests.fhir.conftest import FhirClient, assert_valid, bp, heart_rate, recommendation
+from tests.clinicians.conftest import course_ready
+from tests.fhir.conftest import (
+    FhirClient,
+    assert_valid,
+    bp,
+    heart_rate,
+    order,
+    recommendation,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +36,18 @@ def statement(api_client):
     body = response.json()
     CapabilityStatement.model_validate(body)
     return body
+
+
+def _order_for(patient, clinician):
+    course_ready(patient, clinician, "amlodipine", dose="2.5")
+    return clinician, order(patient, "amlodipine", 5)
+
+
+# Who creates each creatable type, and what: (user, resource).
+CREATES = {
+    "Observation": lambda patient, clinician: (patient.user, bp(patient)),
+    "MedicationRequest": _order_for,
+}
 
 
 def _client_for(resource_type, clinician, auditor):
@@ -66,8 +86,9 @@ def test_every_listed_interaction_answers(statement, clinician_a, auditor, patie
             missing = client.get(f"/fhir/{kind}/no-such-id/_history/1")
             assert missing.status_code == 404, kind
         if "create" in codes:
-            created = FhirClient(patient_a.user).post(f"/fhir/{kind}", bp(patient_a))
-            assert created.status_code == 201, kind
+            poster, body = CREATES[kind](patient_a, clinician_a)
+            created = FhirClient(poster).post(f"/fhir/{kind}", body)
+            assert created.status_code == 201, (kind, created.json())
         else:
             refused = client.post(f"/fhir/{kind}", {"resourceType": kind})
             assert refused.status_code == 405, kind

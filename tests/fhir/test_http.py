@@ -94,7 +94,7 @@ def test_invalid_json_is_400_structure(patient_a):
         ("put", "/fhir/Patient/1"),
         ("patch", "/fhir/Observation/1"),
         ("post", "/fhir/Patient"),
-        ("post", "/fhir/MedicationRequest"),
+        ("post", "/fhir/Provenance"),
         ("get", "/fhir/"),
     ],
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -21,6 +20,7 @@ from tests.fhir.conftest import (
     bp,
     bp_item,
     expressions,
+    lab,
     moment,
     quantity,
     store_readings,
@@ -29,25 +29,7 @@ from tests.fhir.conftest import (
 
 pytestmark = pytest.mark.django_db
 
-CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 EGFR_UNIT = "mL/min/{1.73_m2}"
-
-
-def lab(
-    patient, code="2823-3", value: Any = 4.6, unit="mmol/L", *, when=None, identifier="lis-1"
-) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": f"Patient/{patient.pk}"},
-        "effectiveDateTime": when or moment(hours_ago=5),
-        "valueQuantity": quantity(value, unit),
-    }
-    if identifier is not None:
-        resource["identifier"] = [{"system": "urn:example:lis", "value": identifier}]
-    return resource
 
 
 def test_a_clinician_creates_a_lab_observation_read_and_searched_with_its_own_id(

@@ -1,0 +1,292 @@
+"""A posted ``MedicationRequest`` with intent ``order`` → the arguments of
+``clinicians.decisions.order_dose``: patient, medication, dose, reason.
+
+This layer checks only what is FHIR: the caller is a clinician, the resource parses
+(fhir.resources, R4B models, wire-compatible with R4 for MedicationRequest), it is an active
+order for a Patient of the caller's care team, the drug is an RxNorm ingredient of the formulary,
+the dose a JSON number in UCUM ``mg``. Whether the dose may be given — the labelled range, the
+safety gate, the treatment-course rules — is ``order_dose``'s, so an EHR's order is judged
+exactly as a clinician's decision; ``DOSE_VALUE`` is where its refusals point.
+
+As for Observations (``observation_input``), elements this server cannot honour are refused
+rather than dropped: a dosage timing, a route, a second dosage, a requester other than the
+signed-in clinician, an identifier (orders are not idempotent: there is nowhere to keep it) —
+each would be lost, and in an order a lost element changes what is given. Plain
+``extension``\\ s may be ignored (FHIR allows it); ``modifierExtension``\\ s, at any level, may
+not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.medicationrequest import MedicationRequest as FhirMedicationRequest
+from pydantic import ValidationError
+
+from accounts.rules import is_clinician
+from clinaiops.fhir.http import FhirError, Issue
+from clinaiops.fhir.resources import RXNORM, UCUM, visible_subject
+from patients.formulary import FORMULARY
+from patients.models import Patient
+
+ROOT = "MedicationRequest"
+DOSAGE = f"{ROOT}.dosageInstruction[0]"
+DOSE_QUANTITY = f"{DOSAGE}.doseAndRate[0].doseQuantity"
+DOSE_VALUE = f"{DOSE_QUANTITY}.value"
+MEDICATION = f"{ROOT}.medicationCodeableConcept"
+DOSE_UNIT = "mg"
+# ``order_dose`` keeps at most this much of the reason: a longer one is refused, not cut.
+MAX_REASON = 500
+BY_RXNORM = {drug.rxnorm: name for name, drug in FORMULARY.items()}
+# The elements honoured, level by level. ``None``: the element is taken (or ignored) whole;
+# a dict or a set: only these children. Plain extensions, element ids and primitive extensions
+# (``_status``) are accepted at every level, ``modifierExtension`` at none.
+_HONOURED: dict[str, Any] = {
+    "resourceType": None,
+    "id": None,  # ignored on create (http.html#create)
+    "meta": None,  # set by the server
+    "text": None,  # narrative: regenerated from the stored order
+    "status": None,
+    "intent": None,
+    "subject": None,
+    "authoredOn": None,  # set by the server: the time the order takes effect
+    "medicationCodeableConcept": None,  # the RxNorm coding is read; other codings are names
+    "dosageInstruction": {"doseAndRate": {"doseQuantity": {"value", "unit", "system", "code"}}},
+    "reasonCode": {"text"},
+    "note": {"text"},
+}
+# Why some elements commonly sent by EHRs are refused (the rest get a generic sentence).
+_WHY_REFUSED = {
+    "identifier": "orders are not idempotent here and the identifier cannot be kept; remove "
+    "it, and do not re-post an order whose answer was lost: search MedicationRequest?patient="
+    "…&intent=order to see whether it was taken",
+    "requester": "the requester is the signed-in clinician (journalled as the actor); remove it",
+    "medicationReference": "send the drug as medicationCodeableConcept with an RxNorm coding",
+    "timing": "the formulary drugs are ordered as one daily dose; remove the timing",
+    "text": "free-text dosage instructions cannot be honoured; send the dose in doseQuantity",
+    "coding": "a reason is kept as words only; send it as reasonCode[0].text",
+    "basedOn": "an order placed here is a new decision; decide a proposal (rec-…) through "
+    "/api/v1/recommendations/{id}/decision/",
+}
+
+
+@dataclass
+class ParsedOrder:
+    patient: Patient
+    medication: str  # a FORMULARY name
+    dose_mg: Decimal  # as sent; order_dose judges it (plain decimal, labelled range, the gate)
+    reason: str
+
+
+def _refusal(name: str, path: str) -> Issue:
+    if name == "modifierExtension":
+        return Issue(
+            "modifierExtension is not understood by this server and changes the meaning of the "
+            "resource: refused (FHIR extensibility rules)",
+            "not-supported",
+            path,
+        )
+    why = _WHY_REFUSED.get(name, "remove it or send the value another way (it would be lost)")
+    return Issue(f"{name} is not honoured by this server: {why}", "not-supported", path)
+
+
+def _unhonoured(element: Any, honoured: dict[str, Any] | set[str], path: str) -> list[Issue]:
+    """Every element of ``element`` (a resource or a part of one) outside ``honoured``."""
+    if isinstance(element, list):
+        return [
+            issue
+            for index, item in enumerate(element)
+            for issue in _unhonoured(item, honoured, f"{path}[{index}]")
+        ]
+    if not isinstance(element, dict):
+        return []  # a primitive, or a malformed value: the model check names it
+    issues = []
+    for name, value in element.items():
+        child = f"{path}.{name}"
+        if name == "modifierExtension" or (
+            name not in honoured and name not in ("extension", "id") and not name.startswith("_")
+        ):
+            issues.append(_refusal(name, child))
+        elif isinstance(honoured, dict) and honoured.get(name) is not None:
+            issues.extend(_unhonoured(value, honoured[name], child))
+        else:
+            issues.extend(_modifiers(value, child))
+    return issues
+
+
+def _modifiers(element: Any, path: str) -> list[Issue]:
+    """A ``modifierExtension`` anywhere inside an element taken whole."""
+    if isinstance(element, list):
+        return [
+            issue
+            for index, item in enumerate(element)
+            for issue in _modifiers(item, f"{path}[{index}]")
+        ]
+    if not isinstance(element, dict):
+        return []
+    return [
+        issue
+        for name, value in element.items()
+        for issue in (
+            [_refusal(name, f"{path}.{name}")]
+            if name == "modifierExtension"
+            else _modifiers(value, f"{path}.{name}")
+        )
+    ]
+
+
+def _structure_issues(raw: dict[str, Any]) -> list[Issue]:
+    issues = _unhonoured(raw, _HONOURED, ROOT)
+    try:
+        FhirMedicationRequest.model_validate(raw)
+    except ValidationError as error:
+        for detail in error.errors(include_url=False):
+            text = ROOT
+            for part in (part for part in detail["loc"] if part != "__root__"):
+                text += f"[{part}]" if isinstance(part, int) else f".{part}"
+            message = "unknown element" if detail["type"] == "extra_forbidden" else detail["msg"]
+            issues.append(Issue(message, "structure", text))
+    return issues
+
+
+def _one(raw: dict[str, Any], name: str, path: str, *, required: bool) -> dict[str, Any] | None:
+    """The single element of the list ``name`` (FHIR allows several; an order here has one)."""
+    items = raw.get(name) or []
+    if len(items) > 1:
+        raise FhirError.one(
+            400,
+            f"an order here has one {name}; this one has {len(items)}",
+            expression=f"{path}[1]",
+            code="not-supported",
+        )
+    if not items:
+        if required:
+            raise FhirError.one(400, f"{name} is required", expression=path, code="required")
+        return None
+    return items[0]
+
+
+def _code_value(raw: dict[str, Any], name: str, wanted: str, why: str) -> None:
+    if raw.get(name) != wanted:
+        raise FhirError.one(
+            400,
+            f"{name} must be {wanted} ({why}), not {raw.get(name)!r}",
+            expression=f"{ROOT}.{name}",
+            code="value",
+        )
+
+
+def _medication(raw: dict[str, Any]) -> str:
+    codings = (raw.get("medicationCodeableConcept") or {}).get("coding") or []
+    found = {
+        BY_RXNORM[coding.get("code")]
+        for coding in codings
+        if coding.get("system") == RXNORM and coding.get("code") in BY_RXNORM
+    }
+    if len(found) != 1:
+        supported = ", ".join(f"{drug.rxnorm} ({name})" for name, drug in FORMULARY.items())
+        problem = "names more than one formulary drug" if found else "names no formulary drug"
+        raise FhirError.one(
+            400,
+            f"medicationCodeableConcept {problem}; expected exactly one RxNorm ({RXNORM}) "
+            f"ingredient coding of: {supported}",
+            expression=MEDICATION,
+            code="code-invalid",
+        )
+    return found.pop()
+
+
+def _dose(raw: dict[str, Any]) -> Decimal:
+    """The dose as sent, exactly (a JSON number: ``2.5`` is ``Decimal("2.5")``, not the binary
+    float nearest to it). Whether it is a plain dose in range is ``order_dose``'s to say."""
+    dosage = _one(raw, "dosageInstruction", f"{ROOT}.dosageInstruction", required=True)
+    assert dosage is not None
+    dose_and_rate = _one(dosage, "doseAndRate", f"{DOSAGE}.doseAndRate", required=True)
+    assert dose_and_rate is not None
+    quantity = dose_and_rate.get("doseQuantity")
+    if not isinstance(quantity, dict):
+        raise FhirError.one(
+            400,
+            f"a doseQuantity in {DOSE_UNIT} is required",
+            expression=DOSE_QUANTITY,
+            code="required",
+        )
+    if quantity.get("system") != UCUM:
+        raise FhirError.one(
+            400,
+            f"the unit must be UCUM (system {UCUM}), code {DOSE_UNIT}",
+            expression=f"{DOSE_QUANTITY}.system",
+        )
+    if quantity.get("code") != DOSE_UNIT:
+        raise FhirError.one(
+            400,
+            f"unit code {quantity.get('code')!r} is not {DOSE_UNIT!r} (UCUM): doses are ordered "
+            "in milligrams",
+            expression=f"{DOSE_QUANTITY}.code",
+        )
+    if "value" not in quantity:
+        raise FhirError.one(400, "value is required", expression=DOSE_VALUE, code="required")
+    value = quantity["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FhirError.one(400, f"must be a number of {DOSE_UNIT}", expression=DOSE_VALUE)
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def _reason(raw: dict[str, Any]) -> str:
+    parts = []
+    path = ROOT
+    for name in ("reasonCode", "note"):
+        element = _one(raw, name, f"{ROOT}.{name}", required=False)
+        text = (element or {}).get("text")
+        if isinstance(text, str) and text.strip():
+            parts.append(text.strip())
+            path = f"{ROOT}.{name}[0].text"
+    reason = "; ".join(parts)
+    if len(reason) > MAX_REASON:
+        raise FhirError.one(
+            400,
+            f"the reason (reasonCode[0].text and note[0].text together) is longer than "
+            f"{MAX_REASON} characters; it would be cut",
+            expression=path,
+            code="too-long",
+        )
+    return reason
+
+
+def parse_order(raw: Any, user, base: str) -> ParsedOrder:
+    """Raises FhirError: 403 for anyone but a clinician (before the resource is looked at),
+    every structural issue at once, else the first semantic one; 422 for a patient the caller
+    may not see, as an Observation's subject."""
+    if not isinstance(raw, dict) or raw.get("resourceType") != ROOT:
+        raise FhirError.one(
+            400,
+            "the body must be a MedicationRequest resource",
+            expression=f"{ROOT}.resourceType",
+            code="structure",
+        )
+    if not is_clinician(user):
+        raise FhirError.one(
+            403,
+            "Only a clinician of the patient's care team places orders (a patient changes a "
+            "dose by acknowledging a proposal)",
+            code="forbidden",
+        )
+    issues = _structure_issues(raw)
+    if issues:
+        raise FhirError(400, issues)
+    _code_value(raw, "intent", "order", "proposals are the model's; an EHR places orders")
+    _code_value(raw, "status", "active", "an order takes effect when it is placed")
+    medication = _medication(raw)
+    dose = _dose(raw)
+    reason = _reason(raw)
+    patient = visible_subject(raw, user, base, ROOT)
+    if not user.has_perm("patients.change_care_plan", patient):
+        raise FhirError.one(
+            403,
+            "Only a clinician of the patient's care team places orders",
+            expression=f"{ROOT}.subject",
+            code="forbidden",
+        )
+    return ParsedOrder(patient=patient, medication=medication, dose_mg=dose, reason=reason)
