@@ -38,7 +38,14 @@ from clinaiops.fhir.resources import (
     patient_reference,
     with_meta,
 )
-from clinaiops.fhir.search import SearchParam, SearchRequest, all_of, page, reference_id, token
+from clinaiops.fhir.search import (
+    SearchParam,
+    SearchRequest,
+    all_of,
+    page,
+    reference_q,
+    token,
+)
 from clinicians.models import Recommendation, RecommendationStatus
 from clinicians.selectors import recommendations_visible_to
 from patients.formulary import FORMULARY
@@ -253,8 +260,7 @@ def _filtered(user, search: SearchRequest):
         orders = orders.filter(open_q | ended_q)
 
     def by_patient(raw: str) -> Q:
-        patient_id = reference_id("patient", raw, "Patient")
-        return Q(patient_id=int(patient_id)) if patient_id.isdigit() else Q(pk__in=[])
+        return reference_q("patient", raw, "Patient", "patient_id")
 
     def by_code(raw: str) -> Q:
         system, code = token(raw)

@@ -430,11 +430,6 @@ def test_an_audit_export_bounded_outside_the_dates_held_is_400_naming_it(auditor
     assert the_error(response)["field"] == next(iter(body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clinaiops/fhir/medications.py (another change in flight): its patient search "
-    "converts with int() — use clinaiops.fhir.search.reference_q (see the issue note)",
-)
 def test_a_medication_request_search_for_a_patient_beyond_any_id_finds_nothing(
     clinician_a, patient_a
 ):
