@@ -88,7 +88,8 @@ def test_an_order_changes_the_regimen_is_journalled_and_reads_back(on_amlodipine
     assert event.detail["order"] is True
     assert event.detail["inside_min_interval"] is False
     assert event.detail["reason"] == "Home BP above target at the visit; Discussed ankle swelling"
-    assert event.changes == {"dose_mg": {"old": "2.5", "new": "5"}}
+    change = event.changes["dose_mg"]  # decimals as stored: "2.50" on PostgreSQL, "2.5" on SQLite
+    assert (Decimal(change["old"]), Decimal(change["new"])) == (Decimal("2.5"), Decimal("5"))
     pending.refresh_from_db()
     assert pending.status == RecommendationStatus.SUPERSEDED
 
