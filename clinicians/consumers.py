@@ -3,15 +3,23 @@
 
 from __future__ import annotations
 
+import io
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import CareTeamMembership, Role
 from clinicians.notify import care_team_group, patient_group, user_group
+from core.api.parsers import load_json
 from patients.models import Patient
 
 CLOSE_UNAUTHORISED = 4401
 CLOSE_FORBIDDEN = 4403
+MAX_FRAME_CHARACTERS = 4096  # a ping is 17
+
+
+def _refuse_constant(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 class _PushConsumer(AsyncJsonWebsocketConsumer):
@@ -49,6 +57,18 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Clients send only ``{"event": "ping"}``. Anything else — binary, oversized, not JSON,
+        nested deeper than the API allows — is ignored, never an exception that would close the
+        socket with 1011 and cost the clinician their live alerts."""
+        if text_data is None or len(text_data) > MAX_FRAME_CHARACTERS:
+            return
+        try:
+            content = load_json(io.StringIO(text_data), parse_constant=_refuse_constant)
+        except ValueError:
+            return
+        await self.receive_json(content)
 
     async def receive_json(self, content, **kwargs) -> None:
         if content == {"event": "ping"}:

@@ -217,3 +217,26 @@ def test_signing_out_closes_the_users_open_sockets_and_no_one_elses():
     closed, still_there = async_to_sync(scenario)()
     assert closed == {"type": "websocket.close", "code": 4401}
     assert still_there == {"event": "pong"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_garbage_frame_does_not_cost_the_clinician_their_socket():
+    """Deep nesting, not-JSON, binary and oversized frames are ignored; the socket stays up and
+    still answers a ping (before, a deep frame raised RecursionError and closed it with 1011)."""
+    clinician = ClinicianFactory()
+
+    async def scenario():
+        socket = WebsocketCommunicator(
+            application, f"/ws/alerts/?token={AccessToken.for_user(clinician)}"
+        )
+        connected, _ = await socket.connect()
+        assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"
+        for frame in ("[" * 100_000 + "]" * 100_000, "{not json", "NaN", "x" * 10_000):
+            await socket.send_to(text_data=frame)
+        await socket.send_to(bytes_data=b"\x00\x01")
+        await socket.send_json_to({"event": "ping"})
+        answer = await socket.receive_json_from(timeout=5)
+        await socket.disconnect()
+        return answer
+
+    assert async_to_sync(scenario)() == {"event": "pong"}
