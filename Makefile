@@ -28,7 +28,7 @@ migrate: $(VENV)/.stamp-base
 
 # Embedded stack on http://$(HOST):$(PORT): SQLite, eager tasks, in-memory channel layer.
 demo: migrate
-	$(PY) manage.py seed_demo --if-empty --password '$(DEMO_PASSWORD)'
+	$(PY) manage.py seed_demo --if-empty --model --password '$(DEMO_PASSWORD)'
 	$(PY) manage.py collectstatic --noinput -v 0
 
 	@echo "Serving ClinAIOps on http://$(HOST):$(PORT)/  (portal: /portal/, API docs: /api/docs/)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from audit.models import AuditEvent, AuditExport, Checkpoint
+from core import authz
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -18,10 +19,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_view_permission(self, request, obj=None) -> bool:
-        user = request.user
-        return bool(
-            user.is_active and (user.is_superuser or getattr(user, "role", "") == "auditor")
-        )
+        return authz.can(request.user, "audit.browse_in_admin")
 
 
 @admin.register(AuditEvent)

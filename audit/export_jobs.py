@@ -17,6 +17,7 @@ from django.utils import timezone
 from audit.exports import ExportError, ExportFilters, write_export
 from audit.models import AuditExport, ExportStatus
 from audit.services import record_event
+from core import authz
 
 logger = logging.getLogger("clinaiops.audit")
 
@@ -30,9 +31,11 @@ def export_directory(export: AuditExport) -> Path:
 
 
 def request_export(*, actor, filters: ExportFilters) -> AuditExport:
-    """Create the export row and queue the task after commit (eagerly run without Redis)."""
+    """Create the export row and queue the task after commit (eagerly run without Redis).
+    Only auditors export (``audit.export_trail``)."""
     from audit.tasks import run_export_task
 
+    authz.authorize(actor, "audit.export_trail")
     with transaction.atomic():
         export = AuditExport.objects.create(
             requested_by=actor,

@@ -13,6 +13,7 @@ from django.utils.module_loading import import_string
 
 from audit.canonical import GENESIS_HASH
 from audit.models import AuditEvent, AuditExport, ChainHead, Checkpoint
+from core import authz
 
 
 def chain_head() -> tuple[int, str]:
@@ -73,7 +74,6 @@ def checkpoints_up_to(sequence: int) -> Iterator[Checkpoint]:
 
 
 def exports_visible_to(user) -> QuerySet[AuditExport]:
-    """Auditors share one export list (compliance is a team function); nobody else sees any."""
-    if getattr(user, "role", None) != "auditor":
-        return AuditExport.objects.none()
-    return AuditExport.objects.all()
+    """The exports ``user`` sees: the visibility ``audit.export`` (declared with the audit
+    actions in ``accounts/rules.py``)."""
+    return authz.visible(user, "audit.export")

@@ -29,6 +29,7 @@ from audit.merkle import merkle_root
 from audit.models import AuditEvent, ChainHead, Checkpoint
 from audit.signing import fingerprint, public_raw, sign
 from audit.statements import CheckpointStatement, first_prev_checkpoint
+from core.authz import System
 from core.context import current_context
 
 logger = logging.getLogger("clinaiops.audit")
@@ -122,7 +123,8 @@ def record_event(
 ) -> AuditEvent:
     """Append one event to the journal, inside the caller's ``transaction.atomic()``.
 
-    ``actor`` is a user (its id and role are recorded) or None, in which case ``component``
+    ``actor`` is a user (its id and role are recorded), the system acting on its own
+    (``core.authz.System``: its component is recorded) or None, in which case ``component``
     must name the system part or task acting. ``changes`` maps field names to
     ``{"old": ..., "new": ...}``; old values are recorded in full. ``patient_id`` is the patient
     the event concerns, ``patient_ids`` further patients (reads); both end up in ``patient_ids``.
@@ -133,6 +135,8 @@ def record_event(
         raise AuditUsageError(
             f"action and outcome are lower-case words, not {action!r}/{outcome!r}"
         )
+    if isinstance(actor, System):
+        component, actor = component or actor.component, None
     context = current_context()
     actor_id = getattr(actor, "pk", None)
     component = component or (context.component if context else "")

@@ -200,8 +200,14 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # Visit cadence (docs/patient-clinician-loop.md): propose or move each patient's next visit.
     "visit-cadence-daily": {"task": "clinicians.tasks.plan_visits", "schedule": 24 * 3600.0},
 }
-# A monitoring alert queues the training of a new candidate (never its promotion).
+# A monitoring alert queues the training of a new candidate (never its promotion); on data
+# that hold real patients, private training only (models_ml.tasks.train_candidate).
 MODEL_RETRAIN_ON_ALERT = env_bool("MODEL_RETRAIN_ON_ALERT", False)
+# Each real patient's lifetime ε over every private training that touches them (RDP, at δ no
+# larger than any of those runs'): a run that would take one past it is refused. 6.0 is the
+# dataset budget the registry has always used; two default runs (ε 3.0) compose to 4.4, three
+# to 5.5, and a fourth is refused.
+PATIENT_PRIVACY_BUDGET_EPSILON = float(os.environ.get("PATIENT_PRIVACY_BUDGET_EPSILON", "6.0"))
 # Uploads of one patient arriving within this many seconds share one evaluation run.
 EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
 
@@ -251,7 +257,8 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     # Axes first: it refuses a locked-out username/address before any password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "rules.permissions.ObjectPermissionBackend",
+    # No object-permission backend: object rules are asked of the authorization controller
+    # (core.authz), never through user.has_perm, which would skip its 404 and its journal.
     "django.contrib.auth.backends.ModelBackend",
 ]
 PASSWORD_HASHERS = [

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("patients.api.urls")),
     path("", include("clinicians.api.urls")),
     path("audit/", include("audit.api.urls")),
+    path("models/", include("models_ml.api.urls")),
 ]
 
 urlpatterns = [

@@ -1,5 +1,6 @@
 """Websocket consumers: ``/ws/alerts/`` for clinicians (their care teams' events) and
-``/ws/patient/`` for a patient (their own). Unauthenticated or wrong-role sockets are closed."""
+``/ws/patient/`` for a patient (their own). Unauthenticated sockets are closed with 4401; who
+may follow which events is the controller's (``clinicians.follow_*``), refused with 4403."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import io
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from accounts.models import CareTeamMembership, Role
+from accounts.models import CareTeamMembership
 from clinicians.notify import care_team_group, patient_group, user_group
+from core import authz
 from core.api.parsers import load_json
 from patients.models import Patient
 
@@ -23,14 +25,14 @@ def _refuse_constant(constant: str):
 
 
 class _PushConsumer(AsyncJsonWebsocketConsumer):
-    role: str = ""
+    action: str = ""  # the named action that lets a user follow these events
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self._refuse(CLOSE_UNAUTHORISED)
             return
-        if user.role != self.role:
+        if not await database_sync_to_async(authz.can)(user, self.action):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.groups_joined = [*await self.groups_for(user), user_group(user.pk)]
@@ -85,7 +87,7 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
 
 
 class AlertsConsumer(_PushConsumer):
-    role = Role.CLINICIAN
+    action = "clinicians.follow_care_team_events"
 
     @database_sync_to_async
     def still_open(self, user) -> list[dict]:
@@ -113,7 +115,7 @@ class AlertsConsumer(_PushConsumer):
 
 
 class PatientConsumer(_PushConsumer):
-    role = Role.PATIENT
+    action = "clinicians.follow_own_events"
 
     @database_sync_to_async
     def groups_for(self, user) -> list[str]:

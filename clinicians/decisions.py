@@ -35,6 +35,7 @@ from clinicians.evaluation import OPEN_STATUSES, supersede, supersede_open
 from clinicians.gate import REASON_TEXT
 from clinicians.models import Recommendation, RecommendationKind, RecommendationStatus, Tier
 from clinicians.treatment import course_view, current_dose, judge, last_change
+from core import authz
 from core.doses import parse_dose
 from core.errors import DomainError
 from patients import course
@@ -44,6 +45,7 @@ from patients.services import change_dose
 def acknowledge_recommendation(*, recommendation: Recommendation, actor: User) -> Recommendation:
     """The patient confirms a tier-``patient`` change: the regimen changes now — if the change
     still passes every rule now."""
+    authz.authorize(actor, "clinicians.acknowledge_recommendation", recommendation)
     now = timezone.now()
     with transaction.atomic():
         rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
@@ -150,6 +152,7 @@ def decide_recommendation(
 ) -> Recommendation:
     """A clinician's signed decision. The password re-authenticates (the signature). See the
     module docstring for what is re-checked and when an override is needed."""
+    authz.authorize(actor, "clinicians.decide_recommendation", recommendation)
     if action not in DECISIONS:
         raise DomainError("action must be approve, modify or reject.", field="action")
     if not reason or not reason.strip():
@@ -282,6 +285,7 @@ def order_dose(
     minimum interval an order is a clinician's decision and is taken, journalled with the
     interval it fell in. Every open proposal of the patient is superseded: it was made for the
     regimen before the order."""
+    authz.authorize(actor, "patients.change_care_plan", patient)
     dose = parse_dose(dose_mg)
     if dose is None:
         raise DomainError("dose_mg must be a non-negative plain decimal number.", field="dose_mg")

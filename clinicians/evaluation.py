@@ -37,7 +37,12 @@ from clinicians.models import (
 from clinicians.safety import BpPoint, Finding, above_target, crisis, hypotension, stale
 from clinicians.treatment import CourseView, Judgement, course_view, judge, words
 from models_ml.protocol import Proposal, TitrationState, propose, step_down
-from models_ml.serving import compare_in_shadow, serving_producer
+from models_ml.serving import (
+    MODEL_ALERT_OPEN,
+    compare_in_shadow,
+    serving_producer,
+    versions_under_alert,
+)
 from patients import course
 from patients.models import LabResult, MedicationIntake, Patient, Reading, ReadingType
 
@@ -229,6 +234,8 @@ def withdraw_what_no_longer_passes(patient: Patient, view: CourseView, now: date
     delivered = Recommendation.objects.select_for_update().filter(
         patient=patient, status=RecommendationStatus.DELIVERED, kind=RecommendationKind.TITRATE
     )
+    # A model put under a monitoring alert after delivery: its proposals go back to review.
+    under_alert = versions_under_alert({rec.model_version for rec in delivered})
     for rec in delivered:
         expired = now - rec.created_at > course.DELIVERED_EXPIRY
         judgement = judge(
@@ -237,7 +244,9 @@ def withdraw_what_no_longer_passes(patient: Patient, view: CourseView, now: date
             current_dose_mg=rec.current_dose_mg,
             proposed_dose_mg=rec.proposed_dose_mg,
         )
-        if expired or judgement.tier != Tier.PATIENT:
+        if rec.model_version in under_alert:
+            supersede(rec, why=f"no longer passes: {MODEL_ALERT_OPEN}", now=now)
+        elif expired or judgement.tier != Tier.PATIENT:
             codes = ["expired"] if expired else [r["code"] for r in judgement.reasons]
             supersede(rec, why="no longer passes: " + ", ".join(codes), now=now)
 
@@ -289,6 +298,8 @@ def _recommend(
     compare_in_shadow(
         patient_id=patient.pk, features=observation.features, state=titration, delivered=proposal
     )
+    # An open model alert, inputs outside the training ranges: a clinician decides.
+    model_review = producer.review_findings(observation.features, proposal)
     if proposal.kind == "hold":
         return None, [{"code": "producer_hold", "message": _sentence(proposal.reason)}]
 
@@ -313,7 +324,7 @@ def _recommend(
                 }
             ]
     else:
-        judgement = _judge(view, proposal, producer_healthy, refusal=producer.refusal)
+        judgement = _judge(view, proposal, producer_healthy, model_review, producer.refusal)
         if judgement.assessment.refused:
             if course.is_overtreated(view.state):
                 proposal = step_down(titration, "Low readings on the current regimen")
@@ -321,7 +332,13 @@ def _recommend(
                     return _propose(patient, view, proposal, now, force_review=True), []
             return None, [f.as_dict() for f in judgement.assessment.refused]
     made = _propose(
-        patient, view, proposal, now, producer_healthy=producer_healthy, refusal=producer.refusal
+        patient,
+        view,
+        proposal,
+        now,
+        producer_healthy=producer_healthy,
+        refusal=producer.refusal,
+        model_review=model_review,
     )
     return made, []
 
@@ -358,6 +375,7 @@ def _propose(
     producer_healthy: bool = True,
     force_review: bool = False,
     refusal: str = "",
+    model_review: tuple[course.Finding, ...] = (),
 ) -> Recommendation | None:
     if proposal.kind == RecommendationKind.ADHERENCE_NUDGE:
         # A nudge changes no dose; it reaches the patient unless the data or a crisis block it.
@@ -371,7 +389,7 @@ def _propose(
         )
         reasons, proposed = words(codes), None
     else:
-        extra = (LOW_PRESSURE_STEP_DOWN,) if force_review else ()
+        extra = ((LOW_PRESSURE_STEP_DOWN,) if force_review else ()) + model_review
         judgement = _judge(view, proposal, producer_healthy, extra, refusal)
         tier, proposed = judgement.tier, judgement.decision.proposed_dose_mg
         reasons = judgement.reasons

@@ -56,7 +56,7 @@ REASON_TEXT = {
     "no_bounds": "No safety bounds are set for this drug.",
     "open_crisis": "A hypertensive crisis alert is open.",
     "stale_data": "No recent blood pressure: the data are stale.",
-    "producer_unhealthy": "The model is not healthy (monitoring alert or failed load).",
+    "producer_unhealthy": "The model could not be loaded or failed to answer.",
     "gate_error": "The safety check failed; nothing reaches the patient.",
     "outside_bounds": "The dose is outside the clinician's bounds.",
     "step_too_large": "The step is larger than the clinician allows without review.",

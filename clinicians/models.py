@@ -204,6 +204,13 @@ class Recommendation(models.Model):
             ),
         ]
 
+    @property
+    def made_by_model(self) -> bool:
+        """A registered model version proposed it (it has a model card), not the protocol."""
+        from models_ml.protocol import PROTOCOL_VERSION
+
+        return bool(self.model_version) and self.model_version != PROTOCOL_VERSION
+
 
 class EvaluationState(models.Model):
     """Per-patient evaluation watermark: a run is skipped when nothing arrived since the last

@@ -1,9 +1,37 @@
-"""Named actions on clinical-oversight objects, built on the patient-record predicates."""
+"""Named actions on clinical-oversight objects, and who sees which of them (``core.authz``),
+built on the patient-record reach (``patients.rules``).
+
+Every refusal message here is the one the API, the portal and the FHIR facade show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 import rules
+from django.db.models import CharField
+from django.db.models.functions import Cast
 
-from accounts.rules import is_clinician, is_patient
-from patients.rules import is_on_care_team, is_own_record, treats_patient
+from accounts.rules import is_auditor, is_clinician, is_patient, is_signed_in, is_staff_member
+from audit.models import AuditEvent
+from clinicians.models import (
+    Alert,
+    Appointment,
+    Goal,
+    GoalStatus,
+    Message,
+    Recommendation,
+    RecommendationStatus,
+)
+from core import authz
+from patients.models import Patient
+from patients.rules import (
+    PATIENT,
+    care_teams_of,
+    is_own_record,
+    reached_patients,
+    treats_patient,
+)
 
 
 @rules.predicate
@@ -13,24 +41,194 @@ def owns_patient_of(user, obj) -> bool:
 
 @rules.predicate
 def treats_patient_of(user, obj) -> bool:
-    return obj is not None and is_on_care_team(user, obj.patient)
+    return (
+        obj is not None and Patient.objects.filter(care_teams_of(user), pk=obj.patient_id).exists()
+    )
 
 
-rules.add_perm("clinicians.set_bounds", treats_patient)
-rules.add_perm("clinicians.acknowledge_recommendation", is_patient & owns_patient_of)
-rules.add_perm("clinicians.decide_recommendation", is_clinician & treats_patient_of)
-rules.add_perm("clinicians.handle_alert", is_clinician & treats_patient_of)
+takes_part_in_loop = (is_patient & is_own_record) | treats_patient
 
 
-# --- the patient–clinician loop (docs/patient-clinician-loop.md) --------------------------------
-# Reading goes through the selectors (``clinicians.loop.selectors``), narrowed like
-# ``patients_visible_to``: the patient, the clinicians of their care teams; nobody else
-# (admins and auditors reach no clinical data, as in ``patients.rules``).
+def _patient_id(row) -> int:
+    return row.patient_id
+
+
+# --- who sees what -------------------------------------------------------------------------------
+
+# What a patient is shown of the proposals about them: changes they may act on, and decisions
+# made for them. Proposals under review, blocked or rejected stay with the care team (fail closed).
+PATIENT_VISIBLE_STATUSES = (
+    RecommendationStatus.DELIVERED,
+    RecommendationStatus.ACKNOWLEDGED,
+    RecommendationStatus.APPROVED,
+    RecommendationStatus.MODIFIED,
+)
+
+
+def _recommendations(user):
+    shown = Recommendation.objects.filter(patient__in=reached_patients(user))
+    return shown.filter(status__in=PATIENT_VISIBLE_STATUSES) if is_patient(user) else shown
+
+
+def _alerts(user):
+    """Alerts are the care team's: a patient is told by their clinician, not by the alarm."""
+    if not is_clinician(user):
+        return Alert.objects.none()
+    return Alert.objects.filter(patient__in=reached_patients(user))
+
+
+def _appointments(user):
+    """A patient sees the visits a clinician confirmed (and their cancellation or completion);
+    what the cadence merely proposes stays with the care team until a clinician confirms it."""
+    appointments = Appointment.objects.filter(patient__in=reached_patients(user))
+    return appointments.filter(confirmed_at__isnull=False) if is_patient(user) else appointments
+
+
+authz.define_visibility(
+    "clinicians.recommendation", Recommendation, _recommendations, patient_of=_patient_id
+)
+authz.define_visibility("clinicians.alert", Alert, _alerts, patient_of=_patient_id)
+authz.define_visibility(
+    "clinicians.goal",
+    Goal,
+    lambda user: Goal.objects.filter(patient__in=reached_patients(user)),
+    patient_of=_patient_id,
+)
+authz.define_visibility(
+    "clinicians.message",
+    Message,
+    lambda user: Message.objects.filter(patient__in=reached_patients(user)),
+    patient_of=_patient_id,
+)
+authz.define_visibility(
+    "clinicians.appointment", Appointment, _appointments, patient_of=_patient_id
+)
+
+
+def _provenance(user):
+    """The journal entries that are a recommendation's provenance (its creation, the decisions
+    on it): auditors see all, others those of the recommendations they see."""
+    events = AuditEvent.objects.filter(
+        object_type="recommendation", action__in=("create", "decision"), outcome="success"
+    )
+    if is_auditor(user):
+        return events
+    shown = (
+        _recommendations(user)
+        .annotate(text_id=Cast("pk", output_field=CharField()))
+        .values("text_id")
+    )
+    return events.filter(object_id__in=shown)
+
+
+authz.define_visibility("clinicians.provenance", AuditEvent, _provenance)
+
+
+# --- recommendations, alerts, bounds -------------------------------------------------------------
+
+authz.define(
+    "clinicians.view_recommendation",
+    is_signed_in,
+    message="Only the patient and their care team read these recommendations.",
+    sees="clinicians.recommendation",
+    reads="recommendation",
+)
+# The patient's own proposal whatever its status (a withdrawn one answers 409 with the reason,
+# not 404), still never another patient's.
+authz.define(
+    "clinicians.acknowledge_recommendation",
+    is_patient & owns_patient_of,
+    message="Only the patient acknowledges their recommendation.",
+    sees=PATIENT,
+    subject=lambda recommendation: recommendation.patient,
+)
+authz.define(
+    "clinicians.decide_recommendation",
+    is_clinician & treats_patient_of,
+    message="Only a clinician of the patient's care team decides.",
+    sees="clinicians.recommendation",
+)
+authz.define(
+    "clinicians.view_alert",
+    is_signed_in,
+    message="Only the patient's care team reads their alerts.",
+    sees="clinicians.alert",
+    reads="alert",
+)
+authz.define(
+    "clinicians.handle_alert",
+    is_clinician & treats_patient_of,
+    message="Only a clinician of the patient's care team handles its alerts.",
+    sees="clinicians.alert",
+)
+authz.define(
+    "clinicians.set_bounds",
+    treats_patient,
+    message="Only a clinician of the patient's care team sets these.",
+    sees=PATIENT,
+)
+authz.define(
+    "clinicians.view_safety_bounds",
+    is_signed_in,
+    message="Only the patient and their care team read the safety bounds.",
+    sees=PATIENT,
+    reads="safety_bounds",
+)
+authz.define(
+    "clinicians.view_alert_thresholds",
+    is_signed_in,
+    message="Only the patient and their care team read the alert thresholds.",
+    sees=PATIENT,
+    reads="alert_thresholds",
+)
+authz.define(
+    "clinicians.view_chart",
+    is_signed_in,
+    message="Only the patient's care team reads the chart.",
+    sees=PATIENT,
+    reads="patient_chart",
+)
+authz.define(
+    "clinicians.place_orders",
+    is_clinician,
+    message="Only a clinician of the patient's care team places orders (a patient changes a "
+    "dose by acknowledging a proposal).",
+)
+# Provenance of the recommendations the caller sees (auditors: all); narrowed by the facade.
+authz.define(
+    "clinicians.view_provenance",
+    is_signed_in,
+    message="Only the patient, their care team and auditors read provenance.",
+    reads="provenance",
+)
+
+
+# --- the patient–clinician loop (docs/patient-clinician-loop.md) ---------------------------------
+
+
+@dataclass(frozen=True)
+class GoalMove:
+    """A goal and the status it would move to: who may move it depends on both."""
+
+    goal: Goal
+    status: str
+
+    @property
+    def patient(self) -> Patient:
+        return self.goal.patient
+
+    @property
+    def patient_id(self) -> int:
+        return self.goal.patient_id
 
 
 @rules.predicate
-def is_proposed_goal(user, goal) -> bool:
-    return goal is not None and goal.status == "proposed"
+def is_withdrawal_of_a_proposal(user, move: GoalMove) -> bool:
+    return (
+        move is not None
+        and move.goal.status == GoalStatus.PROPOSED
+        and move.status == GoalStatus.ABANDONED
+    )
 
 
 @rules.predicate
@@ -43,17 +241,83 @@ def sent_by_clinician(user, message) -> bool:
     return message is not None and message.sender_role == "clinician"
 
 
-# On a Patient: who may write into their loop.
-rules.add_perm("clinicians.propose_goal", is_patient & is_own_record)
-rules.add_perm("clinicians.set_goal", treats_patient)
-rules.add_perm("clinicians.send_message", (is_patient & is_own_record) | treats_patient)
-rules.add_perm("clinicians.schedule_visit", treats_patient)
-# On a Goal, a Message, an Appointment.
-rules.add_perm("clinicians.manage_goal", is_clinician & treats_patient_of)
-rules.add_perm("clinicians.withdraw_goal", is_patient & owns_patient_of & is_proposed_goal)
-rules.add_perm(
+for _name, _reads, _visibility in (
+    ("clinicians.view_goal", "goal", "clinicians.goal"),
+    ("clinicians.view_message", "message", "clinicians.message"),
+    ("clinicians.view_appointment", "appointment", "clinicians.appointment"),
+):
+    authz.define(
+        _name,
+        is_signed_in,
+        message="Only the patient and their care team read this.",
+        sees=_visibility,
+        reads=_reads,
+    )
+
+# On a Patient: who may write into their loop. The patient proposes a goal, a clinician of the
+# care team sets one (``set_goal`` decides which by the actor's role).
+authz.define(
+    "clinicians.set_goal",
+    takes_part_in_loop,
+    message="Only the patient or their care team sets goals.",
+    sees=PATIENT,
+)
+authz.define(
+    "clinicians.send_message",
+    takes_part_in_loop,
+    message="Only the patient and their care team write in this thread.",
+    sees=PATIENT,
+)
+authz.define(
+    "clinicians.read_thread",
+    takes_part_in_loop,
+    message="Only the patient and their care team read this thread.",
+    sees=PATIENT,
+)
+authz.define(
+    "clinicians.schedule_visit",
+    treats_patient,
+    message="Only a clinician of the care team schedules visits.",
+    sees=PATIENT,
+)
+# On a GoalMove, a Message, an Appointment.
+authz.define(
+    "clinicians.change_goal_status",
+    (is_clinician & treats_patient_of)
+    | (is_patient & owns_patient_of & is_withdrawal_of_a_proposal),
+    message="Only a clinician of the care team changes a goal; a patient may withdraw their own "
+    "proposal.",
+    sees="clinicians.goal",
+    subject=lambda move: move.goal,
+)
+authz.define(
     "clinicians.read_message",
     (is_patient & owns_patient_of & sent_by_clinician)
     | (is_clinician & treats_patient_of & sent_by_patient),
+    message="Only the receiving side marks a message read.",
+    sees="clinicians.message",
 )
-rules.add_perm("clinicians.manage_visit", is_clinician & treats_patient_of)
+authz.define(
+    "clinicians.manage_visit",
+    is_clinician & treats_patient_of,
+    message="Only a clinician of the care team manages visits.",
+    sees="clinicians.appointment",
+)
+
+# --- the portal and live events (websockets) ------------------------------------------------
+
+authz.define(
+    "clinicians.use_portal",
+    is_staff_member,
+    message="The portal is for care teams; patients use the mobile app.",
+)
+authz.define(
+    "clinicians.follow_care_team_events",
+    is_clinician,
+    message="Only clinicians follow their care teams' alerts.",
+)
+authz.define(
+    "clinicians.follow_own_events",
+    is_patient,
+    message="Only a patient follows their own events.",
+)

@@ -4,32 +4,20 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts.models import Role, User
+from accounts.models import User
 from clinicians.models import Alert, Recommendation, RecommendationStatus, SafetyBounds
+from core import authz
 from patients.models import Patient
-from patients.selectors import patients_visible_to
-
-# What a patient is shown: changes they may act on, and decisions made for them. Proposals
-# under review, blocked or rejected stay with the care team (fail closed).
-PATIENT_VISIBLE_STATUSES = (
-    RecommendationStatus.DELIVERED,
-    RecommendationStatus.ACKNOWLEDGED,
-    RecommendationStatus.APPROVED,
-    RecommendationStatus.MODIFIED,
-)
 
 
 def recommendations_visible_to(user: User) -> QuerySet[Recommendation]:
-    recommendations = Recommendation.objects.filter(patient__in=patients_visible_to(user))
-    if getattr(user, "role", None) == Role.PATIENT:
-        recommendations = recommendations.filter(status__in=PATIENT_VISIBLE_STATUSES)
-    return recommendations
+    """``clinicians.rules``: the care team's proposals; of their own, a patient sees what they
+    may act on and what was decided for them."""
+    return authz.visible(user, "clinicians.recommendation")
 
 
 def alerts_visible_to(user: User) -> QuerySet[Alert]:
-    if getattr(user, "role", None) != Role.CLINICIAN:
-        return Alert.objects.none()
-    return Alert.objects.filter(patient__in=patients_visible_to(user))
+    return authz.visible(user, "clinicians.alert")
 
 
 def bounds_for_patient(patient: Patient) -> QuerySet[SafetyBounds]:
@@ -76,7 +64,7 @@ def monitoring_inputs(version: str, since, until) -> dict:
         if after is not None and before is not None and expected is not None:
             outcomes.append((float(expected), float(after) - float(before)))
     return {
-        "rows": list(window.values_list("evidence", "expected_effect")),
+        "rows": list(window.values_list("evidence", "expected_effect", "patient_id")),
         "decided": decided.count(),
         "overridden": decided.filter(status__in=OVERRIDDEN).count(),
         "outcomes": outcomes,

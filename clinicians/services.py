@@ -3,7 +3,9 @@
 The evaluation pipeline is ``clinicians.evaluation``; the moments a proposal takes effect
 (acknowledgement, decision) are ``clinicians.decisions``.
 
-Each write runs in one transaction with its audit event; websocket pushes go out on commit.
+Each write starts by asking the authorization controller (``core.authz``; the rules are in
+``clinicians/rules.py``), then runs in one transaction with its audit event; websocket pushes go
+out on commit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from clinicians.errors import BoundsViolation, InvalidTransition
 from clinicians.evaluation import withdraw_stale_deliveries
 from clinicians.models import Alert, AlertStatus, AlertThresholds, SafetyBounds
 from clinicians.safety import HARD_LIMITS
+from core import authz
 from core.errors import DomainError
 from patients.course import MIN_INTERVAL_LIMITS_DAYS
 from patients.formulary import FORMULARY
@@ -45,6 +48,7 @@ def set_safety_bounds(
     start the drug from the app) and ``min_interval_days`` keep their stored value when not
     given (off, and the guideline default, for new bounds); the interval lies within
     ``patients.course.MIN_INTERVAL_LIMITS_DAYS``."""
+    authz.authorize(actor, "clinicians.set_bounds", patient)
     drug = FORMULARY.get(medication)
     if drug is None:
         raise DomainError(
@@ -115,6 +119,7 @@ def set_safety_bounds(
 
 
 def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> AlertThresholds:
+    authz.authorize(actor, "clinicians.set_bounds", patient)
     for name, value in values.items():
         low, high = HARD_LIMITS[name]
         if not (low <= value <= high):
@@ -144,6 +149,7 @@ def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> Ale
 
 
 def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
+    authz.authorize(actor, "clinicians.handle_alert", alert)
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.status != AlertStatus.OPEN:
@@ -166,6 +172,7 @@ def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
 
 
 def resolve_alert(*, alert: Alert, actor: User) -> Alert:
+    authz.authorize(actor, "clinicians.handle_alert", alert)
     with transaction.atomic():
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.status == AlertStatus.RESOLVED:

@@ -105,21 +105,16 @@ def monitor_models(window: str = "daily") -> list[str]:
     from django.utils import timezone
 
     from clinicians.selectors import monitoring_inputs
-    from models_ml.monitoring import WINDOWS, assess, current_frame, production_model
+    from models_ml.monitoring import monitor, production_model
 
     model_version = production_model()
     if model_version is None:
         return []
-    now = timezone.now()
-    inputs = monitoring_inputs(model_version.version, now - WINDOWS[window], now)
-    report = assess(
+    report = monitor(
         model_version,
         window=window,
-        current=current_frame(inputs["rows"]),
-        decided=inputs["decided"],
-        overridden=inputs["overridden"],
-        outcomes=inputs["outcomes"],
-        now=now,
+        gather=lambda since, until: monitoring_inputs(model_version.version, since, until),
+        now=timezone.now(),
     )
     return report.alerts
 
@@ -127,9 +122,9 @@ def monitor_models(window: str = "daily") -> list[str]:
 @shared_task(**RETRIED)
 def plan_visit_task(self, patient_id: int) -> dict:
     """Keep one patient's proposed visit in step with the cadence rule (idempotent)."""
-    from clinicians.loop.services import plan_next_visit
+    from clinicians.loop.services import CADENCE, plan_next_visit
 
-    plan = plan_next_visit(patient_id)
+    plan = plan_next_visit(patient_id, actor=CADENCE)
     return {
         "patient": patient_id,
         "outcome": plan.outcome,

@@ -56,15 +56,55 @@ class TrainingSet:
         return digest.hexdigest()
 
     def split_by_patient(
-        self, held_out_fraction: float, seed: int
+        self, held_out_fraction: float, seed: int | None = None, *, salt: bytes | None = None
     ) -> tuple[TrainingSet, TrainingSet]:
-        """Held-out *patients* (not rows): a patient's rows never straddle train and test."""
-        patients = np.unique(self.patient_ids)
-        rng = np.random.default_rng(seed)
-        held = set(
-            rng.choice(patients, size=max(1, int(len(patients) * held_out_fraction)), replace=False)
-        )
-        mask = np.array([pid in held for pid in self.patient_ids])
+        """Held-out *patients* (not rows): a patient's rows never straddle train and test.
+
+        A patient is held out when HMAC-SHA256(salt, patient id) mod 10,000 falls below
+        ``held_out_fraction`` × 10,000: a property of the patient alone, so adding or removing a
+        patient moves no one else (the seeded draw of k patients it replaces moved 87–125 when
+        one joined or left; issue #11), and a real patient stays on the same side — trained on
+        (spending privacy) or held out — from run to run. The held-out share is
+        ``held_out_fraction`` on average, not exactly. The salt is the deployment's:
+        ``held_out_split.salt`` in the data directory, generated once (keep it with the
+        database; a new salt re-draws every patient). ``seed`` is ignored (kept for callers): a
+        split that changed per run would, over runs, train on every patient.
+        """
+        import hmac
+        import os
+        import secrets
+        from pathlib import Path
+
+        if not 0 < held_out_fraction < 1:
+            raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+        if salt is None:
+            from django.conf import settings
+
+            path = Path(settings.DATA_DIR) / "held_out_split.salt"
+            if not path.exists():  # write aside, then link: a concurrent first use keeps one
+                spare = path.with_name(f"{path.name}.{secrets.token_hex(8)}")
+                with os.fdopen(
+                    os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"
+                ) as f:
+                    f.write(secrets.token_hex(32))
+                try:
+                    os.link(spare, path)
+                except FileExistsError:
+                    pass
+                finally:
+                    spare.unlink()
+            salt = bytes.fromhex(path.read_text().strip())
+        threshold = round(held_out_fraction * 10_000)
+        held = {
+            patient_id
+            for patient_id in {str(value) for value in self.patient_ids}
+            if int.from_bytes(
+                hmac.new(salt, patient_id.encode(), hashlib.sha256).digest()[:8], "big"
+            )
+            % 10_000
+            < threshold
+        }
+        mask = np.array([str(pid) in held for pid in self.patient_ids], dtype=bool)
         return self.subset(~mask), self.subset(mask)
 
     def subset(self, mask: np.ndarray) -> TrainingSet:
@@ -128,6 +168,21 @@ def exploration_policy(seed: int, hold_probability: float = 0.3) -> Callable:
     return policy
 
 
+def measured_bp(trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A simulator trace's measured systolic and diastolic readings (patients × days × slots)
+    and which of them a home series would keep: recorded, not an artefact, plausible."""
+    systolic = trace.stacked("bp_measured_systolic_mmhg").astype(float)
+    diastolic = trace.stacked("bp_measured_diastolic_mmhg").astype(float)
+    valid = (
+        trace.stacked("bp_is_recorded")
+        & ~trace.stacked("bp_is_artefact")
+        & (systolic > diastolic)
+        & (systolic >= 50)
+        & (systolic <= 300)
+    )
+    return systolic, diastolic, valid
+
+
 def simulated_training_set(
     *,
     n_patients: int = 600,
@@ -160,15 +215,7 @@ def simulated_training_set(
     )
     trace = result.trace
     assert trace is not None
-    systolic = trace.stacked("bp_measured_systolic_mmhg").astype(float)  # (P, D, K)
-    diastolic = trace.stacked("bp_measured_diastolic_mmhg").astype(float)
-    valid = (
-        trace.stacked("bp_is_recorded")
-        & ~trace.stacked("bp_is_artefact")
-        & (systolic > diastolic)
-        & (systolic >= 50)
-        & (systolic <= 300)
-    )
+    systolic, diastolic, valid = measured_bp(trace)  # (P, D, K) each
     rows, targets, pids, demo = [], [], [], []
     first, last = OUTCOME_WINDOW_DAYS
     for i, day, features, _old, new in decisions:
@@ -210,47 +257,71 @@ def simulated_training_set(
 
 
 def database_training_set() -> TrainingSet:
-    """Rows from dose changes recorded in the database, with their measured outcomes."""
+    """Rows from the regimen changes recorded in the database, with their measured outcomes.
+
+    Each change (``models_ml.history.regimen_changes``: a start, a stop or a new dose, whoever
+    made it — a patient acknowledging a proposal, a clinician's decision or order) gives one
+    row: the features observed just before it *as they stood then* (readings, intakes and the
+    regimen in force — as-of, not current), the regimen it moved to, and the change of the home
+    blood-pressure mean from the 7 days before to days 7–13 after. A change whose outcome window
+    a later change overlaps is left out: its outcome belongs to two regimens."""
     from datetime import timedelta
 
     from models_ml.features import observe
-    from patients.models import Prescription, Reading, ReadingType
+    from models_ml.history import PrescriptionRow, regimen_changes
+    from patients.models import Patient, Prescription, Reading, ReadingType
 
+    first, last = OUTCOME_WINDOW_DAYS
     rows, targets, pids, demo = [], [], [], []
-    changes = Prescription.objects.filter(source__startswith="recommendation:").select_related(
-        "patient"
-    )
-    for prescription in changes:
-        patient, moment = prescription.patient, prescription.started_at
-        before = observe(patient, moment - timedelta(seconds=1))
-        if before.bp_count_7d < MIN_OUTCOME_READINGS:
-            continue
-        outcome = Reading.objects.filter(
-            patient=patient,
-            reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=moment + timedelta(days=OUTCOME_WINDOW_DAYS[0]),
-            measured_at__lt=moment + timedelta(days=OUTCOME_WINDOW_DAYS[1]),
-        ).values_list("systolic_mmhg", "diastolic_mmhg")
-        values = np.asarray(list(outcome), dtype=float)
-        if len(values) < MIN_OUTCOME_READINGS:
-            continue
-        new = dict(before.regimen)
-        new[prescription.medication] = prescription.dose_mg
-        rows.append(model_row(before.features, new))
-        targets.append(
-            (
-                values[:, 0].mean() - before.features["mean_systolic_7d"],
-                values[:, 1].mean() - before.features["mean_diastolic_7d"],
+    skipped = {"too_few_readings_before": 0, "too_few_readings_after": 0, "overlapping": 0}
+    history: dict[int, list[PrescriptionRow]] = {}
+    for patient_id, *fields in Prescription.objects.order_by("started_at", "pk").values_list(
+        "patient_id", "medication", "dose_mg", "started_at", "ended_at", "source"
+    ):
+        history.setdefault(patient_id, []).append(PrescriptionRow(*fields))
+    patients = Patient.objects.in_bulk(list(history))
+    for patient_id, prescriptions in sorted(history.items()):
+        patient = patients[patient_id]
+        changes = regimen_changes(prescriptions)
+        for index, change in enumerate(changes):
+            window = (change.at + timedelta(days=first), change.at + timedelta(days=last))
+            if index + 1 < len(changes) and changes[index + 1].at < window[1]:
+                skipped["overlapping"] += 1
+                continue
+            before = observe(patient, change.at - timedelta(microseconds=1))
+            if before.bp_count_7d < MIN_OUTCOME_READINGS:
+                skipped["too_few_readings_before"] += 1
+                continue
+            outcome = Reading.objects.filter(
+                patient_id=patient_id,
+                reading_type=ReadingType.BLOOD_PRESSURE,
+                measured_at__gte=window[0],
+                measured_at__lt=window[1],
+            ).values_list("systolic_mmhg", "diastolic_mmhg")
+            values = np.asarray(list(outcome), dtype=float)
+            if len(values) < MIN_OUTCOME_READINGS:
+                skipped["too_few_readings_after"] += 1
+                continue
+            rows.append(model_row(before.features, change.after))
+            targets.append(
+                (
+                    values[:, 0].mean() - before.features["mean_systolic_7d"],
+                    values[:, 1].mean() - before.features["mean_diastolic_7d"],
+                )
             )
-        )
-        pids.append(f"db-{patient.pk}")
-        demo.append(
-            (moment.year - patient.birth_year, patient.sex, patient.race, patient.ethnicity)
-        )
+            pids.append(f"db-{patient_id}")
+            demo.append(
+                (
+                    change.at.year - patient.birth_year,
+                    patient.sex,
+                    patient.race,
+                    patient.ethnicity,
+                )
+            )
     return TrainingSet(
         np.asarray(rows, dtype=float).reshape(-1, len(FEATURE_NAMES)),
         np.asarray(targets, dtype=float).reshape(-1, 2),
         np.asarray(pids, dtype=object),
         pd.DataFrame(demo, columns=list(DEMOGRAPHIC_COLUMNS)),
-        {"kind": "database", "rows": len(rows)},
+        {"kind": "database", "rows": len(rows), "skipped": skipped},
     )

@@ -21,9 +21,28 @@ What is measured
 
     Each is divided by the same metric of the attribute's reference group (default: its largest
     group; ties broken by name). A ratio outside [0.8, 1.25] is a violation (the four-fifths rule
-    as aequitas applies it, symmetric on the log scale). 95 % confidence intervals of the ratios
-    are reported to help a reviewer judge a waiver (Katz log method for ratios of proportions;
-    delta method for the MAE ratio); the gate itself uses the point estimate, as the issue says.
+    as aequitas applies it, symmetric on the log scale). Each ratio carries a 95 % confidence
+    interval (Katz log method for ratios of proportions; delta method for the MAE ratio); the
+    promotion gate (``models_ml.gates.fairness_gate``) fails a violation only when its
+    Bonferroni-adjusted interval excludes parity.
+
+Intervals clustered by patient
+    A held-out patient contributes about 12 rows (one per dose decision), and a patient's rows
+    are alike: the same physiology, adherence and device make a model err on them together.
+    Treating them as independent overstates the information, so intervals that ignore it are too
+    narrow and "significant" disparities may be noise. When the frame has a patient column
+    (``audit_frame(..., patient_ids=...)``; ``cluster_column``), each group's rates and MAE get
+    the variance of a ratio estimator over patients (cluster sampling: Cochran, *Sampling
+    Techniques*, 3rd ed. 1977, ch. 6), expressed as a design effect — that variance over the
+    row-independent one (Kish, *Survey Sampling*, 1965). Following Rao & Scott (Biometrics
+    1992;48:577, "A simple method for the analysis of clustered binary data"), a rate's events
+    and denominator are divided by its design effect and the Katz interval is computed on these
+    effective counts; the MAE ratio's delta-method variance is multiplied by it. A design effect
+    below 1 is taken as 1 (never narrower than independent rows), and where it cannot be
+    estimated (a rate of 0 or 1, fewer than 2 patients) the design effect of the metric over all
+    rows is used. Each metric reports its ``design_effect``; the report names the cluster column
+    and the number of clusters. Without a patient column the rows are treated as independent and
+    ``design_effect`` is None.
 
 Groups too small to judge
     A ratio is only judged when the metric's own denominator — non-responders for FPR, responders
@@ -75,6 +94,7 @@ DISPARITY_BAND: Final[tuple[float, float]] = (0.8, 1.25)  # issue 5 gate; aequit
 AUDIT_ATTRIBUTES: Final[tuple[str, ...]] = ("sex", "race_ethnicity", "age_band")
 OBSERVED_COLUMN: Final[str] = "observed_change_systolic_mmhg"
 PREDICTED_COLUMN: Final[str] = "predicted_change_systolic_mmhg"
+PATIENT_COLUMN: Final[str] = "patient_id"
 METRICS: Final[tuple[str, ...]] = ("fpr", "fnr", "mae_mmhg")
 UNKNOWN: Final[str] = "unknown"
 HISPANIC_OR_LATINO: Final[str] = "hispanic_or_latino"
@@ -119,10 +139,13 @@ def audit_frame(
     demographics: pd.DataFrame,
     observed_change_systolic_mmhg: Sequence[float] | np.ndarray | pd.Series,
     predicted_change_systolic_mmhg: Sequence[float] | np.ndarray | pd.Series,
+    patient_ids: Sequence[object] | np.ndarray | pd.Series | None = None,
 ) -> pd.DataFrame:
     """The frame ``fairness_audit`` expects, from per-row demographics (columns ``age_years``,
     ``sex``, ``race``, ``ethnicity``) and the observed and predicted systolic changes (mmHg,
-    negative = fall), row for row. Vectorised (a million rows take well under a second)."""
+    negative = fall), row for row. With ``patient_ids`` the frame has a ``patient_id`` column
+    and the audit's intervals are clustered by patient (see the module docstring). Vectorised
+    (a million rows take well under a second)."""
     missing = {"age_years", "sex", "race", "ethnicity"} - set(demographics.columns)
     if missing:
         raise ValueError(f"demographics lacks columns {sorted(missing)}")
@@ -130,7 +153,7 @@ def audit_frame(
     predicted = np.asarray(predicted_change_systolic_mmhg, dtype=float)
     if not len(demographics) == len(observed) == len(predicted):
         raise ValueError("demographics, observed and predicted must have the same length")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "sex": _labels(demographics["sex"]),
             "race_ethnicity": _race_ethnicity_labels(
@@ -141,6 +164,14 @@ def audit_frame(
             PREDICTED_COLUMN: predicted,
         }
     )
+    if patient_ids is not None:
+        ids = np.asarray(patient_ids, dtype=object)
+        if len(ids) != len(frame):
+            raise ValueError("patient_ids must have one entry per row")
+        if pd.isna(ids).any():
+            raise ValueError("patient_ids has missing entries; every row needs its patient")
+        frame[PATIENT_COLUMN] = ids.astype(str)
+    return frame
 
 
 def _labels(values: pd.Series) -> np.ndarray:
@@ -178,13 +209,16 @@ class MetricResult:
     """One metric of one group and its ratio to the reference group's.
 
     ``value`` is None when the rate is undefined (denominator 0). ``ratio`` is None when it is
-    not judged (``insufficient``) or unbounded (reference rate 0, group rate > 0)."""
+    not judged (``insufficient``) or unbounded (reference rate 0, group rate > 0).
+    ``design_effect`` is the variance inflation from a patient's repeated rows that the interval
+    used (at least 1; None when the rows were treated as independent)."""
 
     value: float | None
     denominator: int
     ratio: float | None
     ratio_ci95: tuple[float, float] | None
     status: MetricStatus
+    design_effect: float | None = None
 
     def is_violation(self, lower: float, upper: float) -> bool:
         if self.status == "unbounded":
@@ -260,6 +294,8 @@ class FairnessReport:
     groups: tuple[GroupResult, ...]
     aequitas_version: str
     attributes: tuple[str, ...] = field(default=AUDIT_ATTRIBUTES)
+    clustered_by: str | None = None  # the patient column the intervals are clustered by
+    n_clusters: int | None = None
 
     def group(self, attribute: str, group: str) -> GroupResult:
         for result in self.groups:
@@ -321,6 +357,8 @@ class FairnessReport:
             "attributes": list(self.attributes),
             "reference_groups": dict(self.reference_groups),
             "aequitas_version": self.aequitas_version,
+            "clustered_by": self.clustered_by,
+            "n_clusters": self.n_clusters,
             "disparity_band": list(DISPARITY_BAND),
             "passes": self.passes(),
             "violations": [_violation_dict(violation) for violation in self.violations()],
@@ -350,6 +388,7 @@ class FairnessReport:
                         ratio=metric["ratio"],
                         ratio_ci95=tuple(metric["ratio_ci95"]) if metric["ratio_ci95"] else None,  # type: ignore[arg-type]
                         status=metric["status"],
+                        design_effect=metric.get("design_effect"),
                     )
                     for name, metric in item["metrics"].items()
                 },
@@ -364,6 +403,8 @@ class FairnessReport:
             groups=groups,
             aequitas_version=data["aequitas_version"],
             attributes=tuple(data["attributes"]),
+            clustered_by=data.get("clustered_by"),
+            n_clusters=data.get("n_clusters"),
         )
 
 
@@ -409,6 +450,7 @@ def _group_dict(result: GroupResult) -> dict[str, Any]:
                 "ratio": _json_float(metric.ratio),
                 "ratio_ci95": list(metric.ratio_ci95) if metric.ratio_ci95 else None,
                 "status": metric.status,
+                "design_effect": _json_float(metric.design_effect),
             }
             for name, metric in result.metrics.items()
         },
@@ -427,13 +469,15 @@ def fairness_audit(
     responder_fall_mmhg: float = RESPONDER_FALL_MMHG,
     observed_column: str = OBSERVED_COLUMN,
     predicted_column: str = PREDICTED_COLUMN,
+    cluster_column: str = PATIENT_COLUMN,
 ) -> FairnessReport:
-    """Audit predictions on held-out patients (one row each; see the module docstring).
+    """Audit predictions on held-out patients (see the module docstring).
 
     ``reference_groups`` maps an attribute to its reference group; attributes it leaves out use
     their largest group. A named reference group must exist and be at least ``min_group_size``
-    rows. Raises ``ValueError`` on an empty frame, missing columns, or missing / non-finite
-    observed or predicted values."""
+    rows. When the frame has ``cluster_column`` (a patient id per row), the intervals are
+    clustered by it; otherwise rows are treated as independent. Raises ``ValueError`` on an
+    empty frame, missing columns, or missing / non-finite observed or predicted values."""
     if min_group_size < 1:
         raise ValueError("min_group_size must be >= 1")
     if not responder_fall_mmhg > 0:
@@ -468,6 +512,19 @@ def fairness_audit(
     disparities = _aequitas_disparities(crosstabs, groups_frame, references)
     absolute_error = np.abs(predicted - observed)
     errors = _absolute_error_by_group(groups_frame, absolute_error)
+    clusters = (
+        frame[cluster_column].astype(str).to_numpy(object)
+        if cluster_column in frame.columns
+        else None
+    )
+    design = None
+    if clusters is not None:
+        design = _design_effects(
+            groups_frame, clusters, is_responder, is_predicted_responder, absolute_error
+        )
+
+    def effect(attribute: str, group: str, metric: str) -> float | None:
+        return None if design is None else design[attribute][metric][group]
 
     results = []
     for attribute in attributes:
@@ -477,6 +534,7 @@ def fairness_audit(
         for group in sorted(counts):
             row = counts[group]
             is_reference = group == references[attribute]
+            reference_group = references[attribute]
             rate_metrics = {
                 "fpr": _rate_result(
                     row.fp,
@@ -486,6 +544,7 @@ def fairness_audit(
                     row.fpr_disparity,
                     is_reference,
                     min_group_size,
+                    (effect(attribute, group, "fpr"), effect(attribute, reference_group, "fpr")),
                 ),
                 "fnr": _rate_result(
                     row.fn,
@@ -495,13 +554,18 @@ def fairness_audit(
                     row.fnr_disparity,
                     is_reference,
                     min_group_size,
+                    (effect(attribute, group, "fnr"), effect(attribute, reference_group, "fnr")),
                 ),
             }
             rate_metrics["mae_mmhg"] = _mae_result(
                 errors[attribute].loc[group],
-                errors[attribute].loc[references[attribute]],
+                errors[attribute].loc[reference_group],
                 is_reference,
                 min_group_size,
+                (
+                    effect(attribute, group, "mae_mmhg"),
+                    effect(attribute, reference_group, "mae_mmhg"),
+                ),
             )
             results.append(
                 GroupResult(
@@ -526,6 +590,8 @@ def fairness_audit(
         groups=tuple(results),
         aequitas_version=aequitas_version,
         attributes=attributes,
+        clustered_by=cluster_column if clusters is not None else None,
+        n_clusters=len(np.unique(clusters)) if clusters is not None else None,
     )
 
 
@@ -608,32 +674,37 @@ def _rate_result(
     aequitas_ratio: float,
     is_reference: bool,
     min_group_size: int,
+    design_effects: tuple[float | None, float | None] = (None, None),
 ) -> MetricResult:
+    """The rate's ratio and interval; with design effects (group's, reference's) the Katz
+    interval is computed on the effective counts (Rao & Scott 1992, see the module docstring)."""
     events, denominator = int(events), int(denominator)
     value = events / denominator if denominator else None
+    effect, reference_effect = design_effects
     if is_reference:
         status: MetricStatus = "reference" if denominator >= min_group_size else "insufficient"
-        return MetricResult(value, denominator, 1.0 if value is not None else None, None, status)
+        ratio = 1.0 if value is not None else None
+        return MetricResult(value, denominator, ratio, None, status, effect)
     if denominator < min_group_size or reference_denominator < min_group_size:
-        return MetricResult(value, denominator, None, None, "insufficient")
+        return MetricResult(value, denominator, None, None, "insufficient", effect)
+    group_scale, reference_scale = effect or 1.0, reference_effect or 1.0
+    interval = _katz_interval(
+        events / group_scale,
+        denominator / group_scale,
+        reference_events / reference_scale,
+        reference_denominator / reference_scale,
+    )
     if reference_events == 0:
         if events == 0:
-            return MetricResult(value, denominator, 1.0, None, "assessed")
+            return MetricResult(value, denominator, 1.0, None, "assessed", effect)
         # The ratio is unbounded; the interval (zero-cell corrected) says whether the gap could
         # still be chance — 2 errors in 4,000 against 0 in 4,000 is not evidence of bias.
-        interval = _katz_interval(events, denominator, reference_events, reference_denominator)
-        return MetricResult(value, denominator, None, interval, "unbounded")
-    return MetricResult(
-        value,
-        denominator,
-        float(aequitas_ratio),
-        _katz_interval(events, denominator, reference_events, reference_denominator),
-        "assessed",
-    )
+        return MetricResult(value, denominator, None, interval, "unbounded", effect)
+    return MetricResult(value, denominator, float(aequitas_ratio), interval, "assessed", effect)
 
 
 def _katz_interval(
-    events: int, denominator: int, reference_events: int, reference_denominator: int
+    events: float, denominator: float, reference_events: float, reference_denominator: float
 ) -> tuple[float, float]:
     """95 % CI of a ratio of two independent proportions (Katz et al., Biometrics 1978;34:469),
     on the log scale around the observed ratio. When a group has no events (or no non-events),
@@ -653,7 +724,11 @@ def _katz_interval(
 
 
 def _mae_result(
-    group: pd.Series, reference: pd.Series, is_reference: bool, min_group_size: int
+    group: pd.Series,
+    reference: pd.Series,
+    is_reference: bool,
+    min_group_size: int,
+    design_effects: tuple[float | None, float | None] = (None, None),
 ) -> MetricResult:
     n, mae, sd = int(group["count"]), float(group["mean"]), float(group["std"])
     n_ref, mae_ref, sd_ref = (
@@ -661,19 +736,86 @@ def _mae_result(
         float(reference["mean"]),
         float(reference["std"]),
     )
+    effect, reference_effect = design_effects
     if is_reference:
         status: MetricStatus = "reference" if n >= min_group_size else "insufficient"
-        return MetricResult(mae, n, 1.0, None, status)
+        return MetricResult(mae, n, 1.0, None, status, effect)
     if n < min_group_size or n_ref < min_group_size:
-        return MetricResult(mae, n, None, None, "insufficient")
+        return MetricResult(mae, n, None, None, "insufficient", effect)
     if mae_ref == 0:
         if mae == 0:
-            return MetricResult(mae, n, 1.0, None, "assessed")
-        return MetricResult(mae, n, None, None, "unbounded")
+            return MetricResult(mae, n, 1.0, None, "assessed", effect)
+        return MetricResult(mae, n, None, None, "unbounded", effect)
     ratio = mae / mae_ref
     interval = None
     if mae > 0 and math.isfinite(sd) and math.isfinite(sd_ref):
-        # Delta method on log(MAE_g / MAE_ref): var(log mean) ~ (sd / mean)^2 / n.
-        se = math.sqrt((sd / mae) ** 2 / n + (sd_ref / mae_ref) ** 2 / n_ref)
+        # Delta method on log(MAE_g / MAE_ref): var(log mean) ~ deff * (sd / mean)^2 / n.
+        se = math.sqrt(
+            (effect or 1.0) * (sd / mae) ** 2 / n
+            + (reference_effect or 1.0) * (sd_ref / mae_ref) ** 2 / n_ref
+        )
         interval = (ratio * math.exp(-_Z95 * se), ratio * math.exp(_Z95 * se))
-    return MetricResult(mae, n, ratio, interval, "assessed")
+    return MetricResult(mae, n, ratio, interval, "assessed", effect)
+
+
+def _design_effects(
+    groups_frame: pd.DataFrame,
+    clusters: np.ndarray,
+    is_responder: np.ndarray,
+    is_predicted_responder: np.ndarray,
+    absolute_error: np.ndarray,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per attribute, metric and group: the design effect of the group's FPR, FNR and MAE from
+    the patients' repeated rows, at least 1 (see the module docstring)."""
+    rows = pd.DataFrame(
+        {
+            "cluster": clusters,
+            "fpr_events": ~is_responder & is_predicted_responder,
+            "fpr_rows": ~is_responder,
+            "fnr_events": is_responder & ~is_predicted_responder,
+            "fnr_rows": is_responder,
+            "mae_mmhg_events": absolute_error,
+            "mae_mmhg_rows": np.ones(len(clusters)),
+            "squared_error": absolute_error**2,
+        }
+    )
+    columns = [c for c in rows.columns if c != "cluster"]
+    rows[columns] = rows[columns].astype(float)
+    everyone = rows.groupby("cluster")[columns].sum()
+    pooled = {metric: _design_effect(everyone, metric) for metric in METRICS}
+    effects: dict[str, dict[str, dict[str, float]]] = {}
+    for attribute in groups_frame.columns:
+        labels = groups_frame[attribute].to_numpy(object)
+        per_patient = rows.groupby([labels, rows["cluster"]])[columns].sum()
+        effects[attribute] = {metric: {} for metric in METRICS}
+        for group, patients in per_patient.groupby(level=0):
+            for metric in METRICS:
+                estimate = _design_effect(patients, metric)
+                fallback = pooled[metric] if pooled[metric] is not None else 1.0
+                effects[attribute][metric][str(group)] = max(
+                    1.0, estimate if estimate is not None else fallback
+                )
+    return effects
+
+
+def _design_effect(per_patient: pd.DataFrame, metric: str) -> float | None:
+    """Variance of the ratio estimator sum(y) / sum(m) over patients (Cochran 1977, ch. 6)
+    divided by its variance if rows were independent; None when either is not estimable."""
+    y = per_patient[f"{metric}_events"].to_numpy(float)
+    m = per_patient[f"{metric}_rows"].to_numpy(float)
+    keep = m > 0
+    y, m = y[keep], m[keep]
+    k, total = len(m), float(m.sum())
+    if k < 2 or total < 2:
+        return None
+    estimate = float(y.sum()) / total
+    clustered = k / (k - 1) * float(np.sum((y - estimate * m) ** 2)) / total**2
+    if metric == "mae_mmhg":
+        squares = float(per_patient["squared_error"].to_numpy(float)[keep].sum())
+        row_variance = (squares - total * estimate**2) / (total - 1)
+    else:
+        row_variance = estimate * (1 - estimate)
+    independent = row_variance / total
+    if not independent > 0:
+        return None
+    return clustered / independent

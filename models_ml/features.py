@@ -169,6 +169,8 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     ``evidence_from`` narrows the blood-pressure window to readings taken once the last dose
     change can have acted (``patients.course.evidence_from``): readings before it describe the
     previous regimen, not the current one."""
+    from django.db.models import Q
+
     from patients.models import Prescription, Reading, ReadingType
 
     since = now - WINDOW
@@ -190,10 +192,12 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         .values_list("measured_at", flat=True)
         .first()
     )
+    # The regimen in force at ``now`` — not the current one: training labels observe moments
+    # in the past (models_ml.history).
     prescriptions = list(
-        Prescription.objects.filter(patient=patient, ended_at__isnull=True).values_list(
-            "medication", "dose_mg", "started_at"
-        )
+        Prescription.objects.filter(patient=patient, started_at__lte=now)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
+        .values_list("medication", "dose_mg", "started_at")
     )
     regimen = {medication: dose for medication, dose, _ in prescriptions}
     adherence = _adherence(patient, now, _course_starts(patient, prescriptions))

@@ -56,6 +56,11 @@ class ModelVersion(models.Model):
     reference_sample = models.JSONField(
         default=dict, help_text="feature and prediction sample from training, for drift checks"
     )
+    input_ranges = models.JSONField(
+        default=dict,
+        help_text="per feature, the range seen in training ({name: [low, high]}); at serving an "
+        "input outside it sends the proposal to a clinician",
+    )
     waiver_reason = models.TextField(blank=True)
     waived_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -118,12 +123,89 @@ class ShadowComparison(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
 
+class ModelAlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    CLOSED = "closed", "Closed"
+
+
 class ModelAlert(models.Model):
-    """An alert for administrators about a model (drift, outcome decay, overrides)."""
+    """An alert for administrators and model owners about a model (drift, outcome decay,
+    overrides). Open → acknowledged (someone is looking) → closed with a reason; each step is
+    audited. ``is_open`` is true until it is closed."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=32)
     message = models.CharField(max_length=300)
     evidence = models.JSONField(default=dict)
     is_open = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=12, choices=ModelAlertStatus.choices, default=ModelAlertStatus.OPEN
+    )
     opened_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.TextField(blank=True)
+
+
+class DriftReport(models.Model):
+    """One monitoring run for one model version: what was compared, with how much data, and the
+    verdict — kept so that the history of a version's monitoring can be read."""
+
+    class Verdict(models.TextChoices):
+        OK = "ok", "Within limits"
+        ALARM = "alarm", "Alarm"
+        INSUFFICIENT = "insufficient", "Too little data to judge"
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="drift_reports"
+    )
+    monitor = models.CharField(max_length=32, help_text="drift | outcome | overrides")
+    verdict = models.CharField(max_length=12, choices=Verdict.choices)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField()
+    live_rows = models.PositiveIntegerField(default=0)
+    reference_rows = models.PositiveIntegerField(default=0)
+    report = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model_version", "monitor", "created_at"])]
+
+
+class PatientPrivacySpend(models.Model):
+    """One private training's spend on one real patient, and that patient's composed ε across
+    every private training that touched them so far (RDP; PLD beside it). A run that would push
+    any patient past the budget is refused before it trains."""
+
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, related_name="privacy_spend"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="patient_spend"
+    )
+    noise_multiplier = models.FloatField()
+    sample_rate = models.FloatField()
+    steps = models.PositiveIntegerField()
+    delta = models.FloatField()
+    epsilon = models.FloatField(help_text="this run alone")
+    cumulative_epsilon_rdp = models.FloatField(help_text="all runs on this patient, RDP")
+    cumulative_epsilon_pld = models.FloatField(
+        null=True, help_text="all runs on this patient, PLD accountant (tighter; reported)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "model_version"], name="one_spend_per_patient_per_model"
+            )
+        ]
+        indexes = [models.Index(fields=["patient", "created_at"])]

@@ -82,6 +82,7 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
         rows = np.vstack([model_row(features, {**regimen, name: new}) for name, _, new in options])
         predicted = model.predict(rows)
         change = predicted[:, 0]
+        band: np.ndarray | None = None  # every option's 80 % band, when the choice needed it
         if above:
             falling = [i for i in range(len(options)) if change[i] < 0]
             if not falling:
@@ -110,7 +111,7 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
                 else max(range(len(options)), key=lambda i: change[i])
             )
         name, current, new = options[chosen]
-        interval = model.interval(rows[chosen])[0]
+        interval = band[chosen] if band is not None else model.interval(rows[chosen])[0]
         explanation = model.explain(rows[chosen]) if explain else None
         verb = "increase" if new > current else ("stop" if new == 0 else "reduce")
         return Proposal(
@@ -170,6 +171,19 @@ def course_checked(proposal: Proposal, state: TitrationState, lowest_systolic: f
     return Proposal(kind="hold", reason="course rules refuse", producer=proposal.producer)
 
 
+def titration_state(observed) -> TitrationState:
+    """What the protocol and the model policy see of a simulator's observed state."""
+    return TitrationState(
+        mean_systolic_7d_mmhg=observed.mean_systolic_7d_mmhg,
+        mean_diastolic_7d_mmhg=observed.mean_diastolic_7d_mmhg,
+        reading_count_7d=observed.reading_count_7d,
+        adherence_rate_7d=observed.adherence_rate_7d,
+        regimen=observed.regimen,
+        target_systolic_mmhg=observed.target.systolic_mmhg,
+        target_diastolic_mmhg=observed.target.diastolic_mmhg,
+    )
+
+
 def simulated_policy(producer: Producer) -> Callable:
     """Run a producer in the simulator under the treatment-course rules production enforces
     (the simulator decides every ``interval_days``, the course rules' minimum interval); a
@@ -177,15 +191,7 @@ def simulated_policy(producer: Producer) -> Callable:
 
     def policy(observed):
         features = features_from_simulated_state(observed)
-        state = TitrationState(
-            mean_systolic_7d_mmhg=observed.mean_systolic_7d_mmhg,
-            mean_diastolic_7d_mmhg=observed.mean_diastolic_7d_mmhg,
-            reading_count_7d=observed.reading_count_7d,
-            adherence_rate_7d=observed.adherence_rate_7d,
-            regimen=observed.regimen,
-            target_systolic_mmhg=observed.target.systolic_mmhg,
-            target_diastolic_mmhg=observed.target.diastolic_mmhg,
-        )
+        state = titration_state(observed)
         lowest = (
             float(np.min(observed.bp_systolic_mmhg)) if len(observed.bp_systolic_mmhg) else None
         )

@@ -49,6 +49,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from audit.services import record_event
+from core import authz
+from core.authz import System
 from core.doses import DOSE_MESSAGE, PLAIN_DECIMAL, parse_dose
 from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
 from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
@@ -72,6 +74,11 @@ from patients.models import (
     SafetyCheckDue,
 )
 from patients.signals import intakes_recorded, labs_recorded, readings_recorded
+
+# The system storing data no person sends (the demo seed, an import): named, never implied.
+READINGS_IMPORT = System("patients.record_readings")
+INTAKES_IMPORT = System("patients.record_intakes")
+LABS_IMPORT = System("patients.record_labs")
 
 MAX_BATCH_ITEMS = 5000
 CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
@@ -352,7 +359,6 @@ def _finish_batch(
         patient_id=patient.pk,
         outcome="success" if not result.rejected else "partial",
         detail=detail,
-        component="" if actor else f"patients.record_{kind}s",
     )
     if result.accepted:
         patient_id = patient.pk
@@ -375,8 +381,14 @@ def _lock_patient(patient: Patient) -> None:
     Patient.objects.select_for_update(no_key=True).filter(pk=patient.pk).values_list("pk").first()
 
 
-def record_readings(*, patient: Patient, items: list[object], actor=None) -> BatchResult:
-    """Validate and store a batch of readings for ``patient``; see the module docstring."""
+def record_readings(
+    *, patient: Patient, items: list[object], actor: Any = READINGS_IMPORT
+) -> BatchResult:
+    """Validate and store a batch of readings for ``patient``; see the module docstring. The
+    patient submits their own (``patients.submit_readings``). Callers that store readings as the
+    system pass ``READINGS_IMPORT``; it is the default only until the demo seed names it (a
+    view always passes the signed-in user)."""
+    authz.authorize(actor, "patients.submit_readings", patient)
     now = timezone.now()
     result = BatchResult()
     valid = _validate(items, READING_ADAPTER, "measured_at", now, result)
@@ -570,10 +582,12 @@ def _uncovered_intake(index: int, item: IntakeItem, prescriptions: list[Prescrip
     return _rejection(index, "medication", f"{item.medication} is not prescribed")
 
 
-def record_intakes(*, patient: Patient, items: list[object], actor=None) -> BatchResult:
-    """Validate and store a batch of medication intakes (the adherence log). An intake of a
-    drug no prescription covers at ``taken_at`` is refused: it would count as adherence to a
-    regimen the patient was never on."""
+def record_intakes(*, patient: Patient, items: list[object], actor: Any) -> BatchResult:
+    """Validate and store a batch of medication intakes (the adherence log), the patient's own
+    (``patients.submit_readings``; the system: ``INTAKES_IMPORT``). An intake of a drug no
+    prescription covers at ``taken_at`` is refused: it would count as adherence to a regimen the
+    patient was never on."""
+    authz.authorize(actor, "patients.submit_readings", patient)
     now = timezone.now()
     result = BatchResult()
     parsed = _validate(items, INTAKE_ADAPTER, "taken_at", now, result)
@@ -643,14 +657,16 @@ def _with_client_id(item: LabItem) -> LabItem:
     return item.model_copy(update={"client_id": client_id})
 
 
-def record_labs(*, patient: Patient, items: list[object], actor) -> BatchResult:
+def record_labs(*, patient: Patient, items: list[object], actor: Any) -> BatchResult:
     """Validate and store a batch of laboratory results for ``patient`` (``patients.labs``:
     supported codes, units, plausible ranges), each in its canonical unit beside the value and
-    unit as sent. ``actor`` is the clinician who entered them (None: a system import).
+    unit as sent. ``actor`` is the clinician of the care team who entered them
+    (``patients.record_labs``), or ``LABS_IMPORT`` for the system importing them.
 
     As for readings: valid items are stored even when others are rejected, a ``client_id``
     seen before is a duplicate, one audit event (``lab_batch``) per batch, and
     ``labs_recorded`` once it commits."""
+    authz.authorize(actor, "patients.record_labs", patient)
     now = timezone.now()
     result = BatchResult()
     valid: list[tuple[int, LabItem]] = []
@@ -662,7 +678,7 @@ def record_labs(*, patient: Patient, items: list[object], actor) -> BatchResult:
             valid.append((index, _with_client_id(item)))
         else:
             result.rejected.append(_rejection(index, judged.field, judged.message))
-    recorded_by = actor if getattr(actor, "pk", None) is not None else None
+    recorded_by = None if isinstance(actor, System) else actor
 
     with transaction.atomic():
         _lock_patient(patient)

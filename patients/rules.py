@@ -1,37 +1,136 @@
-"""Who may do what with a patient's record: the named actions, in one place.
+"""Who reaches which patient, and what they may do with the record: the visibility of patient
+rows and the named actions on them, in one place (``core.authz``).
 
 A clinician reaches the patients of their care teams; a patient reaches only themselves;
-auditors and admins reach no clinical data through these actions.
+auditors and admins reach no clinical data. Each kind of reach is one line of ``REACH`` — a
+caregiver's grant or emergency access will be one more line, and every list, every 404 and
+every rule built on ``reaches_patient`` or ``is_on_care_team`` follows.
 """
 
-import rules
+from __future__ import annotations
 
-from accounts.rules import is_clinician, is_patient
-from patients.models import CareTeamAssignment
+from functools import reduce
+from operator import or_
+
+import rules
+from django.db.models import Q, QuerySet
+
+from accounts.rules import is_clinician, is_patient, is_signed_in
+from core import authz
+from patients.models import LabResult, Patient, Prescription, Reading
+
+
+def own_record(user) -> Q:
+    return Q(user_id=user.pk)
+
+
+def care_teams_of(user) -> Q:
+    return Q(care_teams__memberships__user_id=user.pk)
+
+
+# (who, which patients) — each line one kind of reach.
+REACH = (
+    (is_patient, own_record),
+    (is_clinician, care_teams_of),
+)
+
+
+def reached_patients(user) -> QuerySet[Patient]:
+    """The patients ``user`` reaches (a signed-in user: ``core.authz.visible`` sees to that)."""
+    reach = [patients(user) for who, patients in REACH if who(user)]
+    if not reach:
+        return Patient.objects.none()
+    # A subquery, not a join: a patient in two of the caller's teams is listed once.
+    return Patient.objects.filter(pk__in=Patient.objects.filter(reduce(or_, reach)).values("pk"))
 
 
 @rules.predicate
 def is_own_record(user, patient) -> bool:
+    """``own_record`` for one patient, without a query (the upload path asks it per batch)."""
     return patient is not None and patient.user_id is not None and patient.user_id == user.pk
 
 
 @rules.predicate
 def is_on_care_team(user, patient) -> bool:
     return (
-        patient is not None
-        and CareTeamAssignment.objects.filter(
-            patient_id=patient.pk, care_team__memberships__user_id=user.pk
-        ).exists()
+        patient is not None and Patient.objects.filter(care_teams_of(user), pk=patient.pk).exists()
     )
 
 
 treats_patient = is_clinician & is_on_care_team
 
-rules.add_perm("patients.view_patient", (is_patient & is_own_record) | treats_patient)
-rules.add_perm("patients.view_readings", (is_patient & is_own_record) | treats_patient)
-rules.add_perm("patients.submit_readings", is_patient & is_own_record)
-rules.add_perm("patients.change_care_plan", treats_patient)
+
+def _of_reached_patients(model):
+    return lambda user: model.objects.filter(patient__in=reached_patients(user))
+
+
+def _patient_id(row) -> int:
+    return row.patient_id
+
+
+authz.define_visibility("patients.patient", Patient, reached_patients, patient_of=lambda p: p.pk)
+authz.define_visibility(
+    "patients.reading", Reading, _of_reached_patients(Reading), patient_of=_patient_id
+)
+authz.define_visibility(
+    "patients.lab", LabResult, _of_reached_patients(LabResult), patient_of=_patient_id
+)
+authz.define_visibility(
+    "patients.prescription",
+    Prescription,
+    _of_reached_patients(Prescription),
+    patient_of=_patient_id,
+)
+
+# Reads: whoever reaches the patient reads the record (the visibility decides; outside it the
+# patient does not exist for the caller). Journalled by ``authz.authorize_read``.
+PATIENT = "patients.patient"
+authz.define(
+    "patients.view_patient",
+    is_signed_in,
+    message="Only the patient and their care team read this record.",
+    sees=PATIENT,
+    reads="patient",
+)
+authz.define(
+    "patients.view_readings",
+    is_signed_in,
+    message="Only the patient and their care team read these readings.",
+    sees=PATIENT,
+    reads="reading",
+)
+authz.define(
+    "patients.view_labs",
+    is_signed_in,
+    message="Only the patient and their care team read laboratory results.",
+    sees=PATIENT,
+    reads="lab",
+)
+authz.define(
+    "patients.view_own_screens",
+    is_patient & is_own_record,
+    message="These screens are the signed-in patient's own.",
+    sees=PATIENT,
+    reads="patient",
+)
+# Writes.
+authz.define(
+    "patients.submit_readings",
+    is_patient & is_own_record,
+    message="Only a signed-in patient submits their own readings and intakes.",
+    sees=PATIENT,
+)
+authz.define(
+    "patients.change_care_plan",
+    treats_patient,
+    message="Only a clinician of the patient's care team places orders.",
+    sees=PATIENT,
+)
 # Laboratory results are entered by the care team (from the laboratory's report); the patient
 # reads their own, as with readings.
-rules.add_perm("patients.record_labs", treats_patient)
-rules.add_perm("patients.view_labs", (is_patient & is_own_record) | treats_patient)
+authz.define(
+    "patients.record_labs",
+    treats_patient,
+    message="Only a clinician of the patient's care team records laboratory results.",
+    sees=PATIENT,
+)

@@ -7,22 +7,16 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from accounts.models import Role, User
+from accounts.models import User
+from core import authz
 from patients.course import LabSnapshot, LabValue
 from patients.labs import CREATININE, EGFR_CODES, POTASSIUM, egfr_ckd_epi_2021
 from patients.models import LabResult, Patient, Prescription, Reading
 
 
 def patients_visible_to(user: User) -> QuerySet[Patient]:
-    if not (user and user.is_authenticated and user.is_active):
-        return Patient.objects.none()
-    if user.role == Role.PATIENT:
-        return Patient.objects.filter(user_id=user.pk)
-    if user.role == Role.CLINICIAN:
-        return Patient.objects.filter(
-            pk__in=Patient.objects.filter(care_teams__memberships__user_id=user.pk).values("pk")
-        )
-    return Patient.objects.none()
+    """The patients ``user`` reaches (``patients.rules.REACH``, through the controller)."""
+    return authz.visible(user, "patients.patient")
 
 
 def patient_with_care_teams(user: User) -> QuerySet[Patient]:
@@ -43,18 +37,18 @@ def patient_exists(patient_id: int) -> bool:
 
 def prescriptions_visible_to(user: User) -> QuerySet[Prescription]:
     """The regimen history (open and closed prescriptions) of the patients the caller may see."""
-    return Prescription.objects.filter(patient__in=patients_visible_to(user))
+    return authz.visible(user, "patients.prescription")
 
 
 def readings_visible_to(user: User) -> QuerySet[Reading]:
     """The readings of the patients the caller may see: exactly whom ``patients.view_readings``
     allows (the patient themself, the clinicians of their care teams)."""
-    return Reading.objects.filter(patient__in=patients_visible_to(user)).select_related("device")
+    return authz.visible(user, "patients.reading").select_related("device")
 
 
 def labs_visible_to(user: User) -> QuerySet[LabResult]:
     """The laboratory results of the patients the caller may see (``patients.view_labs``)."""
-    return LabResult.objects.filter(patient__in=patients_visible_to(user))
+    return authz.visible(user, "patients.lab")
 
 
 def labs_for_patient(patient: Patient, *, code: str | None = None) -> QuerySet[LabResult]:

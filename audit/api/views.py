@@ -1,8 +1,8 @@
 """Auditors' export API: request an export (a Celery task writes it), follow it, download it.
 
-Only users with role ``auditor`` reach it (403 for everyone else, including admins: the people
-who run the system are not the people who audit it). Downloads are journalled, since an export
-discloses every patient it mentions.
+Only auditors reach it (``audit.export_trail``: 403 for everyone else, including admins: the
+people who run the system are not the people who audit it). Downloads are journalled, since an
+export discloses every patient it mentions.
 """
 
 from __future__ import annotations
@@ -23,23 +23,17 @@ from audit.export_jobs import export_directory, exports_root, request_export
 from audit.models import AuditExport, ExportStatus
 from audit.selectors import exports_visible_to
 from audit.services import record_event
+from core.api.permissions import allowed_to
 from core.api.serializers import PageFilter, validated_query
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _ERRORS = OpenApiResponse(description='{"errors": [{"field", "message", "code"}]}')
 
 
-class IsAuditor(permissions.BasePermission):
-    message = "Only auditors may export the audit trail."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and getattr(request.user, "role", None) == "auditor")
-
-
 @extend_schema(tags=["audit"])
 class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ExportSerializer
-    permission_classes = [permissions.IsAuthenticated, IsAuditor]
+    permission_classes = [permissions.IsAuthenticated, allowed_to("audit.export_trail")]
 
     def get_queryset(self):
         return exports_visible_to(self.request.user)

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import CharField, Q
-from django.db.models.functions import Cast
-from rest_framework.exceptions import PermissionDenied
+from django.db.models import Q
 
-from accounts.models import Role
 from audit.fhir import to_fhir as audit_event_to_fhir
 from audit.models import AuditEvent
 from audit.selectors import events_concerning
@@ -45,7 +42,7 @@ from clinaiops.fhir.search import (
     reference_q,
     token,
 )
-from clinicians.selectors import recommendations_visible_to
+from core import authz
 from core.ids import parse_id
 
 ACTION_SYSTEM = "urn:clinaiops:audit-action"  # as in audit/fhir.py
@@ -55,15 +52,10 @@ ACTIVITY_SYSTEM = "urn:clinaiops:recommendation-activity"
 _LETTERS = {"C": ["create"], "R": ["read", "query"], "U": ["update"], "D": ["delete"]}
 
 
-def _is_auditor(user) -> bool:
-    """The ``audit.view_trail`` rule, checked by role as the audit API does: Django grants a
-    superuser every permission, but the people who run the system do not audit it."""
-    return getattr(user, "role", None) == Role.AUDITOR and user.has_perm("audit.view_trail")
-
-
 def _require_auditor(user) -> None:
-    if not _is_auditor(user):
-        raise PermissionDenied("Only auditors read the audit trail.")
+    """The ``audit.view_trail`` rule (auditors; never a superuser as such: the people who run
+    the system do not audit it)."""
+    authz.authorize(user, "audit.view_trail")
 
 
 def _mentions(raw: str) -> Q:
@@ -144,17 +136,8 @@ def search_audit_events(user, request: SearchRequest) -> SearchResult:
 
 
 def _provenance_sources(user):
-    events = AuditEvent.objects.filter(
-        object_type="recommendation", action__in=("create", "decision"), outcome="success"
-    )
-    if _is_auditor(user):
-        return events
-    visible = (
-        recommendations_visible_to(user)
-        .annotate(text_id=Cast("pk", output_field=CharField()))
-        .values("text_id")
-    )
-    return events.filter(object_id__in=visible)
+    """The journal entries the caller sees provenance of (``clinicians.provenance``)."""
+    return authz.visible(user, "clinicians.provenance")
 
 
 def _agent_who(event: AuditEvent) -> dict[str, Any]:
@@ -255,17 +238,17 @@ AUDIT_EVENT = ResourceHandler(
     type="AuditEvent",
     documentation="The audit journal (auditors only; 403 for every other role), in journal "
     "order, rendered as in FHIR exports (chain position and hashes as entity details).",
-    audit_object_type="audit_event",
+    read_action="audit.view_trail",
     search_params=AUDIT_EVENT_PARAMS,
     read=read_audit_event,
     search=search_audit_events,
-    access=_require_auditor,
+    access_action="audit.view_trail",
 )
 PROVENANCE = ResourceHandler(
     type="Provenance",
     documentation="Who created and who decided each recommendation, derived from the journal: "
     "auditors see all; clinicians and patients that of the recommendations they may see.",
-    audit_object_type="provenance",
+    read_action="clinicians.view_provenance",
     search_params=PROVENANCE_PARAMS,
     read=read_provenance,
     search=search_provenance,

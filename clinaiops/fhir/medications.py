@@ -334,7 +334,7 @@ HANDLER = ResourceHandler(
     "reasons when they block it, no override) and journalled; 201 with the new order, 200 "
     "with the stopped one; taken inside the minimum interval: header X-ClinAIOps-Course: "
     "inside-min-interval. Orders are not idempotent (identifier is refused).",
-    audit_object_type="recommendation",
+    read_action="clinicians.view_recommendation",
     search_params=SEARCH_PARAMS,
     read=read,
     search=search,

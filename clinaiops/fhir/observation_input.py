@@ -37,6 +37,8 @@ from clinaiops.fhir.observations import (
     ReadingCode,
 )
 from clinaiops.fhir.resources import LOINC, UCUM, visible_subject
+from core import authz
+from core.errors import Forbidden
 from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
 from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from patients.ingestion import LAB_ADAPTER, lab_client_id
@@ -73,18 +75,9 @@ _STRIPPED: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip
 
 
 READING, LAB = "reading", "lab"
-# Who may post each kind, and the refusal of anyone else (403).
-_SUBMITTERS = {
-    READING: (
-        "patients.submit_readings",
-        "Only the patient submits their own readings (as with POST /api/v1/readings/)",
-    ),
-    LAB: (
-        "patients.record_labs",
-        "Only a clinician of the patient's care team records laboratory results (as with "
-        "POST /api/v1/labs/)",
-    ),
-}
+# Who may post each kind: the named action of the ingestion it goes through (as with
+# POST /api/v1/readings/ and POST /api/v1/labs/); anyone else gets its refusal (403).
+_SUBMITTERS = {READING: "patients.submit_readings", LAB: "patients.record_labs"}
 
 
 @dataclass
@@ -195,9 +188,12 @@ def _code(raw: dict[str, Any]) -> ReadingCode | LabCode:
 
 def _patient(raw: dict[str, Any], user, base: str, submitting: str) -> Patient:
     patient = visible_subject(raw, user, base, ROOT)
-    permission, refusal = _SUBMITTERS[submitting]
-    if not user.has_perm(permission, patient):
-        raise FhirError.one(403, refusal, expression=f"{ROOT}.subject", code="forbidden")
+    try:
+        authz.authorize(user, _SUBMITTERS[submitting], patient)
+    except Forbidden as refusal:
+        raise FhirError.one(
+            403, refusal.message, expression=f"{ROOT}.subject", code="forbidden"
+        ) from None
     return patient
 
 

@@ -25,9 +25,10 @@ from typing import Any
 from fhir.resources.R4B.medicationrequest import MedicationRequest as FhirMedicationRequest
 from pydantic import ValidationError
 
-from accounts.rules import is_clinician
 from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.resources import RXNORM, UCUM, visible_subject
+from core import authz
+from core.errors import Forbidden
 from patients.formulary import FORMULARY
 from patients.models import Patient
 
@@ -266,13 +267,8 @@ def parse_order(raw: Any, user, base: str) -> ParsedOrder:
             expression=f"{ROOT}.resourceType",
             code="structure",
         )
-    if not is_clinician(user):
-        raise FhirError.one(
-            403,
-            "Only a clinician of the patient's care team places orders (a patient changes a "
-            "dose by acknowledging a proposal)",
-            code="forbidden",
-        )
+    if not authz.can(user, "clinicians.place_orders"):
+        raise FhirError.one(403, authz.message_of("clinicians.place_orders"), code="forbidden")
     issues = _structure_issues(raw)
     if issues:
         raise FhirError(400, issues)
@@ -282,11 +278,10 @@ def parse_order(raw: Any, user, base: str) -> ParsedOrder:
     dose = _dose(raw)
     reason = _reason(raw)
     patient = visible_subject(raw, user, base, ROOT)
-    if not user.has_perm("patients.change_care_plan", patient):
+    try:
+        authz.authorize(user, "patients.change_care_plan", patient)
+    except Forbidden as refusal:
         raise FhirError.one(
-            403,
-            "Only a clinician of the patient's care team places orders",
-            expression=f"{ROOT}.subject",
-            code="forbidden",
-        )
+            403, refusal.message, expression=f"{ROOT}.subject", code="forbidden"
+        ) from None
     return ParsedOrder(patient=patient, medication=medication, dose_mg=dose, reason=reason)

@@ -160,7 +160,7 @@ HANDLER = ResourceHandler(
     type="Patient",
     documentation="The patients the caller may see: a clinician their care teams' patients, "
     "a patient themself. Another team's patient is a 404.",
-    audit_object_type="patient",
+    read_action="patients.view_patient",
     search_params=SEARCH_PARAMS,
     read=read,
     search=search,

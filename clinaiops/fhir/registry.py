@@ -16,7 +16,7 @@ OBSERVATION = ResourceHandler(
     "accepted), creatinine (2160-0, mg/dL; umol/L accepted and converted), eGFR (33914-3, "
     "62238-1, 98979-8, mL/min/{1.73_m2}); created by a clinician of the patient's care team "
     "through the same validation as POST /api/v1/labs/, served in the canonical unit.",
-    audit_object_type="reading",
+    read_action="patients.view_readings",
     search_params=observations.SEARCH_PARAMS,
     read=observations.read,
     search=observations.search,

@@ -57,16 +57,18 @@ class ResourceHandler:
 
     type: str
     documentation: str
-    audit_object_type: str  # object_type of the read events journalled for it
+    # The controller's read action its answers are journalled as (``core.authz``); its object
+    # type is the journal's.
+    read_action: str
     search_params: tuple[SearchParam, ...] = ()
     read: Callable[[Any, str], tuple[dict[str, Any], list[int]]] | None = None
     search: Callable[[Any, SearchRequest], SearchResult] | None = None
     # Created through clinaiops.fhir.creates (Observation: the ingestion; MedicationRequest:
     # clinicians.decisions.order_dose), alone or as Bundle entries.
     creatable: bool = False
-    # The type's role rule, checked by the views before parameters are parsed or anything read
-    # (raises PermissionDenied); None when every authenticated caller may ask.
-    access: Callable[[Any], None] | None = None
+    # The named action a caller must be allowed (without an object) before parameters are
+    # parsed or anything read; None when every authenticated caller may ask.
+    access_action: str | None = None
     profiles: tuple[str, ...] = ()
 
     @property

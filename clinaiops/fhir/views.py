@@ -13,7 +13,6 @@ from django.utils.http import http_date
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from audit.services import record_read
 from clinaiops.fhir import creates
 from clinaiops.fhir.bundles import process_bundle
 from clinaiops.fhir.capability import capability_statement
@@ -21,6 +20,7 @@ from clinaiops.fhir.http import FhirError, FhirView, Issue, operation_outcome
 from clinaiops.fhir.registry import HANDLERS
 from clinaiops.fhir.resources import ResourceHandler
 from clinaiops.fhir.search import base_url, parse_search, searchset
+from core import authz
 
 
 def _handler(resource_type: str) -> ResourceHandler:
@@ -36,19 +36,19 @@ def _handler(resource_type: str) -> ResourceHandler:
 
 
 def _check_access(handler: ResourceHandler, request) -> None:
-    """The type's role rule (AuditEvent: auditors only) before anything of the request is
-    looked at, so a caller without the role gets 403 whatever the parameters."""
-    if handler.access is not None:
-        handler.access(request.user)
+    """The type's rule (AuditEvent: ``audit.view_trail``, auditors only) before anything of
+    the request is looked at, so a caller without it gets 403 whatever the parameters."""
+    if handler.access_action is not None:
+        authz.authorize(request.user, handler.access_action)
 
 
 def _journal_read(request, handler: ResourceHandler, interaction: str, patient_ids) -> None:
-    """One read event per response that showed patient data, as the /api/v1 reads do (a patient
-    reading their own record is not journalled: ``record_read`` decides)."""
-    record_read(
-        actor=request.user,
-        object_type=handler.audit_object_type,
-        patient_ids=patient_ids,
+    """One read event per response that showed patient data, as the /api/v1 reads do, by the
+    controller (a patient reading their own record is not journalled)."""
+    authz.authorize_read(
+        request.user,
+        handler.read_action,
+        shown=patient_ids,
         detail={"channel": "fhir", "interaction": interaction, "resource": handler.type},
     )
 

@@ -1,6 +1,7 @@
 """Goals, messages and appointments: the patient–clinician loop (API.md,
 docs/patient-clinician-loop.md). Lists are narrowed by the selectors (another team's patient is
-a 404); writes are named rules (``clinicians/rules.py``) and services with their audit event."""
+a 404) and journalled as reads; every write is a service that asks the controller first (the
+rules and their refusals: ``clinicians/rules.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from accounts.models import Role
@@ -36,10 +38,11 @@ from clinicians.loop.selectors import (
     goals_visible_to,
     messages_visible_to,
 )
-from clinicians.models import AppointmentStatus, GoalStatus, SenderRole
+from clinicians.models import AppointmentStatus, SenderRole
+from core.api.permissions import ObjectActions
+from core.api.reads import AuthorizedReadMixin
 from core.api.schema import CONFLICT
 from core.api.serializers import validated_query
-from patients.api.views import JournalledReadMixin
 from patients.models import Patient
 from patients.selectors import patients_visible_to
 
@@ -59,12 +62,8 @@ def patient_for_write(request, patient_id: int | None) -> Patient:
     return get_object_or_404(visible, pk=patient_id)
 
 
-def require(request, permission: str, obj, message: str) -> None:
-    if not request.user.has_perm(permission, obj):
-        raise PermissionDenied(message)
-
-
-class _LoopViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class _LoopViewSet(AuthorizedReadMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsAuthenticated, ObjectActions]
     read_patient_key = "patient"
     filter_serializer_class: type = GoalFilterSerializer
 
@@ -82,7 +81,7 @@ class _LoopViewSet(JournalledReadMixin, mixins.ListModelMixin, viewsets.GenericV
 
 class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     serializer_class = GoalSerializer
-    read_object_type = "goal"
+    read_action = "clinicians.view_goal"
     filter_serializer_class = GoalFilterSerializer
 
     def get_queryset(self):
@@ -107,12 +106,6 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body.is_valid(raise_exception=True)
         values = dict(body.validated_data)
         patient = patient_for_write(request, values.pop("patient", None))
-        permission = (
-            "clinicians.propose_goal"
-            if request.user.role == Role.PATIENT
-            else "clinicians.set_goal"
-        )
-        require(request, permission, patient, "Only the patient or their care team sets goals.")
         goal = services.set_goal(patient=patient, actor=request.user, **values)
         return Response(GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
 
@@ -124,23 +117,15 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         goal = self.get_object()
         body = GoalStatusSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        target = body.validated_data["status"]
-        allowed = request.user.has_perm("clinicians.manage_goal", goal) or (
-            target == GoalStatus.ABANDONED
-            and request.user.has_perm("clinicians.withdraw_goal", goal)
+        goal = services.change_goal_status(
+            goal=goal, actor=request.user, status=body.validated_data["status"]
         )
-        if not allowed:
-            raise PermissionDenied(
-                "Only a clinician of the care team changes a goal; a patient may withdraw "
-                "their own proposal."
-            )
-        goal = services.change_goal_status(goal=goal, actor=request.user, status=target)
         return Response(GoalSerializer(goal).data)
 
 
 class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     serializer_class = MessageSerializer
-    read_object_type = "message"
+    read_action = "clinicians.view_message"
     filter_serializer_class = MessageFilterSerializer
 
     def get_queryset(self):
@@ -166,12 +151,6 @@ class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body = MessageInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data.get("patient"))
-        require(
-            request,
-            "clinicians.send_message",
-            patient,
-            "Only the patient and their care team write in this thread.",
-        )
         message = services.send_message(
             patient=patient, actor=request.user, body=body.validated_data["body"]
         )
@@ -181,20 +160,19 @@ class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     @action(detail=True, methods=["post"])
     def read(self, request, pk=None):
         """The read receipt, by the receiving side; again is a no-op."""
-        message = self.get_object()
-        require(
-            request,
-            "clinicians.read_message",
-            message,
-            "Only the receiving side marks a message read.",
-        )
-        message = services.mark_message_read(message=message, actor=request.user)
+        message = services.mark_message_read(message=self.get_object(), actor=request.user)
         return Response(MessageSerializer(message).data)
 
 
 class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     serializer_class = AppointmentSerializer
-    read_object_type = "appointment"
+    read_action = "clinicians.view_appointment"
+    # Refused before the body is read; the services ask the controller again.
+    object_actions = {
+        "confirm": "clinicians.manage_visit",
+        "cancel": "clinicians.manage_visit",
+        "complete": "clinicians.manage_visit",
+    }
     filter_serializer_class = AppointmentFilterSerializer
 
     def get_queryset(self):
@@ -219,28 +197,12 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         cadence's proposals are for the care team."""
         return super().list(request, *args, **kwargs)
 
-    def _visit(self, request):
-        visit = self.get_object()
-        require(
-            request,
-            "clinicians.manage_visit",
-            visit,
-            "Only a clinician of the care team manages visits.",
-        )
-        return visit
-
     @extend_schema(request=AppointmentInSerializer, responses={201: AppointmentSerializer})
     def create(self, request, *args, **kwargs):
         """A clinician books a visit (confirmed at once)."""
         body = AppointmentInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data["patient"])
-        require(
-            request,
-            "clinicians.schedule_visit",
-            patient,
-            "Only a clinician of the care team schedules visits.",
-        )
         visit = services.schedule_visit(
             patient=patient, actor=request.user, scheduled_at=body.validated_data["scheduled_at"]
         )
@@ -252,7 +214,7 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     @action(detail=True, methods=["post"])
     def confirm(self, request, pk=None):
         """Confirm the cadence's proposal, at its time or another."""
-        visit = self._visit(request)
+        visit = self.get_object()
         body = AppointmentConfirmSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         visit = services.confirm_visit(
@@ -268,7 +230,7 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a proposed or confirmed visit, with a reason."""
-        visit = self._visit(request)
+        visit = self.get_object()
         body = AppointmentCancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         visit = services.cancel_visit(
@@ -280,7 +242,7 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """The visit took place (the anchor of the next routine interval)."""
-        visit = self._visit(request)
+        visit = self.get_object()
         visit = services.complete_visit(appointment=visit, actor=request.user)
         return Response(AppointmentSerializer(visit).data)
 
@@ -291,12 +253,6 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body = VisitPlanInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data["patient"])
-        require(
-            request,
-            "clinicians.schedule_visit",
-            patient,
-            "Only a clinician of the care team plans visits.",
-        )
-        plan = services.plan_next_visit(patient.pk)
-        self.read_patient_ids = [patient.pk]
+        plan = services.plan_next_visit(patient.pk, actor=request.user)
+        self.shows_patients([patient.pk])
         return Response(VisitPlanSerializer(plan).data)

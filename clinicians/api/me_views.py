@@ -8,20 +8,22 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clinicians.models import Recommendation, RecommendationStatus
 from clinicians.treatment import course_summary
+from core import authz
 from core.api.serializers import DoseField
 from patients.models import Patient, Prescription
 
 
-def _own_patient(request) -> Patient:
+def _own_patient(request, view: str) -> Patient:
+    """The signed-in patient's record, its read authorized (``patients.view_own_screens``: 403
+    for anyone without one) and journalled by the controller (which leaves a patient reading
+    their own record out of the journal)."""
     patient = Patient.objects.filter(user_id=request.user.pk).first()
-    if patient is None or not request.user.has_perm("patients.view_patient", patient):
-        raise PermissionDenied("These screens are the signed-in patient's own.")
+    authz.authorize_read(request.user, "patients.view_own_screens", patient, detail={"view": view})
     return patient
 
 
@@ -70,7 +72,7 @@ class MyMedicationsView(APIView):
     def get(self, request):
         """My medications: what I take now, the last change and who made it, and when a change
         can next be considered (with the reason, in words, when the last check held)."""
-        patient = _own_patient(request)
+        patient = _own_patient(request, "me.medications")
         history = list(Prescription.objects.filter(patient=patient).order_by("started_at", "pk"))
         rec_ids = [
             int(p.source.split(":", 1)[1])
@@ -100,7 +102,6 @@ class MyMedicationsView(APIView):
             "next_change_from": summary.next_change_from,
             "hold_reasons": summary.hold_reasons,
         }
-        # A patient reading their own record is not journalled (audit.services.record_read).
         return Response(MyMedicationsOut(body).data)
 
 
@@ -166,7 +167,7 @@ class MyDecisionsView(APIView):
     def get(self, request):
         """My decisions: every proposal about me that was delivered or decided, newest first,
         with its outcome and my clinician's note for me."""
-        patient = _own_patient(request)
+        patient = _own_patient(request, "me.decisions")
         recs = Recommendation.objects.filter(patient=patient, status__in=list(OUTCOMES)).order_by(
             "-created_at", "-pk"
         )[:200]

@@ -7,12 +7,11 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role
-from audit.services import record_read
 from clinicians import decisions, services
 from clinicians.api.serializers import (
     AlertFilterSerializer,
@@ -29,17 +28,22 @@ from clinicians.api.serializers import (
 from clinicians.models import AlertThresholds, Recommendation
 from clinicians.safety import DEFAULT_THRESHOLDS
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
+from core import authz
+from core.api.permissions import ObjectActions
+from core.api.reads import AuthorizedReadMixin
 from core.api.schema import CONFLICT
 from core.api.serializers import validated_query
-from patients.api.views import JournalledReadMixin
 from patients.selectors import patients_visible_to
 
 
 class RecommendationViewSet(
-    JournalledReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    AuthorizedReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     serializer_class = RecommendationSerializer
-    read_object_type = "recommendation"
+    permission_classes = [IsAuthenticated, ObjectActions]
+    # Refused before the body is read; the services ask the controller again.
+    object_actions = {"decision": "clinicians.decide_recommendation"}
+    read_action = "clinicians.view_recommendation"
     read_patient_key = "patient"
 
     def get_serializer_class(self):
@@ -70,11 +74,8 @@ class RecommendationViewSet(
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         """The patient confirms a change they may make themselves (tier ``patient``)."""
-        recommendation = self.get_object()
-        if not request.user.has_perm("clinicians.acknowledge_recommendation", recommendation):
-            raise PermissionDenied("Only the patient acknowledges their recommendation.")
         recommendation = decisions.acknowledge_recommendation(
-            recommendation=recommendation, actor=request.user
+            recommendation=self.get_object(), actor=request.user
         )
         return Response(PatientRecommendationSerializer(recommendation).data)
 
@@ -85,8 +86,6 @@ class RecommendationViewSet(
     def decision(self, request, pk=None):
         """A clinician approves, modifies or rejects, re-entering their password to sign."""
         recommendation = self.get_object()
-        if not request.user.has_perm("clinicians.decide_recommendation", recommendation):
-            raise PermissionDenied("Only a clinician of the patient's care team decides.")
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         recommendation = decisions.decide_recommendation(
@@ -96,10 +95,10 @@ class RecommendationViewSet(
 
 
 class AlertViewSet(
-    JournalledReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    AuthorizedReadMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     serializer_class = AlertSerializer
-    read_object_type = "alert"
+    read_action = "clinicians.view_alert"
     read_patient_key = "patient"
 
     def get_queryset(self):
@@ -118,40 +117,39 @@ class AlertViewSet(
     @extend_schema(request=None, responses={200: AlertSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
-        alert = self.get_object()
-        if not request.user.has_perm("clinicians.handle_alert", alert):
-            raise PermissionDenied()
-        return Response(
-            AlertSerializer(services.acknowledge_alert(alert=alert, actor=request.user)).data
-        )
+        alert = services.acknowledge_alert(alert=self.get_object(), actor=request.user)
+        return Response(AlertSerializer(alert).data)
 
     @extend_schema(request=None, responses={200: AlertSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
-        alert = self.get_object()
-        if not request.user.has_perm("clinicians.handle_alert", alert):
-            raise PermissionDenied()
-        return Response(
-            AlertSerializer(services.resolve_alert(alert=alert, actor=request.user)).data
-        )
+        alert = services.resolve_alert(alert=self.get_object(), actor=request.user)
+        return Response(AlertSerializer(alert).data)
 
 
 class _PatientScopedView(APIView):
-    def patient(self, request, patient_id: int, *, write: bool):
+    """A patient's settings: read by whoever reaches the patient (journalled), written by the
+    care team — refused before the body is read; the services ask the controller again."""
+
+    permission_classes = [IsAuthenticated, ObjectActions]
+    object_actions = {"PUT": "clinicians.set_bounds"}
+    read_action: str
+
+    def patient(self, request, patient_id: int):
         patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
-        if write and not request.user.has_perm("clinicians.set_bounds", patient):
-            raise PermissionDenied("Only a clinician of the patient's care team sets these.")
+        if request.method == "GET":
+            authz.authorize_read(request.user, self.read_action, patient)
+        self.check_object_permissions(request, patient)
         return patient
 
 
 class SafetyBoundsView(_PatientScopedView):
+    read_action = "clinicians.view_safety_bounds"
+
     @extend_schema(responses=SafetyBoundsOutSerializer(many=True))
     def get(self, request, patient_id: int):
-        patient = self.patient(request, patient_id, write=False)
-        data = SafetyBoundsOutSerializer(bounds_for_patient(patient), many=True).data
-        with transaction.atomic():
-            record_read(actor=request.user, object_type="safety_bounds", patient_ids=[patient.pk])
-        return Response(data)
+        patient = self.patient(request, patient_id)
+        return Response(SafetyBoundsOutSerializer(bounds_for_patient(patient), many=True).data)
 
     @extend_schema(
         request=SafetyBoundsSerializer(many=True), responses=SafetyBoundsOutSerializer(many=True)
@@ -159,7 +157,7 @@ class SafetyBoundsView(_PatientScopedView):
     def put(self, request, patient_id: int):
         """Set the bounds of one or more drugs (a list, or one object); drugs not named keep
         their bounds. All or nothing: one invalid entry stores none."""
-        patient = self.patient(request, patient_id, write=True)
+        patient = self.patient(request, patient_id)
         many = isinstance(request.data, list)
         body = SafetyBoundsSerializer(data=request.data, many=many)
         body.is_valid(raise_exception=True)
@@ -171,6 +169,8 @@ class SafetyBoundsView(_PatientScopedView):
 
 
 class AlertThresholdsView(_PatientScopedView):
+    read_action = "clinicians.view_alert_thresholds"
+
     def _current(self, patient) -> dict:
         row = AlertThresholds.objects.filter(patient=patient).first()
         return (
@@ -181,12 +181,11 @@ class AlertThresholdsView(_PatientScopedView):
 
     @extend_schema(responses=AlertThresholdsOutSerializer)
     def get(self, request, patient_id: int):
-        patient = self.patient(request, patient_id, write=False)
-        return Response(self._current(patient))
+        return Response(self._current(self.patient(request, patient_id)))
 
     @extend_schema(request=AlertThresholdsSerializer, responses=AlertThresholdsOutSerializer)
     def put(self, request, patient_id: int):
-        patient = self.patient(request, patient_id, write=True)
+        patient = self.patient(request, patient_id)
         body = AlertThresholdsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         services.set_alert_thresholds(

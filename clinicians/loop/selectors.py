@@ -23,29 +23,25 @@ from clinicians.models import (
     Message,
 )
 from clinicians.treatment import target_for
+from core import authz
 from models_ml.features import observe
 from models_ml.protocol import MIN_READINGS_7D
 from patients.models import Patient, Prescription, Reading, ReadingType
-from patients.selectors import patients_visible_to
 
 PROGRESS_WINDOW_DAYS = 7
 
 
 def goals_visible_to(user: User) -> QuerySet[Goal]:
-    return Goal.objects.filter(patient__in=patients_visible_to(user))
+    return authz.visible(user, "clinicians.goal")
 
 
 def messages_visible_to(user: User) -> QuerySet[Message]:
-    return Message.objects.filter(patient__in=patients_visible_to(user))
+    return authz.visible(user, "clinicians.message")
 
 
 def appointments_visible_to(user: User) -> QuerySet[Appointment]:
-    """A patient sees the visits a clinician confirmed (and their cancellation or completion);
-    what the cadence merely proposes stays with the care team until a clinician confirms it."""
-    appointments = Appointment.objects.filter(patient__in=patients_visible_to(user))
-    if getattr(user, "role", None) == Role.PATIENT:
-        appointments = appointments.filter(confirmed_at__isnull=False)
-    return appointments
+    """``clinicians.rules``: a patient sees the visits a clinician confirmed."""
+    return authz.visible(user, "clinicians.appointment")
 
 
 def unread_count_for(user: User, patient: Patient) -> int:

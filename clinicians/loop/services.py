@@ -1,5 +1,7 @@
-"""Writes of the patient–clinician loop: goals, messages, visits. Each runs in one transaction
-with its audit event; websocket pushes go out on commit (``clinicians.notify``).
+"""Writes of the patient–clinician loop: goals, messages, visits. Each starts by asking the
+authorization controller (``core.authz``; who may do what is ``clinicians/rules.py``'s), then
+runs in one transaction with its audit event; websocket pushes go out on commit
+(``clinicians.notify``).
 
 Free text written by people — a message body, a goal's description, a cancellation note — is
 PHI: it is stored, never logged, and never copied into the audit journal (events say *that*
@@ -38,11 +40,16 @@ from clinicians.models import (
     Message,
     SenderRole,
 )
+from clinicians.rules import GoalMove
 from clinicians.treatment import target_for
-from core.errors import Conflict, DomainError, Forbidden
+from core import authz
+from core.authz import System
+from core.errors import Conflict, DomainError
 from patients.models import Patient
 
 CADENCE_COMPONENT = "clinicians.visit_cadence"
+# The cadence planning visits on its own (the daily task, the demo seed).
+CADENCE = System(CADENCE_COMPONENT)
 # Proposed visits are put at this local time of the due day; the clinician sets the real time
 # when confirming.
 PROPOSED_VISIT_TIME = time(9, 0)
@@ -58,12 +65,6 @@ TARGET_VALUE_LIMITS: dict[str, tuple[Decimal, Decimal]] = {
 
 # Control characters other than tab and line breaks have no place in a message.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _role_of(actor: User) -> str:
-    if actor.role not in (Role.PATIENT, Role.CLINICIAN):
-        raise Forbidden("Only the patient and their care team take part in this loop.")
-    return actor.role
 
 
 def _note(text: str, field: str, *, required: bool = False) -> str:
@@ -104,7 +105,8 @@ def set_goal(
     number the titration works toward — and must match it: the goal is what patient and team
     agree on, the bounds are what the system enforces, and they must not disagree. Omitted
     targets are filled from the bounds; to change the target, change the bounds first."""
-    role = _role_of(actor)
+    authz.authorize(actor, "clinicians.set_goal", patient)
+    role = actor.role
     description = _note(description, "description")
     if kind == GoalKind.BLOOD_PRESSURE:
         if measure:
@@ -243,19 +245,19 @@ def _one_active_bp_goal(patient_id: int, *, exclude: int | None = None) -> Itera
 
 def change_goal_status(*, goal: Goal, actor: User, status: str) -> Goal:
     """Move a goal along proposed → active → achieved, or to abandoned. Who may do which
-    move is the rules' business (``clinicians.manage_goal``, ``clinicians.withdraw_goal``);
-    here: which moves exist, and that an activated BP goal still matches the bounds.
+    move is the rules' business (``clinicians.change_goal_status``: the care team any, the
+    patient only the withdrawal of their own proposal); here: which moves exist, and that an
+    activated BP goal still matches the bounds.
 
     The patient row is locked first, as in ``set_goal``: one writer per patient's goals, so two
     activations of two proposed BP goals are serialised and the second is a 409."""
+    authz.authorize(actor, "clinicians.change_goal_status", GoalMove(goal, status))
     with transaction.atomic():
         Patient.objects.select_for_update(no_key=True).get(pk=goal.patient_id)
         goal = Goal.objects.select_for_update().get(pk=goal.pk)
         old = goal.status
         if status not in GOAL_TRANSITIONS.get(old, set()):
             raise InvalidTransition(f"A goal that is {old} cannot become {status}.")
-        if actor.role == Role.PATIENT and status != GoalStatus.ABANDONED:
-            raise Forbidden("A patient may only withdraw their own proposal.")
         if status == GoalStatus.ACTIVE and goal.kind == GoalKind.BLOOD_PRESSURE:
             bounds_target = target_for(goal.patient)
             if (goal.target_systolic_mmhg, goal.target_diastolic_mmhg) != bounds_target:
@@ -285,7 +287,8 @@ def change_goal_status(*, goal: Goal, actor: User, status: str) -> Goal:
 def send_message(*, patient: Patient, actor: User, body: str) -> Message:
     """The patient writes to their care team, or a clinician of the team writes to the patient
     (one thread per patient). The body is plain text; HTML in it is text, escaped on render."""
-    role = _role_of(actor)
+    authz.authorize(actor, "clinicians.send_message", patient)
+    role = actor.role
     body = (body or "").strip()
     if not body:
         raise DomainError("A message needs a body.", field="body")
@@ -323,6 +326,7 @@ def send_message(*, patient: Patient, actor: User, body: str) -> Message:
 def mark_message_read(*, message: Message, actor: User) -> Message:
     """The read receipt, set once by the receiving side (``clinicians.read_message``); marking
     a read message again changes nothing and records nothing."""
+    authz.authorize(actor, "clinicians.read_message", message)
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message.pk)
         if message.read_at is not None:
@@ -342,6 +346,7 @@ def mark_message_read(*, message: Message, actor: User) -> Message:
 
 def mark_thread_read(*, patient: Patient, actor: User) -> int:
     """Read receipts for every message of the other side still unread (the portal's button)."""
+    authz.authorize(actor, "clinicians.read_thread", patient)
     other_side = SenderRole.PATIENT if actor.role == Role.CLINICIAN else SenderRole.CLINICIAN
     count = 0
     with transaction.atomic():
@@ -364,7 +369,9 @@ class VisitPlan:
     appointment: Appointment | None
 
 
-def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPlan:
+def plan_next_visit(
+    patient_id: int, *, now: datetime | None = None, actor: User | System = CADENCE
+) -> VisitPlan:
     """Apply the cadence rule (``clinicians.loop.cadence``) to one patient and keep their one
     ``proposed`` visit in step with it: create it, move it, or cancel it when a confirmed visit
     on or before the due day already covers it.
@@ -374,10 +381,15 @@ def plan_next_visit(patient_id: int, *, now: datetime | None = None) -> VisitPla
     so re-running daily gives the same answer and writes nothing while nothing changed; in
     particular an overdue proposal is not moved on each run (it keeps the day it was proposed
     for). A proposal a clinician cancelled is not proposed again until the answer changes (another
-    reason or another nominal due day)."""
+    reason or another nominal due day).
+
+    The cadence plans on its own (``CADENCE``, the default only until the demo seed names it);
+    a clinician of the care team may ask it to plan now (``clinicians.schedule_visit``). Either
+    way the plan is the cadence's, and journalled as its."""
     now = now or timezone.now()
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
+        authz.authorize(actor, "clinicians.schedule_visit", patient)
         decision = cadence_for(patient, now=now)
         due_at = timezone.make_aware(datetime.combine(decision.due_on, PROPOSED_VISIT_TIME))
         if due_at <= now:  # due today, planned after that hour: the next such hour, never past
@@ -485,6 +497,7 @@ def _future(scheduled_at: datetime, now: datetime) -> datetime:
 def schedule_visit(*, patient: Patient, actor: User, scheduled_at: datetime) -> Appointment:
     """A clinician books a visit directly: it is confirmed at once. A cadence proposal due on
     or after that day is then covered, and cancelled."""
+    authz.authorize(actor, "clinicians.schedule_visit", patient)
     now = timezone.now()
     scheduled_at = _future(scheduled_at, now)
     with transaction.atomic():
@@ -513,6 +526,7 @@ def confirm_visit(
     *, appointment: Appointment, actor: User, scheduled_at: datetime | None = None
 ) -> Appointment:
     """A clinician confirms the cadence's proposal, at its time or at another (future) one."""
+    authz.authorize(actor, "clinicians.manage_visit", appointment)
     now = timezone.now()
     if scheduled_at is not None:
         _future(scheduled_at, now)
@@ -543,6 +557,7 @@ def confirm_visit(
 
 
 def cancel_visit(*, appointment: Appointment, actor: User, reason: str) -> Appointment:
+    authz.authorize(actor, "clinicians.manage_visit", appointment)
     reason = _note(reason, "reason", required=True)
     with transaction.atomic():
         visit = Appointment.objects.select_for_update().get(pk=appointment.pk)
@@ -553,6 +568,7 @@ def cancel_visit(*, appointment: Appointment, actor: User, reason: str) -> Appoi
 
 def complete_visit(*, appointment: Appointment, actor: User) -> Appointment:
     """The visit took place: it becomes the anchor of the next routine interval."""
+    authz.authorize(actor, "clinicians.manage_visit", appointment)
     now = timezone.now()
     with transaction.atomic():
         visit = Appointment.objects.select_for_update().get(pk=appointment.pk)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
-from audit.services import record_read
 from clinicians import decisions, services
 from clinicians.models import Alert
 from clinicians.portal.selectors import chart_for
 from clinicians.selectors import alerts_visible_to, recommendations_visible_to
+from core import authz
 from core.errors import DomainError
 from patients.selectors import patients_visible_to
 
@@ -36,14 +35,10 @@ DONE = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 @otp_required(login_url="portal:login")
 def patient_chart(request, patient_id: int):
     patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    authz.authorize_read(
+        request.user, "clinicians.view_chart", patient, detail={"view": "portal.patient_chart"}
+    )
     chart = chart_for(request.user, patient)
-    with transaction.atomic():
-        record_read(
-            actor=request.user,
-            object_type="patient_chart",
-            patient_ids=[patient.pk],
-            detail={"view": "portal.patient_chart"},
-        )
     return render(request, "portal/patient.html", {"chart": chart, "form": DecisionForm()})
 
 
@@ -52,9 +47,7 @@ def patient_chart(request, patient_id: int):
 def decide(request, recommendation_id: int):
     rec = get_object_or_404(recommendations_visible_to(request.user), pk=recommendation_id)
     form = DecisionForm(request.POST)
-    if not request.user.has_perm("clinicians.decide_recommendation", rec):
-        messages.error(request, "Only a clinician of the patient's care team decides.")
-    elif not form.is_valid():
+    if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
     else:
         try:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from clinicians.portal import loop, review, views
+from clinicians.portal import loop, model_cards, review, views
 
 app_name = "portal"
 
@@ -17,5 +17,6 @@ urlpatterns = [
     path("patients/<int:patient_id>/appointments/", loop.book_visit, name="book-visit"),
     path("goals/<int:goal_id>/status/", loop.goal_status, name="goal-status"),
     path("appointments/<int:appointment_id>/", loop.visit_action, name="visit-action"),
+    path("models/<str:version>/", model_cards.card, name="model-card"),
     path("", views.home, name="home"),
 ]

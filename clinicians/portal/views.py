@@ -20,9 +20,9 @@ from django_otp import login as otp_login
 from django_otp.decorators import otp_required
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import PORTAL_ROLES
-from audit.services import record_event, record_read
+from audit.services import record_event
 from clinicians.portal import selectors as portal_selectors
+from core import authz
 
 PENDING_USER_KEY = "portal_pending_user"
 PENDING_SINCE_KEY = "portal_pending_since"
@@ -49,8 +49,8 @@ class LoginView(View):
         if not form.is_valid():
             return render(request, self.template_name, {"form": form}, status=400)
         user = form.get_user()
-        if user.role not in PORTAL_ROLES:
-            form.add_error(None, "The portal is for care teams; patients use the mobile app.")
+        if not authz.can(user, "clinicians.use_portal"):
+            form.add_error(None, authz.message_of("clinicians.use_portal"))
             return render(request, self.template_name, {"form": form}, status=403)
         request.session.cycle_key()
         request.session[PENDING_USER_KEY] = user.pk
@@ -133,11 +133,10 @@ def logout_view(request):
 def home(request):
     """The worklist: what needs a clinician now, then the panel."""
     panel = portal_selectors.panel_for(request.user)
-    with transaction.atomic():
-        record_read(
-            actor=request.user,
-            object_type="patient",
-            patient_ids=[row.patient.pk for row in panel.rows],
-            detail={"view": "portal.home"},
-        )
+    authz.authorize_read(
+        request.user,
+        "patients.view_patient",
+        shown=[row.patient.pk for row in panel.rows],
+        detail={"view": "portal.home"},
+    )
     return render(request, "portal/home.html", {"panel": panel})

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import JSONParser
+from core.api.permissions import ObjectActions
 from core.api.schema import BATCH_TOO_LARGE
 from core.errors import DomainError
 from patients.api.serializers import BatchResultSerializer
@@ -56,11 +58,23 @@ def batch_items(data, key: str) -> list:
     return items
 
 
-def _own_patient(request) -> Patient:
-    patient = Patient.objects.filter(user_id=request.user.pk).first()
-    if patient is None or not request.user.has_perm("patients.submit_readings", patient):
-        raise PermissionDenied("Only a signed-in patient submits their own data.")
-    return patient
+def own_patient(request) -> Patient | None:
+    """The record the signed-in caller submits to: their own (None for anyone without one)."""
+    return Patient.objects.filter(user_id=request.user.pk).first()
+
+
+class _SubmissionView(APIView):
+    """A patient's upload. The controller refuses anyone else (``patients.submit_readings``)
+    before the body is read; the ingestion service asks it again."""
+
+    parser_classes = [LenientNumbersJSONParser]
+    permission_classes = [IsAuthenticated, ObjectActions]
+    object_actions = {"POST": "patients.submit_readings"}
+
+    def submitter(self, request) -> Patient:
+        patient = own_patient(request)
+        self.check_object_permissions(request, patient)
+        return patient
 
 
 def openapi_schema(adapter) -> dict:
@@ -116,9 +130,7 @@ def batch_schema(item: dict, name: str) -> dict:
     }
 
 
-class ReadingBatchView(APIView):
-    parser_classes = [LenientNumbersJSONParser]
-
+class ReadingBatchView(_SubmissionView):
     @extend_schema(
         request={"application/json": batch_schema(openapi_schema(READING_ADAPTER), "readings")},
         responses={201: BatchResultSerializer, 413: BATCH_TOO_LARGE},
@@ -146,16 +158,14 @@ class ReadingBatchView(APIView):
     def post(self, request):
         """Upload a batch of wearable readings (up to 5,000). Valid items are stored even when
         others are rejected; a ``client_id`` seen before is counted as a duplicate."""
-        patient = _own_patient(request)
+        patient = self.submitter(request)
         result = record_readings(
             patient=patient, items=batch_items(request.data, "readings"), actor=request.user
         )
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
 
 
-class IntakeBatchView(APIView):
-    parser_classes = [LenientNumbersJSONParser]
-
+class IntakeBatchView(_SubmissionView):
     @extend_schema(
         request={
             "application/json": {
@@ -171,7 +181,7 @@ class IntakeBatchView(APIView):
     def post(self, request):
         """Log medication intakes: one ``{client_id, medication, dose_mg, taken_at}`` or a batch
         ``{"intakes": [...]}``."""
-        patient = _own_patient(request)
+        patient = self.submitter(request)
         data = request.data
         items = (
             [data]

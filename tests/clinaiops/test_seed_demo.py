@@ -60,3 +60,42 @@ def test_bad_options_are_refused_with_the_reason(args, message):
     with pytest.raises(CommandError, match=message):
         _seed(*args)
     assert not Patient.objects.exists()
+
+
+@pytest.mark.slow
+def test_the_demo_model_is_promoted_and_its_card_is_reachable_from_a_review_card(
+    monkeypatch, settings, tmp_path
+):
+    """`make demo` seeds with --model: a model trained on simulated patients passes its gates,
+    is promoted by the demo admin, makes the demo's proposals, and each review card links to
+    its model card. (Smaller simulated cohorts than the real demo: the steps are the same.)"""
+    from clinicians.models import Recommendation
+    from models_ml import gates, registry
+    from models_ml.models import ModelVersion, Stage
+    from tests.clinicians.test_portal import portal_client
+
+    settings.DATA_DIR = tmp_path
+    monkeypatch.setattr(
+        registry, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
+    )
+    monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 80, "days": 84})
+    registry._cache.clear()
+
+    from tests.conftest import PASSWORD
+
+    output = _seed("--patients", "6", "--model", "--password", PASSWORD)
+
+    production = ModelVersion.objects.get(stage=Stage.PRODUCTION)
+    assert f"Demo model {production.version} passed every gate" in output
+    assert production.promoted_by.username == "admin"
+    recommendation = Recommendation.objects.filter(model_version=production.version).first()
+    assert recommendation is not None
+    from accounts.models import User
+
+    clinician = User.objects.filter(
+        care_team_memberships__care_team__in=recommendation.patient.care_teams.all()
+    ).first()
+    client = portal_client(clinician)
+    chart = client.get(f"/portal/patients/{recommendation.patient_id}/").content.decode()
+    assert f'href="/portal/models/{production.version}/"' in chart
+    assert client.get(f"/portal/models/{production.version}/").status_code == 200

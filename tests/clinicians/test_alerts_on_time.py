@@ -94,11 +94,11 @@ def test_an_upload_whose_inline_check_failed_is_caught_by_the_outbox_sweep(
 
 
 def test_a_check_in_flight_does_not_clear_an_upload_it_has_not_seen(patient_a):
-    from patients.ingestion import record_readings
+    from patients.ingestion import READINGS_IMPORT, record_readings
 
-    record_readings(patient=patient_a, items=crisis_batch("a"))
+    record_readings(patient=patient_a, items=crisis_batch("a"), actor=READINGS_IMPORT)
     seen = SafetyCheckDue.objects.get(patient_id=patient_a.pk).generation
-    record_readings(patient=patient_a, items=crisis_batch("b"))
+    record_readings(patient=patient_a, items=crisis_batch("b"), actor=READINGS_IMPORT)
     assert SafetyCheckDue.objects.get(patient_id=patient_a.pk).generation == seen + 1
     # A check that read generation ``seen`` leaves the row for the upload after it.
     SafetyCheckDue.objects.filter(patient_id=patient_a.pk, generation=seen).delete()

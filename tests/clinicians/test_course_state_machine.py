@@ -36,7 +36,13 @@ from clinicians.treatment import course_view, interval_days_from, last_change
 from core.errors import DomainError
 from patients import course
 from patients.formulary import FORMULARY
-from patients.ingestion import record_intakes, record_labs, record_readings
+from patients.ingestion import (
+    INTAKES_IMPORT,
+    READINGS_IMPORT,
+    record_intakes,
+    record_labs,
+    record_readings,
+)
 from patients.models import Prescription
 from tests.conftest import PASSWORD
 from tests.factories import CareTeamFactory, ClinicianFactory, PatientFactory
@@ -114,6 +120,7 @@ class CourseMachine(RuleBasedStateMachine):
                 for day in range(7)
                 for slot in range(2)
             ],
+            actor=READINGS_IMPORT,
         )
         self.log_intakes(days=7, taken=True)
         self._evaluate()
@@ -140,7 +147,7 @@ class CourseMachine(RuleBasedStateMachine):
                     "device_id": self.device,
                 }
             )
-        result = record_readings(patient=self.patient, items=items)
+        result = record_readings(patient=self.patient, items=items, actor=READINGS_IMPORT)
         assert not result.rejected, result.rejected
         self._evaluate()
 
@@ -162,7 +169,7 @@ class CourseMachine(RuleBasedStateMachine):
             for day in range(days)
         ]
         if items:
-            record_intakes(patient=self.patient, items=items)
+            record_intakes(patient=self.patient, items=items, actor=INTAKES_IMPORT)
             self._evaluate()
 
     @rule(potassium=st.sampled_from(["3.1", "4.2", "5.4"]), egfr=st.sampled_from(["22", "75"]))

@@ -209,14 +209,15 @@ def test_miscalibrated_devices_are_detected_on_systolic_and_on_the_predictions(r
     assert report.column(PREDICTION).kind == "prediction"
 
 
-def test_six_mmhg_offset_needs_the_lower_psi_threshold(reference):
-    """Known sensitivity: a 6 mmHg offset is ~0.4 between-patient SD, PSI ~0.16. The KS
-    condition keeps false alarms controlled at threshold 0.1 (tests above)."""
+def test_six_mmhg_offset_is_caught_at_the_default_psi_threshold(reference):
+    """Known sensitivity: a 6 mmHg offset is ~0.4 between-patient SD, PSI ~0.16 (~0.15 beyond
+    sampling noise): caught at the default 0.1 on the excess, missed at 0.2. The KS condition
+    keeps false alarms controlled at 0.1 (tests above)."""
     current = daily_feature_rows(
         generate_cohort(600, seed=8), days=1, seed=8, systolic_offset_mmhg=6.0
     )
-    assert not report_for(reference, current).has_drift
-    assert "mean_systolic_mmhg" in report_for(reference, current, psi_threshold=0.1).drifted_columns
+    assert "mean_systolic_mmhg" in report_for(reference, current).drifted_columns
+    assert not report_for(reference, current, psi_threshold=0.2).has_drift
 
 
 def test_noisier_devices_are_detected(reference):
@@ -236,9 +237,9 @@ def test_a_feature_going_missing_is_detected_by_the_missingness_test(reference):
 
 
 def test_small_window_is_insufficient_not_drifted(reference):
-    current = reference.iloc[:50].assign(age_years=90)
+    current = reference.iloc[:49].assign(age_years=90)
     report = report_for(reference, current)
-    assert not report.has_drift
+    assert not report.has_drift and report.verdict == "insufficient"
     assert set(report.insufficient_columns) == {*FEATURES, PREDICTION}
     assert report.column("age_years").psi is None
 
@@ -248,7 +249,8 @@ def test_report_is_strict_json(reference):
         generate_cohort(300, seed=8), days=1, seed=8, systolic_offset_mmhg=10.0
     )
     document = json.loads(json.dumps(report_for(reference, current).to_dict(), allow_nan=False))
-    assert document["schema"] == "drift-report-1"
+    assert document["schema"] == "drift-report-2"
+    assert document["verdict"] == "alarm"
     assert document["correction"] == "holm"
     assert document["has_drift"] is True
     systolic = next(c for c in document["columns"] if c["name"] == "mean_systolic_mmhg")

@@ -100,6 +100,8 @@ def test_evaluate_promote_serve_and_roll_back(train, clinician_a, admin_user):
     assert {g["name"] for g in version.gate_results["gates"]} == {
         "held_out_error",
         "simulated_policy",
+        "first_line_drug_choice",
+        "training_representativeness",
         "fairness",
         "privacy",
     }
@@ -138,6 +140,8 @@ def test_failed_gate_blocks_promotion_and_is_journalled(train):
     version.gate_results = {
         "passed": False,
         "gates": [{"name": "simulated_policy", "passed": False, "detail": {}, "waivable": False}],
+        # Judged against what is in production now, so promotion does not re-run the gates.
+        "references": registry._gate_references(None),
     }
     version.save()
     with pytest.raises(registry.PromotionRefused, match="simulated_policy"):

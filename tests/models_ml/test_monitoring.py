@@ -1,5 +1,6 @@
-"""Monitoring of the production model: drift on a shifted population but not on a resample of
-the training data; override rate; alerts make the model unhealthy (gate blocks)."""
+"""Monitoring of the production model: drift on a shifted population but not on other patients
+of the same population served by the model; override rate; an alert sends the model's proposals
+to a clinician (tests/models_ml/test_monitoring_integrity.py has the rest)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from clinicians.models import Recommendation, RecommendationStatus, Tier
 from clinicians.tasks import monitor_models
-from models_ml import registry
+from models_ml import monitoring, registry
 from models_ml.features import STATE_FEATURES
 from models_ml.models import ModelAlert, Stage
 from models_ml.monitoring import assess
@@ -29,8 +30,12 @@ def simulated():
 
 
 @pytest.fixture
-def production(simulated, settings, tmp_path):
+def production(simulated, settings, tmp_path, monkeypatch):
     settings.DATA_DIR = tmp_path
+    # The serving reference of 300 simulated patients, not production's 1,000 (time).
+    monkeypatch.setattr(
+        monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
+    )
     registry._cache.clear()
     version = registry.train_model(seed=5, training=simulated)
     version.stage = Stage.PRODUCTION
@@ -45,22 +50,24 @@ def _frame(version, rows: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def test_resample_of_training_data_raises_no_drift(production, simulated):
-    rng = np.random.default_rng(1)
-    rows = simulated.features[rng.choice(len(simulated), 1500, replace=True)]
-    report = assess(
-        production,
-        window="weekly",
-        current=_frame(production, rows),
-        decided=0,
-        overridden=0,
-        outcomes=[],
+def test_other_patients_served_by_the_model_raise_no_drift(production):
+    """The same population under the same selection as the reference: the model's proposals
+    to other simulated patients (a resample of the *training* rows is another selection —
+    exploration at every decision day — and is no longer the reference)."""
+    served = monitoring.simulate_serving(
+        registry.load(production), production.version, n_patients=200, seed=21
     )
-    assert report.alerts == [], report.drift
+    report = assess(
+        production, window="weekly", current=served, decided=0, overridden=0, outcomes=[]
+    )
+    assert report.verdicts["drift"] == "ok", report.drift["summary"]
+    assert report.alerts == []
     assert not ModelAlert.objects.exists()
 
 
-def test_population_shift_raises_a_drift_alert_and_the_model_turns_unhealthy(production, simulated):
+def test_population_shift_raises_a_drift_alert_and_proposals_go_to_a_clinician(
+    production, simulated
+):
     from models_ml.dataset import simulated_training_set
 
     older = simulated_training_set(
@@ -76,7 +83,9 @@ def test_population_shift_raises_a_drift_alert_and_the_model_turns_unhealthy(pro
     )
     assert report.alerts == ["drift"]
     assert "age_years" in ModelAlert.objects.get(kind="drift").evidence["drifted"]
-    assert serving_producer().is_healthy is False
+    producer = serving_producer()
+    assert producer.is_healthy is True  # it loads; its proposals go to a clinician instead
+    assert [alert.kind for alert in producer.open_alerts] == ["drift"]
     # One open alert per kind: the next window does not pile up.
     assess(
         production,

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from patients.course import LabSnapshot, LabValue
-from patients.ingestion import record_labs
+from patients.ingestion import LABS_IMPORT, record_labs
 from patients.models import LabResult
 from patients.selectors import latest_labs
 from patients.signals import labs_recorded
@@ -262,7 +262,7 @@ def test_labs_recorded_is_sent_on_commit_when_something_was_stored(clinic, patie
 def test_a_system_import_is_stored_without_a_recorder_and_journalled_by_component(patient_a):
     item = {k: v for k, v in lab(patient_a).items() if k != "patient"}  # the caller chose
     with transaction.atomic():
-        result = record_labs(patient=patient_a, items=[item], actor=None)
+        result = record_labs(patient=patient_a, items=[item], actor=LABS_IMPORT)
     assert result.accepted == 1
     assert LabResult.objects.get().recorded_by is None
     event = AuditEvent.objects.filter(object_type="lab_batch").get()

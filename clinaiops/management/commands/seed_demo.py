@@ -20,10 +20,10 @@ from django.utils import timezone
 from accounts.models import CareTeamMembership, Role, User
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
 from audit.services import record_event
-from clinicians.loop.services import plan_next_visit
+from clinicians.loop.services import CADENCE, plan_next_visit
 from models_ml.simulator.population import VirtualPatient, generate_cohort
 from models_ml.simulator.readings import cohort_readings
-from patients.ingestion import record_readings
+from patients.ingestion import READINGS_IMPORT, record_readings
 from patients.models import Patient
 from patients.services import register_patient
 
@@ -113,6 +113,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=2023, help="simulator seed")
         parser.add_argument("--json", action="store_true", help="print the logins as JSON only")
         parser.add_argument(
+            "--model",
+            action="store_true",
+            help="also train a dose-response model on simulated data, run its gates and promote "
+            "it as the demo admin when they pass (about two minutes), so that the demo's "
+            "proposals come from a model with a model card",
+        )
+        parser.add_argument(
             "--if-empty",
             action="store_true",
             help="when the database already has users, print their logins instead of failing",
@@ -132,14 +139,20 @@ class Command(BaseCommand):
                 )
             logins = existing_logins(password)
         else:
-            logins = seed(count=count, password=password, seed=options["seed"])
+            logins = seed(
+                count=count,
+                password=password,
+                seed=options["seed"],
+                model=options["model"],
+                say=self.stdout.write,
+            )
         if options["json"]:
             self.stdout.write(json.dumps(logins.as_json(), indent=2))
         else:
             self.stdout.write(render_logins(logins))
 
 
-def seed(*, count: int, password: str, seed: int) -> Logins:
+def seed(*, count: int, password: str, seed: int, model: bool = False, say=None) -> Logins:
     hashed = make_password(password)  # one hash for every demo login keeps seeding fast
     cohort = generate_cohort(count, seed=seed, id_prefix="demo")
     names = np.random.default_rng(seed).integers(
@@ -157,8 +170,11 @@ def seed(*, count: int, password: str, seed: int) -> Logins:
                 qualification=qualification,
             )
             add_team_member(care_team=teams[team_index], user=clinician)
-        create_user(username="admin", password=None, password_hash=hashed, role=Role.ADMIN)
+        admin = create_user(username="admin", password=None, password_hash=hashed, role=Role.ADMIN)
         create_user(username="auditor", password=None, password_hash=hashed, role=Role.AUDITOR)
+        if model:
+            # Before the readings: their evaluations then come from the model, not the protocol.
+            demo_model(admin=admin, seed=seed, say=say or (lambda line: None))
         patients: list[Patient] = []
         for index, virtual in enumerate(cohort):
             user = create_user(
@@ -184,11 +200,14 @@ def seed(*, count: int, password: str, seed: int) -> Logins:
         )
         by_virtual_id = _readings_by_patient(cohort, patients, readings)
         stored = sum(
-            record_readings(patient=patient, items=rows).accepted for patient, rows in by_virtual_id
+            record_readings(patient=patient, items=rows, actor=READINGS_IMPORT).accepted
+            for patient, rows in by_virtual_id
         )
         # After the evaluations the readings queue on commit: each patient's next visit, as the
         # daily cadence run would propose it (the demo runs no Celery beat).
-        transaction.on_commit(lambda: [plan_next_visit(patient.pk) for patient in patients])
+        transaction.on_commit(
+            lambda: [plan_next_visit(patient.pk, actor=CADENCE) for patient in patients]
+        )
         record_event(
             action="create",
             object_type="demo_cohort",
@@ -196,6 +215,22 @@ def seed(*, count: int, password: str, seed: int) -> Logins:
             component="seed_demo",
         )
     return existing_logins(password)
+
+
+def demo_model(*, admin, seed: int, say) -> str | None:
+    """Train a candidate on simulated patients, run every gate, promote it as ``admin`` when
+    they all pass. Returns the version in production, or None (the protocol serves)."""
+    from models_ml import registry
+
+    candidate = registry.train_model(seed=seed, actor=admin)
+    report = registry.evaluate(candidate.version, actor=admin)
+    if not report.passed:
+        failed = ", ".join(result.name for result in report.failed())
+        say(f"Demo model {candidate.version} failed gates ({failed}); the protocol serves.")
+        return None
+    registry.promote(candidate.version, actor=admin)
+    say(f"Demo model {candidate.version} passed every gate and is in production.")
+    return candidate.version
 
 
 def _readings_by_patient(

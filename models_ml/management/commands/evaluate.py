@@ -7,7 +7,7 @@ from models_ml.management.commands._shared import actor_named, refused
 
 
 class Command(BaseCommand):
-    help = "Run every gate for a model version and record the results."
+    help = "Run every gate for a model version and record the results (and their evidence)."
 
     def add_arguments(self, parser):
         parser.add_argument("version")
@@ -23,5 +23,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.to_dict(), default=str))
             return
         for gate in report.results:
-            self.stdout.write(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}")
+            waivable = " (waivable)" if gate.waivable and not gate.passed else ""
+            self.stdout.write(f"{'PASS' if gate.passed else 'FAIL'} {gate.name}{waivable}")
+            for failure in gate.detail.get("failures") or []:
+                self.stdout.write(f"  - {failure}")
         self.stdout.write("all gates passed" if report.passed else "gates failed")

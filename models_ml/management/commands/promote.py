@@ -1,11 +1,14 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from models_ml import registry
 from models_ml.management.commands._shared import actor_named, refused
 
 
 class Command(BaseCommand):
-    help = "Promote an evaluated model version to production (or to shadow with --shadow)."
+    help = (
+        "Promote an evaluated model version to production (or to shadow with --shadow). When "
+        "production changed since the evaluation, the gates are run again against it first."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("version")
@@ -16,16 +19,31 @@ class Command(BaseCommand):
             default="",
             help="an admin's written reason to waive the fairness gate",
         )
+        parser.add_argument(
+            "--waive",
+            metavar="GATE",
+            action="append",
+            default=[],
+            help="a failed waivable gate to waive (fairness, first_line_drug_choice, "
+            "training_representativeness); repeat for several; needs --reason and an admin",
+        )
+        parser.add_argument("--reason", default="", help="the admin's written reason to waive")
         parser.add_argument("--as", dest="username", help="the admin promoting it")
 
     def handle(self, *args, **options):
+        waive, reason = list(options["waive"]), options["reason"].strip()
+        if options["waive_fairness"].strip():
+            waive.append("fairness")
+            reason = reason or options["waive_fairness"].strip()
+        if waive and not reason:
+            raise CommandError("A waiver needs a written reason (--reason).")
         try:
             actor = actor_named(options["username"])
             if options["shadow"]:
                 version = registry.set_shadow(options["version"], actor=actor)
             else:
                 version = registry.promote(
-                    options["version"], actor=actor, waiver_reason=options["waive_fairness"]
+                    options["version"], actor=actor, waiver_reason=reason, waive=waive or None
                 )
         except Exception as error:
             raise refused(error) from error

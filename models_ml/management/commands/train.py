@@ -16,12 +16,22 @@ class Command(BaseCommand):
             "--skew", choices=["exclude-black", "mild-only"], help="train on a skewed cohort"
         )
         parser.add_argument("--as", dest="username", help="the user on whose behalf")
+        parser.add_argument(
+            "--non-private-waiver",
+            dest="waiver",
+            default="",
+            metavar="REASON",
+            help="train without DP although the data hold real patients: an admin's reason "
+            "(with --as), journalled and kept in the model's privacy record",
+        )
 
     def handle(self, *args, **options):
         if options["epsilon"] is not None and not options["private"]:
             raise CommandError("--epsilon applies to --private training only.")
         if options["epsilon"] is not None and not 0 < options["epsilon"] <= 50:
             raise CommandError("--epsilon must be a positive number (at most 50).")
+        if options["waiver"].strip() and options["private"]:
+            raise CommandError("--non-private-waiver applies to training without --private.")
         try:
             version = registry.train_model(
                 private=options["private"],
@@ -30,6 +40,7 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 skew=options["skew"],
                 actor=actor_named(options["username"]),
+                non_private_waiver=options["waiver"],
             )
         except Exception as error:
             raise refused(error) from error

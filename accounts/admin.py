@@ -1,0 +1,13 @@
+"""The Django admin is the operators' console. Who may open it is the controller's
+(``accounts.use_admin_site``, declared in ``accounts/rules.py``), asked on every admin page."""
+
+from django.contrib import admin
+
+from core import authz
+
+
+def _operators_only(request) -> bool:
+    return authz.can(request.user, "accounts.use_admin_site")
+
+
+admin.site.has_permission = _operators_only
