@@ -208,6 +208,9 @@ MODEL_RETRAIN_ON_ALERT = env_bool("MODEL_RETRAIN_ON_ALERT", False)
 # dataset budget the registry has always used; two default runs (ε 3.0) compose to 4.4, three
 # to 5.5, and a fourth is refused.
 PATIENT_PRIVACY_BUDGET_EPSILON = float(os.environ.get("PATIENT_PRIVACY_BUDGET_EPSILON", "6.0"))
+# The held-out split's salt (models_ml.dataset.TrainingSet.split_by_patient). Empty: generated
+# once in the data directory (held_out_split.salt; back it up with the database).
+HELD_OUT_SPLIT_SALT = os.environ.get("HELD_OUT_SPLIT_SALT", "")
 # Uploads of one patient arriving within this many seconds share one evaluation run.
 EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
 

@@ -77,9 +77,12 @@ class TrainingSet:
 
         if not 0 < held_out_fraction < 1:
             raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
-        if salt is None:
-            from django.conf import settings
+        from django.conf import settings
 
+        configured = getattr(settings, "HELD_OUT_SPLIT_SALT", "")
+        if salt is None and configured:  # fixed by the deployment (or the test suite)
+            salt = configured.encode()
+        if salt is None:
             path = Path(settings.DATA_DIR) / "held_out_split.salt"
             if not path.exists():  # write aside, then link: a concurrent first use keeps one
                 spare = path.with_name(f"{path.name}.{secrets.token_hex(8)}")

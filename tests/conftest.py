@@ -24,6 +24,16 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("clinaiops")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fixed_held_out_split():
+    """Every run splits the same patients into training and held-out (the deployment's salt is
+    generated per data directory): a model trained in a test is the same model on every
+    machine."""
+    from django.conf import settings
+
+    settings.HELD_OUT_SPLIT_SALT = "clinaiops-test-suite"
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counters and axes state live in the cache: isolate tests from each other."""

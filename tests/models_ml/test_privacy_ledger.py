@@ -276,6 +276,7 @@ def test_adding_or_removing_one_patient_moves_no_one_else(n, which, salt):
 
 def test_the_split_is_the_deployments_not_the_seeds(tmp_path, settings):
     settings.DATA_DIR = tmp_path
+    settings.HELD_OUT_SPLIT_SALT = ""  # the suite fixes one; a deployment generates its own
     training = ids_set(5000)
     held = held_out_ids(training, seed=1)
     assert held == held_out_ids(training, seed=2)  # the salt file, written once, decides
@@ -284,6 +285,8 @@ def test_the_split_is_the_deployments_not_the_seeds(tmp_path, settings):
     assert held != held_out_ids(training, salt=b"another deployment")
     rows_held = training.split_by_patient(0.2)[1]
     assert len(rows_held) == 2 * len(held)  # a patient's rows never straddle the split
+    settings.HELD_OUT_SPLIT_SALT = "configured"  # a salt in the settings wins over the file
+    assert held_out_ids(training, seed=1) == held_out_ids(training, salt=b"configured")
 
 
 # --- DP mandatory on real patients ------------------------------------------------------------
