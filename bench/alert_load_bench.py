@@ -38,10 +38,12 @@ from bench.ingest_bench import redact
 from bench.ws_latency_bench import (
     PASSWORD,
     _crisis_batch,
+    _daphne,
     _free_port,
     _post,
     _recreate_database,
     _routine_batch,
+    _stop,
     _token,
     _wait_for_port,
 )
@@ -250,17 +252,7 @@ def run(
             "env": env,
         }
         processes = [
-            subprocess.Popen(
-                [
-                    str(Path(python).with_name("daphne")),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "clinaiops.asgi:application",
-                ],
-                **quiet,
-            ),
+            _daphne(port, env),
             subprocess.Popen(
                 [
                     *celery,
@@ -341,12 +333,7 @@ def run(
                     break  # heavier steps only overload further
                 time.sleep(5)  # let the step's backlog drain before the next
         finally:
-            for process in processes:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop(processes)
     return rows
 
 

@@ -235,6 +235,34 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) ->
     raise RuntimeError("server did not start")
 
 
+def _daphne(port: int, env: dict) -> subprocess.Popen:
+    """One daphne serving the project on ``port``, output discarded."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("daphne")),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "clinaiops.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """Terminate the bench's servers and workers; kill what does not stop in 30 s."""
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def run(
     *,
     samples: int = 200,
@@ -271,22 +299,7 @@ def run(
             check=True,
         )
         port = _free_port()
-        processes = [
-            subprocess.Popen(
-                [
-                    str(Path(python).with_name("daphne")),
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "clinaiops.asgi:application",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        ]
+        processes = [_daphne(port, env)]
         if redis_url:
             processes.append(
                 subprocess.Popen(
@@ -316,12 +329,7 @@ def run(
             _wait_for_port(port, processes[0])
             latencies = asyncio.run(_measure(port, samples, load_rate, env))
         finally:
-            for process in processes:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop(processes)
     ordered = sorted(latencies)
     stack = (
         "PostgreSQL + Celery worker on Redis + channels-redis"

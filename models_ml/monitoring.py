@@ -51,7 +51,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -67,7 +66,7 @@ from models_ml.drift import MIN_WINDOW_ROWS, drift_report, effective_size
 from models_ml.features import STATE_FEATURES, features_from_simulated_state
 from models_ml.models import DriftReport, ModelVersion, Stage
 from models_ml.outcome_monitor import MIN_OUTCOMES, outcome_report
-from models_ml.policy import course_checked, model_producer, titration_state
+from models_ml.policy import applied, course_checked, model_producer, titration_state
 from models_ml.simulator import generate_cohort, run_policy
 
 logger = logging.getLogger("models_ml.monitoring")
@@ -150,13 +149,7 @@ def simulate_serving(
                     "_index": index[observed.patient_id],
                 }
             )
-        regimen = {name: Decimal(dose) for name, dose in observed.regimen.items()}
-        if final.kind == "titrate" and final.proposed_dose_mg is not None:
-            if final.proposed_dose_mg == 0:
-                regimen.pop(final.medication, None)
-            else:
-                regimen[final.medication] = final.proposed_dose_mg
-        return regimen
+        return applied(observed.regimen, final)
 
     result = run_policy(
         cohort,

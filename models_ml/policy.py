@@ -171,6 +171,17 @@ def course_checked(proposal: Proposal, state: TitrationState, lowest_systolic: f
     return Proposal(kind="hold", reason="course rules refuse", producer=proposal.producer)
 
 
+def applied(regimen: Mapping, proposal: Proposal) -> dict[str, Decimal]:
+    """The regimen once ``proposal`` is applied as if approved (a dose of 0 stops the drug)."""
+    regimen = {name: Decimal(dose) for name, dose in regimen.items()}
+    if proposal.kind == "titrate" and proposal.proposed_dose_mg is not None:
+        if proposal.proposed_dose_mg == 0:
+            regimen.pop(proposal.medication, None)
+        else:
+            regimen[proposal.medication] = proposal.proposed_dose_mg
+    return regimen
+
+
 def titration_state(observed) -> TitrationState:
     """What the protocol and the model policy see of a simulator's observed state."""
     return TitrationState(
@@ -196,12 +207,6 @@ def simulated_policy(producer: Producer) -> Callable:
             float(np.min(observed.bp_systolic_mmhg)) if len(observed.bp_systolic_mmhg) else None
         )
         proposal = course_checked(producer(features, state), state, lowest)
-        regimen = {name: Decimal(dose) for name, dose in observed.regimen.items()}
-        if proposal.kind == "titrate" and proposal.proposed_dose_mg is not None:
-            if proposal.proposed_dose_mg == 0:
-                regimen.pop(proposal.medication, None)
-            else:
-                regimen[proposal.medication] = proposal.proposed_dose_mg
-        return regimen
+        return applied(observed.regimen, proposal)
 
     return policy
