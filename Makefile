@@ -38,6 +38,7 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 check: $(VENV)/.stamp-dev
 	$(PY) manage.py makemigrations --check --dry-run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar, Self
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 
@@ -13,17 +15,13 @@ class Role(models.TextChoices):
     AUDITOR = "auditor", "Auditor"
 
 
-# Roles that use the clinician portal and must pass a second factor there.
-PORTAL_ROLES = frozenset({Role.CLINICIAN, Role.ADMIN, Role.AUDITOR})
-
-
 class User(AbstractUser):
     """A person who signs in. The role decides what they may reach; it never changes silently
     (a role change is an audited update by an admin)."""
 
     role = models.CharField(max_length=16, choices=Role.choices)
 
-    objects = UserManager()
+    objects: ClassVar[UserManager[Self]] = UserManager()
 
     class Meta:
         constraints = [
@@ -31,26 +29,6 @@ class User(AbstractUser):
                 condition=models.Q(role__in=Role.values), name="user_role_valid"
             ),
         ]
-
-    @property
-    def is_patient(self) -> bool:
-        return self.role == Role.PATIENT
-
-    @property
-    def is_clinician(self) -> bool:
-        return self.role == Role.CLINICIAN
-
-    @property
-    def is_admin_role(self) -> bool:
-        return self.role == Role.ADMIN
-
-    @property
-    def is_auditor(self) -> bool:
-        return self.role == Role.AUDITOR
-
-    @property
-    def needs_second_factor(self) -> bool:
-        return self.role in PORTAL_ROLES
 
 
 class CareTeam(models.Model):

@@ -1,11 +1,16 @@
-"""Writes on users and care teams. Each runs in one transaction with its audit event."""
+"""Writes on users and care teams. Each starts with its authorization (an administrator, or the
+system acting on its own — a seed or a setup command — named explicitly) and runs in one
+transaction with its audit event."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
 from accounts.models import CareTeam, CareTeamMembership, ClinicianProfile, Role, User
+from audit.models import Action
 from audit.services import record_event
+from core import authz
+from core.authz import System
 from core.errors import DomainError
 
 
@@ -14,11 +19,12 @@ def create_user(
     username: str,
     password: str | None,
     role: str,
-    actor: User | None = None,
+    actor: User | System,
     email: str = "",
     password_hash: str | None = None,
 ) -> User:
     """``password_hash`` (from ``make_password``) lets bulk seeding hash a shared password once."""
+    authz.authorize(actor, "accounts.manage_users")
     if role not in Role.values:
         raise DomainError(f"Unknown role {role!r}.", field="role")
     with transaction.atomic():
@@ -31,12 +37,11 @@ def create_user(
         user.is_superuser = role == Role.ADMIN
         user.save()
         record_event(
-            action="create",
+            action=Action.CREATE,
             actor=actor,
             object_type="user",
             object_id=user.pk,
             changes={"role": {"old": None, "new": role}},
-            component="" if actor else "accounts.create_user",
         )
     return user
 
@@ -47,7 +52,7 @@ def create_clinician(
     password: str | None,
     display_name: str,
     qualification: str = "",
-    actor: User | None = None,
+    actor: User | System,
     password_hash: str | None = None,
 ) -> User:
     with transaction.atomic():
@@ -64,15 +69,15 @@ def create_clinician(
     return user
 
 
-def create_care_team(*, name: str, actor: User | None = None) -> CareTeam:
+def create_care_team(*, name: str, actor: User | System) -> CareTeam:
+    authz.authorize(actor, "accounts.manage_care_teams")
     with transaction.atomic():
         team = CareTeam.objects.create(name=name)
         record_event(
-            action="create",
+            action=Action.CREATE,
             actor=actor,
             object_type="care_team",
             object_id=team.pk,
-            component="" if actor else "accounts.create_care_team",
         )
     return team
 
@@ -82,8 +87,9 @@ def add_team_member(
     care_team: CareTeam,
     user: User,
     team_role: str = CareTeamMembership.TeamRole.PHYSICIAN,
-    actor: User | None = None,
+    actor: User | System,
 ) -> CareTeamMembership:
+    authz.authorize(actor, "accounts.manage_care_teams")
     if user.role != Role.CLINICIAN:
         raise DomainError("Only clinicians can join a care team.", field="user")
     with transaction.atomic():
@@ -91,11 +97,10 @@ def add_team_member(
             care_team=care_team, user=user, team_role=team_role
         )
         record_event(
-            action="create",
+            action=Action.CREATE,
             actor=actor,
             object_type="care_team_membership",
             object_id=membership.pk,
             detail={"care_team": care_team.pk, "user": user.pk, "team_role": team_role},
-            component="" if actor else "accounts.add_team_member",
         )
     return membership

@@ -7,6 +7,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db import transaction
 from django.dispatch import receiver
 
+from audit.models import Action
 from audit.services import record_event
 
 
@@ -14,7 +15,7 @@ from audit.services import record_event
 def journal_login(sender, request, user, **kwargs) -> None:
     with transaction.atomic():
         record_event(
-            action="login",
+            action=Action.LOGIN,
             actor=user,
             object_type="user",
             object_id=user.pk,
@@ -28,7 +29,7 @@ def journal_logout(sender, request, user, **kwargs) -> None:
         return
     with transaction.atomic():
         record_event(
-            action="logout",
+            action=Action.LOGOUT,
             actor=user,
             object_type="user",
             object_id=user.pk,
@@ -44,7 +45,7 @@ def journal_login_failed(sender, credentials, request=None, **kwargs) -> None:
     user = get_user_model().objects.filter(username=username).first() if username else None
     with transaction.atomic():
         record_event(
-            action="login_failed",
+            action=Action.LOGIN_FAILED,
             actor=user,
             object_type="user",
             object_id=user.pk if user else "",

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from audit.exports import ExportError, ExportFilters, write_export
-from audit.models import AuditExport, ExportStatus
+from audit.models import Action, AuditExport, ExportStatus
 from audit.services import record_event
-from core import authz
+from core import authz, jobs
 
 logger = logging.getLogger("clinaiops.audit")
 
@@ -30,11 +31,9 @@ def export_directory(export: AuditExport) -> Path:
     return exports_root() / str(export.id)
 
 
-def request_export(*, actor, filters: ExportFilters) -> AuditExport:
+def request_export(*, actor: Any, filters: ExportFilters) -> AuditExport:
     """Create the export row and queue the task after commit (eagerly run without Redis).
     Only auditors export (``audit.export_trail``)."""
-    from audit.tasks import run_export_task
-
     authz.authorize(actor, "audit.export_trail")
     with transaction.atomic():
         export = AuditExport.objects.create(
@@ -45,7 +44,7 @@ def request_export(*, actor, filters: ExportFilters) -> AuditExport:
             formats=list(filters.formats),
         )
         record_event(
-            action="export",
+            action=Action.EXPORT,
             actor=actor,
             object_type="audit_export",
             object_id=str(export.id),
@@ -53,7 +52,7 @@ def request_export(*, actor, filters: ExportFilters) -> AuditExport:
             outcome="success",
             detail={"status": "requested", "filters": filters.as_manifest()},
         )
-        transaction.on_commit(lambda: run_export_task.delay(str(export.id)))
+        transaction.on_commit(lambda: jobs.enqueue("audit.run_export", str(export.id)))
     return export
 
 

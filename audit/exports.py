@@ -30,6 +30,7 @@ from audit import fhir, selectors
 from audit.canonical import canonical_text, format_timestamp
 from audit.keys import signing_key
 from audit.merkle import MerkleAccumulator
+from audit.models import Action
 from audit.offline import manifest_layout
 from audit.services import record_event
 from audit.signing import SigningKeyError, fingerprint, public_pem, public_raw, sign
@@ -115,7 +116,7 @@ def build_filters(
     if since_at and until_at and since_at >= until_at:
         raise ExportError("since must be before until", field="until")
     patient_id = None
-    if patient not in (None, ""):
+    if patient is not None and patient != "":
         try:
             patient_id = int(patient)
         except (TypeError, ValueError):
@@ -197,7 +198,7 @@ def _write_events(directory: Path, filters: ExportFilters, head: int) -> dict[st
 
 
 def write_export(
-    out: Path, filters: ExportFilters, *, actor=None, component: str = ""
+    out: Path, filters: ExportFilters, *, actor: Any = None, component: str = ""
 ) -> dict[str, Any]:
     """Write a signed export into ``out`` (absent or empty) and journal it; returns the manifest."""
     out = check_destination(out)
@@ -235,7 +236,7 @@ def write_export(
         (staging / "manifest.json").write_text(manifest_layout(manifest), encoding="utf-8")
         with transaction.atomic():
             record_event(
-                action="export",
+                action=Action.EXPORT,
                 actor=actor,
                 component=component,
                 object_type="audit_export",

@@ -10,7 +10,7 @@ entity details so a FHIR consumer can still cross-check an entry against the JSO
 from __future__ import annotations
 
 import json
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 
@@ -101,7 +101,7 @@ def to_fhir(entry: dict[str, Any], stored_hash: str) -> dict[str, Any]:
     if entry["request_id"]:
         resource["agent"][0]["altId"] = entry["request_id"]
     validated = FhirAuditEvent.model_validate(resource)
-    return json.loads(validated.model_dump_json(exclude_none=True))
+    return cast(dict[str, Any], json.loads(validated.model_dump_json(exclude_none=True)))
 
 
 class BundleWriter:

@@ -39,10 +39,6 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-def merkle_root_hex(hex_leaves: Sequence[str]) -> str:
-    return merkle_root([bytes.fromhex(leaf) for leaf in hex_leaves]).hex()
-
-
 def _largest_power_of_two_below(n: int) -> int:
     k = 1
     while k * 2 < n:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from django.conf import settings
 from django.db import models
@@ -24,51 +25,74 @@ from django.utils import timezone
 from audit.canonical import GENESIS_HASH
 from audit.statements import CheckpointStatement
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    # Django's fields are generic in django-stubs only, not subscriptable at run time.
+    _SequenceBase = models.PositiveBigIntegerField[int, int]
+else:
+    _SequenceBase = models.PositiveBigIntegerField
+
 
 class AppendOnlyError(Exception):
     """An attempt to change or remove a journal row through the ORM."""
 
 
 class Action(models.TextChoices):
-    """Known actions. The column is not restricted to these (later apps add their own verbs,
-    e.g. ``model_shadowed``); ``services.record_event`` only checks the spelling."""
+    """Every verb the journal knows: ``services.record_event`` refuses any other, so a new kind
+    of event is added here, once, with its label. The column itself is plain text — entries
+    written under an older vocabulary stay readable and verifiable."""
 
     CREATE = "create", "Create"
     READ = "read", "Read"
     UPDATE = "update", "Update"
-    DELETE = "delete", "Delete"
+    DECISION = "decision", "Clinician decision"
+    EVALUATE = "evaluate", "Patient evaluated"
     LOGIN = "login", "Login"
     LOGOUT = "logout", "Logout"
     LOGIN_FAILED = "login_failed", "Failed login"
-    DECISION = "decision", "Clinician decision"
     EXPORT = "export", "Export"
     EXPORT_DOWNLOAD = "export_download", "Export downloaded"
-    PRINT = "print", "Print"
-    QUERY = "query", "Query"
+    MODEL_REGISTERED = "model_registered", "Model registered"
+    MODEL_EVALUATED = "model_evaluated", "Model evaluated against the gates"
+    MODEL_REFERENCE_BUILT = "model_reference_built", "Model drift reference built"
     MODEL_PROMOTED = "model_promoted", "Model promoted"
+    MODEL_PROMOTION_REFUSED = "model_promotion_refused", "Model promotion refused"
+    MODEL_STAGE_CHANGED = "model_stage_changed", "Model stage changed"
+    MODEL_ROLLED_BACK = "model_rolled_back", "Model rolled back"
+    PATIENT_PRIVACY_SPENT = "patient_privacy_spent", "Patient privacy budget spent"
+    NONPRIVATE_TRAINING_WAIVED = "nonprivate_training_waived", "Non-private training waived"
+    NONPRIVATE_TRAINING_REFUSED = "nonprivate_training_refused", "Non-private training refused"
 
 
 class Outcome(models.TextChoices):
     SUCCESS = "success", "Success"
+    PARTIAL = "partial", "Partly accepted (a batch with rejected items)"
     FAILURE = "failure", "Failure"
     DENIED = "denied", "Denied"
 
 
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+class AppendOnlyQuerySet(models.QuerySet[_Row]):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError(f"{self.model.__name__} is append-only: update refused")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise AppendOnlyError(f"{self.model.__name__} is append-only: delete refused")
 
-    def bulk_update(self, objs, fields, batch_size=None):
+    def bulk_update(
+        self, objs: Iterable[_Row], fields: Iterable[str], batch_size: int | None = None
+    ) -> NoReturn:
         raise AppendOnlyError(f"{self.model.__name__} is append-only: update refused")
 
-    def _raw_delete(self, using):
+    def _raw_delete(self, using: str | None) -> NoReturn:
         raise AppendOnlyError(f"{self.model.__name__} is append-only: delete refused")
 
-    update.queryset_only = True
-    delete.queryset_only = True
+    # Django's marker (read by Manager.from_queryset): not copied onto the manager.
+    update.queryset_only = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
 
 
 class AppendOnlyModel(models.Model):
@@ -79,21 +103,21 @@ class AppendOnlyModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise AppendOnlyError(f"{type(self).__name__} is append-only: update refused")
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError(f"{type(self).__name__} is append-only: delete refused")
 
 
-class SequenceField(models.PositiveBigIntegerField):
+class SequenceField(_SequenceBase):
     """A 64-bit sequence number; on SQLite declared ``integer`` so that, as the primary key, it
     is the rowid itself (one B-tree per append instead of a table plus a unique index)."""
 
-    def db_type(self, connection):
+    def db_type(self, connection: BaseDatabaseWrapper) -> str | None:
         return "integer" if connection.vendor == "sqlite" else super().db_type(connection)
 
 
@@ -134,27 +158,27 @@ class AuditEvent(AppendOnlyModel):
 
     @cached_property
     def payload(self) -> dict[str, Any]:
-        return json.loads(self.entry)
+        return cast(dict[str, Any], json.loads(self.entry))
 
     @property
     def changes(self) -> dict[str, Any]:
-        return self.payload["changes"]
+        return cast(dict[str, Any], self.payload["changes"])
 
     @property
     def detail(self) -> dict[str, Any]:
-        return self.payload["detail"]
+        return cast(dict[str, Any], self.payload["detail"])
 
     @property
     def component(self) -> str:
-        return self.payload["component"]
+        return cast(str, self.payload["component"])
 
     @property
     def request_id(self) -> str:
-        return self.payload["request_id"]
+        return cast(str, self.payload["request_id"])
 
     @property
     def client_address(self) -> str:
-        return self.payload["client_address"]
+        return cast(str, self.payload["client_address"])
 
 
 class ChainHead(AppendOnlyModel):

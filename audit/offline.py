@@ -20,15 +20,19 @@ import argparse
 import hashlib
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.canonical import GENESIS_HASH, canonical_text, parse_timestamp
 from audit.chain import ChainChecker
 from audit.merkle import MerkleAccumulator
 from audit.signing import SigningKeyError, fingerprint, load_public_key, public_raw, verify
 from audit.statements import MANIFEST_FORMAT, CheckpointStatement, manifest_signing_bytes
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
@@ -79,7 +83,9 @@ def manifest_layout(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 
 
-def _check_signature(manifest: dict[str, Any], pinned_key) -> tuple[Any, str]:
+def _check_signature(
+    manifest: dict[str, Any], pinned_key: Ed25519PublicKey | None
+) -> tuple[Ed25519PublicKey, str]:
     try:
         key = pinned_key or load_public_key(manifest.get("public_key", ""))
     except SigningKeyError as exc:
@@ -116,11 +122,13 @@ def _check_files(directory: Path, manifest: dict[str, Any]) -> None:
             raise ExportInvalid(f"{name}: content differs from the signed manifest (sha256)")
 
 
-def _load_checkpoints(directory: Path, trusted: set[str], keys: dict[str, Any]) -> list[dict]:
+def _load_checkpoints(
+    directory: Path, trusted: set[str], keys: dict[str, Any]
+) -> list[dict[str, Any]]:
     path = directory / CHECKPOINTS_FILE
     if not path.exists():
         return []
-    checkpoints: list[dict] = []
+    checkpoints: list[dict[str, Any]] = []
     prev = GENESIS_HASH
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         try:
@@ -156,14 +164,17 @@ def _in_filters(entry: dict[str, Any], filters: dict[str, Any]) -> bool:
     return patient is None or patient in entry.get("patient_ids", [])
 
 
-def _check_events(directory: Path, manifest: dict[str, Any], checkpoints: list[dict]) -> int:
+def _check_events(
+    directory: Path, manifest: dict[str, Any], checkpoints: list[dict[str, Any]]
+) -> int:
     by_first = {row["first_sequence"]: row for row in checkpoints}
     filters = manifest.get("filters") or {}
     checker = ChainChecker(contiguous=False)
     accumulator = MerkleAccumulator()
-    block: dict | None = None
+    block: dict[str, Any] | None = None
     block_tree = MerkleAccumulator()
-    first = last = None
+    first: int | None = None
+    last: int | None = None
     with (directory / EVENTS_FILE).open("rb") as handle:
         for number, raw_line in enumerate(handle, start=1):
             where = f"{EVENTS_FILE} line {number}"
@@ -190,7 +201,7 @@ def _check_events(directory: Path, manifest: dict[str, Any], checkpoints: list[d
                 raise ExportInvalid(f"{where}: sequence {sequence}: outside the export's filters")
             accumulator.add(bytes.fromhex(stored_hash))
             first = sequence if first is None else first
-            if block is not None and sequence != last + 1:
+            if block is not None and (last is None or sequence != last + 1):
                 block = None
             if sequence in by_first:
                 block, block_tree = by_first[sequence], MerkleAccumulator()
@@ -221,7 +232,10 @@ def _check_events(directory: Path, manifest: dict[str, Any], checkpoints: list[d
 
 
 def verify_export(
-    directory: Path | str, *, public_key=None, trusted_fingerprints=()
+    directory: Path | str,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    trusted_fingerprints: Iterable[str] = (),
 ) -> ExportSummary:
     """Verify one export; raise ``ExportInvalid`` with a one-line reason at the first failure."""
     directory = Path(directory)
@@ -250,7 +264,9 @@ def verify_export(
     )
 
 
-def verify_extension(older: Path | str, newer: Path | str, *, public_key=None) -> str:
+def verify_extension(
+    older: Path | str, newer: Path | str, *, public_key: Ed25519PublicKey | None = None
+) -> str:
     """Show that ``newer`` extends ``older``: both verify, the older checkpoints are a prefix of
     the newer ones, and every entry present in both has the same hash."""
     old_summary = verify_export(older, public_key=public_key)
@@ -290,7 +306,7 @@ def _lines(path: Path) -> list[str]:
 
 
 def _hashes(directory: Path) -> dict[int, str]:
-    hashes = {}
+    hashes: dict[int, str] = {}
     for line in _lines(directory / EVENTS_FILE):
         entry = json.loads(line)
         hashes[entry["sequence"]] = entry["hash"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -22,7 +23,7 @@ def chain_head() -> tuple[int, str]:
     return row or (0, GENESIS_HASH)
 
 
-def _mentions_patient(patient_id: int) -> ExpressionWrapper | None:
+def _mentions_patient(patient_id: int) -> ExpressionWrapper[RawSQL] | None:
     if connection.vendor == "sqlite":
         sql = "EXISTS (SELECT 1 FROM json_each(audit_auditevent.patient_ids) WHERE value = %s)"
         # Constant SQL, the id is a bound parameter: no injection path.
@@ -55,10 +56,6 @@ def events_concerning(
     return events
 
 
-def events_for_patient(patient_id: int) -> QuerySet[AuditEvent]:
-    return events_concerning(patient_id=patient_id)
-
-
 def is_known_patient(patient_id: int) -> bool:
     """Whether a patient id may be exported: a patient record exists (``settings.
     AUDIT_PATIENT_EXISTS``, a dotted path to ``callable(patient_id) -> bool`` — audit cannot
@@ -73,7 +70,7 @@ def checkpoints_up_to(sequence: int) -> Iterator[Checkpoint]:
     return Checkpoint.objects.filter(last_sequence__lte=sequence).order_by("index").iterator()
 
 
-def exports_visible_to(user) -> QuerySet[AuditExport]:
+def exports_visible_to(user: Any) -> QuerySet[AuditExport]:
     """The exports ``user`` sees: the visibility ``audit.export`` (declared with the audit
     actions in ``accounts/rules.py``)."""
     return authz.visible(user, "audit.export")

@@ -14,9 +14,8 @@ import base64
 import ipaddress
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -26,17 +25,17 @@ from audit.canonical import ENTRY_VERSION, GENESIS_HASH, canonical_text, entry_h
 from audit.chain import ChainChecker
 from audit.keys import signing_key
 from audit.merkle import merkle_root
-from audit.models import AuditEvent, ChainHead, Checkpoint
+from audit.models import Action, AuditEvent, ChainHead, Checkpoint, Outcome
 from audit.signing import fingerprint, public_raw, sign
 from audit.statements import CheckpointStatement, first_prev_checkpoint
+from core import jobs
 from core.authz import System
 from core.context import current_context
 
 logger = logging.getLogger("clinaiops.audit")
 
-_VERB = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
-# Roles whose reads of patient data are journalled (DESIGN.md safety invariants). A patient
-# reading their own record is not: it is no disclosure to a third party.
+# Roles whose reads of patient data are journalled (docs/architecture.md, safety invariants).
+# A patient reading their own record is not: it is no disclosure to a third party.
 READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor"})
 DEFAULT_CHECKPOINT_EVERY = 1024
 
@@ -64,7 +63,7 @@ def _changes(changes: Mapping[str, Any] | None) -> dict[str, Any]:
     for field, change in changes.items():
         if not isinstance(change, Mapping) or set(change) != {"old", "new"}:
             raise AuditUsageError(f"changes[{field!r}] must be {{'old': ..., 'new': ...}}")
-    return normalise(dict(changes))
+    return cast(dict[str, Any], normalise(dict(changes)))
 
 
 def _client_address(text: str) -> str:
@@ -110,15 +109,15 @@ _INSERT = (
 
 def record_event(
     *,
-    action: str,
-    actor=None,
+    action: Action | str,
+    actor: Any = None,
     object_type: str = "",
     object_id: str | int = "",
     patient_id: int | None = None,
     patient_ids: Iterable[int] = (),
-    changes: dict | None = None,
-    outcome: str = "success",
-    detail: dict | None = None,
+    changes: dict[str, Any] | None = None,
+    outcome: Outcome | str = Outcome.SUCCESS,
+    detail: dict[str, Any] | None = None,
     component: str = "",
 ) -> AuditEvent:
     """Append one event to the journal, inside the caller's ``transaction.atomic()``.
@@ -131,10 +130,11 @@ def record_event(
     """
     if not transaction.get_connection().in_atomic_block:
         raise AuditUsageError("record_event must run inside the caller's transaction.atomic()")
-    if not _VERB.match(action or "") or not _VERB.match(outcome or ""):
+    if action not in Action.values or outcome not in Outcome.values:
         raise AuditUsageError(
-            f"action and outcome are lower-case words, not {action!r}/{outcome!r}"
+            f"action and outcome come from audit.models.Action/Outcome, not {action!r}/{outcome!r}"
         )
+    action, outcome = str(action), str(outcome)
     if isinstance(actor, System):
         component, actor = component or actor.component, None
     context = current_context()
@@ -213,7 +213,11 @@ def _insert(event: AuditEvent) -> None:
 
 
 def record_read(
-    *, actor, object_type: str, patient_ids: Iterable[int], detail: dict | None = None
+    *,
+    actor: Any,
+    object_type: str,
+    patient_ids: Iterable[int],
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent | None:
     """One ``read`` event for one request that showed patient data, listing every patient.
 
@@ -224,15 +228,13 @@ def record_read(
     if not ids or str(getattr(actor, "role", "")) not in READ_JOURNALLED_ROLES:
         return None
     return record_event(
-        action="read", actor=actor, object_type=object_type, patient_ids=ids, detail=detail
+        action=Action.READ, actor=actor, object_type=object_type, patient_ids=ids, detail=detail
     )
 
 
 def _schedule_checkpoints() -> None:
     try:
-        from audit.tasks import seal_checkpoints_task
-
-        seal_checkpoints_task.delay()
+        jobs.enqueue("audit.seal_checkpoints")
     except Exception:  # never fail the caller's committed request over a checkpoint
         logger.exception("audit_checkpoint_schedule_failed")
 

@@ -22,8 +22,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 PURGE_SETTING = "clinaiops.audit_purge"
 PURGE_FUNCTION = "clinaiops_audit_purge_allowed"
@@ -152,7 +156,7 @@ def is_purge_allowed() -> bool:
     return bool(getattr(_purge, "allowed", False))
 
 
-def register_sqlite_functions(sender, connection, **kwargs) -> None:
+def register_sqlite_functions(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """``connection_created`` receiver: give each SQLite connection the purge switch function."""
     if connection.vendor == "sqlite":
         connection.connection.create_function(

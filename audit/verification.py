@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import DatabaseError, connection, connections, transaction
 
@@ -80,7 +82,7 @@ def _check_checkpoints(checkpoints: list[Checkpoint]) -> ChainBreak | None:
     return None
 
 
-def _stream(start: int, end: int):
+def _stream(start: int, end: int) -> Iterator[tuple[Any, ...]]:
     sql = (
         "SELECT sequence, hash, entry FROM audit_auditevent "
         "WHERE sequence >= %s AND sequence <= %s ORDER BY sequence"
@@ -208,7 +210,7 @@ def _confirmed_candidate(sql: str, start: int, end: int) -> int | None:
     while start <= end:
         with connection.cursor() as cursor:
             cursor.execute(sql, [start, end])
-            candidate = cursor.fetchone()[0]
+            candidate: int | None = cursor.fetchone()[0]
         if candidate is None or _row_mismatch(candidate):
             return candidate
         start = candidate + 1  # a difference of spelling only (e.g. escapes), not of value

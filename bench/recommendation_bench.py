@@ -46,13 +46,17 @@ def _patient_with_week_of_readings():
 
     from accounts.services import create_user
     from clinicians.gate import Bounds
+    from core.authz import System
     from models_ml.simulator import make_patient, simulate_trace
     from patients.ingestion import record_readings
     from patients.models import Prescription
     from patients.services import register_patient
 
     with transaction.atomic():
-        user = create_user(username="bench-patient", password="bench-password-1", role="patient")
+        setup = System("bench")
+        user = create_user(
+            username="bench-patient", password="bench-password-1", role="patient", actor=setup
+        )
         patient = register_patient(
             given_name="Bench",
             family_name="Patient",
@@ -61,6 +65,7 @@ def _patient_with_week_of_readings():
             race="white",
             ethnicity="not_hispanic_or_latino",
             user=user,
+            actor=setup,
         )
         Prescription.objects.create(
             patient=patient,

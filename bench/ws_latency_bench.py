@@ -41,17 +41,20 @@ from accounts.models import CareTeam, Role
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
 from django.contrib.auth.hashers import make_password
 from patients.services import register_patient
+from core.authz import System
+SETUP = System("bench")
 hashed = make_password(sys.argv[1])
-team = create_care_team(name="Latency team")
-add_team_member(care_team=team, user=create_clinician(
-    username="latency-clinician", password=None, password_hash=hashed, display_name="Bench"))
+team = create_care_team(name="Latency team", actor=SETUP)
+add_team_member(care_team=team, actor=SETUP, user=create_clinician(
+    username="latency-clinician", password=None, password_hash=hashed, display_name="Bench",
+    actor=SETUP))
 for prefix, count in (("latency", int(sys.argv[2])), ("load", int(sys.argv[3]))):
     for i in range(count):
         user = create_user(username=f"{prefix}-{i:03d}", password=None, password_hash=hashed,
-                           role=Role.PATIENT)
+                           role=Role.PATIENT, actor=SETUP)
         register_patient(given_name="Bench", family_name=f"P{i}", birth_year=1960,
                          sex="female", race="white", ethnicity="not_hispanic_or_latino",
-                         care_team=team, user=user)
+                         care_team=team, user=user, actor=SETUP)
 """
 LOAD_PATIENTS = 40
 

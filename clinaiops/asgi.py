@@ -18,6 +18,7 @@ from clinaiops.websocket import (  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": origin_checked(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        # Django URL patterns of ASGI apps, which the channels stubs cannot express.
+        "websocket": origin_checked(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),  # type: ignore[arg-type]
     }
 )

@@ -9,6 +9,8 @@ import time
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from clinaiops.dependencies import RETRY_AFTER_SECONDS, is_dependency_error
+from clinaiops.fhir.http import fhir_error_response  # FHIR clients' error shape
 from core.context import bind_user, request_context
 
 access_log = logging.getLogger("clinaiops.access")
@@ -29,7 +31,7 @@ class RequestContextMiddleware:
         with request_context(
             request_id=request_id, client_address=request.META.get("REMOTE_ADDR", "")
         ) as context:
-            request.request_id = context.request_id
+            request.request_id = context.request_id  # type: ignore[attr-defined]  # ours
             response = self.get_response(request)
         response["X-Request-ID"] = context.request_id
         return response
@@ -58,8 +60,6 @@ class BodySizeLimitMiddleware:
         ):
             message = f"Request body is larger than {limit} bytes."
             if request.path == "/fhir" or request.path.startswith("/fhir/"):
-                from clinaiops.fhir.http import fhir_error_response  # FHIR clients' error shape
-
                 return fhir_error_response(413, message, "too-long")
             return JsonResponse(
                 {"errors": [{"field": None, "message": message, "code": "request_too_large"}]},
@@ -105,43 +105,6 @@ class AccessLogMiddleware:
         return response
 
 
-def _dependency_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "a service we depend on is down", not "our code is wrong"."""
-    from django.db import InterfaceError, OperationalError
-
-    errors: list[type[BaseException]] = [OperationalError, InterfaceError]
-    try:
-        import redis.exceptions
-
-        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
-    except ImportError:  # pragma: no cover - redis is a dependency
-        pass
-    try:
-        import kombu.exceptions
-
-        errors.append(kombu.exceptions.OperationalError)
-    except ImportError:  # pragma: no cover - kombu comes with celery
-        pass
-    try:
-        from psycopg_pool import PoolTimeout
-
-        errors.append(PoolTimeout)
-    except ImportError:  # pragma: no cover - only with PostgreSQL
-        pass
-    return tuple(errors)
-
-
-RETRY_AFTER_SECONDS = 5
-_DEPENDENCY_ERRORS: tuple[type[BaseException], ...] | None = None
-
-
-def is_dependency_error(exc: BaseException) -> bool:
-    global _DEPENDENCY_ERRORS
-    if _DEPENDENCY_ERRORS is None:
-        _DEPENDENCY_ERRORS = _dependency_errors()
-    return isinstance(exc, _DEPENDENCY_ERRORS)
-
-
 class DependencyUnavailableMiddleware:
     """A database or Redis that is down (or a connection pool exhausted) answers 503 with
     ``Retry-After`` in the one error shape — an ``OperationOutcome`` on ``/fhir/`` — never a
@@ -163,11 +126,7 @@ class DependencyUnavailableMiddleware:
         )
         message = "A service this request needs is temporarily unavailable; retry shortly."
         if request.path == "/fhir" or request.path.startswith("/fhir/"):
-            body = {
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "transient", "diagnostics": message}],
-            }
-            response = JsonResponse(body, status=503, content_type="application/fhir+json")
+            response = fhir_error_response(503, message, "transient")
         else:
             body = {"errors": [{"field": None, "message": message, "code": "unavailable"}]}
             response = JsonResponse(body, status=503)

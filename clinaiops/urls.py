@@ -1,4 +1,4 @@
-"""URL space by caller (DESIGN.md): /api/v1/ for apps and integrations, /portal/ for
+"""URL space by caller (docs/architecture.md): /api/v1/ for apps and integrations, /portal/ for
 clinicians, /fhir/ for EHRs, /healthz for the load balancer."""
 
 from django.contrib import admin

@@ -25,7 +25,7 @@ def _user_for_token(raw_token: str):
     from rest_framework_simplejwt.tokens import AccessToken
 
     try:
-        token = AccessToken(raw_token)
+        token = AccessToken(raw_token)  # type: ignore[arg-type]  # simplejwt annotates it Token
         return get_user_model().objects.get(pk=token["user_id"], is_active=True)
     except (TokenError, KeyError, get_user_model().DoesNotExist):
         return AnonymousUser()

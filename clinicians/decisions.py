@@ -1,6 +1,6 @@
 """The moments a proposal takes effect: the patient's acknowledgement and the clinician's signed
 decision. Each re-checks the rules against the course *as it is now* — bounds, data, alerts,
-labs, the regimen — not as it was when the proposal was made (CONVENTIONS.md: a clinical rule
+labs, the regimen — not as it was when the proposal was made (docs/architecture.md: a clinical rule
 is re-checked at the moment it takes effect).
 
 - Acknowledging (patient): the proposal must still be patient-tier under the gate now, not
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.models import Action
 from audit.services import record_event
 from clinicians import notify
 from clinicians.errors import (
@@ -76,11 +77,11 @@ def acknowledge_recommendation(*, recommendation: Recommendation, actor: User) -
         rec.status, rec.decided_at = RecommendationStatus.ACKNOWLEDGED, now
         rec.final_dose_mg = rec.proposed_dose_mg
         rec.save(update_fields=["status", "decided_at", "final_dose_mg"])
-        changed = rec.kind == RecommendationKind.TITRATE and rec.proposed_dose_mg is not None
-        if changed:
-            _change_regimen(rec, rec.proposed_dose_mg, actor, now)
+        new_dose = rec.proposed_dose_mg if rec.kind == RecommendationKind.TITRATE else None
+        if new_dose is not None:
+            _change_regimen(rec, new_dose, actor, now)
         record_event(
-            action="decision",
+            action=Action.DECISION,
             actor=actor,
             object_type="recommendation",
             object_id=rec.pk,
@@ -160,7 +161,7 @@ def decide_recommendation(
     if not actor.check_password(password or ""):
         with transaction.atomic():
             record_event(
-                action="decision",
+                action=Action.DECISION,
                 actor=actor,
                 object_type="recommendation",
                 object_id=recommendation.pk,
@@ -194,7 +195,7 @@ def decide_recommendation(
         if final is not None and rec.kind == RecommendationKind.TITRATE:
             _change_regimen(rec, final, actor, now)
         record_event(
-            action="decision",
+            action=Action.DECISION,
             actor=actor,
             object_type="recommendation",
             object_id=rec.pk,
@@ -254,7 +255,7 @@ def _final_dose(rec: Recommendation, action: str, dose_mg: object) -> Decimal | 
     if action == "approve":
         if rec.proposed_dose_mg is None:
             raise InvalidTransition("There is no proposed dose to approve; modify or reject.")
-        dose = rec.proposed_dose_mg
+        dose: Decimal | None = rec.proposed_dose_mg
     else:
         dose = parse_dose(dose_mg)
         if dose is None:
@@ -315,7 +316,7 @@ def order_dose(
             patient=patient, medication=medication, dose_mg=dose, source=source, actor=actor
         )
         record_event(
-            action="decision",
+            action=Action.DECISION,
             actor=actor,
             object_type="prescription",
             object_id=prescription.pk if prescription else "",

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.models import Action
 from audit.services import record_event
 from clinicians import notify
 from clinicians.models import (
@@ -36,6 +37,7 @@ from clinicians.models import (
 )
 from clinicians.safety import BpPoint, Finding, above_target, crisis, hypotension, stale
 from clinicians.treatment import CourseView, Judgement, course_view, judge, words
+from core import jobs
 from models_ml.protocol import Proposal, TitrationState, propose, step_down
 from models_ml.serving import (
     MODEL_ALERT_OPEN,
@@ -108,7 +110,7 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
             state.next_change_from = view.next_change_from
         state.save()
         record_event(
-            action="evaluate",
+            action=Action.EVALUATE,
             object_type="patient",
             object_id=patient.pk,
             patient_id=patient.pk,
@@ -125,11 +127,11 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
 def _replan_visit_after_commit(patient_id: int) -> None:
     """A crisis or a hypotension episode brings the next visit forward now, not at the next
     daily cadence run (docs/patient-clinician-loop.md)."""
-    from clinicians.tasks import plan_visit_task
-
     # robust: a failure to plan is logged, and neither fails the upload whose readings and alert
     # are already committed nor skips the pushes registered after it.
-    transaction.on_commit(lambda: plan_visit_task.delay(patient_id), robust=True)
+    transaction.on_commit(
+        lambda: jobs.enqueue("clinicians.tasks.plan_visit_task", patient_id), robust=True
+    )
 
 
 def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> list[Alert]:
@@ -188,7 +190,7 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
             except IntegrityError:
                 continue
             record_event(
-                action="create",
+                action=Action.CREATE,
                 object_type="alert",
                 object_id=alert.pk,
                 patient_id=patient.pk,
@@ -209,7 +211,7 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
             unresolved.status, unresolved.resolved_at = AlertStatus.RESOLVED, now
             unresolved.save(update_fields=["status", "resolved_at"])
             record_event(
-                action="update",
+                action=Action.UPDATE,
                 object_type="alert",
                 object_id=unresolved.pk,
                 patient_id=patient.pk,
@@ -432,7 +434,7 @@ def _propose(
         created_at=now,
     )
     record_event(
-        action="create",
+        action=Action.CREATE,
         object_type="recommendation",
         object_id=recommendation.pk,
         patient_id=patient.pk,
@@ -471,7 +473,7 @@ def supersede(rec: Recommendation, *, why: str, now: datetime, actor=None) -> No
     rec.decided_at = now
     rec.save(update_fields=["status", "decided_at"])
     record_event(
-        action="update",
+        action=Action.UPDATE,
         actor=actor,
         object_type="recommendation",
         object_id=rec.pk,

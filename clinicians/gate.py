@@ -2,7 +2,8 @@
 
 Pure and total: whatever the producer returned (NaN, ±inf, negative, huge, a string, None) and
 whatever the bounds, the answer is a tier, and ``patient`` only when every condition holds
-(DESIGN.md, "tier 1"). Any exception inside the gate yields ``blocked``: the gate fails closed.
+(docs/architecture.md, "tier 1"). Any exception inside the gate yields ``blocked``: the gate
+fails closed.
 """
 
 from __future__ import annotations

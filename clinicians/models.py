@@ -13,6 +13,7 @@ from django.db.models.functions import Length
 from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 
+from patients import clinical_defaults as defaults
 from patients.course import DEFAULT_MIN_INTERVAL_DAYS, MIN_INTERVAL_LIMITS_DAYS
 from patients.models import Patient
 
@@ -32,8 +33,8 @@ class SafetyBounds(models.Model):
     min_dose_mg = models.DecimalField(max_digits=7, decimal_places=2)
     max_dose_mg = models.DecimalField(max_digits=7, decimal_places=2)
     max_auto_step_mg = models.DecimalField(max_digits=7, decimal_places=2)
-    target_systolic = models.PositiveSmallIntegerField()
-    target_diastolic = models.PositiveSmallIntegerField()
+    target_systolic_mmhg = models.PositiveSmallIntegerField()
+    target_diastolic_mmhg = models.PositiveSmallIntegerField()
     may_start = models.BooleanField(
         default=False,
         help_text="whether the patient may start this drug from the app (off: a clinician does)",
@@ -55,10 +56,10 @@ class SafetyBounds(models.Model):
             ),
             models.CheckConstraint(condition=Q(max_auto_step_mg__gte=0), name="bounds_step_nonneg"),
             models.CheckConstraint(
-                condition=Q(target_systolic__gte=TARGET_SYSTOLIC_LIMITS[0])
-                & Q(target_systolic__lte=TARGET_SYSTOLIC_LIMITS[1])
-                & Q(target_diastolic__gte=TARGET_DIASTOLIC_LIMITS[0])
-                & Q(target_diastolic__lte=TARGET_DIASTOLIC_LIMITS[1]),
+                condition=Q(target_systolic_mmhg__gte=TARGET_SYSTOLIC_LIMITS[0])
+                & Q(target_systolic_mmhg__lte=TARGET_SYSTOLIC_LIMITS[1])
+                & Q(target_diastolic_mmhg__gte=TARGET_DIASTOLIC_LIMITS[0])
+                & Q(target_diastolic_mmhg__lte=TARGET_DIASTOLIC_LIMITS[1]),
                 name="bounds_targets_within_hard_limits",
             ),
             models.CheckConstraint(
@@ -116,10 +117,12 @@ class AlertThresholds(models.Model):
     patient = models.OneToOneField(
         Patient, on_delete=models.PROTECT, related_name="alert_thresholds"
     )
-    crisis_systolic_mmhg = models.PositiveSmallIntegerField(default=180)
-    crisis_diastolic_mmhg = models.PositiveSmallIntegerField(default=120)
-    hypotension_systolic_mmhg = models.PositiveSmallIntegerField(default=90)
-    stale_after_hours = models.PositiveSmallIntegerField(default=48)
+    crisis_systolic_mmhg = models.PositiveSmallIntegerField(default=defaults.CRISIS_SYSTOLIC_MMHG)
+    crisis_diastolic_mmhg = models.PositiveSmallIntegerField(default=defaults.CRISIS_DIASTOLIC_MMHG)
+    hypotension_systolic_mmhg = models.PositiveSmallIntegerField(
+        default=defaults.HYPOTENSION_SYSTOLIC_MMHG
+    )
+    stale_after_hours = models.PositiveSmallIntegerField(default=defaults.STALE_AFTER_HOURS)
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -380,26 +383,26 @@ class Message(models.Model):
         ]
 
 
-class AppointmentStatus(models.TextChoices):
+class VisitStatus(models.TextChoices):
     PROPOSED = "proposed", "Proposed by the visit cadence"
     CONFIRMED = "confirmed", "Confirmed"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
 
 
-class AppointmentSource(models.TextChoices):
+class VisitSource(models.TextChoices):
     CADENCE = "cadence", "Visit cadence"
     CLINICIAN = "clinician", "Clinician"
 
 
-class Appointment(models.Model):
+class Visit(models.Model):
     """A visit. The cadence keeps at most one ``proposed`` visit per patient and moves it as the
     patient's stability changes; only a clinician confirms, cancels or completes a visit."""
 
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
-    status = models.CharField(max_length=16, choices=AppointmentStatus.choices)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits")
+    status = models.CharField(max_length=16, choices=VisitStatus.choices)
     scheduled_at = models.DateTimeField()
-    source = models.CharField(max_length=16, choices=AppointmentSource.choices)
+    source = models.CharField(max_length=16, choices=VisitSource.choices)
     cadence_reason = models.CharField(max_length=32, blank=True)
     interval_days = models.PositiveSmallIntegerField(null=True, blank=True)
     # The due day the cadence rule gave, before an overdue day was moved to tomorrow: with
@@ -423,28 +426,26 @@ class Appointment(models.Model):
 
     class Meta:
         ordering = ["scheduled_at", "id"]
-        indexes = [
-            models.Index(fields=["patient", "status", "scheduled_at"], name="appointment_series")
-        ]
+        indexes = [models.Index(fields=["patient", "status", "scheduled_at"], name="visit_series")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=AppointmentStatus.values), name="appointment_status_valid"
+                condition=Q(status__in=VisitStatus.values), name="visit_status_valid"
             ),
             models.CheckConstraint(
-                condition=Q(source__in=AppointmentSource.values), name="appointment_source_valid"
+                condition=Q(source__in=VisitSource.values), name="visit_source_valid"
             ),
             models.UniqueConstraint(
                 fields=["patient"],
                 condition=Q(status="proposed"),
-                name="one_proposed_appointment_per_patient",
+                name="one_proposed_visit_per_patient",
             ),
             models.CheckConstraint(
                 condition=~Q(status__in=["confirmed", "completed"]) | Q(confirmed_at__isnull=False),
-                name="appointment_confirmed_has_when",
+                name="visit_confirmed_has_when",
             ),
         ]
 
     @property
     def is_overdue(self) -> bool:
         """A proposal whose time has passed with nobody acting on it: it needs a new time."""
-        return self.status == AppointmentStatus.PROPOSED and self.scheduled_at <= timezone.now()
+        return self.status == VisitStatus.PROPOSED and self.scheduled_at <= timezone.now()

@@ -16,12 +16,12 @@ from accounts.rules import is_auditor, is_clinician, is_patient, is_signed_in, i
 from audit.models import AuditEvent
 from clinicians.models import (
     Alert,
-    Appointment,
     Goal,
     GoalStatus,
     Message,
     Recommendation,
     RecommendationStatus,
+    Visit,
 )
 from core import authz
 from patients.models import Patient
@@ -77,11 +77,11 @@ def _alerts(user):
     return Alert.objects.filter(patient__in=reached_patients(user))
 
 
-def _appointments(user):
+def _visits(user):
     """A patient sees the visits a clinician confirmed (and their cancellation or completion);
     what the cadence merely proposes stays with the care team until a clinician confirms it."""
-    appointments = Appointment.objects.filter(patient__in=reached_patients(user))
-    return appointments.filter(confirmed_at__isnull=False) if is_patient(user) else appointments
+    visits = Visit.objects.filter(patient__in=reached_patients(user))
+    return visits.filter(confirmed_at__isnull=False) if is_patient(user) else visits
 
 
 authz.define_visibility(
@@ -100,9 +100,7 @@ authz.define_visibility(
     lambda user: Message.objects.filter(patient__in=reached_patients(user)),
     patient_of=_patient_id,
 )
-authz.define_visibility(
-    "clinicians.appointment", Appointment, _appointments, patient_of=_patient_id
-)
+authz.define_visibility("clinicians.visit", Visit, _visits, patient_of=_patient_id)
 
 
 def _provenance(user):
@@ -244,7 +242,7 @@ def sent_by_clinician(user, message) -> bool:
 for _name, _reads, _visibility in (
     ("clinicians.view_goal", "goal", "clinicians.goal"),
     ("clinicians.view_message", "message", "clinicians.message"),
-    ("clinicians.view_appointment", "appointment", "clinicians.appointment"),
+    ("clinicians.view_visit", "visit", "clinicians.visit"),
 ):
     authz.define(
         _name,
@@ -280,7 +278,7 @@ authz.define(
     message="Only a clinician of the care team schedules visits.",
     sees=PATIENT,
 )
-# On a GoalMove, a Message, an Appointment.
+# On a GoalMove, a Message, a Visit.
 authz.define(
     "clinicians.change_goal_status",
     (is_clinician & treats_patient_of)
@@ -301,7 +299,7 @@ authz.define(
     "clinicians.manage_visit",
     is_clinician & treats_patient_of,
     message="Only a clinician of the care team manages visits.",
-    sees="clinicians.appointment",
+    sees="clinicians.visit",
 )
 
 # --- the portal and live events (websockets) ------------------------------------------------

@@ -1,6 +1,7 @@
 """Safety rules. They run before any model and do not depend on one.
 
-Thresholds (defaults; a clinician may adjust them per patient within ``HARD_LIMITS``):
+Thresholds (defaults from ``patients.clinical_defaults``, with their sources; a clinician may
+adjust them per patient within ``HARD_LIMITS``):
 
 - hypertensive crisis: systolic ≥ 180 or diastolic ≥ 120 mmHg (ACC/AHA 2017, section 11.2),
   *confirmed* — by a repeat reading within ``CRISIS_CONFIRM_WINDOW`` or by 2 of the last 3
@@ -16,11 +17,13 @@ Thresholds (defaults; a clinician may adjust them per patient within ``HARD_LIMI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 from clinicians.models import AlertKind
+from patients import clinical_defaults as defaults
 
 CRISIS_CONFIRM_WINDOW = timedelta(minutes=15)
 CRISIS_LOOKBACK = timedelta(hours=24)
@@ -28,12 +31,6 @@ HYPOTENSION_MIN_READINGS = 3
 HYPOTENSION_MEAN_WINDOW = timedelta(hours=6)
 ABOVE_TARGET_MIN_READINGS = 6
 
-DEFAULT_THRESHOLDS = {
-    "crisis_systolic_mmhg": 180,
-    "crisis_diastolic_mmhg": 120,
-    "hypotension_systolic_mmhg": 90,
-    "stale_after_hours": 48,
-}
 # What a clinician may set (inclusive). Outside these a threshold would silence the rule.
 HARD_LIMITS = {
     "crisis_systolic_mmhg": (160, 200),
@@ -45,10 +42,13 @@ HARD_LIMITS = {
 
 @dataclass(frozen=True)
 class Thresholds:
-    crisis_systolic_mmhg: int = 180
-    crisis_diastolic_mmhg: int = 120
-    hypotension_systolic_mmhg: int = 90
-    stale_after_hours: int = 48
+    crisis_systolic_mmhg: int = defaults.CRISIS_SYSTOLIC_MMHG
+    crisis_diastolic_mmhg: int = defaults.CRISIS_DIASTOLIC_MMHG
+    hypotension_systolic_mmhg: int = defaults.HYPOTENSION_SYSTOLIC_MMHG
+    stale_after_hours: int = defaults.STALE_AFTER_HOURS
+
+
+DEFAULT_THRESHOLDS: dict[str, int] = asdict(Thresholds())
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class BpPoint:
 class Finding:
     kind: str
     message: str
-    evidence: dict
+    evidence: dict[str, Any]
 
 
 def _is_crisis(point: BpPoint, t: Thresholds) -> bool:
@@ -77,7 +77,7 @@ def crisis(points: list[BpPoint], now: datetime, t: Thresholds) -> Finding | Non
         (p for p in points if p.measured_at >= now - CRISIS_LOOKBACK), key=lambda p: p.measured_at
     )
     high = [p for p in recent if _is_crisis(p, t)]
-    confirmed = None
+    confirmed: tuple[BpPoint, ...] | None = None
     for first, second in pairwise(high):
         if second.measured_at - first.measured_at <= CRISIS_CONFIRM_WINDOW:
             confirmed = (first, second)
@@ -157,7 +157,7 @@ def above_target(
     )
 
 
-def _point(p: BpPoint) -> dict:
+def _point(p: BpPoint) -> dict[str, Any]:
     return {
         "measured_at": p.measured_at.isoformat(),
         "systolic": p.systolic_mmhg,

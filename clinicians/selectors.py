@@ -53,6 +53,7 @@ def monitoring_inputs(version: str, since, until) -> dict:
         decided_at__gte=since - timedelta(days=14),
     )
     for rec in applied:
+        assert rec.decided_at is not None  # the decided_at filter above excludes NULL
         after = Reading.objects.filter(
             patient_id=rec.patient_id,
             reading_type=ReadingType.BLOOD_PRESSURE,

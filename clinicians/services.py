@@ -16,11 +16,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.models import Action
 from audit.services import record_event
 from clinicians.errors import BoundsViolation, InvalidTransition
 from clinicians.evaluation import withdraw_stale_deliveries
 from clinicians.models import Alert, AlertStatus, AlertThresholds, SafetyBounds
-from clinicians.safety import HARD_LIMITS
+from clinicians.safety import DEFAULT_THRESHOLDS, HARD_LIMITS
 from core import authz
 from core.errors import DomainError
 from patients.course import MIN_INTERVAL_LIMITS_DAYS
@@ -38,8 +39,8 @@ def set_safety_bounds(
     min_dose_mg: Decimal,
     max_dose_mg: Decimal,
     max_auto_step_mg: Decimal,
-    target_systolic: int,
-    target_diastolic: int,
+    target_systolic_mmhg: int,
+    target_diastolic_mmhg: int,
     may_start: bool | None = None,
     min_interval_days: int | None = None,
 ) -> SafetyBounds:
@@ -83,8 +84,8 @@ def set_safety_bounds(
             "min_dose_mg": min_dose_mg,
             "max_dose_mg": max_dose_mg,
             "max_auto_step_mg": max_auto_step_mg,
-            "target_systolic": target_systolic,
-            "target_diastolic": target_diastolic,
+            "target_systolic_mmhg": target_systolic_mmhg,
+            "target_diastolic_mmhg": target_diastolic_mmhg,
             "may_start": (existing.may_start if existing else False)
             if may_start is None
             else bool(may_start),
@@ -106,7 +107,7 @@ def set_safety_bounds(
         )
         bounds.full_clean()
         record_event(
-            action="update" if existing else "create",
+            action=Action.UPDATE if existing else "create",
             actor=actor,
             object_type="safety_bounds",
             object_id=bounds.pk,
@@ -119,22 +120,32 @@ def set_safety_bounds(
 
 
 def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> AlertThresholds:
+    """Change some of a patient's alert thresholds; the others keep their current value (the
+    defaults when none was ever set). The merge happens under the row lock, so two clinicians
+    changing different thresholds at once both keep their change."""
     authz.authorize(actor, "clinicians.set_bounds", patient)
     for name, value in values.items():
+        if name not in HARD_LIMITS:
+            raise BoundsViolation(f"{name} is not an alert threshold.", field=name)
         low, high = HARD_LIMITS[name]
         if not (low <= value <= high):
             raise BoundsViolation(f"{name} must be between {low} and {high}.", field=name)
     with transaction.atomic():
         existing = AlertThresholds.objects.select_for_update().filter(patient=patient).first()
+        current = (
+            {name: getattr(existing, name) for name in DEFAULT_THRESHOLDS}
+            if existing
+            else DEFAULT_THRESHOLDS
+        )
         changes = {
             name: {"old": getattr(existing, name) if existing else None, "new": value}
             for name, value in values.items()
         }
         thresholds, _ = AlertThresholds.objects.update_or_create(
-            patient=patient, defaults={**values, "set_by": actor}
+            patient=patient, defaults={**current, **values, "set_by": actor}
         )
         record_event(
-            action="update" if existing else "create",
+            action=Action.UPDATE if existing else "create",
             actor=actor,
             object_type="alert_thresholds",
             object_id=thresholds.pk,
@@ -161,7 +172,7 @@ def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
         )
         alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by"])
         record_event(
-            action="update",
+            action=Action.UPDATE,
             actor=actor,
             object_type="alert",
             object_id=alert.pk,
@@ -183,7 +194,7 @@ def resolve_alert(*, alert: Alert, actor: User) -> Alert:
             alert.acknowledged_by, alert.acknowledged_at = actor, alert.resolved_at
         alert.save()
         record_event(
-            action="update",
+            action=Action.UPDATE,
             actor=actor,
             object_type="alert",
             object_id=alert.pk,

@@ -14,7 +14,7 @@ logger = logging.getLogger("clinicians.tasks")
 DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
 HEARTBEAT_KEY = "worker-heartbeat:safety"
 
-# Thin, idempotent tasks that take ids: retried with backoff on any error (CONVENTIONS.md).
+# Thin, idempotent tasks that take ids: retried with backoff on any error (docs/architecture.md).
 RETRIED = dict(
     bind=True,
     autoretry_for=(Exception,),
@@ -122,13 +122,13 @@ def monitor_models(window: str = "daily") -> list[str]:
 @shared_task(**RETRIED)
 def plan_visit_task(self, patient_id: int) -> dict:
     """Keep one patient's proposed visit in step with the cadence rule (idempotent)."""
-    from clinicians.loop.services import CADENCE, plan_next_visit
+    from clinicians.loop.visits import CADENCE, plan_next_visit
 
     plan = plan_next_visit(patient_id, actor=CADENCE)
     return {
         "patient": patient_id,
         "outcome": plan.outcome,
-        "appointment": plan.appointment.pk if plan.appointment else None,
+        "visit": plan.visit.pk if plan.visit else None,
     }
 
 

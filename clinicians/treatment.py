@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 from django.db.models import Max, Min
 
@@ -18,11 +19,12 @@ from clinicians.models import Alert, AlertKind, AlertStatus, AlertThresholds, Sa
 from clinicians.safety import Thresholds
 from models_ml.features import HomeObservation, observe
 from models_ml.protocol import ADEQUATE_ADHERENCE, MIN_READINGS_7D
+from patients import clinical_defaults as defaults
 from patients import course
 from patients.models import Patient, Prescription, Reading, ReadingType
 from patients.selectors import latest_labs
 
-DEFAULT_TARGET = (130, 80)  # ACC/AHA 2017: < 130/80 for most adults with hypertension
+DEFAULT_TARGET = (defaults.TARGET_SYSTOLIC_MMHG, defaults.TARGET_DIASTOLIC_MMHG)
 
 
 def thresholds_for(patient: Patient) -> Thresholds:
@@ -46,8 +48,8 @@ def target_from(bounds: dict[str, SafetyBounds]) -> tuple[int, int]:
     if not bounds:
         return DEFAULT_TARGET
     return (
-        min(b.target_systolic for b in bounds.values()),
-        min(b.target_diastolic for b in bounds.values()),
+        min(b.target_systolic_mmhg for b in bounds.values()),
+        min(b.target_diastolic_mmhg for b in bounds.values()),
     )
 
 
@@ -74,7 +76,8 @@ def last_change(patient: Patient) -> tuple[datetime | None, str | None]:
         .order_by("-ended_at", "-pk")
         .values_list("ended_at", "medication")
     )
-    moments = [row for row in (started.first(), ended.first()) if row is not None]
+    last_end = cast("tuple[datetime, str] | None", ended.first())  # ended_at is not NULL here
+    moments = [row for row in (started.first(), last_end) if row is not None]
     if not moments:
         return None, None
     return max(moments, key=lambda row: row[0])

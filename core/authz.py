@@ -80,7 +80,7 @@ class Visibility:
 
     name: str
     model: type[Model]
-    rows: Callable[[Any], QuerySet]
+    rows: Callable[[Any], QuerySet[Any]]
     patient_of: Callable[[Any], int] | None = None
 
 
@@ -142,7 +142,7 @@ def define(
 def define_visibility(
     name: str,
     model: type[Model],
-    rows: Callable[[Any], QuerySet],
+    rows: Callable[[Any], QuerySet[Any]],
     *,
     patient_of: Callable[[Any], int] | None = None,
 ) -> Visibility:
@@ -202,10 +202,10 @@ def _sees(actor: Any, visibility: str, row: Any) -> bool:
 
 def _refusal(actor: Any, act: Action, obj: Any) -> Forbidden | NotFound | None:
     """Why ``actor`` may not do ``act`` on ``obj``, or None when a rule allows it."""
-    hidden = obj is not None and act.sees is not None
+    sees = act.sees if obj is not None else None  # the visibility obj must be in, if any
     if not is_signed_in(actor):
-        return NotFound(NOT_FOUND_MESSAGE) if hidden else Forbidden(act.message)
-    if hidden and not _sees(actor, act.sees, act.subject(obj) if act.subject else obj):
+        return NotFound(NOT_FOUND_MESSAGE) if sees is not None else Forbidden(act.message)
+    if sees is not None and not _sees(actor, sees, act.subject(obj) if act.subject else obj):
         return NotFound(NOT_FOUND_MESSAGE)
     if not rules.has_perm(act.name, actor, obj):
         return Forbidden(act.message)
@@ -235,7 +235,7 @@ def authorize_read(
     obj: Any = None,
     *,
     shown: Iterable[int] = (),
-    detail: dict | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Decide a read of patient data and journal it: one ``read`` event (object type: the
     action's) naming the patient of ``obj`` and the patients in ``shown`` (a list's rows, taken
@@ -284,7 +284,7 @@ def _visibility(name: str) -> Visibility:
         raise AuthorizationUsageError(f"no visibility named {name!r}") from None
 
 
-def visible(actor: Any, name: str) -> QuerySet:
+def visible(actor: Any, name: str) -> QuerySet[Any]:
     """The rows of the visibility's model ``actor`` sees (none for anybody not signed in)."""
     visibility = _visibility(name)
     _note("visible", name, actor)

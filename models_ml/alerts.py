@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.models import Action
 from audit.services import record_event
 from core import authz
 from core.errors import Conflict, DomainError
@@ -51,7 +52,7 @@ def raise_alert(
             status=ModelAlertStatus.OPEN,
         )
         record_event(
-            action="create",
+            action=Action.CREATE,
             object_type="model_alert",
             object_id=alert.pk,
             component="models_ml.monitoring",
@@ -73,7 +74,7 @@ def acknowledge(alert: ModelAlert, actor) -> ModelAlert:
         alert.acknowledged_by, alert.acknowledged_at = actor, timezone.now()
         alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at"])
         record_event(
-            action="update",
+            action=Action.UPDATE,
             actor=actor,
             object_type="model_alert",
             object_id=alert.pk,
@@ -120,7 +121,7 @@ def close(alert: ModelAlert, actor, reason: str) -> ModelAlert:
             ]
         )
         record_event(
-            action="update",
+            action=Action.UPDATE,
             actor=actor,
             object_type="model_alert",
             object_id=alert.pk,

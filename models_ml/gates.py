@@ -513,7 +513,7 @@ def privacy_gate(privacy: dict) -> GateResult:
     """
     if not is_private_record(privacy):
         # {} (simulated data only) passes; training without DP on real patients needs a waiver
-        # an admin recorded when it was trained (models_ml.registry.train_model).
+        # an admin recorded when it was trained (models_ml.training.train_model).
         refused = list(lifetime_privacy_failures(privacy))
         detail = {"private": False, **privacy, "failures": refused}
         return GateResult("privacy", not refused, detail)

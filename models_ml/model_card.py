@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from core.errors import NotFound
+from models_ml.dataset_store import load_training_set
 from models_ml.models import ModelVersion, Stage
 from models_ml.privacy_record import is_private_record, public_metrics
 
@@ -57,29 +59,12 @@ EVALUATION_LIMITS = (
     "observed change of the home mean 7–13 days after each change).",
 )
 CHANGE_CONTROL = "docs/change-control.md"
-LIBRARIES = ("numpy", "scikit-learn", "torch", "opacus", "shap", "skops", "django")
-
-
-def library_versions() -> dict[str, str]:
-    """The versions of the libraries that train and serve a model, for its record."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
 
 
 @lru_cache(maxsize=16)
 def _make_up(content_hash: str) -> dict | None:
     """Who the training data came from: patients (not rows) by sex, race, ethnicity and age
     band, and where they came from (simulated or real)."""
-    from core.errors import NotFound
-    from models_ml.registry import load_training_set
-
     try:
         training = load_training_set(content_hash)
     except NotFound:

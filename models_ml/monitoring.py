@@ -59,6 +59,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import Action
 from audit.services import record_event
 from models_ml import alerts
 from models_ml.dataset import MIN_OUTCOME_READINGS, OUTCOME_WINDOW_DAYS, measured_bp
@@ -183,7 +184,7 @@ def _realised_changes(trace, frame: pd.DataFrame, days: int, offset: float) -> n
 def serving_reference(model_version: ModelVersion) -> pd.DataFrame:
     """The drift reference of a version (module docstring): read from its record, or built by
     simulation (about 20 s for ``REFERENCE_COHORT``) and recorded."""
-    from models_ml.registry import load
+    from models_ml.loaders import load
 
     stored = (model_version.reference_sample or {}).get("serving") or {}
     if (
@@ -216,7 +217,7 @@ def record_serving_reference(model_version: ModelVersion, frame: pd.DataFrame) -
     with transaction.atomic():
         ModelVersion.objects.filter(pk=model_version.pk).update(reference_sample=sample)
         record_event(
-            action="model_reference_built",
+            action=Action.MODEL_REFERENCE_BUILT,
             object_type="model_version",
             object_id=model_version.pk,
             component="models_ml.monitoring",

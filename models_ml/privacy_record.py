@@ -19,7 +19,7 @@ def lifetime_privacy_failures(privacy: dict) -> tuple[str, ...]:
     """What the privacy gate refuses beyond a run's own figures (ε, δ, unit, randomness):
 
     * a model trained without DP on real patients (``real_patients`` > 0) and no waiver with a
-      reason — the registry refuses to train one, so such a record was not written by it;
+      reason — ``models_ml.training`` refuses to train one, so no such record is written by it;
     * a private run that took a real patient past their lifetime budget (refused likewise).
     """
     failures = []

@@ -1,6 +1,7 @@
 """The differentially private candidate: DP-SGD (Opacus) on the torch network, its privacy
-ledger entries, and the adapter that gives it the interface of the dose model (predict, interval,
-explain) so that gates, policies and serving treat both kinds alike.
+ledger entries, and its registration (``models_ml.registry.register``). The trained network is
+served behind the dose model's interface (``models_ml.torch_dose_model``) and loaded by
+``models_ml.loaders``.
 
 Two ledgers, both checked before any compute is spent (the run's noise, sampling rate and steps
 are known from the target ε): the dataset's (``PrivacyLedgerEntry``: every run on the same
@@ -19,18 +20,17 @@ figures computed from real patients' rows without noise, so marked for the model
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import Action
 from audit.services import record_event
+from models_ml.candidate import TrainingRefused, input_ranges, next_version, reference_sample
 from models_ml.dataset import TrainingSet
-from models_ml.dose_model import ADDITIVITY_TOLERANCE_MMHG, Explanation
-from models_ml.explain_torch import DeepLiftExplainer
-from models_ml.features import FEATURE_NAMES, HUMAN_NAMES
+from models_ml.dataset_store import data_dir, evaluation_set
 from models_ml.gates import simulated_policy_outcomes
 from models_ml.models import (
     DatasetSnapshot,
@@ -53,10 +53,11 @@ from models_ml.privacy import (
     train_private,
 )
 from models_ml.privacy_record import metrics_visibility
+from models_ml.registry import register
+from models_ml.rules import WAIVE_PRIVACY, is_allowed_to_waive
+from models_ml.torch_dose_model import MODEL_KIND, PrivateDoseModel
 from models_ml.torch_model import Standardisation, train_nonprivate
-from models_ml.torch_model import load as load_torch
 
-MODEL_KIND = "torch_mlp_dp"
 DEFAULT_EPSILON = 3.0
 EPOCHS = 20
 # Expected patients per DP-SGD step (each brings all its rows, ~12): the privacy unit is the
@@ -77,46 +78,6 @@ NONPRIVATE_BASELINE_METRICS = (
     "utility_cost_policy",
 )
 _CHUNK = 500  # patients per IN (...) query: under every backend's parameter limit
-
-
-class PrivateDoseModel:
-    """A trained private network behind the dose model's interface."""
-
-    def __init__(self, trained, residual_quantiles: tuple[float, float]):
-        self.trained = trained
-        self.residual_quantiles = residual_quantiles
-        self.explainer = DeepLiftExplainer(trained, feature_names=FEATURE_NAMES)
-
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        return self.trained.predict(np.atleast_2d(rows))
-
-    def interval(self, rows: np.ndarray) -> np.ndarray:
-        """10th–90th percentile band from held-out residuals (the network has one output each)."""
-        systolic = self.predict(rows)[:, 0]
-        low, high = self.residual_quantiles
-        return np.column_stack([systolic + low, systolic + high])
-
-    def explain(self, row: np.ndarray) -> Explanation:
-        result = self.explainer.explain(np.atleast_2d(row))
-        items = []
-        for index, key in enumerate(FEATURE_NAMES):
-            label, unit = HUMAN_NAMES[key]
-            items.append(
-                {
-                    "key": key,
-                    "feature": label,
-                    "unit": unit,
-                    "value": round(float(result.feature_values[0, index]), 2),
-                    "shap_mmhg": float(result.contributions_mmhg[0, index, 0]),
-                }
-            )
-        items.sort(key=lambda item: -abs(item["shap_mmhg"]))
-        explanation = Explanation(
-            float(result.base_values_mmhg[0]), float(result.predictions_mmhg[0, 0]), items
-        )
-        if explanation.additivity_error_mmhg > ADDITIVITY_TOLERANCE_MMHG:
-            raise ValueError("explanation does not add up to the prediction")
-        return explanation
 
 
 def _residual_quantiles(trained, rows: TrainingSet) -> tuple[float, float]:
@@ -178,8 +139,6 @@ def _require_patient_rows(patient_keys: tuple[int, ...], *, lock: bool = False) 
         else:
             found += rows.count()
     if found != len(patient_keys):
-        from models_ml.registry import TrainingRefused
-
         raise TrainingRefused(
             f"{len(patient_keys) - found} of the {len(patient_keys)} real patients in the "
             "training data are not in the database: their privacy spend could not be recorded."
@@ -191,8 +150,6 @@ def check_patient_ledger(
 ) -> dict[int, PatientSpend]:
     """Each patient's lifetime spend once ``run`` is added, or :class:`TrainingRefused` naming
     how many patients it would take past the budget and the worst ε."""
-    from models_ml.registry import TrainingRefused
-
     try:
         return check_patient_budgets(
             _patient_histories(patient_keys),
@@ -247,7 +204,7 @@ def _write_patient_spend(
     )
     summary = _ledger_summary(spends)
     record_event(
-        action="patient_privacy_spent",
+        action=Action.PATIENT_PRIVACY_SPENT,
         actor=actor,
         object_type="model_version",
         object_id=model_version.pk,
@@ -307,19 +264,18 @@ def patient_privacy(patient) -> dict:
 
 def nonprivate_waiver(patient_keys: tuple[int, ...], reason: str, actor) -> dict:
     """The waiver record that lets a model train without DP on ``patient_keys`` real patients:
-    an admin's written reason. Anything less is refused, and the refusal journalled."""
-    from models_ml.registry import TrainingRefused
-
+    an admin's written reason (``models_ml.waive_privacy``). Anything less is refused, and the
+    refusal journalled."""
     reason = reason.strip()
     problem = ""
     if not reason:
         problem = "no waiver was given"
-    elif getattr(actor, "role", None) != "admin":
+    elif not is_allowed_to_waive(actor, WAIVE_PRIVACY):
         problem = "only an admin may waive differential privacy"
     if problem:
         with transaction.atomic():
             record_event(
-                action="nonprivate_training_refused",
+                action=Action.NONPRIVATE_TRAINING_REFUSED,
                 actor=actor,
                 outcome="failure",
                 component="" if actor else "models_ml.train",
@@ -351,16 +307,6 @@ def train_private_candidate(
     """Train, save and register a private candidate on ``train``; both ledgers are checked before
     training and written with the registration. Refuses (``TrainingRefused``) a dataset or a
     patient budget overrun, δ above 1/U, or real patients missing from the database."""
-    from models_ml.registry import (
-        TrainingRefused,
-        _next_version,
-        _reference_sample,
-        data_dir,
-        evaluation_set,
-        input_ranges,
-        register,
-    )
-
     target = DEFAULT_EPSILON if epsilon is None else float(epsilon)
     delta = dataset.delta
     n_patients = len(np.unique(train.patient_ids))
@@ -416,7 +362,7 @@ def train_private_candidate(
     # shown to patients or clinicians.
     private_mae = np.abs(trained.predict(held_out.features) - held_out.targets).mean(axis=0)
     baseline_mae = np.abs(baseline.predict(held_out.features) - held_out.targets).mean(axis=0)
-    version = _next_version("dose-dp")
+    version = next_version("dose-dp")
     quantiles = _residual_quantiles(trained, public)
     # The utility cost in what patients would live through, not only in MAE: both networks'
     # policies on the simulated cohort the policy gate uses.
@@ -471,9 +417,7 @@ def train_private_candidate(
                 metrics=metrics,
                 # The drift reference comes from the public evaluation cohort: a private
                 # model's training rows must not leave the training run.
-                reference=_reference_sample(
-                    public.features, trained.predict(public.features)[:, 0]
-                ),
+                reference=reference_sample(public.features, trained.predict(public.features)[:, 0]),
                 # From the public reference, not the private rows: a range is an exact statistic.
                 input_ranges=input_ranges(public.features),
                 privacy={
@@ -501,9 +445,3 @@ def train_private_candidate(
         path.unlink(missing_ok=True)  # an artifact nobody may use releases nothing
         raise
     return model_version
-
-
-def load_private_model(model_version: ModelVersion) -> PrivateDoseModel:
-    trained = load_torch(Path(model_version.artifact_path), model_version.artifact_sha256)
-    low, high = model_version.parameters["residual_quantiles"]
-    return PrivateDoseModel(trained, (float(low), float(high)))

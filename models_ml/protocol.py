@@ -24,9 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from models_ml.simulator.drugs import DRUG_SENSITIVITY_LOGNORMAL_SIGMA, DRUGS
-from patients.course import MIN_EVIDENCE_READINGS, STEP_DOWN_MARGIN_MMHG
+from patients import clinical_defaults as defaults
+from patients.course import MIN_EVIDENCE_READINGS
+from patients.course import STEP_DOWN_MARGIN_MMHG as STEP_DOWN_MARGIN_MMHG  # re-exported
 from patients.formulary import FORMULARY
 
 PROTOCOL_VERSION = "stepwise-protocol-1"
@@ -44,8 +47,8 @@ class TitrationState:
     reading_count_7d: int
     adherence_rate_7d: float | None
     regimen: Mapping[str, Decimal]
-    target_systolic_mmhg: int = 130
-    target_diastolic_mmhg: int = 80
+    target_systolic_mmhg: int = defaults.TARGET_SYSTOLIC_MMHG
+    target_diastolic_mmhg: int = defaults.TARGET_DIASTOLIC_MMHG
     # Drugs the clinician allows, each with its maximum (from safety bounds); None = formulary.
     allowed_max_dose_mg: Mapping[str, Decimal] | None = None
 
@@ -60,7 +63,7 @@ class Proposal:
     expected_systolic_change_mmhg: float = 0.0
     expected_diastolic_change_mmhg: float = 0.0
     uncertainty_mmhg: float = 0.0
-    explanation: list[dict] = field(default_factory=list)
+    explanation: list[dict[str, Any]] = field(default_factory=list)
     producer: str = PROTOCOL_VERSION
     base_value_mmhg: float | None = None  # SHAP base value when the explanation is SHAP
 
@@ -83,7 +86,7 @@ def expected_change(
     return round(systolic, 1), round(diastolic, 1), round(spread, 1)
 
 
-def _explanation(state: TitrationState) -> list[dict]:
+def _explanation(state: TitrationState) -> list[dict[str, Any]]:
     return [
         {
             "feature": "7-day mean systolic",

@@ -9,6 +9,7 @@ journalled as reads of patient data.
 
 from accounts.rules import is_admin, is_staff_member
 from core import authz
+from core.errors import Forbidden, NotFound
 from models_ml.models import ModelVersion
 
 authz.define_visibility(
@@ -30,3 +31,36 @@ authz.define(
     message="Only an admin (a model owner) may do this.",
     sees="models_ml.model_version",
 )
+
+# --- waivers -----------------------------------------------------------------------------------
+# A waiver lets a model past a check it failed, on a person's written reason kept with their
+# name: of a waivable gate at promotion (``models_ml.registry.promote``), of differential privacy
+# for training on real patients (``models_ml.private_model.nonprivate_waiver``).
+
+WAIVE_GATES = "models_ml.waive_gates"
+WAIVE_PRIVACY = "models_ml.waive_privacy"
+
+authz.define(
+    WAIVE_GATES,
+    is_admin,
+    message="Only an admin may waive a gate.",
+    sees="models_ml.model_version",
+)
+authz.define(
+    WAIVE_PRIVACY,
+    is_admin,
+    message="Only an admin may waive differential privacy.",
+)
+
+
+def is_allowed_to_waive(actor, action: str, obj=None) -> bool:
+    """Whether ``actor`` may sign the waiver ``action`` names (on ``obj``). The system acting on
+    its own passes every action of the controller, but a waiver is a person's decision: it is
+    refused here before the controller is asked."""
+    if not authz.is_signed_in(actor):
+        return False
+    try:
+        authz.authorize(actor, action, obj)
+    except (Forbidden, NotFound):
+        return False
+    return True

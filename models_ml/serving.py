@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models_ml.features import DRUGS, FEATURE_NAMES, HUMAN_NAMES
+from models_ml.loaders import load
 from models_ml.models import ModelAlert, ShadowComparison, Stage
 from models_ml.policy import Producer, model_producer, protocol_producer
 from models_ml.protocol import PROTOCOL_VERSION, Proposal, TitrationState
-from models_ml.registry import load, model_in_stage
+from models_ml.selectors import model_in_stage
 from patients.course import Finding, is_at_least_as_strict, rules_record
 
 logger = logging.getLogger("models_ml.serving")

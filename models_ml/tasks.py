@@ -1,10 +1,11 @@
-"""Celery tasks of the model lifecycle: thin shells over ``models_ml.registry``."""
+"""Celery tasks of the model lifecycle: thin shells over ``models_ml.training``."""
 
 import logging
 
 from celery import shared_task
 
-from models_ml import registry
+from models_ml import training
+from models_ml.candidate import TrainingRefused
 
 logger = logging.getLogger("models_ml.tasks")
 
@@ -19,7 +20,7 @@ def train_candidate(private: bool | None = None) -> str:
     refusal (budget spent, too little data) is a decision, not a fault: logged, not retried,
     and ``""`` returned."""
     try:
-        return registry.train_model(private=private).version
-    except registry.TrainingRefused as error:
+        return training.train_model(private=private).version
+    except TrainingRefused as error:
         logger.warning("retraining_refused", extra={"reason": str(error)})
         return ""

@@ -19,20 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from patients import clinical_defaults as defaults
 from patients.formulary import FORMULARY
 
 # Bumped whenever a rule below changes meaning: a model validated under another version is not
 # served (``models_ml.serving``).
 COURSE_RULES_VERSION = "treatment-course-1"
 
-# Minimum interval between dose changes. ACC/AHA 2017 (Whelton et al., Hypertension
-# 2018;71:e13, section 8.3.1: follow-up and titration monthly until control) and ESH 2023
-# (Mancia et al., J Hypertens 2023;41:1874, section 17: reassess 2–4 weeks after a change) —
-# 14 days is the short end of "2–4 weeks", also the simulator's decision cadence. A clinician
-# may lengthen it, or shorten it to one week, never less: most antihypertensives reach their
-# steady effect within 1–2 weeks (see EFFECT_ONSET_DAYS), and a change judged sooner is judged
-# on the previous dose.
-DEFAULT_MIN_INTERVAL_DAYS = 14
+# Minimum interval between dose changes: the default and its sources are in
+# ``patients.clinical_defaults``. A clinician may lengthen it, or shorten it to one week, never
+# less: most antihypertensives reach their steady effect within 1–2 weeks (see
+# EFFECT_ONSET_DAYS), and a change judged sooner is judged on the previous dose.
+DEFAULT_MIN_INTERVAL_DAYS = defaults.MIN_INTERVAL_DAYS
 MIN_INTERVAL_LIMITS_DAYS = (7, 90)
 
 # Readings needed to judge a dose (ESH 2021 home-BP practice guideline, Stergiou et al.,
@@ -117,9 +115,9 @@ class CourseState:
     mean_systolic_mmhg: float | None = None
     mean_diastolic_mmhg: float | None = None
     lowest_recent_systolic_mmhg: float | None = None
-    target_systolic_mmhg: int = 130
-    target_diastolic_mmhg: int = 80
-    hypotension_systolic_mmhg: int = 90
+    target_systolic_mmhg: int = defaults.TARGET_SYSTOLIC_MMHG
+    target_diastolic_mmhg: int = defaults.TARGET_DIASTOLIC_MMHG
+    hypotension_systolic_mmhg: int = defaults.HYPOTENSION_SYSTOLIC_MMHG
     labs: LabSnapshot = field(default_factory=LabSnapshot)
 
 
@@ -158,7 +156,7 @@ def clamp_interval_days(value: object) -> int:
     """The interval actually applied: an unreadable or out-of-range value fails closed to the
     longest of the default and the hard minimum (never shorter than the hard limit)."""
     try:
-        days = int(value)  # type: ignore[call-overload]
+        days: int = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return DEFAULT_MIN_INTERVAL_DAYS
     low, high = MIN_INTERVAL_LIMITS_DAYS
@@ -172,7 +170,9 @@ def onset_days(medication: str | None) -> int:
     return EFFECT_ONSET_DAYS.get(drug.drug_class, UNKNOWN_CLASS_ONSET_DAYS)
 
 
-def evidence_from(state_now: datetime, last_change_at: datetime | None, medication: str | None):
+def evidence_from(
+    state_now: datetime, last_change_at: datetime | None, medication: str | None
+) -> datetime:
     """Readings from this moment on are evidence about the current regimen: the later of the
     evidence window's start and the last change plus the changed drug's onset."""
     start = state_now - EVIDENCE_WINDOW

@@ -2,6 +2,12 @@
 the valid ones in bulk, report every rejected one by index, field and reason, store each
 ``client_id`` once.
 
+A ``client_id`` names one item of its patient. Sent again with the same values it is a
+duplicate (a retry: stored once); sent with other values it is a *conflict*, rejected under
+``client_id`` while the first stays stored — whether the first was stored before or sent
+earlier in the same batch. Each item's outcome (``ItemOutcome``) is reported, so that every way
+in (the mobile API, ``/api/v1/labs/``, FHIR's 409) answers the same case the same way.
+
 Validation uses pydantic v2 (DESIGN.md: DRF serializers cost ~50 µs per item; a batch is up to
 5,000 items). The schema published in OpenAPI is the same model's JSON schema.
 
@@ -24,13 +30,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from pydantic import (
     AfterValidator,
@@ -48,6 +56,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from audit.models import Action
 from audit.services import record_event
 from core import authz
 from core.authz import System
@@ -254,11 +263,69 @@ class LabItem(BaseModel):
 LAB_ADAPTER: TypeAdapter[LabItem] = TypeAdapter(LabItem)
 
 
+class ItemStatus(StrEnum):
+    """What became of one item of a batch."""
+
+    ACCEPTED = "accepted"  # stored by this batch
+    DUPLICATE = "duplicate"  # the same item is already stored under its client_id: stored once
+    CONFLICT = "conflict"  # its client_id names an item with other values: nothing stored
+    REJECTED = "rejected"  # invalid or refused: nothing stored
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    index: int
+    status: ItemStatus
+    client_id: str | None = None  # the key the item is stored under, once it is valid
+    field: str | None = None  # CONFLICT, REJECTED: the field at fault
+    message: str | None = None  # CONFLICT, REJECTED: why, for the sender
+    # CONFLICT inside the batch: the earlier item with this client_id; None: the one stored.
+    earlier_index: int | None = None
+
+
 @dataclass
 class BatchResult:
+    """The counts and ``rejected`` list the APIs answer with, and ``outcomes``, one per item
+    (sorted by index when the batch is finished). Record an item's fate through ``accept``,
+    ``duplicate``, ``conflict`` or ``reject`` so the counts and the outcomes agree: a conflict
+    is counted as rejected, never as a duplicate."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, object]] = field(default_factory=list)
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(outcome.status == ItemStatus.CONFLICT for outcome in self.outcomes)
+
+    def accept(self, index: int, client_id: str) -> None:
+        self.accepted += 1
+        self.outcomes.append(ItemOutcome(index, ItemStatus.ACCEPTED, client_id))
+
+    def duplicate(self, index: int, client_id: str) -> None:
+        self.duplicates += 1
+        self.outcomes.append(ItemOutcome(index, ItemStatus.DUPLICATE, client_id))
+
+    def conflict(
+        self, index: int, client_id: str, message: str, *, earlier_index: int | None = None
+    ) -> None:
+        self.rejected.append(_rejection(index, "client_id", message))
+        self.outcomes.append(
+            ItemOutcome(index, ItemStatus.CONFLICT, client_id, "client_id", message, earlier_index)
+        )
+
+    def reject(self, rejection: dict[str, Any], *, client_id: str | None = None) -> None:
+        self.rejected.append(rejection)
+        self.outcomes.append(
+            ItemOutcome(
+                rejection["index"],
+                ItemStatus.REJECTED,
+                client_id,
+                rejection["field"],
+                rejection["message"],
+            )
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
@@ -310,21 +377,21 @@ def _validate(
     now: datetime,
     result: BatchResult,
 ) -> list[tuple[int, Any]]:
-    """The valid items with their indexes; every other item goes to ``result.rejected``."""
+    """The valid items with their indexes; every other item is rejected in ``result``."""
     valid = []
     for index, raw in enumerate(items):
         bad_number = _non_finite(raw)
         if bad_number:
-            result.rejected.append(_rejection(index, bad_number, "must be a finite number"))
+            result.reject(_rejection(index, bad_number, "must be a finite number"))
             continue
         try:
             item = adapter.validate_python(raw)
         except ValidationError as error:
-            result.rejected.append(_first_error(index, error))
+            result.reject(_first_error(index, error))
             continue
         problem = _check_time(index, getattr(item, time_field), now, time_field)
         if problem:
-            result.rejected.append(problem)
+            result.reject(problem)
             continue
         valid.append((index, item))
     return valid
@@ -344,16 +411,18 @@ def _finish_batch(
     """The batch's one audit event (last in its transaction), and the announcement of new data
     once it commits."""
     result.rejected.sort(key=lambda rejection: rejection["index"])
+    result.outcomes.sort(key=lambda outcome: outcome.index)
     detail: dict[str, object] = {
         "items": len(items),
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "rejected": len(result.rejected),
+        "conflicts": result.conflicts,  # among the rejected
     }
     if digest is not None:
         detail["digest"] = digest
     record_event(
-        action="create",
+        action=Action.CREATE,
         actor=actor,
         object_type=f"{kind}_batch",
         patient_id=patient.pk,
@@ -397,28 +466,27 @@ def record_readings(
     with transaction.atomic():
         _lock_patient(patient)
         devices = _devices_for(patient, {item.device_id for _, item in valid}, now)
-        unique = _unique_in_batch(valid, result, key=lambda item: item.client_id)
-        existing = set(
-            Reading.objects.filter(
-                patient=patient, client_id__in=[item.client_id for _, item in unique]
-            ).values_list("client_id", flat=True)
+        unique, repeats = _unique_in_batch(valid, result, READING_VALUES)
+        known = _stored_items(
+            Reading.objects.filter(patient=patient), unique, READING_VALUES, result
         )
         rows: list[tuple] = []
         stored: list[dict[str, Any]] = []
         for index, item in unique:
-            if item.client_id in existing:
-                result.duplicates += 1
+            if index in known:
                 continue
             device = devices.get(item.device_id)
             if device is None:
-                result.rejected.append(
-                    _rejection(index, "device_id", "is registered to another patient")
+                result.reject(
+                    _rejection(index, "device_id", "is registered to another patient"),
+                    client_id=item.client_id,
                 )
                 continue
             rows.append(_reading_row(patient.pk, device.pk, item, received_at))
             stored.append(item.model_dump(mode="json"))
+            result.accept(index, item.client_id)
+        _as_their_first(repeats, result)
         _insert_readings(rows)
-        result.accepted = len(rows)
         if any(row[3] == ReadingType.BLOOD_PRESSURE for row in rows):
             _safety_check_due(patient.pk, received_at)
         _finish_batch(
@@ -448,26 +516,116 @@ def _safety_check_due(patient_id: int, received_at) -> None:
         )
 
 
-def _unique_in_batch(valid, result: BatchResult, *, key) -> list:
-    """An identical repeat inside one batch is a duplicate; a repeat with other values is an
-    error (the client reused an id), reported at the later index."""
-    first_seen: dict[str, Any] = {}
-    unique = []
+@dataclass(frozen=True)
+class _Values:
+    """What an item of one kind says beside its client_id (``of``), and the stored columns that
+    hold the same, in the same order: the same client_id saying the same is a duplicate, saying
+    anything else a conflict. Not compared: the offset an instant was written with (one instant,
+    whatever the sender's time zone) and what follows from what is compared (a reading's unit
+    from its type, a result's canonical value from the value and unit sent)."""
+
+    noun: str
+    columns: tuple[str, ...]
+    of: Callable[[Any], tuple]
+
+
+def _reading_values(item: Any) -> tuple:
+    if isinstance(item, BloodPressureItem):
+        return (item.type, item.systolic, item.diastolic, None, item.measured_at, item.device_id)
+    return (item.type, None, None, item.value, item.measured_at, item.device_id)
+
+
+READING_VALUES = _Values(
+    "reading",
+    (
+        "reading_type",
+        "systolic_mmhg",
+        "diastolic_mmhg",
+        "value",
+        "measured_at",
+        "device__device_id",
+    ),
+    _reading_values,
+)
+INTAKE_VALUES = _Values(
+    "intake",
+    ("medication", "dose_mg", "taken_at"),
+    lambda item: (item.medication, item.dose_mg, item.taken_at),
+)
+LAB_VALUES = _Values(
+    "laboratory result",
+    ("code", "original_unit", "original_value", "observed_at"),
+    lambda item: (item.code, item.unit, item.value, item.observed_at),
+)
+
+
+def _unique_in_batch(
+    valid: list[tuple[int, Any]], result: BatchResult, values: _Values
+) -> tuple[list[tuple[int, Any]], list[tuple[int, str, int]]]:
+    """The first item of each client_id, and the identical repeats as (index, client_id, the
+    first's index): their fate is the first's (``_as_their_first``). A repeat with other values
+    is a conflict (the client reused an id), reported at the later index."""
+    first_seen: dict[str, tuple[int, tuple]] = {}
+    unique, repeats = [], []
     for index, item in valid:
-        client_id = key(item)
-        earlier = first_seen.get(client_id)
+        earlier = first_seen.get(item.client_id)
         if earlier is None:
-            first_seen[client_id] = item
+            first_seen[item.client_id] = (index, values.of(item))
             unique.append((index, item))
-        elif earlier == item:
-            result.duplicates += 1
+        elif earlier[1] == values.of(item):
+            repeats.append((index, item.client_id, earlier[0]))
         else:
-            result.rejected.append(
-                _rejection(
-                    index, "client_id", "repeats an earlier item of this batch with other values"
-                )
+            result.conflict(
+                index,
+                item.client_id,
+                "repeats an earlier item of this batch with other values",
+                earlier_index=earlier[0],
             )
-    return unique
+    return unique, repeats
+
+
+def _stored_items(
+    rows: QuerySet, unique: list[tuple[int, Any]], values: _Values, result: BatchResult
+) -> set[int]:
+    """The indexes of ``unique`` whose client_id is stored already among ``rows`` (the
+    patient's, read under the batch's lock), each a duplicate or a conflict in ``result``."""
+    stored = {
+        client_id: tuple(columns)
+        for client_id, *columns in rows.filter(
+            client_id__in=[item.client_id for _, item in unique]
+        ).values_list("client_id", *values.columns)
+    }
+    known = set()
+    for index, item in unique:
+        columns = stored.get(item.client_id)
+        if columns is None:
+            continue
+        known.add(index)
+        if columns == values.of(item):
+            result.duplicate(index, item.client_id)
+        else:
+            result.conflict(
+                index,
+                item.client_id,
+                f"names another {values.noun} already stored with other values; "
+                "the stored one is kept",
+            )
+    return known
+
+
+def _as_their_first(repeats: list[tuple[int, str, int]], result: BatchResult) -> None:
+    """An identical repeat inside the batch: a duplicate of a first item that is (or was
+    already) stored; refused like a first item that was refused — never counted as a duplicate
+    of values that were not stored."""
+    fate = {outcome.index: outcome for outcome in result.outcomes}
+    for index, client_id, first_index in repeats:
+        first = fate[first_index]
+        if first.status in (ItemStatus.ACCEPTED, ItemStatus.DUPLICATE):
+            result.duplicate(index, client_id)
+        elif first.status == ItemStatus.CONFLICT:
+            result.conflict(index, client_id, str(first.message), earlier_index=first.earlier_index)
+        else:
+            result.reject(_rejection(index, first.field, str(first.message)), client_id=client_id)
 
 
 def _devices_for(patient: Patient, device_ids: set[str], now: datetime) -> dict[str, Device]:
@@ -489,7 +647,7 @@ def _devices_for(patient: Patient, device_ids: set[str], now: datetime) -> dict[
             }
         )
         record_event(
-            action="create",
+            action=Action.CREATE,
             object_type="device",
             patient_id=patient.pk,
             detail={"registered": [device.device_id for device in new]},
@@ -603,30 +761,30 @@ def record_intakes(*, patient: Patient, items: list[object], actor: Any) -> Batc
         for index, item in parsed:
             problem = _uncovered_intake(index, item, prescriptions)
             if problem:
-                result.rejected.append(problem)
+                result.reject(problem, client_id=item.client_id)
             else:
                 valid.append((index, item))
-        unique = _unique_in_batch(valid, result, key=lambda item: item.client_id)
-        existing = set(
-            MedicationIntake.objects.filter(
-                patient=patient, client_id__in=[item.client_id for _, item in unique]
-            ).values_list("client_id", flat=True)
+        unique, repeats = _unique_in_batch(valid, result, INTAKE_VALUES)
+        known = _stored_items(
+            MedicationIntake.objects.filter(patient=patient), unique, INTAKE_VALUES, result
         )
-        rows = [
-            MedicationIntake(
-                patient=patient,
-                client_id=item.client_id,
-                medication=item.medication,
-                dose_mg=item.dose_mg,
-                taken_at=item.taken_at,
-                received_at=now,
+        rows = []
+        for index, item in unique:
+            if index in known:
+                continue
+            rows.append(
+                MedicationIntake(
+                    patient=patient,
+                    client_id=item.client_id,
+                    medication=item.medication,
+                    dose_mg=item.dose_mg,
+                    taken_at=item.taken_at,
+                    received_at=now,
+                )
             )
-            for _, item in unique
-            if item.client_id not in existing
-        ]
-        result.duplicates += len(unique) - len(rows)
+            result.accept(index, item.client_id)
+        _as_their_first(repeats, result)
         MedicationIntake.objects.bulk_create(rows, batch_size=1000)
-        result.accepted = len(rows)
         _finish_batch(
             patient,
             items,
@@ -664,8 +822,8 @@ def record_labs(*, patient: Patient, items: list[object], actor: Any) -> BatchRe
     (``patients.record_labs``), or ``LABS_IMPORT`` for the system importing them.
 
     As for readings: valid items are stored even when others are rejected, a ``client_id``
-    seen before is a duplicate, one audit event (``lab_batch``) per batch, and
-    ``labs_recorded`` once it commits."""
+    seen before is a duplicate (with other values, a conflict), one audit event (``lab_batch``)
+    per batch, and ``labs_recorded`` once it commits."""
     authz.authorize(actor, "patients.record_labs", patient)
     now = timezone.now()
     result = BatchResult()
@@ -677,21 +835,16 @@ def record_labs(*, patient: Patient, items: list[object], actor: Any) -> BatchRe
             canonical[index] = judged
             valid.append((index, _with_client_id(item)))
         else:
-            result.rejected.append(_rejection(index, judged.field, judged.message))
+            result.reject(_rejection(index, judged.field, judged.message))
     recorded_by = None if isinstance(actor, System) else actor
 
     with transaction.atomic():
         _lock_patient(patient)
-        unique = _unique_in_batch(valid, result, key=lambda item: item.client_id)
-        existing = set(
-            LabResult.objects.filter(
-                patient=patient, client_id__in=[item.client_id for _, item in unique]
-            ).values_list("client_id", flat=True)
-        )
+        unique, repeats = _unique_in_batch(valid, result, LAB_VALUES)
+        known = _stored_items(LabResult.objects.filter(patient=patient), unique, LAB_VALUES, result)
         rows, stored = [], []
         for index, item in unique:
-            if item.client_id in existing:
-                result.duplicates += 1
+            if index in known:
                 continue
             rows.append(
                 LabResult(
@@ -708,8 +861,9 @@ def record_labs(*, patient: Patient, items: list[object], actor: Any) -> BatchRe
                 )
             )
             stored.append(item.model_dump(mode="json"))
+            result.accept(index, item.client_id)
+        _as_their_first(repeats, result)
         LabResult.objects.bulk_create(rows)
-        result.accepted = len(rows)
         _finish_batch(
             patient,
             items,

@@ -37,9 +37,9 @@ class LabCode:
     plausible: tuple[Decimal, Decimal]  # in the canonical unit, inclusive
 
 
-# Plausible ranges (the issue "treatment-course safety"): outside them a value is a unit or
-# transcription error, not a patient state. They are wide on purpose, so that a real extreme —
-# the very result the course rules must act on — is never refused.
+# Plausible ranges (treatment-course safety, docs/patient-ai-loop.md): outside them a value is
+# a unit or transcription error, not a patient state. They are wide on purpose, so that a real
+# extreme — the very result the course rules must act on — is never refused.
 LAB_CODES: dict[str, LabCode] = {
     code.loinc: code
     for code in (

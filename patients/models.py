@@ -44,7 +44,7 @@ class Ethnicity(models.TextChoices):
 
 
 # CDC race & ethnicity code system codes, for FHIR/US Core output.
-OMB_CODES = {
+OMB_CODES: dict[str, str] = {
     Race.AMERICAN_INDIAN_OR_ALASKA_NATIVE: "1002-5",
     Race.ASIAN: "2028-9",
     Race.BLACK_OR_AFRICAN_AMERICAN: "2054-5",
@@ -72,7 +72,7 @@ class Patient(models.Model):
     ethnicity = models.CharField(
         max_length=32, choices=Ethnicity.choices, default=Ethnicity.UNKNOWN
     )
-    care_teams = models.ManyToManyField(
+    care_teams: models.ManyToManyField[CareTeam, CareTeamAssignment] = models.ManyToManyField(
         CareTeam, through="CareTeamAssignment", related_name="patients"
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -15,7 +15,7 @@ from operator import or_
 import rules
 from django.db.models import Q, QuerySet
 
-from accounts.rules import is_clinician, is_patient, is_signed_in
+from accounts.rules import is_admin, is_clinician, is_patient, is_signed_in
 from core import authz
 from patients.models import LabResult, Patient, Prescription, Reading
 
@@ -85,6 +85,11 @@ authz.define_visibility(
 # Reads: whoever reaches the patient reads the record (the visibility decides; outside it the
 # patient does not exist for the caller). Journalled by ``authz.authorize_read``.
 PATIENT = "patients.patient"
+authz.define(
+    "patients.enrol",
+    is_admin,
+    message="Only administrators enrol patients and assign their care teams.",
+)
 authz.define(
     "patients.view_patient",
     is_signed_in,

@@ -8,7 +8,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import CareTeam, Role, User
+from audit.models import Action
 from audit.services import record_event
+from core import authz
+from core.authz import System
 from core.errors import DomainError
 from patients.course import labelled_dose_problem
 from patients.formulary import FORMULARY
@@ -25,8 +28,9 @@ def register_patient(
     ethnicity: str,
     care_team: CareTeam | None = None,
     user: User | None = None,
-    actor: User | None = None,
+    actor: User | System,
 ) -> Patient:
+    authz.authorize(actor, "patients.enrol")
     if user is not None and user.role != Role.PATIENT:
         raise DomainError("Only a patient account can be linked to a patient record.", field="user")
     with transaction.atomic():
@@ -42,12 +46,11 @@ def register_patient(
         patient.full_clean(exclude=["user"])
         patient.save()
         record_event(
-            action="create",
+            action=Action.CREATE,
             actor=actor,
             object_type="patient",
             object_id=patient.pk,
             patient_id=patient.pk,
-            component="" if actor else "patients.register_patient",
         )
         if care_team is not None:
             assign_care_team(patient=patient, care_team=care_team, actor=actor)
@@ -55,18 +58,18 @@ def register_patient(
 
 
 def assign_care_team(
-    *, patient: Patient, care_team: CareTeam, actor: User | None = None
+    *, patient: Patient, care_team: CareTeam, actor: User | System
 ) -> CareTeamAssignment:
+    authz.authorize(actor, "patients.enrol")
     with transaction.atomic():
         assignment = CareTeamAssignment.objects.create(patient=patient, care_team=care_team)
         record_event(
-            action="create",
+            action=Action.CREATE,
             actor=actor,
             object_type="care_team_assignment",
             object_id=assignment.pk,
             patient_id=patient.pk,
             detail={"care_team": care_team.pk},
-            component="" if actor else "patients.assign_care_team",
         )
     return assignment
 
@@ -80,9 +83,12 @@ def current_regimen(patient: Patient) -> dict[str, Decimal]:
 
 
 def change_dose(
-    *, patient: Patient, medication: str, dose_mg: Decimal, source: str, actor: User | None = None
+    *, patient: Patient, medication: str, dose_mg: Decimal, source: str, actor: User
 ) -> Prescription | None:
     """Close the open prescription of ``medication`` and open one at ``dose_mg`` (0 stops it).
+
+    Called only by the moments a change takes effect (``clinicians.decisions``: acknowledgement,
+    approval, order), each of which has authorized ``actor`` for that change first.
 
     The one write to a prescription, so the final check of every path to one lives here too:
     0 or a dose inside the drug's labelled range (``patients.course.labelled_dose_problem``)."""
@@ -112,13 +118,12 @@ def change_dose(
                 source=source,
             )
         record_event(
-            action="update",
+            action=Action.UPDATE,
             actor=actor,
             object_type="prescription",
             object_id=new.pk if new else (current.pk if current else ""),
             patient_id=patient.pk,
             changes={"dose_mg": {"old": old, "new": dose_mg if dose_mg > 0 else None}},
             detail={"medication": medication, "source": source},
-            component="" if actor else "patients.change_dose",
         )
     return new

@@ -1,4 +1,4 @@
-"""Bearer tokens for the mobile app and integrations (API.md: /api/v1/auth/token/)."""
+"""Bearer tokens for the mobile app and integrations: ``/api/v1/auth/token/``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rest_framework.throttling import AnonRateThrottle, ScopedRateThrottle
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from audit.models import Action
 from audit.services import record_event
 from core.api.serializers import StrictInputSerializer
 from core.errors import DomainError
@@ -52,7 +53,7 @@ class TokenObtainView(TokenObtainPairView):
             raise
         with transaction.atomic():
             record_event(
-                action="login",
+                action=Action.LOGIN,
                 actor=serializer.user,
                 object_type="user",
                 object_id=serializer.user.pk,

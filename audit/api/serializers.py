@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -29,7 +31,7 @@ class ExportRequestSerializer(StrictInputSerializer):
         help_text="Files to write besides events.jsonl, which is always written.",
     )
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Raises ExportError (a DomainError: 400 naming the field) on bad dates or patients.
         attrs["filters"] = build_filters(
             since=attrs.get("since"),
@@ -40,14 +42,14 @@ class ExportRequestSerializer(StrictInputSerializer):
         return attrs
 
 
-class ExportFileSerializer(serializers.Serializer):
+class ExportFileSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
     bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     url = serializers.CharField()
 
 
-class ExportSerializer(serializers.ModelSerializer):
+class ExportSerializer(serializers.ModelSerializer[AuditExport]):
     requested_by = serializers.IntegerField(
         source="requested_by_id", allow_null=True, read_only=True
     )
@@ -76,13 +78,13 @@ class ExportSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def _url(self, route: str, **kwargs) -> str:
+    def _url(self, route: str, **kwargs: Any) -> str:
         path = reverse(route, kwargs=kwargs)
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
 
     @extend_schema_field(ExportFileSerializer(many=True))
-    def get_files(self, export: AuditExport) -> list[dict]:
+    def get_files(self, export: AuditExport) -> list[dict[str, Any]]:
         if not export.manifest:
             return []
         return [

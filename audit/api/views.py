@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import re
 import zipfile
+from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.api.serializers import ExportRequestSerializer, ExportSerializer
 from audit.export_jobs import export_directory, exports_root, request_export
-from audit.models import AuditExport, ExportStatus
+from audit.models import Action, AuditExport, ExportStatus
 from audit.selectors import exports_visible_to
 from audit.services import record_event
 from core.api.permissions import allowed_to
@@ -31,15 +34,19 @@ _ERRORS = OpenApiResponse(description='{"errors": [{"field", "message", "code"}]
 
 
 @extend_schema(tags=["audit"])
-class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AuditExportViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet[AuditExport],
+):
     serializer_class = ExportSerializer
     permission_classes = [permissions.IsAuthenticated, allowed_to("audit.export_trail")]
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[AuditExport]:
         return exports_visible_to(self.request.user)
 
     @extend_schema(parameters=[PageFilter])
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         validated_query(request)
         return super().list(request, *args, **kwargs)
 
@@ -48,7 +55,7 @@ class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         responses={202: ExportSerializer, 400: _ERRORS, 403: _ERRORS},
         summary="Request a signed export of the audit trail",
     )
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         payload = ExportRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         export = request_export(actor=request.user, filters=payload.validated_data["filters"])
@@ -64,7 +71,7 @@ class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def _journal_download(self, export: AuditExport, name: str) -> None:
         with transaction.atomic():
             record_event(
-                action="export_download",
+                action=Action.EXPORT_DOWNLOAD,
                 actor=self.request.user,
                 object_type="audit_export",
                 object_id=str(export.pk),
@@ -77,7 +84,7 @@ class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         summary="Download a finished export as one zip archive",
     )
     @action(detail=True, methods=["get"])
-    def download(self, request, pk=None):
+    def download(self, request: Request, pk: str | None = None) -> FileResponse:
         export = self._finished()
         directory = export_directory(export)
         archive = exports_root() / f"{export.pk}.zip"
@@ -100,10 +107,14 @@ class AuditExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         summary="Download one file of a finished export",
     )
     @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[A-Za-z0-9._-]+)")
-    def files(self, request, pk=None, name=None):
+    def files(
+        self, request: Request, pk: str | None = None, name: str | None = None
+    ) -> FileResponse:
         export = self._finished()
+        if name is None or not _FILE_NAME.match(name):
+            raise Http404("no such file in this export")
         path = export_directory(export) / name
-        if not _FILE_NAME.match(name or "") or not path.is_file():
+        if not path.is_file():
             raise Http404("no such file in this export")
         self._journal_download(export, name)
         content_type = "application/fhir+json" if name.endswith(".fhir.json") else None

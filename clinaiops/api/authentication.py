@@ -22,5 +22,5 @@ class VerifiedSessionAuthentication(SessionAuthentication):
 class VerifiedSessionScheme(SessionScheme):
     """OpenAPI: the verified session is documented as the cookie scheme it extends."""
 
-    target_class = VerifiedSessionAuthentication
+    target_class = "clinaiops.api.authentication.VerifiedSessionAuthentication"
     name = "portalSession"

@@ -15,7 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from clinaiops.middleware import is_dependency_error
+from clinaiops.dependencies import is_dependency_error
 from core.errors import DomainError
 
 logger = logging.getLogger("clinaiops.api")
@@ -75,13 +75,13 @@ def exception_handler(exc, context):
 
 
 def _single_error(exc: exceptions.APIException) -> dict[str, str | None]:
-    detail, code = exc.detail, exc.get_codes()
+    detail, codes = exc.detail, exc.get_codes()
     if isinstance(detail, dict):  # simplejwt: {"detail": ..., "code": ..., "messages": [...]}
         message = detail.get("detail", exc.default_detail)
-        code = detail.get("code", code)
+        code = detail.get("code", codes)
         code = code if isinstance(code, str) else exc.default_code
         return error(None, str(message), str(code))
-    return error(None, str(detail), str(code))
+    return error(None, str(detail), str(codes))
 
 
 def lockout_response(request, credentials=None, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""The FHIR R4 facade at ``/fhir/`` (API.md, docs/fhir.md): EHRs and SMART-style clients read
+"""The FHIR R4 facade at ``/fhir/`` (docs/fhir.md): EHRs and SMART-style clients read
 patients, observations, medication requests, audit events and provenance, and post observations.
 
 It owns no data. Every write goes through the owning app's service (readings and laboratory

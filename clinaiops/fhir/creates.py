@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import transaction
 
+from clinaiops.dependencies import is_dependency_error
 from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.ingest import EntryOutcome, store_observations
 from clinaiops.fhir.observation_input import ParsedObservation, parse_observation
@@ -25,7 +26,6 @@ from clinaiops.fhir.observations import to_fhir as observation_to_fhir
 from clinaiops.fhir.order_input import ParsedOrder, parse_order
 from clinaiops.fhir.orders import place_order
 from clinaiops.fhir.resources import Created
-from clinaiops.middleware import is_dependency_error
 
 logger = logging.getLogger("clinaiops.fhir")
 

@@ -22,7 +22,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clinaiops.middleware import RETRY_AFTER_SECONDS, is_dependency_error
+from clinaiops.dependencies import RETRY_AFTER_SECONDS, is_dependency_error
 from core.api.parsers import JSONParser
 from core.errors import DomainError
 

@@ -6,24 +6,24 @@ one way readings and laboratory results are stored — with FHIR's semantics aro
   reported with their reason); a create and a ``transaction`` Bundle are all or nothing
   because ``clinaiops.fhir.creates`` rolls the whole unit back, batch audit events included,
   when any entry fails;
-- the identifier is the ingestion's ``client_id``: re-posting answers 200 with the stored
-  observation, re-using an identifier for a *different* one is a 409 (it would otherwise be
-  counted as a duplicate and the new values lost without a word).
+- the identifier is the ingestion's ``client_id``, and what a re-used one means is the
+  ingestion's rule, answered here per entry outcome: stored now 201, already stored (a re-post)
+  200 with the stored observation, a conflict with a stored observation 409 (the API's
+  per-item rejection under ``client_id``), a conflict with an earlier entry of the same
+  Bundle 400 like any other invalid value.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.db import transaction
 
 from clinaiops.fhir.http import Issue
 from clinaiops.fhir.labs import resource_id as lab_resource_id
 from clinaiops.fhir.observation_input import LAB, ROOT, ParsedObservation
-from patients.ingestion import record_labs, record_readings
-from patients.labs import parse_value
+from patients.ingestion import ItemOutcome, ItemStatus, record_labs, record_readings
 from patients.models import LabResult, Patient, Reading
 
 logger = logging.getLogger("clinaiops.fhir")
@@ -40,52 +40,18 @@ class EntryOutcome:
         return self.status >= 400
 
 
-def _same(record: Reading | LabResult, item: dict) -> bool:
-    if isinstance(record, LabResult):
-        return _same_lab(record, item)
-    return _same_reading(record, item)
-
-
-def _same_lab(lab: LabResult, item: dict) -> bool:
-    value = parse_value(item["value"])
-    try:
-        observed_at = datetime.fromisoformat(item["observed_at"])
-    except ValueError:
-        return True  # not a date at all: the ingestion rejects it with its own message
-    return (
-        lab.code == item["code"]
-        and lab.original_unit == item["unit"]
-        and (value is None or lab.original_value == value)
-        and lab.observed_at == observed_at
-    )
-
-
-def _same_reading(reading: Reading, item: dict) -> bool:
-    try:
-        measured_at = datetime.fromisoformat(item["measured_at"])
-    except ValueError:
-        return True  # not a date at all: the ingestion rejects it with its own message
-    return (
-        reading.reading_type == item["type"]
-        and reading.systolic_mmhg == item.get("systolic")
-        and reading.diastolic_mmhg == item.get("diastolic")
-        and reading.value == item.get("value")
-        and reading.measured_at == measured_at
-        and reading.device.device_id == item["device_id"]
-    )
-
-
 def _resource_id(record: Reading | LabResult) -> str:
     return lab_resource_id(record) if isinstance(record, LabResult) else str(record.pk)
 
 
-def _conflict(parsed: ParsedObservation, record: Reading | LabResult) -> EntryOutcome:
+def _conflict(parsed: ParsedObservation, record: Reading | LabResult | None) -> EntryOutcome:
+    stored = f" (Observation/{_resource_id(record)})" if record is not None else ""
     return EntryOutcome(
         409,
         issues=[
             Issue(
-                f"identifier {parsed.client_id!r} was already used for a different observation "
-                f"(Observation/{_resource_id(record)}); an identifier names one observation",
+                f"identifier {parsed.client_id!r} was already used for a different observation"
+                f"{stored}; an identifier names one observation",
                 "duplicate",
                 parsed.paths["client_id"],
             )
@@ -93,10 +59,10 @@ def _conflict(parsed: ParsedObservation, record: Reading | LabResult) -> EntryOu
     )
 
 
-def _rejection(parsed: ParsedObservation, rejection: dict) -> EntryOutcome:
-    field_name = rejection["field"] or ""
+def _rejection(parsed: ParsedObservation, outcome: ItemOutcome) -> EntryOutcome:
+    field_name = outcome.field or ""
     path = parsed.paths.get(field_name) or parsed.paths.get("", ROOT)
-    message = str(rejection["message"])
+    message = str(outcome.message)
     if field_name == "device_id":  # a device of another patient: a business rule, not syntax
         return EntryOutcome(422, issues=[Issue(message, "business-rule", path)])
     return EntryOutcome(400, issues=[Issue(message, "value", path)])
@@ -134,6 +100,23 @@ def _stored(patient: Patient, kind: str, client_ids: list[str]) -> dict[str, Rea
     return {row.client_id: row for row in rows}
 
 
+def _entry_outcome(
+    parsed: ParsedObservation, outcome: ItemOutcome, stored: dict[str, Reading | LabResult]
+) -> EntryOutcome:
+    """The ingestion's outcome of one entry, as FHIR answers it. ``stored`` is read by the
+    entry's own identifier, the one its answer carries."""
+    if outcome.status == ItemStatus.REJECTED:
+        return _rejection(parsed, outcome)
+    if outcome.status == ItemStatus.CONFLICT:
+        if outcome.earlier_index is not None:  # the Bundle itself is inconsistent
+            return _rejection(parsed, outcome)
+        return _conflict(parsed, stored.get(parsed.client_id))
+    record = stored.get(parsed.client_id)
+    if record is None:
+        return _not_found_after_storing(parsed)
+    return EntryOutcome(201 if outcome.status == ItemStatus.ACCEPTED else 200, record=record)
+
+
 def _store_patient(
     patient: Patient,
     kind: str,
@@ -142,39 +125,15 @@ def _store_patient(
     outcomes: list[EntryOutcome | None],
     user,
 ) -> None:
-    # Serialise with other batches of this patient before looking for existing identifiers
-    # (the ingestion takes the same lock again). NO KEY: rows referencing the patient may still
-    # be inserted meanwhile (a foreign-key check takes KEY SHARE on the patient row).
-    Patient.objects.select_for_update(no_key=True).filter(pk=patient.pk).values_list("pk").first()
-    client_ids = [parsed[i].client_id for i in indexes]
-    existing = _stored(patient, kind, client_ids)
-    to_send = []
-    for index in indexes:
-        record = existing.get(parsed[index].client_id)
-        if record is not None and not _same(record, parsed[index].item):
-            outcomes[index] = _conflict(parsed[index], record)
-        else:
-            to_send.append(index)
-    if not to_send:
-        return
+    # The ingestion serialises the batches of this patient (a row lock on PostgreSQL) and
+    # decides each entry's fate under it; what is read back here is read under the same lock,
+    # held until the caller's transaction ends.
     record_batch = record_labs if kind == LAB else record_readings
-    result = record_batch(patient=patient, items=[parsed[i].item for i in to_send], actor=user)
-    for rejection in result.rejected:
-        index = to_send[rejection["index"]]
-        outcomes[index] = _rejection(parsed[index], rejection)
-    stored = _stored(patient, kind, client_ids)
-    created: set[str] = set()
-    for index in to_send:
-        if outcomes[index] is not None:
-            continue
-        client_id = parsed[index].client_id
-        record = stored.get(client_id)
-        if record is None:
-            outcomes[index] = _not_found_after_storing(parsed[index])
-            continue
-        is_new = client_id not in existing and client_id not in created
-        created.add(client_id)
-        outcomes[index] = EntryOutcome(201 if is_new else 200, record=record)
+    result = record_batch(patient=patient, items=[parsed[i].item for i in indexes], actor=user)
+    stored = _stored(patient, kind, [parsed[i].client_id for i in indexes])
+    for outcome in result.outcomes:
+        index = indexes[outcome.index]
+        outcomes[index] = _entry_outcome(parsed[index], outcome, stored)
 
 
 def store_observations(user, parsed: list[ParsedObservation]) -> list[EntryOutcome]:

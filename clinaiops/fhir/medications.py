@@ -76,7 +76,7 @@ INTENT_VALUE_SET = (
     "instance-order",
     "option",
 )
-PROPOSAL_STATUS = {
+PROPOSAL_STATUS: dict[str, str] = {
     RecommendationStatus.PENDING_REVIEW: "draft",
     RecommendationStatus.BLOCKED: "draft",
     RecommendationStatus.DELIVERED: "active",

@@ -102,11 +102,11 @@ DIASTOLIC = ("8462-4", "Diastolic blood pressure")
 BP_UNIT = "mm[Hg]"
 
 
-def _quantity(value: int, unit: str, display: str) -> dict[str, Any]:
+def _quantity(value: int | None, unit: str, display: str | None) -> dict[str, Any]:
     return {"value": value, "unit": display, "system": UCUM, "code": unit}
 
 
-def _component(code: tuple[str, str], value: int) -> dict[str, Any]:
+def _component(code: tuple[str, str], value: int | None) -> dict[str, Any]:
     return {
         "code": {"coding": [{"system": LOINC, "code": code[0], "display": code[1]}]},
         "valueQuantity": _quantity(value, BP_UNIT, "mmHg"),

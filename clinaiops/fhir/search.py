@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -179,7 +179,7 @@ def date_range(name: str, raw: str) -> tuple[str, datetime, datetime]:
     parts = match.groupdict()
     try:
         if parts["tz"] in (None, "Z"):  # no zone: UTC, the server's zone
-            zone = UTC
+            zone: tzinfo | None = UTC
         else:  # +99:00 is refused here
             zone = datetime.fromisoformat(f"2000-01-01T00:00:00{parts['tz']}").tzinfo
         year = int(parts["year"])

@@ -185,6 +185,7 @@ class InstanceView(FhirView):
 class VersionView(InstanceView):
     """vread of the current version; earlier versions are not kept (404)."""
 
-    def get(self, request, resource_type: str, resource_id: str, version_id: str):
+    # The route always passes version_id (a Django view is not substitutable for its base).
+    def get(self, request, resource_type: str, resource_id: str, version_id: str):  # type: ignore[override]
         resource = self.read(request, resource_type, resource_id, version_id)
         return Response(resource, headers=_version_headers(resource))

@@ -1,4 +1,4 @@
-"""Input and output shapes of the patient–clinician loop: goals, messages, appointments."""
+"""Input and output shapes of the patient–clinician loop: goals, messages, visits."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from clinicians.models import (
     MESSAGE_MAX_CHARS,
     TARGET_DIASTOLIC_LIMITS,
     TARGET_SYSTOLIC_LIMITS,
-    Appointment,
-    AppointmentStatus,
     Goal,
     GoalKind,
     GoalMeasure,
     GoalStatus,
     Message,
+    Visit,
+    VisitStatus,
 )
 from core.api.serializers import IdField, PageFilter, StrictInputSerializer
 
@@ -164,14 +164,14 @@ class MessageFilterSerializer(_PageFilter):
     )
 
 
-# --- appointments -------------------------------------------------------------------------------
+# --- visits -------------------------------------------------------------------------------------
 
 
-class AppointmentSerializer(serializers.ModelSerializer):
+class VisitSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="patient_id")
 
     class Meta:
-        model = Appointment
+        model = Visit
         fields = [
             "id",
             "patient",
@@ -190,8 +190,8 @@ class AppointmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AppointmentFilterSerializer(_PageFilter):
-    status = serializers.ChoiceField(choices=AppointmentStatus.choices, required=False)
+class VisitFilterSerializer(_PageFilter):
+    status = serializers.ChoiceField(choices=VisitStatus.choices, required=False)
     when = serializers.ChoiceField(
         choices=["upcoming", "past"],
         required=False,
@@ -199,18 +199,18 @@ class AppointmentFilterSerializer(_PageFilter):
     )
 
 
-class AppointmentInSerializer(StrictInputSerializer):
+class VisitInSerializer(StrictInputSerializer):
     patient = IdField()
     scheduled_at = serializers.DateTimeField()
 
 
-class AppointmentConfirmSerializer(StrictInputSerializer):
+class VisitConfirmSerializer(StrictInputSerializer):
     scheduled_at = serializers.DateTimeField(
         required=False, help_text="Another (future) time than the proposed one."
     )
 
 
-class AppointmentCancelSerializer(StrictInputSerializer):
+class VisitCancelSerializer(StrictInputSerializer):
     reason = serializers.CharField(max_length=300)
 
 
@@ -227,4 +227,9 @@ class VisitPlanSerializer(serializers.Serializer):
     due_on = serializers.DateField(source="decision.due_on")
     explanation = serializers.CharField(source="decision.explanation")
     rule_source = serializers.CharField(source="decision.source")
-    appointment = AppointmentSerializer(allow_null=True)
+    visit = VisitSerializer(allow_null=True)
+    appointment = VisitSerializer(
+        source="visit",
+        allow_null=True,
+        help_text="Deprecated: the same as visit, under the name visits had before (API.md).",
+    )

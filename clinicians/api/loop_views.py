@@ -1,4 +1,4 @@
-"""Goals, messages and appointments: the patient–clinician loop (API.md,
+"""Goals, messages and visits: the patient–clinician loop (API.md,
 docs/patient-clinician-loop.md). Lists are narrowed by the selectors (another team's patient is
 a 404) and journalled as reads; every write is a service that asks the controller first (the
 rules and their refusals: ``clinicians/rules.py``)."""
@@ -17,11 +17,6 @@ from rest_framework.response import Response
 
 from accounts.models import Role
 from clinicians.api.loop_serializers import (
-    AppointmentCancelSerializer,
-    AppointmentConfirmSerializer,
-    AppointmentFilterSerializer,
-    AppointmentInSerializer,
-    AppointmentSerializer,
     GoalFilterSerializer,
     GoalInSerializer,
     GoalSerializer,
@@ -29,16 +24,21 @@ from clinicians.api.loop_serializers import (
     MessageFilterSerializer,
     MessageInSerializer,
     MessageSerializer,
+    VisitCancelSerializer,
+    VisitConfirmSerializer,
+    VisitFilterSerializer,
+    VisitInSerializer,
     VisitPlanInSerializer,
     VisitPlanSerializer,
+    VisitSerializer,
 )
-from clinicians.loop import services
+from clinicians.loop import goals, messages, visits
 from clinicians.loop.selectors import (
-    appointments_visible_to,
     goals_visible_to,
     messages_visible_to,
+    visits_visible_to,
 )
-from clinicians.models import AppointmentStatus, SenderRole
+from clinicians.models import SenderRole, VisitStatus
 from core.api.permissions import ObjectActions
 from core.api.reads import AuthorizedReadMixin
 from core.api.schema import CONFLICT
@@ -106,7 +106,7 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body.is_valid(raise_exception=True)
         values = dict(body.validated_data)
         patient = patient_for_write(request, values.pop("patient", None))
-        goal = services.set_goal(patient=patient, actor=request.user, **values)
+        goal = goals.set_goal(patient=patient, actor=request.user, **values)
         return Response(GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=GoalStatusSerializer, responses={200: GoalSerializer, 409: CONFLICT})
@@ -117,7 +117,7 @@ class GoalViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         goal = self.get_object()
         body = GoalStatusSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        goal = services.change_goal_status(
+        goal = goals.change_goal_status(
             goal=goal, actor=request.user, status=body.validated_data["status"]
         )
         return Response(GoalSerializer(goal).data)
@@ -151,7 +151,7 @@ class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body = MessageInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data.get("patient"))
-        message = services.send_message(
+        message = messages.send_message(
             patient=patient, actor=request.user, body=body.validated_data["body"]
         )
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
@@ -160,91 +160,87 @@ class MessageViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
     @action(detail=True, methods=["post"])
     def read(self, request, pk=None):
         """The read receipt, by the receiving side; again is a no-op."""
-        message = services.mark_message_read(message=self.get_object(), actor=request.user)
+        message = messages.mark_message_read(message=self.get_object(), actor=request.user)
         return Response(MessageSerializer(message).data)
 
 
-class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
-    serializer_class = AppointmentSerializer
-    read_action = "clinicians.view_appointment"
+class VisitViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
+    serializer_class = VisitSerializer
+    read_action = "clinicians.view_visit"
     # Refused before the body is read; the services ask the controller again.
     object_actions = {
         "confirm": "clinicians.manage_visit",
         "cancel": "clinicians.manage_visit",
         "complete": "clinicians.manage_visit",
     }
-    filter_serializer_class = AppointmentFilterSerializer
+    filter_serializer_class = VisitFilterSerializer
 
     def get_queryset(self):
-        queryset = self.narrowed(appointments_visible_to(self.request.user))
+        queryset = self.narrowed(visits_visible_to(self.request.user))
         if self.action == "list":
             wanted, now = self.filters(), timezone.now()
             if "status" in wanted:
                 queryset = queryset.filter(status=wanted["status"])
             if wanted.get("when") == "upcoming":  # open proposals count, even overdue ones
                 queryset = queryset.filter(
-                    Q(scheduled_at__gte=now) | Q(status=AppointmentStatus.PROPOSED)
+                    Q(scheduled_at__gte=now) | Q(status=VisitStatus.PROPOSED)
                 )
             elif wanted.get("when") == "past":  # an overdue proposal is still to be acted on
                 queryset = queryset.filter(scheduled_at__lt=now).exclude(
-                    status=AppointmentStatus.PROPOSED
+                    status=VisitStatus.PROPOSED
                 )
         return queryset
 
-    @extend_schema(parameters=[AppointmentFilterSerializer])
+    @extend_schema(parameters=[VisitFilterSerializer])
     def list(self, request, *args, **kwargs):
         """Visits, by scheduled time. A patient sees the visits a clinician confirmed; the
         cadence's proposals are for the care team."""
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=AppointmentInSerializer, responses={201: AppointmentSerializer})
+    @extend_schema(request=VisitInSerializer, responses={201: VisitSerializer})
     def create(self, request, *args, **kwargs):
         """A clinician books a visit (confirmed at once)."""
-        body = AppointmentInSerializer(data=request.data)
+        body = VisitInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data["patient"])
-        visit = services.schedule_visit(
+        visit = visits.schedule_visit(
             patient=patient, actor=request.user, scheduled_at=body.validated_data["scheduled_at"]
         )
-        return Response(AppointmentSerializer(visit).data, status=status.HTTP_201_CREATED)
+        return Response(VisitSerializer(visit).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        request=AppointmentConfirmSerializer, responses={200: AppointmentSerializer, 409: CONFLICT}
-    )
+    @extend_schema(request=VisitConfirmSerializer, responses={200: VisitSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def confirm(self, request, pk=None):
         """Confirm the cadence's proposal, at its time or another."""
         visit = self.get_object()
-        body = AppointmentConfirmSerializer(data=request.data)
+        body = VisitConfirmSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        visit = services.confirm_visit(
-            appointment=visit,
+        visit = visits.confirm_visit(
+            visit=visit,
             actor=request.user,
             scheduled_at=body.validated_data.get("scheduled_at"),
         )
-        return Response(AppointmentSerializer(visit).data)
+        return Response(VisitSerializer(visit).data)
 
-    @extend_schema(
-        request=AppointmentCancelSerializer, responses={200: AppointmentSerializer, 409: CONFLICT}
-    )
+    @extend_schema(request=VisitCancelSerializer, responses={200: VisitSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a proposed or confirmed visit, with a reason."""
         visit = self.get_object()
-        body = AppointmentCancelSerializer(data=request.data)
+        body = VisitCancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        visit = services.cancel_visit(
-            appointment=visit, actor=request.user, reason=body.validated_data["reason"]
+        visit = visits.cancel_visit(
+            visit=visit, actor=request.user, reason=body.validated_data["reason"]
         )
-        return Response(AppointmentSerializer(visit).data)
+        return Response(VisitSerializer(visit).data)
 
-    @extend_schema(request=None, responses={200: AppointmentSerializer, 409: CONFLICT})
+    @extend_schema(request=None, responses={200: VisitSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """The visit took place (the anchor of the next routine interval)."""
         visit = self.get_object()
-        visit = services.complete_visit(appointment=visit, actor=request.user)
-        return Response(AppointmentSerializer(visit).data)
+        visit = visits.complete_visit(visit=visit, actor=request.user)
+        return Response(VisitSerializer(visit).data)
 
     @extend_schema(request=VisitPlanInSerializer, responses=VisitPlanSerializer)
     @action(detail=False, methods=["post"])
@@ -253,6 +249,13 @@ class AppointmentViewSet(mixins.RetrieveModelMixin, _LoopViewSet):
         body = VisitPlanInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         patient = patient_for_write(request, body.validated_data["patient"])
-        plan = services.plan_next_visit(patient.pk, actor=request.user)
+        plan = visits.plan_next_visit(patient.pk, actor=request.user)
         self.shows_patients([patient.pk])
         return Response(VisitPlanSerializer(plan).data)
+
+
+@extend_schema(exclude=True)
+class AppointmentAliasViewSet(VisitViewSet):
+    """``/api/v1/appointments/``, the path visits had before they were named visits: API.md
+    keeps it working. The same view and rules as ``/api/v1/visits/``; left out of the schema,
+    where each operation is described once, under its visit name."""

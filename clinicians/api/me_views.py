@@ -6,6 +6,9 @@ reason)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -24,6 +27,7 @@ def _own_patient(request, view: str) -> Patient:
     their own record out of the journal)."""
     patient = Patient.objects.filter(user_id=request.user.pk).first()
     authz.authorize_read(request.user, "patients.view_own_screens", patient, detail={"view": view})
+    assert patient is not None  # the rule refuses a caller without a record
     return patient
 
 
@@ -108,7 +112,7 @@ class MyMedicationsView(APIView):
 def _last_change(history: list[Prescription], recommendation_by: dict[int, str]) -> dict | None:
     """The latest start, change or stop: a change closes one prescription and opens the next
     at the same instant."""
-    events = []
+    events: list[tuple[datetime, str, Decimal | None, Prescription | None]] = []
     for p in history:
         before = next(
             (

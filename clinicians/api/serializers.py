@@ -1,6 +1,8 @@
 from rest_framework import serializers
 
 from clinicians.models import (
+    TARGET_DIASTOLIC_LIMITS,
+    TARGET_SYSTOLIC_LIMITS,
     Alert,
     AlertKind,
     AlertStatus,
@@ -89,8 +91,18 @@ class SafetyBoundsSerializer(StrictInputSerializer):
     min_dose_mg = DoseField()
     max_dose_mg = DoseField()
     max_auto_step_mg = DoseField()
-    target_systolic = serializers.IntegerField(min_value=110, max_value=160)
-    target_diastolic = serializers.IntegerField(min_value=60, max_value=100)
+    target_systolic = serializers.IntegerField(
+        source="target_systolic_mmhg",
+        min_value=TARGET_SYSTOLIC_LIMITS[0],
+        max_value=TARGET_SYSTOLIC_LIMITS[1],
+        help_text="mmHg",
+    )
+    target_diastolic = serializers.IntegerField(
+        source="target_diastolic_mmhg",
+        min_value=TARGET_DIASTOLIC_LIMITS[0],
+        max_value=TARGET_DIASTOLIC_LIMITS[1],
+        help_text="mmHg",
+    )
     may_start = serializers.BooleanField(
         required=False,
         help_text="the patient may start this drug from the app (default off: a clinician "
@@ -111,6 +123,8 @@ class SafetyBoundsOutSerializer(serializers.ModelSerializer):
     min_dose_mg = DoseField(read_only=True)
     max_dose_mg = DoseField(read_only=True)
     max_auto_step_mg = DoseField(read_only=True)
+    target_systolic = serializers.IntegerField(source="target_systolic_mmhg", read_only=True)
+    target_diastolic = serializers.IntegerField(source="target_diastolic_mmhg", read_only=True)
 
     class Meta:
         model = SafetyBounds

@@ -1,7 +1,12 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from clinicians.api.loop_views import AppointmentViewSet, GoalViewSet, MessageViewSet
+from clinicians.api.loop_views import (
+    AppointmentAliasViewSet,
+    GoalViewSet,
+    MessageViewSet,
+    VisitViewSet,
+)
 from clinicians.api.me_views import MyDecisionsView, MyMedicationsView
 from clinicians.api.views import (
     AlertThresholdsView,
@@ -15,7 +20,9 @@ router.register("recommendations", RecommendationViewSet, basename="recommendati
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("goals", GoalViewSet, basename="goal")
 router.register("messages", MessageViewSet, basename="message")
-router.register("appointments", AppointmentViewSet, basename="appointment")
+router.register("visits", VisitViewSet, basename="visit")
+# The path visits had before: API.md keeps it working (the same view, out of the schema).
+router.register("appointments", AppointmentAliasViewSet, basename="appointment")
 
 urlpatterns = [
     path("me/medications/", MyMedicationsView.as_view(), name="me-medications"),

@@ -1,4 +1,4 @@
-"""Recommendations, alerts, safety bounds and alert thresholds (API.md)."""
+"""Recommendations, alerts, safety bounds and alert thresholds (see the OpenAPI document)."""
 
 from __future__ import annotations
 
@@ -188,14 +188,5 @@ class AlertThresholdsView(_PatientScopedView):
         patient = self.patient(request, patient_id)
         body = AlertThresholdsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.set_alert_thresholds(
-            patient=patient,
-            actor=request.user,
-            **{**DEFAULT_THRESHOLDS, **self._stored(patient), **body.validated_data},
-        )
+        services.set_alert_thresholds(patient=patient, actor=request.user, **body.validated_data)
         return Response(self._current(patient), status=status.HTTP_200_OK)
-
-    @staticmethod
-    def _stored(patient) -> dict:
-        row = AlertThresholds.objects.filter(patient=patient).first()
-        return {name: getattr(row, name) for name in DEFAULT_THRESHOLDS} if row else {}

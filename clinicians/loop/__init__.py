@@ -1,4 +1,5 @@
 """The patient–clinician loop (DESIGN.md): shared goals, secure messages, and a visit cadence
 that adapts to how stable the patient is. Models live in ``clinicians.models``; the writes in
-``services``, the reads in ``selectors``, the cadence rule (pure, with its sources) in
-``cadence``. See docs/patient-clinician-loop.md."""
+``goals``, ``messages`` and ``visits`` (what people may write in them: ``free_text``), the
+reads in ``selectors``, the cadence rule (pure, with its sources) in ``cadence``. See
+docs/patient-clinician-loop.md."""

@@ -15,12 +15,12 @@ from clinicians.models import (
     Alert,
     AlertKind,
     AlertStatus,
-    Appointment,
-    AppointmentStatus,
     Goal,
     GoalKind,
     GoalMeasure,
     Message,
+    Visit,
+    VisitStatus,
 )
 from clinicians.treatment import target_for
 from core import authz
@@ -39,9 +39,9 @@ def messages_visible_to(user: User) -> QuerySet[Message]:
     return authz.visible(user, "clinicians.message")
 
 
-def appointments_visible_to(user: User) -> QuerySet[Appointment]:
+def visits_visible_to(user: User) -> QuerySet[Visit]:
     """``clinicians.rules``: a patient sees the visits a clinician confirmed."""
-    return authz.visible(user, "clinicians.appointment")
+    return authz.visible(user, "clinicians.visit")
 
 
 def unread_count_for(user: User, patient: Patient) -> int:
@@ -157,14 +157,14 @@ def cadence_inputs(patient: Patient, *, now: datetime) -> CadenceInputs:
     today = timezone.localdate(now)
     # Only a visit that took place anchors an interval: a confirmed visit whose time passed
     # without being completed (a no-show) does not reset it.
-    last_visit = Appointment.objects.filter(
-        patient=patient, status=AppointmentStatus.COMPLETED
-    ).aggregate(last=Max("scheduled_at"))["last"]
+    last_visit = Visit.objects.filter(patient=patient, status=VisitStatus.COMPLETED).aggregate(
+        last=Max("scheduled_at")
+    )["last"]
     anchor = last_visit or patient.created_at
     start_of_today = timezone.make_aware(datetime.combine(today, time.min))
-    unattended = Appointment.objects.filter(
+    unattended = Visit.objects.filter(
         patient=patient,
-        status=AppointmentStatus.CONFIRMED,
+        status=VisitStatus.CONFIRMED,
         scheduled_at__lt=start_of_today,
         scheduled_at__gt=anchor,
     ).aggregate(last=Max("scheduled_at"))["last"]
@@ -189,11 +189,11 @@ def cadence_for(patient: Patient, *, now: datetime | None = None) -> CadenceDeci
     return next_visit(cadence_inputs(patient, now=now or timezone.now()))
 
 
-def next_confirmed_visit(patient: Patient, *, now: datetime | None = None) -> Appointment | None:
+def next_confirmed_visit(patient: Patient, *, now: datetime | None = None) -> Visit | None:
     return (
-        Appointment.objects.filter(
+        Visit.objects.filter(
             patient=patient,
-            status=AppointmentStatus.CONFIRMED,
+            status=VisitStatus.CONFIRMED,
             scheduled_at__gte=now or timezone.now(),
         )
         .order_by("scheduled_at")

@@ -14,8 +14,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
-from clinicians.loop import services
-from clinicians.loop.selectors import appointments_visible_to, goals_visible_to
+from clinicians.loop import goals, visits
+from clinicians.loop import messages as loop_messages
+from clinicians.loop.free_text import NOTE_MAX_CHARS
+from clinicians.loop.selectors import goals_visible_to, visits_visible_to
 from clinicians.models import MESSAGE_MAX_CHARS, GoalKind, GoalMeasure, GoalStatus
 from core.errors import DomainError
 from patients.selectors import patients_visible_to
@@ -40,7 +42,7 @@ class GoalForm(forms.Form):
     target_value = forms.DecimalField(
         required=False, max_digits=9, decimal_places=2, label="Target value"
     )
-    description = forms.CharField(required=False, max_length=services.NOTE_MAX_CHARS, label="Note")
+    description = forms.CharField(required=False, max_length=NOTE_MAX_CHARS, label="Note")
 
     def service_arguments(self) -> dict:
         """The fields the chosen kind takes: the chart has one form per kind, and a field of
@@ -80,7 +82,7 @@ def reply(request, patient_id: int):
         _refuse(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
     else:
         try:
-            services.send_message(
+            loop_messages.send_message(
                 patient=patient, actor=request.user, body=form.cleaned_data["body"]
             )
             messages.success(request, "Message sent.")
@@ -94,7 +96,7 @@ def reply(request, patient_id: int):
 def mark_thread_read(request, patient_id: int):
     patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
     try:
-        services.mark_thread_read(patient=patient, actor=request.user)
+        loop_messages.mark_thread_read(patient=patient, actor=request.user)
     except DomainError as error:
         _refuse(request, error.message)
     return _chart(patient.pk)
@@ -109,7 +111,7 @@ def new_goal(request, patient_id: int):
         _refuse(request, _form_errors(form))
     else:
         try:
-            services.set_goal(patient=patient, actor=request.user, **form.service_arguments())
+            goals.set_goal(patient=patient, actor=request.user, **form.service_arguments())
             messages.success(request, "Goal set.")
         except DomainError as error:
             _refuse(request, error.message)
@@ -124,7 +126,7 @@ def book_visit(request, patient_id: int):
         when = _local_datetime(request.POST.get("scheduled_at", ""))
         if when is None:
             raise DomainError("Give the visit's date and time.", field="scheduled_at")
-        visit = services.schedule_visit(patient=patient, actor=request.user, scheduled_at=when)
+        visit = visits.schedule_visit(patient=patient, actor=request.user, scheduled_at=when)
         messages.success(
             request,
             f"Visit booked for {timezone.localtime(visit.scheduled_at):%a %d %b %Y, %H:%M}.",
@@ -143,7 +145,7 @@ def goal_status(request, goal_id: int):
         _refuse(request, "Choose active, achieved or abandoned.")
     else:
         try:
-            services.change_goal_status(goal=goal, actor=request.user, status=wanted)
+            goals.change_goal_status(goal=goal, actor=request.user, status=wanted)
         except DomainError as error:
             _refuse(request, error.message)
     return _chart(goal.patient_id)
@@ -151,18 +153,18 @@ def goal_status(request, goal_id: int):
 
 @require_POST
 @otp_required(login_url="portal:login")
-def visit_action(request, appointment_id: int):
-    visit = get_object_or_404(appointments_visible_to(request.user), pk=appointment_id)
+def visit_action(request, visit_id: int):
+    visit = get_object_or_404(visits_visible_to(request.user), pk=visit_id)
     try:
         if request.POST.get("action") == "confirm":
-            services.confirm_visit(
-                appointment=visit,
+            visits.confirm_visit(
+                visit=visit,
                 actor=request.user,
                 scheduled_at=_local_datetime(request.POST.get("scheduled_at", "")),
             )
         elif request.POST.get("action") == "cancel":
-            services.cancel_visit(
-                appointment=visit, actor=request.user, reason=request.POST.get("reason", "")
+            visits.cancel_visit(
+                visit=visit, actor=request.user, reason=request.POST.get("reason", "")
             )
         else:
             _refuse(request, "Choose confirm or cancel.")

@@ -48,7 +48,8 @@ def decide(request, recommendation_id: int):
     rec = get_object_or_404(recommendations_visible_to(request.user), pk=recommendation_id)
     form = DecisionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        problems = (f"{k}: {' '.join(str(m) for m in v)}" for k, v in form.errors.items())
+        messages.error(request, "; ".join(problems))
     else:
         try:
             decisions.decide_recommendation(

@@ -10,20 +10,20 @@ from django.utils import timezone
 
 from accounts.models import User
 from clinicians.loop.selectors import (
-    appointments_visible_to,
     goal_progress,
     goals_visible_to,
     messages_visible_to,
     unread_count_for,
+    visits_visible_to,
 )
 from clinicians.models import (
     Alert,
     AlertStatus,
-    AppointmentStatus,
     GoalMeasure,
     GoalStatus,
     Recommendation,
     RecommendationStatus,
+    VisitStatus,
 )
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
 from clinicians.treatment import course_summary, target_for
@@ -166,7 +166,7 @@ def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
             .filter(patient=patient)
             .select_related("decided_by")[:20]
         ),
-        svg_points=_svg(daily),
+        svg_points=_svg(daily, target_systolic_mmhg=target_for(patient)[0]),
         **_course(patient),
         **_loop(user, patient),
     )
@@ -209,12 +209,12 @@ def _loop(user: User, patient: Patient) -> dict:
         # Every open proposal, overdue ones included (the cadence does not move a proposal just
         # because nobody acted on it), and the confirmed visits still ahead.
         "visits": list(
-            appointments_visible_to(user)
+            visits_visible_to(user)
             .filter(patient=patient)
             .filter(
-                Q(status=AppointmentStatus.PROPOSED)
+                Q(status=VisitStatus.PROPOSED)
                 | Q(
-                    status=AppointmentStatus.CONFIRMED,
+                    status=VisitStatus.CONFIRMED,
                     scheduled_at__gte=timezone.now() - timedelta(days=1),
                 )
             )
@@ -223,7 +223,9 @@ def _loop(user: User, patient: Patient) -> dict:
     }
 
 
-def _svg(daily: list[dict], width: int = 640, height: int = 180) -> dict:
+def _svg(
+    daily: list[dict], *, target_systolic_mmhg: int, width: int = 640, height: int = 180
+) -> dict:
     """Polyline points for a small trend chart (60–200 mmHg on the y axis)."""
     if not daily:
         return {}
@@ -239,7 +241,7 @@ def _svg(daily: list[dict], width: int = 640, height: int = 180) -> dict:
     return {
         "systolic": line("systolic"),
         "diastolic": line("diastolic"),
-        "target_y": y(130),
+        "target_y": y(target_systolic_mmhg),
         "width": width,
         "height": height,
     }

@@ -14,9 +14,13 @@ urlpatterns = [
     path("patients/<int:patient_id>/messages/", loop.reply, name="reply"),
     path("patients/<int:patient_id>/messages/read/", loop.mark_thread_read, name="thread-read"),
     path("patients/<int:patient_id>/goals/", loop.new_goal, name="new-goal"),
-    path("patients/<int:patient_id>/appointments/", loop.book_visit, name="book-visit"),
+    path("patients/<int:patient_id>/visits/", loop.book_visit, name="book-visit"),
     path("goals/<int:goal_id>/status/", loop.goal_status, name="goal-status"),
-    path("appointments/<int:appointment_id>/", loop.visit_action, name="visit-action"),
+    path("visits/<int:visit_id>/", loop.visit_action, name="visit-action"),
+    # The paths visits had before they were named visits: forms already open in a browser still
+    # post to them. The same views; nothing links to them any more.
+    path("patients/<int:patient_id>/appointments/", loop.book_visit),
+    path("appointments/<int:visit_id>/", loop.visit_action),
     path("models/<str:version>/", model_cards.card, name="model-card"),
     path("", views.home, name="home"),
 ]

@@ -20,6 +20,7 @@ from django_otp import login as otp_login
 from django_otp.decorators import otp_required
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from audit.models import Action
 from audit.services import record_event
 from clinicians.portal import selectors as portal_selectors
 from core import authz
@@ -106,7 +107,7 @@ class SecondFactorView(View):
             form.add_error(None, "That code is not valid. Check your authenticator and try again.")
             with transaction.atomic():
                 record_event(
-                    action="login_failed",
+                    action=Action.LOGIN_FAILED,
                     actor=user,
                     object_type="user",
                     object_id=user.pk,

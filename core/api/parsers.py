@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from django.conf import settings
@@ -47,7 +47,9 @@ def is_deeper_than(document: Any, limit: int) -> bool:
     return False
 
 
-def load_json(text: IO[str] | IO[bytes], *, parse_constant: Callable[[str], Any]) -> Any:
+def load_json(
+    text: IO[str] | IO[bytes] | codecs.StreamReader, *, parse_constant: Callable[[str], Any]
+) -> Any:
     """The document in ``text``; ``ValueError`` when it is not JSON, ``JSONTooDeep`` (a
     ``ValueError`` too) when it nests deeper than ``MAX_JSON_DEPTH``. ``parse_constant`` receives
     ``NaN``, ``Infinity`` and ``-Infinity``."""
@@ -71,7 +73,12 @@ class JSONParser(parsers.JSONParser):
     def refusal(self, reason: str) -> Exception:
         return ParseError(f"JSON parse error - {reason}")
 
-    def parse(self, stream, media_type=None, parser_context=None):
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
         encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
         try:
             # A text codec only: ``str.encode`` refuses bytes-to-bytes codecs such as

@@ -12,9 +12,15 @@ declares *which* named action guards it, never *who* may do it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rest_framework.permissions import BasePermission
 
 from core import authz
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 def allowed_to(action: str) -> type[BasePermission]:
@@ -23,7 +29,7 @@ def allowed_to(action: str) -> type[BasePermission]:
         def message(self) -> str:
             return authz.message_of(action)
 
-        def has_permission(self, request, view) -> bool:
+        def has_permission(self, request: Request, view: APIView) -> bool:
             return authz.can(request.user, action)
 
     AllowedTo.__name__ = AllowedTo.__qualname__ = f"AllowedTo[{action}]"
@@ -31,12 +37,12 @@ def allowed_to(action: str) -> type[BasePermission]:
 
 
 class ObjectActions(BasePermission):
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return True
 
-    def has_object_permission(self, request, view, obj) -> bool:
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
         actions: dict[str, str] = getattr(view, "object_actions", {})
-        name = actions.get(getattr(view, "action", None) or "") or actions.get(request.method)
+        name = actions.get(getattr(view, "action", None) or "") or actions.get(request.method or "")
         if name is not None:
             authz.authorize(request.user, name, obj)  # NotFound / Forbidden, with the message
         return True

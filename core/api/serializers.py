@@ -7,14 +7,18 @@ are refused beyond what the database can hold, with their field, before any quer
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from core.ids import DATABASE_INTEGER_MAX
 
 
-class StrictInputSerializer(serializers.Serializer):
-    def to_internal_value(self, data):
+class StrictInputSerializer(serializers.Serializer[Any]):
+    def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             known = set(self.fields)
             unknown = sorted(str(key) for key in data if key not in known)
@@ -35,7 +39,7 @@ class IdField(serializers.IntegerField):
     """The id of a stored object (a patient, a recommendation, …): 1 to the largest id the
     database holds (``core.ids``), else a 400 naming the field — never a failed query."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", DATABASE_INTEGER_MAX)
         super().__init__(**kwargs)
@@ -50,22 +54,25 @@ class PageFilter(StrictInputSerializer):
     offset = serializers.IntegerField(required=False, min_value=0, max_value=MAX_OFFSET)
 
 
-def validated_query(request, filter_class: type[serializers.Serializer] = PageFilter) -> dict:
+def validated_query(
+    request: Request, filter_class: type[serializers.Serializer[Any]] = PageFilter
+) -> dict[str, Any]:
     """The request's query parameters as ``filter_class`` validates them (400 naming the
     parameter otherwise)."""
     query = filter_class(data=request.query_params.dict())
     query.is_valid(raise_exception=True)
-    return query.validated_data
+    validated: dict[str, Any] = query.validated_data
+    return validated
 
 
 @extend_schema_field({"type": "number", "minimum": 0, "multipleOf": 0.01, "example": 5})
-class DoseField(serializers.Field):
+class DoseField(serializers.Field[Decimal, Any, int | float | None, Any]):
     """A dose in mg: a JSON number, or a string of plain ASCII decimal digits (``core.doses``);
     written out as a JSON number, so that a dose has one type on input and output."""
 
     default_error_messages = {"invalid": "Must be a plain decimal number of mg."}
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Decimal:
         from core.doses import DOSE_MESSAGE, parse_dose
 
         dose = parse_dose(data)
@@ -73,14 +80,12 @@ class DoseField(serializers.Field):
             raise serializers.ValidationError(f"dose_mg {DOSE_MESSAGE}.", code="invalid")
         return dose
 
-    def to_representation(self, value):
+    def to_representation(self, value: Decimal) -> int | float | None:
         return dose_number(value)
 
 
-def dose_number(value):
+def dose_number(value: Decimal | int | str | None) -> int | float | None:
     """A stored Decimal dose as a JSON number (int when whole: 10, not 10.0), None as None."""
-    from decimal import Decimal
-
     if value is None:
         return None
     value = Decimal(value)

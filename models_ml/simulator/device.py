@@ -115,7 +115,8 @@ class DeviceState:
         )
 
     def clock_error_seconds(self, day: int) -> np.ndarray:
-        return self.clock_offset_seconds + self.clock_drift_seconds_per_day * day
+        error: np.ndarray = self.clock_offset_seconds + self.clock_drift_seconds_per_day * day
+        return error
 
 
 def artefact_probability(model: DeviceErrorModel, steps_in_hour: np.ndarray) -> np.ndarray:

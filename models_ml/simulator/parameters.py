@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from patients import clinical_defaults as defaults
+
 Sex = Literal["male", "female"]
 Race = Literal[
     "american_indian_or_alaska_native",
@@ -208,12 +210,14 @@ MIN_EMITTED_PULSE_PRESSURE_MMHG: Final[int] = 5
 # --- clinical thresholds used by the course metrics -----------------------------------------
 # [source] ACC/AHA 2017 guideline (Whelton et al., Hypertension 2018;71:e13): target < 130/80;
 # hypertensive crisis > 180 and/or > 120 (we count >= 180 / >= 120, as the brief asks).
-TARGET_SYSTOLIC_MMHG: Final[int] = 130
-TARGET_DIASTOLIC_MMHG: Final[int] = 80
-CRISIS_SYSTOLIC_MMHG: Final[int] = 180
-CRISIS_DIASTOLIC_MMHG: Final[int] = 120
+# The values are the product's clinical defaults (patients.clinical_defaults), so the simulator
+# measures outcomes against the same lines the alerts and the course rules use.
+TARGET_SYSTOLIC_MMHG: Final[int] = defaults.TARGET_SYSTOLIC_MMHG
+TARGET_DIASTOLIC_MMHG: Final[int] = defaults.TARGET_DIASTOLIC_MMHG
+CRISIS_SYSTOLIC_MMHG: Final[int] = defaults.CRISIS_SYSTOLIC_MMHG
+CRISIS_DIASTOLIC_MMHG: Final[int] = defaults.CRISIS_DIASTOLIC_MMHG
 # [informed] systolic < 90 mmHg is the usual definition of hypotension.
-HYPOTENSION_SYSTOLIC_MMHG: Final[int] = 90
+HYPOTENSION_SYSTOLIC_MMHG: Final[int] = defaults.HYPOTENSION_SYSTOLIC_MMHG
 # [informed] Fatani et al., J Am Coll Cardiol 2021;77:1290 (SPRINT post hoc): systolic time in
 # target range = 120-140 mmHg for the < 140 arm (110-130 for the < 120 arm). We use the same
 # 20 mmHg window below the target: 110-130 mmHg for the < 130 target.

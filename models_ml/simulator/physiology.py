@@ -21,9 +21,10 @@ steps, intakes and device noise, so differences are caused by the drugs alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 import numpy as np
 
@@ -177,7 +178,7 @@ class CohortSimulation:
         self._nsaid_days_left = np.zeros(n, dtype=np.int64)
 
     @staticmethod
-    def doses_from_regimens(regimens: Sequence[dict]) -> np.ndarray:
+    def doses_from_regimens(regimens: Sequence[Mapping[str, Decimal]]) -> np.ndarray:
         """(P, n_drugs) float doses in mg from regimen dicts (validated elsewhere)."""
         return np.array(
             [[float(regimen.get(name, 0)) for name in DRUG_NAMES] for regimen in regimens],
@@ -203,7 +204,8 @@ class CohortSimulation:
         weight = np.where(
             asleep, 0.0, 0.5 + np.sin(np.pi * since_wake / self._awake_hours[:, None])
         )
-        return weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-9)
+        profile: np.ndarray = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-9)
+        return profile
 
     def _update_multipliers(self, doses_mg: np.ndarray) -> None:
         pattern = doses_mg > 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 
@@ -155,7 +155,10 @@ def _truncated_normal(
     return values
 
 
-def _choice(rng: np.random.Generator, proportions: Mapping[object, float], size: int) -> list:
+_Key = TypeVar("_Key")
+
+
+def _choice(rng: np.random.Generator, proportions: Mapping[_Key, float], size: int) -> list[_Key]:
     keys = list(proportions)
     weights = np.array([proportions[key] for key in keys], dtype=float)
     return [keys[i] for i in rng.choice(len(keys), size=size, p=weights / weights.sum())]

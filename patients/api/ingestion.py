@@ -157,7 +157,9 @@ class ReadingBatchView(_SubmissionView):
     )
     def post(self, request):
         """Upload a batch of wearable readings (up to 5,000). Valid items are stored even when
-        others are rejected; a ``client_id`` seen before is counted as a duplicate."""
+        others are rejected; a ``client_id`` seen before is counted as a duplicate when its
+        values are the same, and rejected under ``client_id`` when they differ (the stored
+        reading is kept)."""
         patient = self.submitter(request)
         result = record_readings(
             patient=patient, items=batch_items(request.data, "readings"), actor=request.user

@@ -1,4 +1,5 @@
-"""``POST /api/v1/labs/`` and ``GET /api/v1/labs/?patient=ID`` (API.md): laboratory results,
+"""``POST /api/v1/labs/`` and ``GET /api/v1/labs/?patient=ID`` (see the OpenAPI document):
+laboratory results,
 entered by a clinician of the patient's care team and read back by the care team (and by the
 patient, their own).
 
@@ -9,6 +10,8 @@ reported by their index in the request.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
@@ -53,7 +56,7 @@ def _lab_items(data) -> list[dict]:
     an item without one cannot be judged on its own)."""
     single = isinstance(data, dict) and "labs" not in data
     items = [data] if single else batch_items(data, "labs")
-    errors: dict[int, object] = {}
+    errors: dict[Any, Any] = {}  # item index -> messages (DRF's stubs want str keys)
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             errors[index] = ["Expected an object."]

@@ -1,4 +1,4 @@
-"""``/api/v1/patients/``: the patients the caller may see (API.md)."""
+"""``/api/v1/patients/``: the patients the caller may see (see the OpenAPI document)."""
 
 from __future__ import annotations
 

@@ -84,6 +84,8 @@ def test_recording_outside_a_transaction_is_a_programming_error():
     "kwargs",
     [
         {"action": "Create!", "component": "tests"},
+        {"action": "created", "component": "tests"},  # a verb outside audit.models.Action
+        {"action": "create", "component": "tests", "outcome": "succeeded"},
         {"action": "create"},  # no actor and no component
         {"action": "update", "component": "t", "changes": {"dose_mg": 5}},
         {"action": "read", "component": "t", "patient_ids": ["7"]},

@@ -44,7 +44,7 @@ from audit.models import AuditEvent
 from clinaiops.fhir.registry import HANDLERS
 from clinaiops.websocket import websocket_urlpatterns
 from clinicians import decisions
-from clinicians.loop import services as loop
+from clinicians.loop import goals, messages, visits
 from clinicians.models import Alert, Tier
 from core import authz
 from models_ml.models import DatasetSnapshot, ModelAlert, ModelVersion
@@ -91,6 +91,8 @@ NO_PATIENT_DATA = {
 NOT_ANSWERED_HERE = {
     "api/v1/^recommendations/(?P<pk>[^/.]+)/acknowledge/$": "409 here: the sample proposal "
     "fails the course rules now (tests/clinicians/test_oversight_api.py acknowledges one)",
+    "api/v1/^visits/(?P<pk>[^/.]+)/complete/$": "409 here: the sample visit is ahead",
+    "api/v1/^visits/(?P<pk>[^/.]+)/confirm/$": "409 here: the sample visit is confirmed",
     "api/v1/^appointments/(?P<pk>[^/.]+)/complete/$": "409 here: the sample visit is ahead",
     "api/v1/^appointments/(?P<pk>[^/.]+)/confirm/$": "409 here: the sample visit is confirmed",
     "fhir": "a transaction Bundle (tests/fhir/test_bundles.py)",
@@ -118,6 +120,8 @@ BODIES = {
         "password": PASSWORD,
     },
     "api/v1/^goals/(?P<pk>[^/.]+)/status/$": {"status": "abandoned"},
+    "api/v1/^visits/plan/$": {"patient": "{patient_id}"},
+    "api/v1/^visits/(?P<pk>[^/.]+)/cancel/$": {"reason": "route test"},
     "api/v1/^appointments/plan/$": {"patient": "{patient_id}"},
     "api/v1/^appointments/(?P<pk>[^/.]+)/cancel/$": {"reason": "route test"},
     "api/v1/models/alerts/<int:alert_id>/close/": {"reason": "route test"},
@@ -197,16 +201,21 @@ def world(db, django_capture_on_commit_callbacks):
     alert = Alert.objects.create(
         patient=patient, kind="hypotension", message="low", opened_at=timezone.now()
     )
-    goal = loop.set_goal(
+    goal = goals.set_goal(
         patient=patient,
         actor=clinician,
         kind="lifestyle",
         measure="steps_per_day",
         target_value=8000,
     )
-    message = loop.send_message(patient=patient, actor=patient.user, body="Dizzy this morning.")
-    visit = loop.schedule_visit(
+    message = messages.send_message(patient=patient, actor=patient.user, body="Dizzy this morning.")
+    visit = visits.schedule_visit(
         patient=patient, actor=clinician, scheduled_at=timezone.now() + timedelta(days=3)
+    )
+    # The old path of visits (``/api/v1/appointments/``) is walked with a visit of its own: the
+    # walk cancels the one it is given.
+    visit_on_old_path = visits.schedule_visit(
+        patient=patient, actor=clinician, scheduled_at=timezone.now() + timedelta(days=4)
     )
     reading = ReadingFactory(patient=patient)
     lab = LabResultFactory(patient=patient)
@@ -250,14 +259,15 @@ def world(db, django_capture_on_commit_callbacks):
             "alerts": str(alert.pk),
             "goals": str(goal.pk),
             "messages": str(message.pk),
-            "appointments": str(visit.pk),
+            "visits": str(visit.pk),
+            "appointments": str(visit_on_old_path.pk),
             "audit/exports": str(export.pk),
         },
         "patient_id": str(patient.pk),
         "recommendation_id": str(delivered.pk),
         "alert_id": str(alert.pk),
         "goal_id": str(goal.pk),
-        "appointment_id": str(visit.pk),
+        "visit_id": str(visit.pk),
         "version": model_version.version,
         "model_alert_id": str(model_alert.pk),
         "name": "manifest.json",
@@ -276,7 +286,7 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     """The path parameters each route is asked with (several for the FHIR types)."""
     values = {
         key: world[key]
-        for key in ("patient_id", "recommendation_id", "alert_id", "goal_id", "appointment_id")
+        for key in ("patient_id", "recommendation_id", "alert_id", "goal_id", "visit_id")
     } | {"version": world["version"], "name": world["name"]}
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):

@@ -91,7 +91,7 @@ def app():
 def world(app, clinician_a, patient_a, auditor, admin_user):
     """Something of everything, so that generated requests also reach existing objects: a
     regimen, readings, a laboratory result, a recommendation, an alert, and — through the API —
-    a goal, a message, an appointment and a finished audit export."""
+    a goal, a message, a visit and a finished audit export."""
     now = timezone.now()
     Prescription.objects.create(
         patient=patient_a,
@@ -140,8 +140,8 @@ def world(app, clinician_a, patient_a, auditor, admin_user):
         ),
         ("message", "/api/v1/messages/", {"patient": patient_a.pk, "body": "How are you?"}),
         (
-            "appointment",
-            "/api/v1/appointments/",
+            "visit",
+            "/api/v1/visits/",
             {"patient": patient_a.pk, "scheduled_at": (now + timedelta(days=7)).isoformat()},
         ),
     ]:
@@ -157,7 +157,7 @@ def world(app, clinician_a, patient_a, auditor, admin_user):
         "/api/v1/alerts/{id}/": alert.pk,
         "/api/v1/goals/{id}/": created["goal"],
         "/api/v1/messages/{id}/": created["message"],
-        "/api/v1/appointments/{id}/": created["appointment"],
+        "/api/v1/visits/{id}/": created["visit"],
         "/api/v1/audit/exports/{id}/": export.json["id"],
     }
     return {"headers": headers, "ids": ids, "patient": patient_a.pk}

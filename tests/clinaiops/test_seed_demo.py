@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from clinicians.models import Appointment, AppointmentStatus
+from clinicians.models import Visit, VisitStatus
 from patients.models import Patient, Reading
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,9 +29,7 @@ def test_seed_prints_working_logins_in_the_documented_shape(client):
     assert len(logins["patients"]) == Patient.objects.count() == 4
     for patient in logins["patients"]:
         assert Reading.objects.filter(patient_id=patient["patient_id"]).count() > 10
-        visit = Appointment.objects.get(
-            patient_id=patient["patient_id"], status=AppointmentStatus.PROPOSED
-        )
+        visit = Visit.objects.get(patient_id=patient["patient_id"], status=VisitStatus.PROPOSED)
         assert visit.cadence_reason
     response = client.post(
         "/api/v1/auth/token/",
@@ -70,16 +68,16 @@ def test_the_demo_model_is_promoted_and_its_card_is_reachable_from_a_review_card
     is promoted by the demo admin, makes the demo's proposals, and each review card links to
     its model card. (Smaller simulated cohorts than the real demo: the steps are the same.)"""
     from clinicians.models import Recommendation
-    from models_ml import gates, registry
+    from models_ml import dataset_store, gates, loaders
     from models_ml.models import ModelVersion, Stage
     from tests.clinicians.test_portal import portal_client
 
     settings.DATA_DIR = tmp_path
     monkeypatch.setattr(
-        registry, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
+        dataset_store, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
     )
     monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 80, "days": 84})
-    registry._cache.clear()
+    loaders._cache.clear()
 
     from tests.conftest import PASSWORD
 

@@ -101,9 +101,15 @@ def test_production_password_hasher_is_argon2():
 @pytest.mark.django_db
 def test_new_passwords_are_stored_with_argon2(settings):
     from accounts.services import create_user
+    from core.authz import System
 
     settings.PASSWORD_HASHERS = project_settings.PASSWORD_HASHERS
-    user = create_user(username="hash-check", password="s3cret-enough-pass", role="clinician")
+    user = create_user(
+        username="hash-check",
+        password="s3cret-enough-pass",
+        role="clinician",
+        actor=System("tests"),
+    )
     assert user.password.startswith("argon2$")
 
 

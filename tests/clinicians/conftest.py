@@ -87,8 +87,8 @@ def set_bounds(
         min_dose_mg=Decimal(min_dose),
         max_dose_mg=Decimal(max_dose),
         max_auto_step_mg=Decimal(step),
-        target_systolic=target[0],
-        target_diastolic=target[1],
+        target_systolic_mmhg=target[0],
+        target_diastolic_mmhg=target[1],
         set_by=clinician,
     )
 

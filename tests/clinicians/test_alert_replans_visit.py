@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from clinicians.models import Alert, Appointment, AppointmentStatus
+from clinicians.models import Alert, Visit, VisitStatus
 from tests.conftest import bearer_client
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def test_a_confirmed_crisis_proposes_a_visit_within_days(
         )
     assert response.status_code == 201
     assert Alert.objects.filter(patient=patient_a, kind="hypertensive_crisis").exists()
-    visit = Appointment.objects.get(patient=patient_a, status=AppointmentStatus.PROPOSED)
+    visit = Visit.objects.get(patient=patient_a, status=VisitStatus.PROPOSED)
     assert visit.cadence_reason == "crisis"
     assert visit.scheduled_at - timezone.now() <= timedelta(days=4)
 
@@ -53,7 +53,7 @@ def test_ordinary_readings_do_not_plan_a_visit_on_the_spot(
             format="json",
         )
     assert not Alert.objects.filter(patient=patient_a, severity="high").exists()
-    assert not Appointment.objects.filter(patient=patient_a).exists()  # the daily run decides
+    assert not Visit.objects.filter(patient=patient_a).exists()  # the daily run decides
 
 
 def test_a_failed_re_plan_neither_fails_the_upload_nor_silences_the_alert(
@@ -61,12 +61,12 @@ def test_a_failed_re_plan_neither_fails_the_upload_nor_silences_the_alert(
 ):
     """The readings and the alert are committed before the visit is re-planned: if planning
     fails, the phone still gets its 201 (no retry of an upload that worked)."""
-    import clinicians.loop.services as loop_services
+    import clinicians.loop.visits as loop_visits
 
     def broken(*args, **kwargs):
         raise RuntimeError("planning is down")
 
-    monkeypatch.setattr(loop_services, "plan_next_visit", broken)
+    monkeypatch.setattr(loop_visits, "plan_next_visit", broken)
     phone = bearer_client(patient_a.user)
     with django_capture_on_commit_callbacks(execute=True):
         response = phone.post(
@@ -76,7 +76,7 @@ def test_a_failed_re_plan_neither_fails_the_upload_nor_silences_the_alert(
         )
     assert response.status_code == 201 and response.json()["accepted"] == 2
     assert Alert.objects.filter(patient=patient_a, kind="hypertensive_crisis").exists()
-    assert not Appointment.objects.filter(patient=patient_a).exists()
+    assert not Visit.objects.filter(patient=patient_a).exists()
 
 
 def test_a_failed_evaluation_does_not_fail_the_upload(

@@ -91,8 +91,8 @@ class CourseMachine(RuleBasedStateMachine):
                 min_dose_mg=Decimal(0),
                 max_dose_mg=drug.max_dose_mg,
                 max_auto_step_mg=drug.max_dose_mg,
-                target_systolic=130,
-                target_diastolic=80,
+                target_systolic_mmhg=130,
+                target_diastolic_mmhg=80,
                 may_start=name in may_start,
                 min_interval_days=interval,
             )
@@ -246,8 +246,8 @@ class CourseMachine(RuleBasedStateMachine):
                 min_dose_mg=Decimal(0),
                 max_dose_mg=drug.max_dose_mg,
                 max_auto_step_mg=min(Decimal(step), drug.max_dose_mg),
-                target_systolic=130,
-                target_diastolic=80,
+                target_systolic_mmhg=130,
+                target_diastolic_mmhg=80,
                 may_start=may_start,
                 min_interval_days=interval,
             )

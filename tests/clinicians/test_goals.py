@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from clinicians.loop import services
+from clinicians.loop import goals
 from clinicians.models import Goal
 from core.errors import Conflict
 from tests.clinicians.conftest import set_bounds
@@ -94,9 +94,9 @@ def test_the_database_refusing_a_second_active_bp_goal_is_a_conflict(
     clinician_a, patient_a, monkeypatch
 ):
     goal = _two_bp_proposals_one_activated_behind_the_check(clinician_a, patient_a)
-    monkeypatch.setattr(services, "_refuse_second_active_bp_goal", lambda *a, **k: None)
+    monkeypatch.setattr(goals, "_refuse_second_active_bp_goal", lambda *a, **k: None)
     with pytest.raises(Conflict, match="is active"):
-        services.change_goal_status(goal=goal, actor=clinician_a, status="active")
+        goals.change_goal_status(goal=goal, actor=clinician_a, status="active")
     response = bearer_client(clinician_a).post(
         f"{URL}{goal.pk}/status/", {"status": "active"}, format="json"
     )
@@ -110,7 +110,7 @@ def test_activating_a_goal_locks_the_patient_before_the_goal(clinician_a, patien
     posted = post_goal(bearer_client(patient_a.user), kind="blood_pressure").json()
     goal = Goal.objects.get(pk=posted["id"])
     with CaptureQueriesContext(connection) as queries:
-        services.change_goal_status(goal=goal, actor=clinician_a, status="active")
+        goals.change_goal_status(goal=goal, actor=clinician_a, status="active")
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     # The locks are taken patient first (reads without a lock, e.g. the authorization's, do not
     # order anything).

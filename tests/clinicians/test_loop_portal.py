@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from django.test import TestCase
 
-from clinicians.loop.services import plan_next_visit, send_message, set_goal
-from clinicians.models import Appointment, Goal, Message
+from clinicians.loop.goals import set_goal
+from clinicians.loop.messages import send_message
+from clinicians.loop.visits import CADENCE, plan_next_visit
+from clinicians.models import Goal, Message, Visit
 from tests.clinicians.test_portal import portal_client
 from tests.conftest import bearer_client
 from tests.factories import ReadingFactory
@@ -22,7 +24,7 @@ def test_chart_shows_goals_thread_and_next_visit_with_html_escaped(clinician_a, 
         send_message(
             patient=patient_a, actor=patient_a.user, body='<script>alert("x")</script> dizzy'
         )
-    plan_next_visit(patient_a.pk)
+    plan_next_visit(patient_a.pk, actor=CADENCE)
     page = portal_client(clinician_a).get(f"/portal/patients/{patient_a.pk}/").content.decode()
     assert "Home BP &lt; 130/80 mmHg" in page and "1 of 1 home readings" in page
     assert "<script>alert" not in page
@@ -53,18 +55,47 @@ def test_portal_goal_and_visit_actions_are_team_scoped(clinician_a, clinician_b,
         measure="steps_per_day",
         target_value=7000,
     )
-    visit = plan_next_visit(patient_a.pk).appointment
+    visit = plan_next_visit(patient_a.pk, actor=CADENCE).visit
     other = portal_client(clinician_b)
     assert other.post(f"/portal/goals/{goal.pk}/status/", {"status": "active"}).status_code == 404
-    assert other.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"}).status_code == 404
+    assert other.post(f"/portal/visits/{visit.pk}/", {"action": "confirm"}).status_code == 404
     assert (
         other.post(f"/portal/patients/{patient_a.pk}/messages/", {"body": "x"}).status_code == 404
     )
     own = portal_client(clinician_a)
     own.post(f"/portal/goals/{goal.pk}/status/", {"status": "active"})
-    own.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"})
+    own.post(f"/portal/visits/{visit.pk}/", {"action": "confirm"})
     assert Goal.objects.get(pk=goal.pk).status == "active"
-    assert Appointment.objects.get(pk=visit.pk).status == "confirmed"
+    assert Visit.objects.get(pk=visit.pk).status == "confirmed"
+
+
+def test_the_portals_old_appointment_paths_still_confirm_and_book(
+    clinician_a, clinician_b, patient_a
+):
+    """Forms rendered before visits were named visits post to ``…/appointments/…``: the same
+    views answer there, under the same rules; the chart's forms post to the visit paths."""
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    visit = plan_next_visit(patient_a.pk, actor=CADENCE).visit
+    other = portal_client(clinician_b)
+    assert other.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"}).status_code == 404
+    own = portal_client(clinician_a)
+    chart = f"/portal/patients/{patient_a.pk}/"
+    confirmed = own.post(f"/portal/appointments/{visit.pk}/", {"action": "confirm"})
+    assert confirmed.status_code == 302 and confirmed["Location"] == chart
+    assert Visit.objects.get(pk=visit.pk).status == "confirmed"
+    when = (timezone.localtime() + timedelta(days=2)).replace(second=0, microsecond=0)
+    booked = own.post(
+        f"/portal/patients/{patient_a.pk}/appointments/",
+        {"scheduled_at": when.strftime("%Y-%m-%dT%H:%M")},
+    )
+    assert booked.status_code == 302 and booked["Location"] == chart
+    assert Visit.objects.get(patient=patient_a, source="clinician").scheduled_at == when
+    assert reverse("portal:visit-action", args=[visit.pk]) == f"/portal/visits/{visit.pk}/"
+    assert reverse("portal:book-visit", args=[patient_a.pk]) == f"{chart}visits/"
 
 
 def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
@@ -76,13 +107,11 @@ def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
 
     from django.utils import timezone
 
-    from clinicians.models import AppointmentStatus
+    from clinicians.models import VisitStatus
 
-    plan_next_visit(patient_a.pk)
-    proposal = Appointment.objects.get(patient=patient_a, status=AppointmentStatus.PROPOSED)
-    Appointment.objects.filter(pk=proposal.pk).update(
-        scheduled_at=timezone.now() - timedelta(days=3)
-    )
+    plan_next_visit(patient_a.pk, actor=CADENCE)
+    proposal = Visit.objects.get(patient=patient_a, status=VisitStatus.PROPOSED)
+    Visit.objects.filter(pk=proposal.pk).update(scheduled_at=timezone.now() - timedelta(days=3))
     client = portal_client(clinician_a)
     page = client.get(f"/portal/patients/{patient_a.pk}/").content.decode()
     assert "overdue" in page and 'name="scheduled_at"' in page
@@ -90,7 +119,7 @@ def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
     listed = {
         when: [
             item["id"]
-            for item in api.get(f"/api/v1/appointments/?patient={patient_a.pk}&when={when}").json()[
+            for item in api.get(f"/api/v1/visits/?patient={patient_a.pk}&when={when}").json()[
                 "results"
             ]
         ]
@@ -98,20 +127,20 @@ def test_an_overdue_proposal_stays_on_the_chart_and_is_confirmed_at_a_new_time(
     }
     assert listed == {"upcoming": [proposal.pk], "past": []}  # still to be acted on
 
-    client.post(f"/portal/appointments/{proposal.pk}/", {"action": "confirm", "scheduled_at": ""})
+    client.post(f"/portal/visits/{proposal.pk}/", {"action": "confirm", "scheduled_at": ""})
     proposal.refresh_from_db()
-    assert proposal.status == AppointmentStatus.PROPOSED  # a past time is not confirmed
+    assert proposal.status == VisitStatus.PROPOSED  # a past time is not confirmed
 
     when = (timezone.localtime() + timedelta(days=2)).replace(second=0, microsecond=0)
     client.post(
-        f"/portal/appointments/{proposal.pk}/",
+        f"/portal/visits/{proposal.pk}/",
         {"action": "confirm", "scheduled_at": when.strftime("%Y-%m-%dT%H:%M")},
     )
     proposal.refresh_from_db()
-    assert proposal.status == AppointmentStatus.CONFIRMED and proposal.scheduled_at == when
+    assert proposal.status == VisitStatus.CONFIRMED and proposal.scheduled_at == when
 
     upcoming = bearer_client(clinician_a).get(
-        f"/api/v1/appointments/?patient={patient_a.pk}&when=upcoming"
+        f"/api/v1/visits/?patient={patient_a.pk}&when=upcoming"
     )
     assert [item["id"] for item in upcoming.json()["results"]] == [proposal.pk]
 
@@ -236,28 +265,28 @@ def test_booking_a_visit_from_the_chart_confirms_and_audits_it(clinician_a, pati
     from django.utils import timezone
 
     from audit.models import AuditEvent
-    from clinicians.models import AppointmentSource, AppointmentStatus
+    from clinicians.models import VisitSource, VisitStatus
 
-    plan_next_visit(patient_a.pk)  # a cadence proposal, due later than the booked visit
-    proposal = Appointment.objects.get(patient=patient_a, status=AppointmentStatus.PROPOSED)
+    plan_next_visit(
+        patient_a.pk, actor=CADENCE
+    )  # a cadence proposal, due later than the booked visit
+    proposal = Visit.objects.get(patient=patient_a, status=VisitStatus.PROPOSED)
     when = (timezone.localtime() + timedelta(days=1)).replace(
         hour=14, minute=30, second=0, microsecond=0
     )
     assert timezone.localdate(when) <= timezone.localdate(proposal.scheduled_at)
     response = portal_client(clinician_a).post(
-        f"/portal/patients/{patient_a.pk}/appointments/",
+        f"/portal/patients/{patient_a.pk}/visits/",
         {"scheduled_at": when.strftime("%Y-%m-%dT%H:%M")},
         follow=True,
     )
-    visit = Appointment.objects.get(patient=patient_a, source=AppointmentSource.CLINICIAN)
-    assert visit.status == AppointmentStatus.CONFIRMED and visit.scheduled_at == when
+    visit = Visit.objects.get(patient=patient_a, source=VisitSource.CLINICIAN)
+    assert visit.status == VisitStatus.CONFIRMED and visit.scheduled_at == when
     assert visit.created_by == clinician_a and visit.confirmed_by == clinician_a
-    event = AuditEvent.objects.get(
-        object_type="appointment", object_id=str(visit.pk), action="create"
-    )
+    event = AuditEvent.objects.get(object_type="visit", object_id=str(visit.pk), action="create")
     assert event.actor_id == clinician_a.pk and event.patient_id == patient_a.pk
     proposal.refresh_from_db()
-    assert proposal.status == AppointmentStatus.CANCELLED  # covered by the booked visit
+    assert proposal.status == VisitStatus.CANCELLED  # covered by the booked visit
     page = _chart_after(response)
     assert "Visit booked for" in page and when.strftime("%H:%M") in page
 
@@ -275,10 +304,10 @@ def test_booking_a_visit_in_the_past_or_without_a_time_is_refused(clinician_a, p
         ("tomorrow", "Give the visit&#x27;s date and time."),
     ):
         response = client.post(
-            f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": value}, follow=True
+            f"/portal/patients/{patient_a.pk}/visits/", {"scheduled_at": value}, follow=True
         )
         assert expected in _chart_after(response), value
-    assert not Appointment.objects.filter(patient=patient_a).exists()
+    assert not Visit.objects.filter(patient=patient_a).exists()
 
 
 def test_another_teams_clinician_cannot_set_goals_or_book_visits(
@@ -294,10 +323,10 @@ def test_another_teams_clinician_cannot_set_goals_or_book_visits(
         f"/portal/patients/{patient_a.pk}/goals/",
         {"kind": "lifestyle", "measure": "steps_per_day", "target_value": "7000"},
     )
-    visit = other.post(f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": when})
+    visit = other.post(f"/portal/patients/{patient_a.pk}/visits/", {"scheduled_at": when})
     assert (goal.status_code, visit.status_code) == (404, 404)
     assert other.get(f"/portal/patients/{patient_a.pk}/goals/").status_code == 405
-    assert not Goal.objects.exists() and not Appointment.objects.exists()
+    assert not Goal.objects.exists() and not Visit.objects.exists()
 
 
 def test_goal_and_visit_forms_refuse_a_post_without_the_csrf_token(clinician_a, patient_a):
@@ -311,15 +340,15 @@ def test_goal_and_visit_forms_refuse_a_post_without_the_csrf_token(clinician_a, 
     strict.cookies = client.cookies  # the same signed-in, verified session
     when = (timezone.localtime() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
     goal = strict.post(f"/portal/patients/{patient_a.pk}/goals/", {"kind": "blood_pressure"})
-    visit = strict.post(f"/portal/patients/{patient_a.pk}/appointments/", {"scheduled_at": when})
+    visit = strict.post(f"/portal/patients/{patient_a.pk}/visits/", {"scheduled_at": when})
     assert (goal.status_code, visit.status_code) == (403, 403)
-    assert not Goal.objects.exists() and not Appointment.objects.exists()
+    assert not Goal.objects.exists() and not Visit.objects.exists()
     # The same session with the page's token gets through.
     page = strict.get(f"/portal/patients/{patient_a.pk}/")
     assert page.status_code == 200
     token = page.context["csrf_token"]
     ok = strict.post(
-        f"/portal/patients/{patient_a.pk}/appointments/",
+        f"/portal/patients/{patient_a.pk}/visits/",
         {"scheduled_at": when, "csrfmiddlewaretoken": str(token)},
     )
-    assert ok.status_code == 302 and Appointment.objects.filter(patient=patient_a).count() == 1
+    assert ok.status_code == 302 and Visit.objects.filter(patient=patient_a).count() == 1

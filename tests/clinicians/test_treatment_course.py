@@ -177,8 +177,8 @@ def test_a_delivered_proposal_is_rechecked_when_acknowledged(clinician_a, patien
             "min_dose_mg": 0,
             "max_dose_mg": 0,
             "max_auto_step_mg": 0,
-            "target_systolic": bounds.target_systolic,
-            "target_diastolic": bounds.target_diastolic,
+            "target_systolic": bounds.target_systolic_mmhg,
+            "target_diastolic": bounds.target_diastolic_mmhg,
         },
         format="json",
     )

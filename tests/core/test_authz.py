@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from clinicians import services
-from clinicians.loop import services as loop
+from clinicians.loop import goals
 from clinicians.models import Alert, AlertStatus, GoalStatus
 from core import authz
 from core.authz import AuthorizationUsageError, System
@@ -93,7 +93,7 @@ def test_services_refuse_without_any_view_in_front(clinician_b, alert):
 
 
 def test_a_patient_may_only_withdraw_their_own_proposal(patient_a, clinician_a):
-    goal = loop.set_goal(
+    goal = goals.set_goal(
         patient=patient_a,
         actor=patient_a.user,
         kind="lifestyle",
@@ -101,9 +101,9 @@ def test_a_patient_may_only_withdraw_their_own_proposal(patient_a, clinician_a):
         target_value=8000,
     )
     with pytest.raises(Forbidden) as refused:
-        loop.change_goal_status(goal=goal, actor=patient_a.user, status=GoalStatus.ACTIVE)
+        goals.change_goal_status(goal=goal, actor=patient_a.user, status=GoalStatus.ACTIVE)
     assert "withdraw their own proposal" in refused.value.message
-    withdrawn = loop.change_goal_status(
+    withdrawn = goals.change_goal_status(
         goal=goal, actor=patient_a.user, status=GoalStatus.ABANDONED
     )
     assert withdrawn.status == GoalStatus.ABANDONED

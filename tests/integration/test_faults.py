@@ -55,18 +55,20 @@ from accounts.services import add_team_member, create_care_team, create_clinicia
 from django.contrib.auth.hashers import make_password
 from patients.services import register_patient
 from rest_framework_simplejwt.tokens import AccessToken
+from core.authz import System
+SETUP = System("tests")
 hashed = make_password(sys.argv[1])
-team = create_care_team(name="Fault team")
+team = create_care_team(name="Fault team", actor=SETUP)
 clinician = create_clinician(username="fault-clinician", password=None, password_hash=hashed,
-                             display_name="Fault")
-add_team_member(care_team=team, user=clinician)
+                             display_name="Fault", actor=SETUP)
+add_team_member(care_team=team, user=clinician, actor=SETUP)
 patients = []
 for i in range(int(sys.argv[2])):
     user = create_user(username=f"fault-{i:03d}", password=None, password_hash=hashed,
-                       role=Role.PATIENT)
+                       role=Role.PATIENT, actor=SETUP)
     patient = register_patient(given_name="Fault", family_name=f"P{i}", birth_year=1960,
                                sex="female", race="white", ethnicity="not_hispanic_or_latino",
-                               care_team=team, user=user)
+                               care_team=team, user=user, actor=SETUP)
     patients.append({"id": patient.pk, "token": str(AccessToken.for_user(user))})
 print(json.dumps({"clinician": str(AccessToken.for_user(clinician)), "patients": patients}))
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
-from models_ml import registry
+from models_ml import gate_evaluation, loaders, registry, training
 from models_ml.models import ModelVersion, Stage
 from models_ml.serving import serving_producer
 from patients.course import rules_record
@@ -26,12 +26,12 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _data_dir(settings, data_dir):
     settings.DATA_DIR = data_dir
-    registry._cache.clear()
+    loaders._cache.clear()
 
 
 def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(admin_user):
-    good = registry.train_model(n_patients=500, seed=7)
-    report = registry.evaluate(good.version)
+    good = training.train_model(n_patients=500, seed=7)
+    report = gate_evaluation.evaluate(good.version)
     assert report.passed, [
         (r.name, r.detail.get("violations") or r.detail.get("failures")) for r in report.failed()
     ]
@@ -46,9 +46,9 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     assert "weaker" in serving_producer(rules_record(7)).refusal
     _stored_explanations_add_up(admin_user)
 
-    biased = registry.train_model(n_patients=1500, seed=7, skew="mild-only")
+    biased = training.train_model(n_patients=1500, seed=7, skew="mild-only")
     assert biased.dataset.source["skew"] == "mild-only"
-    report = registry.evaluate(biased.version)
+    report = gate_evaluation.evaluate(biased.version)
     representativeness = next(
         result for result in report.results if result.name == "training_representativeness"
     )
@@ -112,8 +112,8 @@ def _stored_explanations_add_up(admin_user) -> None:
                 if medication == "amlodipine"
                 else Decimal("50"),
                 max_auto_step_mg=Decimal("5"),
-                target_systolic=130,
-                target_diastolic=80,
+                target_systolic_mmhg=130,
+                target_diastolic_mmhg=80,
                 set_by=admin_user,
             )
         record_readings(

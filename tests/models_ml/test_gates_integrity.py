@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
-from models_ml import gates, registry
+from models_ml import dataset_store, gate_evaluation, gates, loaders, registry, training
 from models_ml import policy_comparison as paired
 from models_ml.dataset import TrainingSet
 from models_ml.fairness import audit_frame, fairness_audit
@@ -44,23 +44,23 @@ def data_dir(tmp_path_factory):
 def small_world(monkeypatch, settings, data_dir):
     settings.DATA_DIR = data_dir
     monkeypatch.setattr(
-        registry, "EVALUATION_COHORT", {"n_patients": 200, "days": 112, "seed": 4242}
+        dataset_store, "EVALUATION_COHORT", {"n_patients": 200, "days": 112, "seed": 4242}
     )
     monkeypatch.setattr(gates, "SIMULATION", dict(SMALL_SIMULATION))
-    registry._cache.clear()
+    loaders._cache.clear()
 
 
 @pytest.fixture(scope="module")
 def unskewed(django_db_setup, django_db_blocker) -> TrainingSet:
     """Built as `train` builds it (simulated rows and the database's, here none), once."""
     with django_db_blocker.unblock():
-        return registry.build_training_set(n_patients=200, seed=11)
+        return dataset_store.build_training_set(n_patients=200, seed=11)
 
 
 @pytest.fixture(scope="module")
 def mild_only(django_db_setup, django_db_blocker) -> TrainingSet:
     with django_db_blocker.unblock():
-        return registry.build_training_set(n_patients=400, seed=11, skew="mild-only")
+        return dataset_store.build_training_set(n_patients=400, seed=11, skew="mild-only")
 
 
 def gate(model_version: ModelVersion, name: str) -> dict:
@@ -117,8 +117,8 @@ def test_a_candidate_recruited_from_mild_hypertension_only_is_stopped_on_baselin
     mild_only, admin_user
 ):
     assert mild_only.source["skew"] == "mild-only"
-    version = registry.train_model(seed=11, training=mild_only)
-    report = registry.evaluate(version.version)
+    version = training.train_model(seed=11, training=mild_only)
+    report = gate_evaluation.evaluate(version.version)
     representativeness = next(r for r in report.results if r.name == "training_representativeness")
     assert not representativeness.passed
     band = representativeness.detail["subgroups"]["baseline_systolic_band=140-159"]
@@ -135,8 +135,8 @@ def test_a_candidate_recruited_from_mild_hypertension_only_is_stopped_on_baselin
 
 @pytest.mark.slow
 def test_an_unskewed_candidate_passes_the_new_gates_and_its_evidence_is_complete(unskewed):
-    version = registry.train_model(seed=11, training=unskewed)
-    report = registry.evaluate(version.version)
+    version = training.train_model(seed=11, training=unskewed)
+    report = gate_evaluation.evaluate(version.version)
     failed = {r.name for r in report.failed()}
     # Fairness may fail on a small held-out set (waivable, documented in test_lifecycle).
     assert failed <= {"fairness"}, [r.detail.get("failures") for r in report.failed()]
@@ -154,7 +154,7 @@ def test_an_unskewed_candidate_passes_the_new_gates_and_its_evidence_is_complete
         assert name in policy["subgroups"]
     assert policy["too_few_patients_to_judge"]  # the rarest groups, in 240 patients
     fairness = next(r for r in report.results if r.name == "fairness").detail
-    held_out_patients = len(set(registry.evaluation_set().patient_ids))
+    held_out_patients = len(set(dataset_store.evaluation_set().patient_ids))
     assert fairness["clustered_by"] == "patient_id" and fairness["patients"] == held_out_patients
 
 
@@ -165,12 +165,12 @@ def test_an_unskewed_candidate_passes_the_new_gates_and_its_evidence_is_complete
 def test_promotion_after_production_changed_reruns_the_paired_comparison_against_it(
     unskewed, admin_user
 ):
-    candidate = registry.train_model(seed=11, training=unskewed)
-    registry.evaluate(candidate.version)
+    candidate = training.train_model(seed=11, training=unskewed)
+    gate_evaluation.evaluate(candidate.version)
     assert (
         ModelVersion.objects.get(pk=candidate.pk).gate_results["references"]["production"] is None
     )
-    production = registry.train_model(seed=5, training=unskewed)
+    production = training.train_model(seed=5, training=unskewed)
     ModelVersion.objects.filter(pk=production.pk).update(stage=Stage.PRODUCTION)
 
     try:
@@ -247,7 +247,9 @@ def _fresh_record(model_version: ModelVersion, *, failing: tuple[str, ...] = ())
             }
             for name in names
         ],
-        "references": registry._gate_references(registry._current_production(model_version)),
+        "references": gate_evaluation.gate_references(
+            gate_evaluation.current_production(model_version)
+        ),
     }
     model_version.course_rules = registry.rules_record()
     model_version.save()
@@ -270,7 +272,7 @@ def test_a_record_from_the_earlier_gates_is_rerun_at_promotion(monkeypatch):
     version.save()
     reasons = []
     monkeypatch.setattr(
-        registry,
+        gate_evaluation,
         "evaluate",
         lambda v, *, actor=None, reason="": reasons.append(reason) or _fresh_record(version),
     )
@@ -287,7 +289,7 @@ def test_production_changing_during_a_promotion_refuses_it(monkeypatch):
         _fresh_record(version)  # judged against no production ...
         ModelVersion.objects.filter(pk=other.pk).update(stage=Stage.PRODUCTION)  # ... which moves
 
-    monkeypatch.setattr(registry, "evaluate", evaluate_while_production_moves)
+    monkeypatch.setattr(gate_evaluation, "evaluate", evaluate_while_production_moves)
     with pytest.raises(registry.PromotionRefused, match="Production changed"):
         registry.promote(version.version)
     assert ModelVersion.objects.get(pk=version.pk).stage == Stage.CANDIDATE

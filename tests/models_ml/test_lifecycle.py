@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
-from models_ml import gates, registry
+from models_ml import dataset_store, gate_evaluation, gates, loaders, registry, training
+from models_ml.candidate import TrainingRefused
 from models_ml.dose_model import ArtifactIntegrityError, FeatureSetMismatch, load_dose_model
 from models_ml.models import ModelVersion, Stage
 from models_ml.serving import serving_producer
@@ -26,10 +27,10 @@ def small_world(monkeypatch, settings, tmp_path):
     """Smaller simulated cohorts keep the suite fast; the logic is the same."""
     settings.DATA_DIR = tmp_path
     monkeypatch.setattr(
-        registry, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
+        dataset_store, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
     )
     monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 80, "days": 84})
-    registry._cache.clear()
+    loaders._cache.clear()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def simulated():
 @pytest.fixture
 def train(simulated):
     def train_on_simulated(**options) -> ModelVersion:
-        return registry.train_model(seed=3, training=simulated, **options)
+        return training.train_model(seed=3, training=simulated, **options)
 
     return train_on_simulated
 
@@ -51,10 +52,10 @@ def test_training_registers_a_candidate_with_lineage(train):
     version = train()
     assert version.stage == Stage.CANDIDATE and version.kind == "sklearn_gbr"
     assert Path(version.artifact_path).exists() and len(version.artifact_sha256) == 64
-    assert version.dataset.row_count >= registry.MIN_TRAINING_ROWS
+    assert version.dataset.row_count >= training.MIN_TRAINING_ROWS
     assert (
         version.dataset.content_hash
-        == registry.load_training_set(version.dataset.content_hash).content_hash
+        == dataset_store.load_training_set(version.dataset.content_hash).content_hash
     )
     assert version.feature_set == "home_bp_v1" and "delta_lisinopril_mg" in version.feature_names
     assert "sex" not in version.feature_names and "race" not in version.feature_names
@@ -63,8 +64,8 @@ def test_training_registers_a_candidate_with_lineage(train):
 
 
 def test_tiny_dataset_is_refused_and_production_untouched():
-    with pytest.raises(registry.TrainingRefused, match="at least 500 rows"):
-        registry.train_model(n_patients=10, seed=1)
+    with pytest.raises(TrainingRefused, match="at least 500 rows"):
+        training.train_model(n_patients=10, seed=1)
     assert not ModelVersion.objects.exists()
     with pytest.raises(CommandError, match="at least 500 rows"):
         call_command("train", "--patients", "10")
@@ -88,14 +89,14 @@ def test_feature_set_mismatch_is_refused(train):
     ModelVersion.objects.filter(pk=version.pk).update(feature_names=["something_else"])
     version.refresh_from_db()
     with pytest.raises(FeatureSetMismatch):
-        registry.load(version)
+        loaders.load(version)
 
 
 def test_evaluate_promote_serve_and_roll_back(train, clinician_a, admin_user):
     version = train()
     with pytest.raises(registry.PromotionRefused, match="not been evaluated"):
         registry.promote(version.version)
-    report = registry.evaluate(version.version)
+    report = gate_evaluation.evaluate(version.version)
     version.refresh_from_db()
     assert {g["name"] for g in version.gate_results["gates"]} == {
         "held_out_error",
@@ -141,7 +142,7 @@ def test_failed_gate_blocks_promotion_and_is_journalled(train):
         "passed": False,
         "gates": [{"name": "simulated_policy", "passed": False, "detail": {}, "waivable": False}],
         # Judged against what is in production now, so promotion does not re-run the gates.
-        "references": registry._gate_references(None),
+        "references": gate_evaluation.gate_references(None),
     }
     version.save()
     with pytest.raises(registry.PromotionRefused, match="simulated_policy"):
@@ -155,8 +156,8 @@ def test_failed_gate_blocks_promotion_and_is_journalled(train):
 
 def test_shap_additivity_holds_for_many_rows(train):
     version = train()
-    model = registry.load(version)
-    rows = registry.load_training_set(version.dataset.content_hash).features[:400]
+    model = loaders.load(version)
+    rows = dataset_store.load_training_set(version.dataset.content_hash).features[:400]
     for row in rows:
         explanation = model.explain(row)
         assert explanation.additivity_error_mmhg < 0.01
@@ -227,8 +228,8 @@ def test_private_training_records_privacy_and_the_ledger(train):
     for outcomes in policy.values():
         assert 0 < outcomes["time_in_target_range"] < 1 and outcomes["dose_changes"] > 0
     assert policy["private"] != policy["nonprivate_same_network"]
-    model = registry.load(version)
-    rows = registry.evaluation_set().features[:200]
+    model = loaders.load(version)
+    rows = dataset_store.evaluation_set().features[:200]
     for row in rows:
         assert model.explain(row).additivity_error_mmhg < 0.01
 
@@ -239,7 +240,7 @@ def test_a_ledger_with_row_level_runs_refuses_patient_level_training(train):
     first = train(private=True, epsilon=1.0)
     first.ledger_entry.privacy_unit = "row"
     first.ledger_entry.save()
-    with pytest.raises(registry.TrainingRefused, match="row-level runs"):
+    with pytest.raises(TrainingRefused, match="row-level runs"):
         train(private=True, epsilon=1.0)
     assert first.dataset.spend.count() == 1
 
@@ -248,7 +249,7 @@ def test_budget_overrun_refuses_to_train_and_spends_nothing(train):
     first = train(private=True, epsilon=3.0)
     first.dataset.privacy_budget_epsilon = 4.0
     first.dataset.save()
-    with pytest.raises(registry.TrainingRefused, match="Privacy budget exceeded"):
+    with pytest.raises(TrainingRefused, match="Privacy budget exceeded"):
         train(private=True, epsilon=3.0)
     assert ModelVersion.objects.count() == 1
     assert first.dataset.spend.count() == 1

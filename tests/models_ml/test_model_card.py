@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from clinicians.models import Recommendation
-from models_ml import gates, registry
+from models_ml import dataset_store, gates, loaders, training
 from models_ml.model_card import OUT_OF_SCOPE, model_card
 from models_ml.models import ModelVersion
 from models_ml.protocol import PROTOCOL_VERSION
@@ -22,13 +22,13 @@ pytestmark = pytest.mark.django_db
 def trained(monkeypatch, settings, tmp_path):
     settings.DATA_DIR = tmp_path
     monkeypatch.setattr(
-        registry, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
+        dataset_store, "EVALUATION_COHORT", {"n_patients": 150, "days": 112, "seed": 4242}
     )
     monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 80, "days": 84})
-    registry._cache.clear()
+    loaders._cache.clear()
     from models_ml.dataset import simulated_training_set
 
-    return registry.train_model(seed=3, training=simulated_training_set(n_patients=160, seed=3))
+    return training.train_model(seed=3, training=simulated_training_set(n_patients=160, seed=3))
 
 
 def test_the_card_is_generated_from_the_record(trained):

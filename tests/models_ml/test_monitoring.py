@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from clinicians.models import Recommendation, RecommendationStatus, Tier
 from clinicians.tasks import monitor_models
-from models_ml import monitoring, registry
+from models_ml import loaders, monitoring, training
 from models_ml.features import STATE_FEATURES
 from models_ml.models import ModelAlert, Stage
 from models_ml.monitoring import assess
@@ -36,8 +36,8 @@ def production(simulated, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(
         monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
     )
-    registry._cache.clear()
-    version = registry.train_model(seed=5, training=simulated)
+    loaders._cache.clear()
+    version = training.train_model(seed=5, training=simulated)
     version.stage = Stage.PRODUCTION
     version.save()
     return version
@@ -46,7 +46,7 @@ def production(simulated, settings, tmp_path, monkeypatch):
 def _frame(version, rows: np.ndarray) -> pd.DataFrame:
     columns = version.reference_sample["columns"]
     frame = pd.DataFrame(rows, columns=columns)[list(STATE_FEATURES)]
-    frame["prediction"] = registry.load(version).predict(rows)[:, 0]
+    frame["prediction"] = loaders.load(version).predict(rows)[:, 0]
     return frame
 
 
@@ -55,7 +55,7 @@ def test_other_patients_served_by_the_model_raise_no_drift(production):
     to other simulated patients (a resample of the *training* rows is another selection —
     exploration at every decision day — and is no longer the reference)."""
     served = monitoring.simulate_serving(
-        registry.load(production), production.version, n_patients=200, seed=21
+        loaders.load(production), production.version, n_patients=200, seed=21
     )
     report = assess(
         production, window="weekly", current=served, decided=0, overridden=0, outcomes=[]

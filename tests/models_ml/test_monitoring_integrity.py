@@ -20,7 +20,8 @@ from django.utils import timezone
 from clinicians.evaluation import evaluate_patient
 from clinicians.models import Recommendation, RecommendationStatus, Tier
 from clinicians.tasks import monitor_models
-from models_ml import alerts, monitoring, registry
+from models_ml import alerts, dataset_store, monitoring, registry
+from models_ml.candidate import input_ranges
 from models_ml.dataset import TrainingSet, simulated_training_set
 from models_ml.dose_model import MODEL_KIND, save_dose_model, train_dose_model
 from models_ml.drift import MIN_WINDOW_ROWS, detection_power, drift_report
@@ -85,12 +86,12 @@ def production(trained, monkeypatch) -> ModelVersion:
         kind=MODEL_KIND,
         path=trained.path,
         sha256=trained.sha256,
-        dataset=registry.snapshot(trained.training, budget_epsilon=6.0),
+        dataset=dataset_store.snapshot(trained.training, budget_epsilon=6.0),
         parameters={"seed": 5},
         metrics={"held_out_mae_systolic_mmhg": 4.5},
         reference={},
         privacy={},
-        input_ranges=registry.input_ranges(trained.train_features),
+        input_ranges=input_ranges(trained.train_features),
     )
     record_serving_reference(version, trained.reference)
     version.stage, version.course_rules = Stage.PRODUCTION, rules_record()

@@ -22,7 +22,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
-from models_ml import gates, private_model, registry
+from models_ml import dataset_store, gates, loaders, private_model
+from models_ml.candidate import TrainingRefused
 from models_ml.dataset import TrainingSet, simulated_training_set
 from models_ml.models import ModelVersion, PatientPrivacySpend
 from models_ml.privacy import (
@@ -43,6 +44,7 @@ from models_ml.privacy_record import (
     public_metrics,
 )
 from models_ml.tasks import train_candidate
+from models_ml.training import train_model
 from tests.factories import PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,12 +61,14 @@ def data_dir(tmp_path_factory):
 def small_world(monkeypatch, settings, data_dir):
     settings.DATA_DIR = data_dir
     settings.PATIENT_PRIVACY_BUDGET_EPSILON = 6.0
-    monkeypatch.setattr(registry, "EVALUATION_COHORT", {"n_patients": 80, "days": 84, "seed": 4242})
+    monkeypatch.setattr(
+        dataset_store, "EVALUATION_COHORT", {"n_patients": 80, "days": 84, "seed": 4242}
+    )
     monkeypatch.setattr(gates, "SIMULATION", {**gates.SIMULATION, "n_patients": 30, "days": 56})
     monkeypatch.setattr(private_model, "EPOCHS", 5)
     # Fewer patients per step: a lower sampling rate, whose RDP the planner computes faster.
     monkeypatch.setattr(private_model, "PATIENTS_PER_STEP", 8)
-    registry._cache.clear()
+    loaders._cache.clear()
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +141,8 @@ def test_two_private_runs_compose_per_patient_and_agree_with_dp_accounting(cohor
     first_data = as_real(cohort, patients[:60])
     # A new snapshot (ten more patients): a fresh dataset budget, the same patients' ledger.
     second_data = as_real(cohort, patients[:70])
-    first = registry.train_model(private=True, epsilon=3.0, training=first_data)
-    second = registry.train_model(private=True, epsilon=3.0, training=second_data)
+    first = train_model(private=True, epsilon=3.0, training=first_data)
+    second = train_model(private=True, epsilon=3.0, training=second_data)
     assert first.dataset_id != second.dataset_id
 
     both = trained_on(first_data)
@@ -196,11 +200,11 @@ def test_two_private_runs_compose_per_patient_and_agree_with_dp_accounting(cohor
 
 def test_a_run_that_would_exceed_a_patients_lifetime_budget_is_refused(cohort, patients, settings):
     settings.PATIENT_PRIVACY_BUDGET_EPSILON = 4.0
-    first = registry.train_model(private=True, epsilon=3.0, training=as_real(cohort, patients[:60]))
+    first = train_model(private=True, epsilon=3.0, training=as_real(cohort, patients[:60]))
     spent = PatientPrivacySpend.objects.count()
     second_data = as_real(cohort, patients[:70])
-    with pytest.raises(registry.TrainingRefused) as refused:
-        registry.train_model(private=True, epsilon=3.0, training=second_data)
+    with pytest.raises(TrainingRefused) as refused:
+        train_model(private=True, epsilon=3.0, training=second_data)
     message = str(refused.value)
     assert "Per-patient privacy budget exceeded" in message
     assert (
@@ -232,13 +236,13 @@ def test_real_patients_missing_from_the_database_are_refused(cohort, patients):
     training.patient_ids = np.where(
         training.patient_ids == training.patient_ids[0], "db-999999", training.patient_ids
     )
-    with pytest.raises(registry.TrainingRefused, match="not in the database"):
-        registry.train_model(private=True, epsilon=3.0, training=training)
+    with pytest.raises(TrainingRefused, match="not in the database"):
+        train_model(private=True, epsilon=3.0, training=training)
     assert not ModelVersion.objects.exists()
 
 
 def test_simulated_patients_spend_nothing(cohort):
-    version = registry.train_model(private=True, epsilon=3.0, training=cohort)
+    version = train_model(private=True, epsilon=3.0, training=cohort)
     assert not PatientPrivacySpend.objects.exists()
     assert version.privacy["patient_ledger"]["real_patients"] == 0
     assert set(version.metrics["visibility"].values()) == {PUBLIC}
@@ -294,15 +298,15 @@ def test_the_split_is_the_deployments_not_the_seeds(tmp_path, settings):
 
 def test_nonprivate_training_on_real_patients_needs_an_admins_waiver(cohort, patients, admin):
     training = as_real(cohort, patients[:60])
-    with pytest.raises(registry.TrainingRefused, match="no waiver was given"):
-        registry.train_model(training=training, actor=admin)
+    with pytest.raises(TrainingRefused, match="no waiver was given"):
+        train_model(training=training, actor=admin)
     clinician = UserFactory(role="clinician")
-    with pytest.raises(registry.TrainingRefused, match="only an admin"):
-        registry.train_model(training=training, actor=clinician, non_private_waiver="a reason")
+    with pytest.raises(TrainingRefused, match="only an admin"):
+        train_model(training=training, actor=clinician, non_private_waiver="a reason")
     assert not ModelVersion.objects.exists()
     assert AuditEvent.objects.filter(action="nonprivate_training_refused").count() == 2
 
-    version = registry.train_model(
+    version = train_model(
         training=training, actor=admin, non_private_waiver="feasibility study, IRB 2026-14"
     )
     assert version.kind == "sklearn_gbr"
@@ -325,7 +329,7 @@ def test_nonprivate_training_on_real_patients_needs_an_admins_waiver(cohort, pat
 
 def test_the_train_command_records_an_admins_waiver(cohort, patients, admin, monkeypatch):
     monkeypatch.setattr(
-        registry, "build_training_set", lambda **_options: as_real(cohort, patients[:60])
+        "models_ml.training.build_training_set", lambda **_options: as_real(cohort, patients[:60])
     )
     with pytest.raises(CommandError, match="no waiver was given"):
         call_command("train", "--as", admin.username)
@@ -342,7 +346,7 @@ def test_retraining_on_alert_trains_real_patients_privately_or_not_at_all(
     cohort, patients, monkeypatch
 ):
     monkeypatch.setattr(
-        registry, "build_training_set", lambda **_options: as_real(cohort, patients[:60])
+        "models_ml.training.build_training_set", lambda **_options: as_real(cohort, patients[:60])
     )
     version = ModelVersion.objects.get(version=train_candidate.delay().get())
     assert version.kind == "torch_mlp_dp" and version.privacy["private"] is True

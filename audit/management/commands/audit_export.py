@@ -8,8 +8,9 @@ Bad input prints one line and exits non-zero, writing nothing. The export is its
 from __future__ import annotations
 
 import getpass
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.exports import ExportError, build_filters, check_destination, write_export
 
@@ -17,7 +18,7 @@ from audit.exports import ExportError, build_filters, check_destination, write_e
 class Command(BaseCommand):
     help = "Export the audit journal (JSON Lines, CSV, FHIR) with a signed manifest."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", required=True, metavar="DIR", help="absent or empty directory")
         parser.add_argument("--since", help="YYYY-MM-DD or ISO datetime (inclusive)")
         parser.add_argument(
@@ -28,7 +29,7 @@ class Command(BaseCommand):
             "--format", default="jsonl", help="comma list of jsonl,csv,fhir (jsonl always)"
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             check_destination(options["out"])
             filters = build_filters(

@@ -7,8 +7,9 @@ entry's sequence number (stderr).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.signing import SigningKeyError, load_public_key
 
@@ -16,7 +17,7 @@ from audit.signing import SigningKeyError, load_public_key
 class Command(BaseCommand):
     help = "Verify the audit journal (or an export, offline) and name the first bad entry."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--full", action="store_true", help="recompute every entry, ignoring checkpoints"
         )
@@ -28,9 +29,10 @@ class Command(BaseCommand):
             "--extends", metavar="OLDER_DIR", help="with --export: prove DIR extends OLDER_DIR"
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["export"]:
-            return self._verify_export(options)
+            self._verify_export(options)
+            return
         if options["public_key"] or options["extends"]:
             raise CommandError("--public-key and --extends only apply with --export DIR")
         from audit.verification import verify_journal
@@ -43,7 +45,7 @@ class Command(BaseCommand):
             raise CommandError(result.line())
         self.stdout.write(result.line())
 
-    def _verify_export(self, options):
+    def _verify_export(self, options: dict[str, Any]) -> None:
         from audit.offline import ExportInvalid, verify_export, verify_extension
 
         try:

@@ -8,6 +8,8 @@ refuses, because wiping the audit trail of a real deployment must not be one com
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core import mail
 from django.core.management.base import CommandError
 from django.core.management.commands.flush import Command as DjangoFlush
@@ -23,10 +25,10 @@ def _in_test_environment() -> bool:
 class Command(DjangoFlush):
     help = DjangoFlush.help + " Refused outside tests: it would erase the audit journal."
 
-    def handle(self, **options):
+    def handle(self, **options: Any) -> None:
         if not _in_test_environment():
             raise CommandError(
                 "flush would erase the append-only audit journal; refused outside a test run"
             )
         with journal_purge_allowed(options.get("database") or "default"):
-            return super().handle(**options)
+            super().handle(**options)

@@ -19,14 +19,17 @@ from django.utils import timezone
 
 from accounts.models import CareTeamMembership, Role, User
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
+from audit.models import Action
 from audit.services import record_event
-from clinicians.loop.services import CADENCE, plan_next_visit
+from clinicians.loop.visits import CADENCE, plan_next_visit
+from core.authz import System
 from models_ml.simulator.population import VirtualPatient, generate_cohort
 from models_ml.simulator.readings import cohort_readings
 from patients.ingestion import READINGS_IMPORT, record_readings
 from patients.models import Patient
 from patients.services import register_patient
 
+SEED = System("seed_demo")  # the demo is set up by the system, not by a person
 CARE_TEAMS = ("North clinic", "South clinic")
 CLINICIANS = (
     ("clinician1", "Dr. Ada Okafor", "MD", 0),
@@ -160,7 +163,7 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
     )
     today = timezone.now().date()
     with transaction.atomic():
-        teams = [create_care_team(name=name) for name in CARE_TEAMS]
+        teams = [create_care_team(name=name, actor=SEED) for name in CARE_TEAMS]
         for username, display_name, qualification, team_index in CLINICIANS:
             clinician = create_clinician(
                 username=username,
@@ -168,10 +171,15 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
                 password_hash=hashed,
                 display_name=display_name,
                 qualification=qualification,
+                actor=SEED,
             )
-            add_team_member(care_team=teams[team_index], user=clinician)
-        admin = create_user(username="admin", password=None, password_hash=hashed, role=Role.ADMIN)
-        create_user(username="auditor", password=None, password_hash=hashed, role=Role.AUDITOR)
+            add_team_member(care_team=teams[team_index], user=clinician, actor=SEED)
+        admin = create_user(
+            username="admin", password=None, password_hash=hashed, role=Role.ADMIN, actor=SEED
+        )
+        create_user(
+            username="auditor", password=None, password_hash=hashed, role=Role.AUDITOR, actor=SEED
+        )
         if model:
             # Before the readings: their evaluations then come from the model, not the protocol.
             demo_model(admin=admin, seed=seed, say=say or (lambda line: None))
@@ -182,6 +190,7 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
                 password=None,
                 password_hash=hashed,
                 role=Role.PATIENT,
+                actor=SEED,
             )
             patients.append(
                 register_patient(
@@ -193,6 +202,7 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
                     ethnicity=virtual.demographics.ethnicity,
                     care_team=teams[index % len(teams)],
                     user=user,
+                    actor=SEED,
                 )
             )
         readings = cohort_readings(
@@ -209,7 +219,7 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
             lambda: [plan_next_visit(patient.pk, actor=CADENCE) for patient in patients]
         )
         record_event(
-            action="create",
+            action=Action.CREATE,
             object_type="demo_cohort",
             detail={"patients": count, "readings": stored, "seed": seed},
             component="seed_demo",
@@ -220,10 +230,10 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
 def demo_model(*, admin, seed: int, say) -> str | None:
     """Train a candidate on simulated patients, run every gate, promote it as ``admin`` when
     they all pass. Returns the version in production, or None (the protocol serves)."""
-    from models_ml import registry
+    from models_ml import gate_evaluation, registry, training
 
-    candidate = registry.train_model(seed=seed, actor=admin)
-    report = registry.evaluate(candidate.version, actor=admin)
+    candidate = training.train_model(seed=seed, actor=admin)
+    report = gate_evaluation.evaluate(candidate.version, actor=admin)
     if not report.passed:
         failed = ", ".join(result.name for result in report.failed())
         say(f"Demo model {candidate.version} failed gates ({failed}); the protocol serves.")

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from models_ml import registry
+from models_ml import gate_evaluation
 from models_ml.management.commands._shared import actor_named, refused
 
 
@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            report = registry.evaluate(options["version"], actor=actor_named(options["username"]))
+            report = gate_evaluation.evaluate(
+                options["version"], actor=actor_named(options["username"])
+            )
         except Exception as error:
             raise refused(error) from error
         if options["json"]:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from models_ml import registry
+from models_ml import training
 from models_ml.management.commands._shared import actor_named, refused
 
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         if options["waiver"].strip() and options["private"]:
             raise CommandError("--non-private-waiver applies to training without --private.")
         try:
-            version = registry.train_model(
+            version = training.train_model(
                 private=options["private"],
                 epsilon=options["epsilon"],
                 n_patients=options["patients"],
