@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -56,7 +56,7 @@ OPEN_STATUSES = (
     RecommendationStatus.DELIVERED,
     RecommendationStatus.BLOCKED,
 )
-TIER_STATUS = {
+TIER_STATUS: dict[str, RecommendationStatus] = {
     Tier.PATIENT: RecommendationStatus.DELIVERED,
     Tier.CLINICIAN: RecommendationStatus.PENDING_REVIEW,
     Tier.BLOCKED: RecommendationStatus.BLOCKED,
@@ -141,9 +141,10 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
         for m, s, d in Reading.objects.filter(
             patient=patient,
             reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=now - timezone.timedelta(hours=24),
+            measured_at__gte=now - timedelta(hours=24),
             measured_at__lte=now,
         ).values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
+        if s is not None and d is not None  # a blood-pressure reading always has both
     ]
     # The above-target and stale-data rules read the whole 7-day window.
     whole_week = view.week
@@ -292,7 +293,7 @@ def _recommend(
     producer_healthy = producer.is_healthy
     observation = view.observation
     try:
-        proposal: Proposal = producer.produce(observation.features, titration)
+        proposal = producer.produce(observation.features, titration)
     except Exception:
         # A failing model is unhealthy; the protocol's proposal goes to review, blocked.
         logger.exception("producer_failed", extra={"patient_id": patient.pk})
@@ -383,7 +384,7 @@ def _propose(
         # A nudge changes no dose; it reaches the patient unless the data or a crisis block it.
         crisis_open = AlertKind.CRISIS in view.open_alert_kinds
         fresh = AlertKind.STALE_DATA not in view.open_alert_kinds
-        tier = Tier.BLOCKED if (crisis_open or not fresh) else Tier.PATIENT
+        tier: str = Tier.BLOCKED if (crisis_open or not fresh) else Tier.PATIENT
         codes = (
             ("adherence_nudge",)
             + (("open_crisis",) if crisis_open else ())
@@ -487,9 +488,10 @@ def supersede(rec: Recommendation, *, why: str, now: datetime, actor=None) -> No
 
 def supersede_open(patient: Patient, *, except_pk: int | None, why: str, now: datetime, actor=None):
     """After the regimen changed, every other open proposal was made for another regimen."""
-    for rec in (
-        Recommendation.objects.select_for_update()
-        .filter(patient=patient, status__in=OPEN_STATUSES)
-        .exclude(pk=except_pk)
-    ):
+    open_recs = Recommendation.objects.select_for_update().filter(
+        patient=patient, status__in=OPEN_STATUSES
+    )
+    if except_pk is not None:  # excluding pk=None (never null) would leave every row
+        open_recs = open_recs.exclude(pk=except_pk)
+    for rec in open_recs:
         supersede(rec, why=why, now=now, actor=actor)

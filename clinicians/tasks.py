@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal, TypedDict
 
 from celery import shared_task
 from django.conf import settings
@@ -14,8 +15,18 @@ logger = logging.getLogger("clinicians.tasks")
 DEBOUNCE_KEY = "evaluation-queued:{patient_id}"
 HEARTBEAT_KEY = "worker-heartbeat:safety"
 
+
+class _RetryOptions(TypedDict):
+    bind: Literal[True]
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: bool
+    retry_backoff_max: int
+    max_retries: int
+    acks_late: bool
+
+
 # Thin, idempotent tasks that take ids: retried with backoff on any error (docs/architecture.md).
-RETRIED = dict(
+RETRIED = _RetryOptions(
     bind=True,
     autoretry_for=(Exception,),
     retry_backoff=True,
@@ -44,7 +55,7 @@ def queue_evaluation(patient_id: int) -> None:
         # In-process: a failing evaluation must not fail the upload that already committed;
         # the hourly sweep evaluates the patient again.
         try:
-            failed = evaluate_patient_task.apply(args=[patient_id], throw=False).failed()
+            failed = evaluate_patient_task.apply(args=(patient_id,), throw=False).failed()
         except Exception:  # an eager retry re-raises (celery.exceptions.Retry) despite throw
             failed = True
         if failed:
@@ -53,7 +64,7 @@ def queue_evaluation(patient_id: int) -> None:
     delay = settings.EVALUATION_DEBOUNCE_SECONDS
     try:
         if cache.add(DEBOUNCE_KEY.format(patient_id=patient_id), 1, timeout=delay + 60):
-            evaluate_patient_task.apply_async(args=[patient_id], countdown=delay)
+            evaluate_patient_task.apply_async(args=(patient_id,), countdown=delay)
     except Exception:
         # The broker is down: the upload already committed (and its safety check ran inline),
         # so it must not fail; the evaluation watermark and the hourly sweep catch up.

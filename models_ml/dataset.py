@@ -278,10 +278,13 @@ def database_training_set() -> TrainingSet:
     rows, targets, pids, demo = [], [], [], []
     skipped = {"too_few_readings_before": 0, "too_few_readings_after": 0, "overlapping": 0}
     history: dict[int, list[PrescriptionRow]] = {}
-    for patient_id, *fields in Prescription.objects.order_by("started_at", "pk").values_list(
+    prescription_rows = Prescription.objects.order_by("started_at", "pk").values_list(
         "patient_id", "medication", "dose_mg", "started_at", "ended_at", "source"
-    ):
-        history.setdefault(patient_id, []).append(PrescriptionRow(*fields))
+    )
+    for patient_id, medication, dose_mg, started_at, ended_at, source in prescription_rows:
+        history.setdefault(patient_id, []).append(
+            PrescriptionRow(medication, dose_mg, started_at, ended_at, source)
+        )
     patients = Patient.objects.in_bulk(list(history))
     for patient_id, prescriptions in sorted(history.items()):
         patient = patients[patient_id]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,17 @@ from models_ml.models import DatasetSnapshot
 
 logger = logging.getLogger("models_ml.dataset_store")
 
+
+class SimulatedCohort(TypedDict):
+    """The keyword arguments of :func:`simulated_training_set` that fix its cohort."""
+
+    n_patients: int
+    days: int
+    seed: int
+
+
 # Large enough that the fairness gate has power in groups of a few percent (about 9,600 rows).
-EVALUATION_COHORT = {"n_patients": 800, "days": 182, "seed": 4242}
+EVALUATION_COHORT: SimulatedCohort = {"n_patients": 800, "days": 182, "seed": 4242}
 # Deliberately unrepresentative training cohorts, to show that the gates stop what they should.
 SKEWS = {
     "exclude-black": lambda p: p.demographics.race != "black_or_african_american",

@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
@@ -74,7 +75,7 @@ class DoseResponseModel:
         values = np.asarray(self._explainer.shap_values(row, check_additivity=False))[0]
         base = float(np.ravel(self._explainer.expected_value)[0])
         prediction = float(self.systolic.predict(row)[0])
-        items = []
+        items: list[dict[str, Any]] = []
         for key, value, contribution in zip(self.feature_names, row[0], values, strict=True):
             label, unit = HUMAN_NAMES[key]
             items.append(

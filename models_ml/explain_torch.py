@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -79,7 +80,10 @@ class TorchExplanation:
             }
             for index, name in enumerate(self.feature_names)
         ]
-        return sorted(records, key=lambda record: -sum(abs(record[o]) for o in self.output_names))
+        return sorted(
+            records,
+            key=lambda record: -sum(abs(cast(float, record[o])) for o in self.output_names),
+        )
 
 
 class DeepLiftExplainer:

@@ -386,7 +386,7 @@ class FairnessReport:
                         value=metric["value"],
                         denominator=metric["denominator"],
                         ratio=metric["ratio"],
-                        ratio_ci95=tuple(metric["ratio_ci95"]) if metric["ratio_ci95"] else None,  # type: ignore[arg-type]
+                        ratio_ci95=tuple(metric["ratio_ci95"]) if metric["ratio_ci95"] else None,
                         status=metric["status"],
                         design_effect=metric.get("design_effect"),
                     )
@@ -791,7 +791,8 @@ def _design_effects(
         for group, patients in per_patient.groupby(level=0):
             for metric in METRICS:
                 estimate = _design_effect(patients, metric)
-                fallback = pooled[metric] if pooled[metric] is not None else 1.0
+                pooled_effect = pooled[metric]
+                fallback = pooled_effect if pooled_effect is not None else 1.0
                 effects[attribute][metric][str(group)] = max(
                     1.0, estimate if estimate is not None else fallback
                 )

@@ -175,13 +175,14 @@ def held_out_error_gate(
     truth = held_out.targets[:, 0]
     candidate_mae = float(np.mean(np.abs(candidate.predict(held_out.features)[:, 0] - truth)))
     protocol_mae = float(np.mean(np.abs(protocol_predictions(held_out.features) - truth)))
-    detail = {
+    references = {"protocol": PROTOCOL_VERSION}
+    detail: dict[str, object] = {
         "rows": len(held_out),
         "patients": len(np.unique(np.asarray(held_out.patient_ids).astype(str))),
         "candidate_mae_mmhg": candidate_mae,
         "protocol_mae_mmhg": protocol_mae,
         "tolerance": MAE_TOLERANCE,
-        "references": {"protocol": PROTOCOL_VERSION},
+        "references": references,
     }
     failures = []
     if candidate_mae > protocol_mae * (1 + MAE_TOLERANCE):
@@ -192,7 +193,7 @@ def held_out_error_gate(
     if production is not None:
         production_mae = float(np.mean(np.abs(production.predict(held_out.features)[:, 0] - truth)))
         detail["production_mae_mmhg"] = production_mae
-        detail["references"]["production"] = production_version
+        references["production"] = production_version
         if candidate_mae > production_mae * (1 + MAE_TOLERANCE):
             failures.append(
                 f"held-out MAE {candidate_mae:.2f} mmHg above production {production_version}'s "

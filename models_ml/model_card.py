@@ -237,7 +237,7 @@ def model_card(model_version: ModelVersion, *, audience: str = "clinician") -> d
             ),
             "replaced": (
                 model_version.previous_production.version
-                if model_version.previous_production_id
+                if model_version.previous_production is not None
                 else None
             ),
             "artifact_sha256": model_version.artifact_sha256,
@@ -264,7 +264,7 @@ def model_card(model_version: ModelVersion, *, audience: str = "clinician") -> d
                 {
                     "reason": model_version.waiver_reason,
                     "by": model_version.waived_by.get_username()
-                    if model_version.waived_by_id
+                    if model_version.waived_by is not None
                     else None,
                 }
                 if model_version.waiver_reason

@@ -51,7 +51,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,18 @@ logger = logging.getLogger("models_ml.monitoring")
 PREDICTION = "prediction"
 UNIT = "patient"
 DRIFT_COLUMNS = (*STATE_FEATURES, PREDICTION)
-REFERENCE_COHORT: dict[str, int] = {
+
+
+class ServingCohort(TypedDict):
+    """The keyword arguments of :func:`simulate_serving` that fix its cohort."""
+
+    n_patients: int
+    days: int
+    seed: int
+    interval_days: int
+
+
+REFERENCE_COHORT: ServingCohort = {
     "n_patients": 1000,
     "days": 182,
     "seed": 9090,  # not a seed of the training, evaluation or gate cohorts
@@ -236,7 +247,7 @@ def current_frame(rows) -> pd.DataFrame:
     """Recent recommendations → the live drift frame: ``(evidence, expected_effect)`` pairs,
     or ``(evidence, expected_effect, patient_id)`` triples (then patients are the unit). Rows
     without features or without a predicted systolic change (reminders) are left out."""
-    records = []
+    records: list[dict[str, Any]] = []
     for row in rows:
         evidence, effect = row[0] or {}, row[1] or {}
         features = evidence.get("features")
@@ -426,8 +437,9 @@ def monitor(
     now = now or timezone.now()
     chosen: dict[str, tuple[Span, Mapping[str, Any], pd.DataFrame]] = {}
     for days in LOOKBACK_DAYS[window]:
-        span = Span(now - timedelta(days=days), now)
-        inputs = gather(span.start, now)
+        start = now - timedelta(days=days)
+        span = Span(start, now)
+        inputs = gather(start, now)
         frame = current_frame(inputs["rows"])
         enough = {
             "drift": effective_size(frame, UNIT) >= MIN_WINDOW_ROWS,

@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import numpy as np
 from scipy import stats
@@ -88,6 +88,18 @@ class Stratum:
             "pvalue_adjusted": _json_float(self.pvalue_adjusted),
             "biased": self.biased,
         }
+
+
+class _MeasuredStratum(TypedDict):
+    """A :class:`Stratum` before the family-wise adjustment."""
+
+    name: str
+    n: int
+    mean_error_mmhg: float | None
+    sd_error_mmhg: float | None
+    mean_abs_error_mmhg: float | None
+    judged: bool
+    pvalue: float | None
 
 
 @dataclass(frozen=True)
@@ -190,7 +202,7 @@ def outcome_report(
         "predicted_fall": expected < 0,
         "predicted_rise": expected >= 0,
     }
-    measured = []
+    measured: list[_MeasuredStratum] = []
     for name in STRATA:
         values = error[masks[name]]
         n = int(values.size)
@@ -214,8 +226,14 @@ def outcome_report(
                 "pvalue": pvalue,
             }
         )
-    family = [i for i, stratum in enumerate(measured) if stratum["pvalue"] is not None]
-    adjusted = dict(zip(family, holm_adjust([measured[i]["pvalue"] for i in family]), strict=True))
+    tested = [
+        (i, stratum["pvalue"])
+        for i, stratum in enumerate(measured)
+        if stratum["pvalue"] is not None
+    ]
+    adjusted = dict(
+        zip([i for i, _ in tested], holm_adjust([pvalue for _, pvalue in tested]), strict=True)
+    )
     strata = tuple(
         Stratum(
             **stratum,

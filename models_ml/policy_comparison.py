@@ -408,7 +408,7 @@ def compare(
     endpoints: Sequence[Endpoint],
     *,
     powered_patients: float,
-) -> tuple[dict[str, object], list[str]]:
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Every endpoint against every reference, overall and per subgroup: the evidence (plain
     JSON, keyed by subgroup) and the failures in words. The whole cohort is held to
     non-inferiority when its effective size reaches ``powered_patients``; subgroups (and a

@@ -63,6 +63,7 @@ import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import opacus
@@ -404,6 +405,17 @@ def _run_key(run: PrivateRun) -> tuple[float, float, int]:
     return (run.noise_multiplier, run.sample_rate, run.steps)
 
 
+class _FitArguments(TypedDict):
+    """The settings both fitting paths of :func:`train_private` take."""
+
+    sample_rate: float
+    epochs: int
+    noise_multiplier: float
+    max_grad_norm: float
+    sampling: torch.Generator
+    noise: torch.Generator
+
+
 def train_private(
     X: np.ndarray,
     y: np.ndarray,
@@ -471,7 +483,7 @@ def train_private(
     started = time.perf_counter()
     module = new_module(X, y, hidden=hidden, seed=seed, standardisation=standardisation)
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    common = dict(
+    common = _FitArguments(
         sample_rate=sample_rate,
         epochs=epochs,
         noise_multiplier=noise_multiplier,
@@ -673,8 +685,8 @@ def _fit_closed_form(
     position = np.arange(len(order)) - first[unit_of_row[order]]
     padded = np.full((n_units, width), len(X), dtype=np.int64)
     padded[unit_of_row[order], position] = order
-    padded = torch.from_numpy(padded)
-    present = (padded < len(X)).float()
+    padded_rows = torch.from_numpy(padded)
+    present = (padded_rows < len(X)).float()
     features = torch.from_numpy(np.vstack([X, np.zeros((1, X.shape[1]), X.dtype)]))
     targets = torch.from_numpy(np.vstack([y, np.zeros((1, y.shape[1]), y.dtype)]))
 
@@ -688,7 +700,7 @@ def _fit_closed_form(
             units = units_in_step.nonzero().squeeze(1)
             batch = None
             if len(units):
-                rows = padded[units]
+                rows = padded_rows[units]
                 batch = (features[rows], targets[rows], present[units])
             gradients, _losses = clipping.private_gradient(
                 batch,
@@ -720,7 +732,11 @@ def _fit_opacus(
 ) -> PrivateRun:
     """Opacus' PrivacyEngine with per-row clipping (one row per unit)."""
     loader = DataLoader(
-        RowBatches(X, y), batch_size=batch_size, collate_fn=as_batch, generator=sampling
+        RowBatches(X, y),
+        batch_size=batch_size,
+        # torch's stubs expect a list of samples; RowBatches.__getitems__ gives the batch.
+        collate_fn=as_batch,  # type: ignore[arg-type]
+        generator=sampling,
     )
     criterion = StandardisedSquaredError(module.target_std)
     with warnings.catch_warnings():

@@ -4,18 +4,19 @@ kept apart from ``models_ml.privacy`` so that reading a record does not import t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 PUBLIC, MODEL_OWNERS = "public", "model_owners"
 
 
-def is_private_record(privacy: dict) -> bool:
+def is_private_record(privacy: dict[str, Any]) -> bool:
     """Whether a model's privacy record is a private run's: it says so (``"private"``), or —
     written before that key — it states an ε. ``{}`` (simulated data only) and
     ``{"private": False, …}`` are non-private."""
     return bool(privacy.get("private", "epsilon" in privacy))
 
 
-def lifetime_privacy_failures(privacy: dict) -> tuple[str, ...]:
+def lifetime_privacy_failures(privacy: dict[str, Any]) -> tuple[str, ...]:
     """What the privacy gate refuses beyond a run's own figures (ε, δ, unit, randomness):
 
     * a model trained without DP on real patients (``real_patients`` > 0) and no waiver with a
@@ -36,7 +37,7 @@ def lifetime_privacy_failures(privacy: dict) -> tuple[str, ...]:
     return tuple(failures)
 
 
-def public_metrics(metrics: dict) -> dict:
+def public_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The metrics a model card or an API may show beyond the model owners: those that
     ``metrics["visibility"]`` marks :data:`PUBLIC`. A metric it does not mark — or a record
     without the map — is the owners' (fail closed)."""
@@ -48,7 +49,7 @@ def public_metrics(metrics: dict) -> dict:
     }
 
 
-def metrics_visibility(metrics: dict, *, model_owners: Iterable[str]) -> dict[str, str]:
+def metrics_visibility(metrics: dict[str, Any], *, model_owners: Iterable[str]) -> dict[str, str]:
     """The visibility map for ``metrics``: :data:`MODEL_OWNERS` for the keys in
     ``model_owners`` (figures computed from real patients' rows without noise, outside ε),
     :data:`PUBLIC` for the rest."""

@@ -348,6 +348,9 @@ def train_private_candidate(
         delta=delta,
         standardisation=Standardisation.fit(public.features, public.targets),
     )
+    privacy_figures = trained.privacy
+    if privacy_figures is None:  # train_private always accounts for its run
+        raise TrainingRefused("the private training returned no privacy accounting")
     baseline = train_nonprivate(  # same network, epochs and rows per step, without privacy
         train.features,
         train.targets,
@@ -393,7 +396,7 @@ def train_private_candidate(
     )
     path = data_dir("models") / f"{version}.pt"
     sha256 = trained.save(path)
-    figures = asdict(trained.privacy)
+    figures = asdict(privacy_figures)
     try:
         with transaction.atomic():
             # Again under lock: a run recorded since the check above counts too.
@@ -438,7 +441,7 @@ def train_private_candidate(
                 epsilon=figures["epsilon"],
                 cumulative_epsilon=cumulative,
                 delta=delta,
-                privacy_unit=trained.privacy.privacy_unit,
+                privacy_unit=privacy_figures.privacy_unit,
             )
             _write_patient_spend(model_version, spends, run, actor)
     except TrainingRefused:

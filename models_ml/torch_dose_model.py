@@ -8,7 +8,7 @@ explainer, and with it torch, is imported when a network is wrapped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class PrivateDoseModel:
 
     def explain(self, row: np.ndarray) -> Explanation:
         result = self.explainer.explain(np.atleast_2d(row))
-        items = []
+        items: list[dict[str, Any]] = []
         for index, key in enumerate(FEATURE_NAMES):
             label, unit = HUMAN_NAMES[key]
             items.append(

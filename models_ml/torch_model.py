@@ -89,6 +89,12 @@ class DoseResponseMLP(nn.Module):
     apply its rescale rule to every non-linearity.
     """
 
+    # Registered buffers (``register_buffer``), declared so they type as tensors, not modules.
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(
         self,
         n_features: int,
@@ -312,7 +318,8 @@ def train_nonprivate(
         batch_size=batch_size,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
-        collate_fn=as_batch,
+        # torch's stubs expect a list of samples; RowBatches.__getitems__ gives the batch.
+        collate_fn=as_batch,  # type: ignore[arg-type]
     )
     with torch_threads(threads):
         loss = fit(

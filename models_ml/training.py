@@ -117,7 +117,7 @@ def _train_gradient_boosting(
     path = data_dir("models") / f"{version}.skops"
     sha256 = save_dose_model(model, path)
     held_mae = np.abs(model.predict(held_out.features) - held_out.targets).mean(axis=0)
-    metrics = {
+    metrics: dict[str, object] = {
         "train_rows": len(train),
         "held_out_rows": len(held_out),
         "held_out_mae_systolic_mmhg": float(held_mae[0]),

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -410,7 +410,7 @@ def _finish_batch(
 ) -> None:
     """The batch's one audit event (last in its transaction), and the announcement of new data
     once it commits."""
-    result.rejected.sort(key=lambda rejection: rejection["index"])
+    result.rejected.sort(key=lambda rejection: cast(int, rejection["index"]))  # see _rejection
     result.outcomes.sort(key=lambda outcome: outcome.index)
     detail: dict[str, object] = {
         "items": len(items),

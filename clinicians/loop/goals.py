@@ -41,7 +41,7 @@ TARGET_VALUE_LIMITS: dict[str, tuple[Decimal, Decimal]] = {
     GoalMeasure.WEIGHT_KG: (Decimal("30"), Decimal("300")),
 }
 
-GOAL_TRANSITIONS = {
+GOAL_TRANSITIONS: dict[str, set[str]] = {
     GoalStatus.PROPOSED: {GoalStatus.ACTIVE, GoalStatus.ABANDONED},
     GoalStatus.ACTIVE: {GoalStatus.ACHIEVED, GoalStatus.ABANDONED},
 }
@@ -171,7 +171,9 @@ def _check_lifestyle(measure: str, systolic: int | None, diastolic: int | None) 
 def _active_bp_goal(patient: Patient | int, *, exclude: int | None = None) -> int | None:
     active = Goal.objects.filter(
         patient=patient, kind=GoalKind.BLOOD_PRESSURE, status=GoalStatus.ACTIVE
-    ).exclude(pk=exclude)
+    )
+    if exclude is not None:  # excluding pk=None (never null) would leave every row
+        active = active.exclude(pk=exclude)
     return active.values_list("pk", flat=True).first()
 
 

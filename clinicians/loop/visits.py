@@ -64,10 +64,13 @@ def plan_next_visit(
         patient = Patient.objects.select_for_update().get(pk=patient_id)
         authz.authorize(actor, "clinicians.schedule_visit", patient)
         decision = cadence_for(patient, now=now)
+        nominal_due_on = decision.nominal_due_on
+        if nominal_due_on is None:  # next_visit always gives the rule's day
+            raise ValueError("The cadence decision names no nominal due day.")
         due_at = timezone.make_aware(datetime.combine(decision.due_on, PROPOSED_VISIT_TIME))
         if due_at <= now:  # due today, planned after that hour: the next such hour, never past
             due_at += timedelta(days=1)
-        overdue = decision.nominal_due_on < timezone.localdate(now)
+        overdue = nominal_due_on < timezone.localdate(now)
         proposal = (
             Visit.objects.select_for_update()
             .filter(patient=patient, status=VisitStatus.PROPOSED)
@@ -151,7 +154,7 @@ def plan_next_visit(
             detail={
                 "status": proposal.status,
                 "scheduled_at": due_at.isoformat(),
-                "nominal_due_on": decision.nominal_due_on.isoformat(),
+                "nominal_due_on": nominal_due_on.isoformat(),
                 "cadence_reason": decision.reason,
                 "interval_days": decision.interval_days,
             },
@@ -212,7 +215,9 @@ def confirm_visit(*, visit: Visit, actor: User, scheduled_at: datetime | None = 
             raise DomainError(
                 "The proposed time has passed: give a new scheduled_at.", field="scheduled_at"
             )
-        changes = {"status": {"old": visit.status, "new": VisitStatus.CONFIRMED}}
+        changes: dict[str, dict[str, object]] = {
+            "status": {"old": visit.status, "new": VisitStatus.CONFIRMED}
+        }
         if when != visit.scheduled_at:
             changes["scheduled_at"] = {"old": visit.scheduled_at, "new": when}
         visit.status, visit.scheduled_at = VisitStatus.CONFIRMED, when

@@ -60,9 +60,11 @@ class GoalForm(forms.Form):
 
 def _form_errors(form: forms.Form) -> str:
     def label(name: str) -> str:
-        return form.fields[name].label if name in form.fields else "Form"
+        return str(form.fields[name].label) if name in form.fields else "Form"
 
-    return "; ".join(f"{label(name)}: {' '.join(errors)}" for name, errors in form.errors.items())
+    return "; ".join(
+        f"{label(name)}: {' '.join(map(str, errors))}" for name, errors in form.errors.items()
+    )
 
 
 def _chart(patient_id: int):
@@ -79,7 +81,7 @@ def reply(request, patient_id: int):
     patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
     form = ReplyForm(request.POST)
     if not form.is_valid():
-        _refuse(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        _refuse(request, "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in form.errors.items()))
     else:
         try:
             loop_messages.send_message(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework import serializers
 
 from core.api.serializers import PageFilter, StrictInputSerializer
 from models_ml.alerts import MAX_REASON_LENGTH
 from models_ml.models import DriftReport, ModelAlert, ModelAlertStatus
+
+if TYPE_CHECKING:
+    from accounts.models import User
 
 MONITORS = ("drift", "outcome", "overrides")
 
@@ -28,10 +33,12 @@ class CloseAlertSerializer(StrictInputSerializer):
 
 class ModelAlertSerializer(serializers.ModelSerializer):
     version = serializers.CharField(source="model_version.version", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(
+    acknowledged_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    closed_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     is_in_force = serializers.BooleanField(
         source="is_open",
         read_only=True,

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from core.api.parsers import JSONParser
 from core.api.permissions import ObjectActions
 from core.api.schema import BATCH_TOO_LARGE
-from core.errors import DomainError
+from core.errors import DomainError, Forbidden
 from patients.api.serializers import BatchResultSerializer
 from patients.ingestion import (
     INTAKE_ADAPTER,
@@ -74,6 +74,8 @@ class _SubmissionView(APIView):
     def submitter(self, request) -> Patient:
         patient = own_patient(request)
         self.check_object_permissions(request, patient)
+        if patient is None:  # refused above (patients.submit_readings); kept for the type
+            raise Forbidden("Only a signed-in patient submits their own readings and intakes.")
         return patient
 
 

@@ -245,11 +245,11 @@ def demo_model(*, admin, seed: int, say) -> str | None:
 
 def _readings_by_patient(
     cohort: list[VirtualPatient], patients: list[Patient], readings
-) -> list[tuple[Patient, list[dict]]]:
+) -> list[tuple[Patient, list[object]]]:
     device_to_patient = {
         virtual.device_id: patient for virtual, patient in zip(cohort, patients, strict=True)
     }
-    grouped: dict[int, list[dict]] = {patient.pk: [] for patient in patients}
+    grouped: dict[int, list[object]] = {patient.pk: [] for patient in patients}
     for reading in readings:
         grouped[device_to_patient[reading["device_id"]].pk].append(reading)
     return [(patient, grouped[patient.pk]) for patient in patients]
@@ -272,6 +272,7 @@ def existing_logins(password: str) -> Logins:
                 "care_team": ", ".join(team.name for team in patient.care_teams.all()),
             }
             for patient in patients.filter(user__isnull=False).order_by("user__username")
+            if patient.user is not None  # as filtered: narrows the type
         ],
         admins=[{"username": u} for u in _usernames(Role.ADMIN)],
         auditors=[{"username": u} for u in _usernames(Role.AUDITOR)],
