@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 
@@ -13,6 +14,9 @@ class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
     ADMIN = "admin", "Administrator"
     AUDITOR = "auditor", "Auditor"
+    # An EHR's back-end (SMART Backend Services): one account per registered client, never a
+    # person; it signs in only with its client's key and reaches the care teams it serves.
+    SERVICE = "service", "EHR integration"
 
 
 class User(AbstractUser):
@@ -75,3 +79,96 @@ class ClinicianProfile(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+
+# --- OAuth 2.0 / SMART clients and the context of their tokens (accounts/identity/) ---------------
+
+
+class OAuthClient(models.Model):
+    """What ClinAIOps knows about a registered OAuth client beyond django-oauth-toolkit's
+    ``Application``: its kind, the most it may ask for, and for a back-end service its key and
+    the care teams it serves. Registered by an admin (``accounts.identity.clients``), audited."""
+
+    class Kind(models.TextChoices):
+        FIRST_PARTY = "first_party", "ClinAIOps app (phone, portal scripts)"
+        SMART_APP = "smart_app", "SMART app (patient or clinician facing)"
+        BACKEND_SERVICE = "backend_service", "EHR back-end service"
+
+    application = models.OneToOneField(
+        "oauth2_provider.Application",
+        on_delete=models.CASCADE,
+        related_name="registration",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Space-separated: the scopes (SMART patterns included) this client may ever be granted.
+    allowed_scopes = models.TextField()
+    launch_uri = models.URLField(blank=True)  # where an EHR launch from the portal opens it
+    # RFC 7517 key set of a back-end service (private_key_jwt client authentication).
+    jwks = models.JSONField(default=dict, blank=True)
+    service_user = models.OneToOneField(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="service_client"
+    )
+    care_teams = models.ManyToManyField(CareTeam, blank=True, related_name="oauth_clients")
+    registered_by = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    registered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["first_party", "smart_app", "backend_service"]),
+                name="oauth_client_kind_valid",
+            ),
+        ]
+
+
+class TokenContext(models.Model):
+    """How the user behind an access token signed in (``amr``, RFC 8176: ``pwd``, ``otp``) and
+    the SMART launch patient, if any. Copied to each token a refresh rotates in; a token without
+    one is treated as password-only and without launch context (fails closed)."""
+
+    access_token = models.OneToOneField(
+        "oauth2_provider.AccessToken",
+        on_delete=models.CASCADE,
+        related_name="context",
+    )
+    amr = models.JSONField(default=list)
+    # The launch patient (patients sits above accounts: an id, not a foreign key).
+    patient_id = models.BigIntegerField(null=True, blank=True)
+
+
+class GrantContext(models.Model):
+    """The same, for an authorization code between the sign-in and the token exchange."""
+
+    grant = models.OneToOneField(
+        "oauth2_provider.Grant", on_delete=models.CASCADE, related_name="context"
+    )
+    amr = models.JSONField(default=list)
+    patient_id = models.BigIntegerField(null=True, blank=True)
+
+
+class LaunchContext(models.Model):
+    """An EHR launch: the portal opens a registered SMART app with ``launch=<code>``; the app's
+    authorization request names it and its token carries the patient. Single use, short-lived."""
+
+    code = models.CharField(max_length=64, unique=True)
+    client = models.ForeignKey(OAuthClient, on_delete=models.CASCADE, related_name="launches")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    patient_id = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class ClientAssertionUse(models.Model):
+    """The ``jti`` of every accepted client assertion until it expires, so none is replayed."""
+
+    client = models.ForeignKey(OAuthClient, on_delete=models.CASCADE, related_name="+")
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "jti"], name="client_assertion_once"),
+        ]

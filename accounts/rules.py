@@ -25,6 +25,7 @@ is_patient = _has_role(Role.PATIENT)
 is_clinician = _has_role(Role.CLINICIAN)
 is_admin = _has_role(Role.ADMIN)
 is_auditor = _has_role(Role.AUDITOR)
+is_service = _has_role(Role.SERVICE)
 is_signed_in = rules.predicate(authz.is_signed_in, name="is_signed_in")
 is_staff_member = is_clinician | is_admin | is_auditor
 
@@ -43,6 +44,11 @@ def is_superuser(user) -> bool:
 authz.define("accounts.manage_users", is_admin, message="Only administrators manage user accounts.")
 authz.define(
     "accounts.manage_care_teams", is_admin, message="Only administrators manage care teams."
+)
+authz.define(
+    "accounts.manage_oauth_clients",
+    is_admin,
+    message="Only administrators register OAuth clients.",
 )
 authz.define(
     "accounts.use_admin_site", is_operator, message="Only operators use the admin console."

@@ -5,7 +5,11 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+
+from accounts.models import CareTeamMembership, User
+from core.authz import System
 
 from audit.models import Action
 from audit.services import record_event
@@ -52,3 +56,42 @@ def journal_login_failed(sender, credentials, request=None, **kwargs) -> None:
             outcome="failure",
             component="" if user else "authentication",
         )
+
+
+# --- sessions end when what they were granted on changes -----------------------------------------
+# Signals, not a service call: a password can be changed by the portal, the admin console,
+# ``manage.py changepassword`` or a reset, and every path must revoke. Portal sessions already
+# end on a password change (Django's session hash); tokens and sockets end here.
+
+
+@receiver(pre_save, sender=User)
+def _note_credential_change(sender, instance: User, **kwargs) -> None:
+    if instance.pk is None:
+        return
+    before = User.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if before is None:
+        return
+    if before["password"] != instance.password:
+        instance._revoke_reason = "password_changed"  # type: ignore[attr-defined]
+    elif before["is_active"] and not instance.is_active:
+        instance._revoke_reason = "deactivated"  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=User)
+def _revoke_after_credential_change(sender, instance: User, created: bool, **kwargs) -> None:
+    reason = getattr(instance, "_revoke_reason", None)
+    if reason is None:
+        return
+    del instance._revoke_reason  # type: ignore[attr-defined]
+    from accounts.identity.sessions import revoke_sessions
+
+    revoke_sessions(instance, reason=reason, actor=System("accounts"))
+
+
+@receiver(post_delete, sender=CareTeamMembership)
+def _revoke_after_leaving_a_team(sender, instance: CareTeamMembership, **kwargs) -> None:
+    from accounts.identity.sessions import revoke_sessions
+
+    user = User.objects.filter(pk=instance.user_id).first()
+    if user is not None:
+        revoke_sessions(user, reason="care_team_changed", actor=System("accounts"))

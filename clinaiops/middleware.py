@@ -1,7 +1,9 @@
-"""Request-scoped middleware: request id and client address, body size limit, access log."""
+"""Request-scoped middleware: client address behind trusted proxies, request id, body size limit,
+access log."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import time
@@ -16,6 +18,46 @@ from core.context import bind_user, request_context
 access_log = logging.getLogger("clinaiops.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class TrustedProxyMiddleware:
+    """Settle the client's address once, first in MIDDLEWARE, for everything after it: the
+    request context (logs, the journal), DRF's throttles, django-axes' lockout.
+
+    ``X-Forwarded-For`` is believed only behind ``TRUSTED_PROXY_COUNT`` proxies that each
+    append the address they saw: then the client is the N-th entry from the right (what the
+    outermost trusted proxy saw), when the header has that many entries and it is an IP
+    address. Entries further left are the client's own words. With no trusted proxy (0, the
+    default) the header is ignored and the client is the socket's peer. Either way the header is
+    removed, so that no later reader (DRF with ``NUM_PROXIES`` unset takes it whole) can be
+    handed a spoofed address.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        forwarded_for = request.META.pop("HTTP_X_FORWARDED_FOR", None)
+        client = _client_behind_proxies(
+            forwarded_for, int(getattr(settings, "TRUSTED_PROXY_COUNT", 0))
+        )
+        if client is not None:
+            request.META["REMOTE_ADDR"] = client
+        return self.get_response(request)
+
+
+def _client_behind_proxies(forwarded_for: str | None, proxy_count: int) -> str | None:
+    """The address ``proxy_count`` places from the right of ``X-Forwarded-For``, normalised;
+    None when there is no trusted proxy, too few entries, or that entry is no IP address."""
+    if proxy_count < 1 or not forwarded_for:
+        return None
+    entries = forwarded_for.split(",")
+    if len(entries) < proxy_count:
+        return None
+    try:
+        return str(ipaddress.ip_address(entries[-proxy_count].strip()))
+    except ValueError:
+        return None
 
 
 class RequestContextMiddleware:

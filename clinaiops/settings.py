@@ -63,7 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt",
+    "oauth2_provider",
     "drf_spectacular",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -305,6 +305,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "clinaiops.api.errors.lockout_response"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0 (the default): the
+# header is ignored, the client is the socket's peer. N: the N-th address from the right.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 OTP_TOTP_ISSUER = "ClinAIOps"
 
@@ -315,7 +318,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.identity.authentication.BearerTokenAuthentication",
         "clinaiops.api.authentication.VerifiedSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -335,17 +338,79 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": None,
+    # Throttles key on REMOTE_ADDR, which TrustedProxyMiddleware has already taken from
+    # X-Forwarded-For when (and only when) TRUSTED_PROXY_COUNT proxies are configured.
+    "NUM_PROXIES": 0,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
 
-SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15"))),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "7"))),
-    "SIGNING_KEY": SECRET_KEY,
-    "UPDATE_LAST_LOGIN": False,
+# --- Identity: one OAuth 2.0 / OpenID Connect server (django-oauth-toolkit) --------------------
+# Every API and FHIR token comes from it: the phone (code + PKCE), SMART apps, EHR back-ends
+# (client credentials with a signed assertion) and the first-party direct endpoint
+# (/api/v1/auth/token/, which staff reach only with their TOTP code). docs/identity.md.
+
+ACCESS_TOKEN_MINUTES = int(
+    os.environ.get("ACCESS_TOKEN_MINUTES") or os.environ.get("JWT_ACCESS_MINUTES") or "15"
+)
+REFRESH_TOKEN_DAYS = int(
+    os.environ.get("REFRESH_TOKEN_DAYS") or os.environ.get("JWT_REFRESH_DAYS") or "7"
+)
+# The direct username/password(/otp) endpoint for first-party clients; off in production if every
+# client uses the authorization code flow.
+FIRST_PARTY_TOKEN_ENDPOINT = env_bool("FIRST_PARTY_TOKEN_ENDPOINT", True)
+# The issuer URL (``iss`` of ID tokens, the discovery documents); derived from the request when
+# unset, which is right behind a proxy that passes Host and X-Forwarded-Proto.
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").rstrip("/")
+
+
+def _generate_rsa_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+# The library's own models (named so that migrations referring to them resolve).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_DEVICE_GRANT_MODEL = "oauth2_provider.DeviceGrant"
+
+OAUTH2_PROVIDER: dict[str, Any] = {
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": os.environ.get("OIDC_RSA_PRIVATE_KEY")
+    or _secret_from_data_dir("oidc_rsa_key.pem", _generate_rsa_key),
+    "OAUTH2_VALIDATOR_CLASS": "accounts.identity.validator.Validator",
+    "SCOPES_BACKEND_CLASS": "accounts.identity.scopes_backend.SmartScopesBackend",
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_MINUTES * 60,
+    "ID_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_MINUTES * 60,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": REFRESH_TOKEN_DAYS * 24 * 3600,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ROTATE_REFRESH_TOKEN": True,
+    # A refresh token used twice revokes its whole family (a stolen token is detected).
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    # Native apps redirect to their own scheme or to the loopback (RFC 8252).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http", "org.clinaiops.app"],
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "ERROR_RESPONSE_WITH_SCOPES": True,
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,5 +1,6 @@
 """URL space by caller (docs/architecture.md): /api/v1/ for apps and integrations, /portal/ for
-clinicians, /fhir/ for EHRs, /healthz for the load balancer."""
+clinicians, /fhir/ for EHRs, /oauth/ and /.well-known/ for every client's sign-in (the
+authorization server), /healthz for the load balancer."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -10,6 +11,8 @@ from clinaiops.api import errors
 from clinaiops.fhir import http as fhir_http
 from clinaiops.fhir.views import BaseView as FhirBaseView
 from clinaiops.health import healthz, readyz
+from clinaiops.oauth import discovery
+from clinaiops.oauth import views as oauth_views
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
@@ -23,6 +26,13 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
+    path(".well-known/smart-configuration", discovery.smart_configuration, name="smart-config"),
+    path(".well-known/openid-configuration", discovery.openid_configuration, name="oidc-config"),
+    path("fhir/.well-known/smart-configuration", discovery.smart_configuration),
+    path("oauth/login/", oauth_views.SignInView.as_view(), name="oauth-login"),
+    path("oauth/signed-in/", oauth_views.signed_in, name="oauth-signed-in"),
+    path("oauth/launch/", oauth_views.create_launch, name="oauth-launch"),
+    path("oauth/", include("clinaiops.oauth.urls")),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(

@@ -1,7 +1,7 @@
 """Websocket routing and authentication.
 
 Browsers authenticate with the portal session (second factor verified); the mobile app passes
-its JWT access token as ``?token=`` (browsers cannot set headers on a websocket handshake).
+its OAuth access token as ``?token=`` (browsers cannot set headers on a websocket handshake).
 Consumers live in the app that owns the events; their routes are collected here.
 """
 
@@ -21,17 +21,28 @@ from clinicians.routing import websocket_urlpatterns  # noqa: F401 - re-exported
 
 @database_sync_to_async
 def _user_for_token(raw_token: str):
-    from rest_framework_simplejwt.exceptions import TokenError
-    from rest_framework_simplejwt.tokens import AccessToken
+    """The user of a valid access token, with the token on the user (``socket_token``) so the
+    consumer can close the socket when it expires or is revoked; anonymous otherwise. The same
+    checks as the API's bearer authentication: active account, second factor for staff, the
+    first-party ``api`` scope."""
+    from accounts.identity import scopes
+    from accounts.identity.authentication import amr_of, token_scopes
+    from accounts.identity.tokens import is_staff_role
+    from accounts.identity.validator import Validator
 
-    try:
-        token = AccessToken(raw_token)  # type: ignore[arg-type]  # simplejwt annotates it Token
-        return get_user_model().objects.get(pk=token["user_id"], is_active=True)
-    except (TokenError, KeyError, get_user_model().DoesNotExist):
+    access_token = Validator()._load_access_token(raw_token)
+    if access_token is None or access_token.is_expired() or access_token.user is None:
         return AnonymousUser()
+    user = access_token.user
+    if not user.is_active or scopes.API_SCOPE not in token_scopes(access_token):
+        return AnonymousUser()
+    if is_staff_role(user.role) and "otp" not in amr_of(access_token):
+        return AnonymousUser()
+    user.socket_token = (access_token.pk, access_token.expires)
+    return user
 
 
-class _JwtQueryMiddleware:
+class _TokenQueryMiddleware:
     def __init__(self, inner):
         self.inner = inner
 
@@ -79,4 +90,4 @@ def origin_checked(inner):
 
 
 def TokenAuthMiddleware(inner):  # noqa: N802 - reads like the middleware class it returns
-    return AuthMiddlewareStack(_JwtQueryMiddleware(inner))
+    return AuthMiddlewareStack(_TokenQueryMiddleware(inner))

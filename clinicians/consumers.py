@@ -4,10 +4,12 @@ may follow which events is the controller's (``clinicians.follow_*``), refused w
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from accounts.models import CareTeamMembership
 from clinicians.notify import care_team_group, patient_group, user_group
@@ -16,8 +18,16 @@ from core.api.parsers import load_json
 from patients.models import Patient
 
 CLOSE_UNAUTHORISED = 4401
+RECHECK_SECONDS = 60.0  # how often an open socket re-checks its token and care teams
 CLOSE_FORBIDDEN = 4403
 MAX_FRAME_CHARACTERS = 4096  # a ping is 17
+
+
+@database_sync_to_async
+def _token_exists(token_pk: int) -> bool:
+    from oauth2_provider.models import AccessToken
+
+    return AccessToken.objects.filter(pk=token_pk).exists()
 
 
 def _refuse_constant(constant: str):
@@ -39,6 +49,7 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.watchdog = asyncio.ensure_future(self._watch(user))
         await self.send_json({"event": "ready", "subscriptions": len(self.groups_joined) - 1})
         # Catch up: whatever is still open was perhaps pushed while this socket was away (a
         # reconnect, a Redis restart). Sent again with ``"replay": true``; clients de-duplicate
@@ -56,7 +67,32 @@ class _PushConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def _watch(self, user) -> None:
+        """Close the socket when its token expires or is revoked (a revocation whose push was
+        lost — the channel layer down at that moment — is found here within a minute), and
+        follow care-team changes: a team left stops its pushes, a team joined starts them."""
+        token = getattr(user, "socket_token", None)
+        while True:
+            wait = RECHECK_SECONDS
+            if token is not None:
+                wait = min(wait, max(0.0, (token[1] - timezone.now()).total_seconds()))
+            await asyncio.sleep(wait)
+            if token is not None and (
+                timezone.now() >= token[1] or not await _token_exists(token[0])
+            ):
+                await self.close(code=CLOSE_UNAUTHORISED)
+                return
+            wanted = [*await self.groups_for(user), user_group(user.pk)]
+            for group in set(self.groups_joined) - set(wanted):
+                await self.channel_layer.group_discard(group, self.channel_name)
+            for group in set(wanted) - set(self.groups_joined):
+                await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined = wanted
+
     async def disconnect(self, code: int) -> None:
+        watchdog = getattr(self, "watchdog", None)
+        if watchdog is not None:
+            watchdog.cancel()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

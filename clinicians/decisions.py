@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.identity.signin import reauthenticate
 from accounts.models import User
 from audit.models import Action
 from audit.services import record_event
@@ -158,7 +159,7 @@ def decide_recommendation(
         raise DomainError("action must be approve, modify or reject.", field="action")
     if not reason or not reason.strip():
         raise DomainError("A reason is required.", field="reason")
-    if not actor.check_password(password or ""):
+    if not reauthenticate(actor, password or ""):
         with transaction.atomic():
             record_event(
                 action=Action.DECISION,

@@ -3,6 +3,7 @@
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
+from accounts.identity.sessions import sessions_revoked
 from patients.models import LabResult, MedicationIntake, Reading
 from patients.signals import intakes_recorded, labs_recorded, readings_recorded
 
@@ -31,3 +32,12 @@ def close_sockets_on_sign_out(sender, user, **kwargs) -> None:
 
     if user is not None:
         user_signed_out(user.pk)
+
+
+@receiver(sessions_revoked)
+def close_sockets_on_revocation(sender, user_id: int, **kwargs) -> None:
+    """Tokens revoked (password changed, deactivated, left a care team, signed out everywhere):
+    the user's open sockets close too."""
+    from clinicians.notify import user_signed_out
+
+    user_signed_out(user_id)

@@ -1,6 +1,8 @@
 """Session authentication for the API that counts a session only after its second factor."""
 
 from drf_spectacular.authentication import SessionScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from rest_framework.authentication import SessionAuthentication
 
 
@@ -24,3 +26,13 @@ class VerifiedSessionScheme(SessionScheme):
 
     target_class = "clinaiops.api.authentication.VerifiedSessionAuthentication"
     name = "portalSession"
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """OpenAPI: the bearer tokens of the authorization server (``accounts.identity``)."""
+
+    target_class = "accounts.identity.authentication.BearerTokenAuthentication"
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix="Bearer")

@@ -6,9 +6,9 @@ import pytest
 from django.test import Client
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.conftest import PASSWORD, bearer_client
+from tests.tokens import access_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -21,12 +21,13 @@ def test_token_pair_for_valid_credentials_and_refresh(api_client, patient_a):
     )
     assert response.status_code == 200
     tokens = response.json()
-    assert set(tokens) == {"access", "refresh"}
+    assert {"access", "refresh", "expires_in", "token_type"} <= set(tokens)
     refreshed = api_client.post(
         f"{TOKEN_URL}refresh/", {"refresh": tokens["refresh"]}, format="json"
     )
     assert refreshed.status_code == 200
-    assert "access" in refreshed.json()
+    assert refreshed.json()["access"] != tokens["access"]
+    assert refreshed.json()["refresh"] != tokens["refresh"]  # rotated
 
 
 def test_wrong_password_is_401_in_the_error_shape(api_client, patient_a):
@@ -61,12 +62,17 @@ def test_malformed_json_is_400_not_500(api_client):
 
 
 def test_expired_access_token_is_401(api_client, patient_a):
-    token = AccessToken.for_user(patient_a.user)
-    token.set_exp(lifetime=-timedelta(seconds=1))
+    from django.utils import timezone
+    from oauth2_provider.models import AccessToken
+
+    token = access_token_for(patient_a.user)
+    AccessToken.objects.filter(user=patient_a.user).update(
+        expires=timezone.now() - timedelta(seconds=1)
+    )
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     response = api_client.get("/api/v1/patients/")
     assert response.status_code == 401
-    assert response.json()["errors"][0]["code"] == "token_not_valid"
+    assert response.json()["errors"][0]["code"] == "not_authenticated"
 
 
 def test_garbage_bearer_token_is_401(api_client):

@@ -36,7 +36,7 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
+from tests.tokens import access_token_for
 
 from audit.export_jobs import request_export
 from audit.exports import ExportFilters
@@ -170,7 +170,7 @@ def concrete(route: str, values: dict[str, str]) -> str:
 def signed_in(user) -> APIClient:
     """A bearer token for the API and a portal session with a verified second factor."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     device = TOTPDevice.objects.create(user=user, name="route test", confirmed=True)
     session = client.session

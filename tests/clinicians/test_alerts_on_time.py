@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
-from rest_framework_simplejwt.tokens import AccessToken
+from tests.tokens import access_token_for
 
 from clinicians import safety_path, tasks
 from clinicians.models import Alert, AlertKind, Recommendation
@@ -153,7 +153,7 @@ def test_an_idle_socket_on_channels_redis_stays_up_for_a_minute(clinician_a, pat
     from clinaiops.asgi import application
     from clinicians.notify import care_team_group
 
-    token = str(AccessToken.for_user(clinician_a))
+    token = access_token_for(clinician_a)
     team = clinician_a.care_team_memberships.first().care_team_id
 
     async def scenario():
@@ -180,7 +180,7 @@ def test_a_reconnecting_portal_socket_catches_up_on_open_alerts(clinician_a, pat
     alert = Alert.objects.create(
         patient=patient_a, kind=AlertKind.CRISIS, message="192/124", opened_at=timezone.now()
     )
-    token = str(AccessToken.for_user(clinician_a))
+    token = access_token_for(clinician_a)
 
     async def scenario():
         socket = WebsocketCommunicator(application, f"/ws/alerts/?token={token}")

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
 from django.test import TestCase
-from rest_framework_simplejwt.tokens import AccessToken
+from tests.tokens import access_token_for
 
 from audit.models import AuditEvent
 from clinaiops.asgi import application
@@ -143,7 +143,7 @@ def test_messages_are_delivered_live_to_the_right_people_only():
             close_old_connections()
 
     async def connect(path, user):
-        socket = WebsocketCommunicator(application, f"{path}?token={AccessToken.for_user(user)}")
+        socket = WebsocketCommunicator(application, f"{path}?token={access_token_for(user)}")
         connected, _ = await socket.connect()
         assert connected
         assert (await socket.receive_json_from(timeout=5))["event"] == "ready"

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
-from rest_framework_simplejwt.tokens import AccessToken
+from tests.tokens import access_token_for
 
 from clinaiops.asgi import application
 from clinicians.evaluation import evaluate_patient
@@ -82,7 +82,7 @@ def test_clinician_websocket_receives_the_crisis_alert():
     team = CareTeam.objects.create(name="Socket team")
     CareTeamMembership.objects.create(care_team=team, user=clinician)
     patient = PatientFactory(care_team=team)
-    token = str(AccessToken.for_user(clinician))
+    token = access_token_for(clinician)
 
     async def scenario():
         socket = WebsocketCommunicator(application, f"/ws/alerts/?token={token}")
@@ -118,7 +118,7 @@ def test_websocket_refuses_anonymous_and_wrong_role():
         await anonymous.connect()
         assert await anonymous.receive_output() == {"type": "websocket.close", "code": 4401}
         as_patient = WebsocketCommunicator(
-            application, f"/ws/alerts/?token={AccessToken.for_user(patient.user)}"
+            application, f"/ws/alerts/?token={access_token_for(patient.user)}"
         )
         await as_patient.connect()
         assert await as_patient.receive_output() == {"type": "websocket.close", "code": 4403}
@@ -151,7 +151,7 @@ def test_patient_websocket_receives_their_patient_tier_recommendation():
     clinician = ClinicianFactory(care_team=team)
     patient = PatientFactory(care_team=team)
     set_bounds(patient, clinician, step="2.5", may_start=True)
-    token = str(AccessToken.for_user(patient.user))
+    token = access_token_for(patient.user)
     uncontrolled = make_patient(
         "sim-uncontrolled", baseline_systolic_mmhg=150.0, baseline_diastolic_mmhg=90.0
     )
@@ -202,7 +202,7 @@ def test_signing_out_closes_the_users_open_sockets_and_no_one_elses():
         sockets = {}
         for name, user in (("leaving", leaving), ("staying", staying)):
             socket = WebsocketCommunicator(
-                application, f"/ws/alerts/?token={AccessToken.for_user(user)}"
+                application, f"/ws/alerts/?token={access_token_for(user)}"
             )
             connected, _ = await socket.connect()
             assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"
@@ -227,7 +227,7 @@ def test_a_garbage_frame_does_not_cost_the_clinician_their_socket():
 
     async def scenario():
         socket = WebsocketCommunicator(
-            application, f"/ws/alerts/?token={AccessToken.for_user(clinician)}"
+            application, f"/ws/alerts/?token={access_token_for(clinician)}"
         )
         connected, _ = await socket.connect()
         assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"

@@ -54,7 +54,7 @@ from accounts.models import Role
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
 from django.contrib.auth.hashers import make_password
 from patients.services import register_patient
-from rest_framework_simplejwt.tokens import AccessToken
+from tests.tokens import access_token_for
 from core.authz import System
 SETUP = System("tests")
 hashed = make_password(sys.argv[1])
@@ -69,8 +69,8 @@ for i in range(int(sys.argv[2])):
     patient = register_patient(given_name="Fault", family_name=f"P{i}", birth_year=1960,
                                sex="female", race="white", ethnicity="not_hispanic_or_latino",
                                care_team=team, user=user, actor=SETUP)
-    patients.append({"id": patient.pk, "token": str(AccessToken.for_user(user))})
-print(json.dumps({"clinician": str(AccessToken.for_user(clinician)), "patients": patients}))
+    patients.append({"id": patient.pk, "token": access_token_for(user)})
+print(json.dumps({"clinician": access_token_for(clinician), "patients": patients}))
 """
 
 

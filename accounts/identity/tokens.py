@@ -1,0 +1,83 @@
+"""The first-party direct token endpoint's tokens (``/api/v1/auth/token/``), issued by the same
+django-oauth-toolkit machinery as every other token: same table, same lifetimes, same rotation,
+reuse detection and revocation. Only the check before issuing differs: username, password and,
+for staff, the TOTP code (``accounts.identity.signin``).
+
+The first-party client (``clinaiops-app``) is created by a migration; it is also the phone app's
+client for the authorization code flow with PKCE.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from oauth2_provider.models import Application
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauthlib.common import Request
+
+from accounts.identity import scopes
+from accounts.identity.validator import AMR
+from accounts.models import Role, User
+
+FIRST_PARTY_CLIENT_ID = "clinaiops-app"
+
+
+def first_party_client() -> Application:
+    return Application.objects.select_related("registration").get(client_id=FIRST_PARTY_CLIENT_ID)
+
+
+def first_party_scopes(user: User) -> list[str]:
+    """The app's full reach for this role: the REST API, and FHIR as far as the role goes."""
+    contexts, _ = scopes.ROLE_CEILING.get(user.role, (frozenset(), {}))
+    granted = [scopes.API_SCOPE, "offline_access"]
+    if "user" in contexts:
+        granted.append("user/*.cruds")
+    return granted
+
+
+def issue(user: User, *, amr: list[str], token_endpoint: str) -> dict:
+    """An access and a refresh token for ``user``, who has just proved ``amr``."""
+    core = get_oauthlib_core()
+    request = Request(token_endpoint, http_method="POST")
+    request.client = first_party_client()
+    request.client_id = FIRST_PARTY_CLIENT_ID
+    request.user = user
+    request.scopes = first_party_scopes(user)
+    request.grant_type = "password"
+    setattr(request, AMR, list(amr))
+    bearer = core.server.default_token_type
+    token = bearer.create_token(request, refresh_token=True)
+    core.server.request_validator.save_bearer_token(token, request)
+    return dict(token)
+
+
+def refresh(refresh_token: str, *, token_endpoint: str) -> tuple[int, dict]:
+    """The refresh grant, as ``/oauth/token/`` runs it for the first-party client: the status and
+    the body (a rotated pair, or the OAuth error)."""
+    import json
+
+    core = get_oauthlib_core()
+    body = urlencode(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": FIRST_PARTY_CLIENT_ID,
+        }
+    )
+    _, response_body, status = core.server.create_token_response(
+        token_endpoint,
+        "POST",
+        body,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return status, json.loads(response_body or "{}")
+
+
+def is_staff_role(role: str) -> bool:
+    """Roles that act on others' data and so sign in with a second factor everywhere."""
+    return role in (Role.CLINICIAN, Role.ADMIN, Role.AUDITOR)
+
+
+def endpoint_enabled() -> bool:
+    return settings.FIRST_PARTY_TOKEN_ENDPOINT
