@@ -32,7 +32,7 @@ demo: migrate
 	$(PY) manage.py collectstatic --noinput -v 0
 
 	@echo "Serving ClinAIOps on http://$(HOST):$(PORT)/  (portal: /portal/, API docs: /api/docs/)"
-	DEBUG=$${DEBUG:-0} SECURE_COOKIES=0 $(BIN)/daphne -b $(HOST) -p $(PORT) clinaiops.asgi:application
+	DEBUG=$${DEBUG:-0} SECURE_COOKIES=0 $(BIN)/daphne --verbosity 0 -b $(HOST) -p $(PORT) clinaiops.asgi:application
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .

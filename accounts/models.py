@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
-
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 

@@ -46,6 +46,11 @@ authz.define(
     "accounts.manage_care_teams", is_admin, message="Only administrators manage care teams."
 )
 authz.define(
+    "accounts.sign_out",
+    is_signed_in,
+    message="Only a signed-in account can sign out.",
+)
+authz.define(
     "accounts.manage_oauth_clients",
     is_admin,
     message="Only administrators register OAuth clients.",
@@ -64,12 +69,6 @@ authz.define(
     reads="audit_event",
 )
 authz.define("audit.export_trail", is_auditor, message="Only auditors may export the audit trail.")
-# The journal's read-only pages in the admin console (which only operators open at all).
-authz.define(
-    "audit.browse_in_admin",
-    is_superuser | is_auditor,
-    message="Only auditors and superusers browse the journal in the admin console.",
-)
 # Auditors share one export list (compliance is a team function); nobody else sees any.
 authz.define_visibility(
     "audit.export",

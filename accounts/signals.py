@@ -9,10 +9,9 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import CareTeamMembership, User
-from core.authz import System
-
 from audit.models import Action
 from audit.services import record_event
+from core.authz import System
 
 
 @receiver(user_logged_in)

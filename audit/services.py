@@ -37,6 +37,9 @@ logger = logging.getLogger("clinaiops.audit")
 # Roles whose reads of patient data are journalled (docs/architecture.md, safety invariants).
 # A patient reading their own record is not: it is no disclosure to a third party.
 READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor"})
+# Reads of the journal itself (the object type of ``audit.view_trail``): journalled every time,
+# whether or not the rows shown concern a patient — who read the trail is part of the trail.
+TRAIL_READ_OBJECT_TYPES = frozenset({"audit_event"})
 DEFAULT_CHECKPOINT_EVERY = 1024
 
 
@@ -219,13 +222,17 @@ def record_read(
     patient_ids: Iterable[int],
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent | None:
-    """One ``read`` event for one request that showed patient data, listing every patient.
+    """One ``read`` event for one request that showed patient data, listing every patient, or
+    that showed the journal itself (``TRAIL_READ_OBJECT_TYPES``: with or without patients).
 
-    Returns None (and records nothing) when no patient was shown, or when the reader is not a
-    clinician, admin or auditor (a patient reading their own data is not journalled).
+    Returns None (and records nothing) when no patient was shown (outside the journal), or when
+    the reader is not a clinician, admin or auditor (a patient reading their own data is not
+    journalled).
     """
     ids = list(patient_ids)
-    if not ids or str(getattr(actor, "role", "")) not in READ_JOURNALLED_ROLES:
+    if str(getattr(actor, "role", "")) not in READ_JOURNALLED_ROLES:
+        return None
+    if not ids and object_type not in TRAIL_READ_OBJECT_TYPES:
         return None
     return record_event(
         action=Action.READ, actor=actor, object_type=object_type, patient_ids=ids, detail=detail

@@ -37,6 +37,7 @@ import websockets
 from bench import machine_facts, write_section
 from bench.ingest_bench import redact
 from bench.ws_latency_bench import (
+    BENCH_TOTP_KEY,
     PASSWORD,
     _crisis_batch,
     _daphne,
@@ -66,9 +67,12 @@ SETUP = System("bench")
 hashed = make_password(sys.argv[1])
 crisis_count, load_count = int(sys.argv[2]), int(sys.argv[3])
 team = create_care_team(name="Load team", actor=SETUP)
-add_team_member(care_team=team, actor=SETUP, user=create_clinician(
+clinician = create_clinician(
     username="load-clinician", password=None, password_hash=hashed, display_name="Bench",
-    actor=SETUP))
+    actor=SETUP)
+add_team_member(care_team=team, actor=SETUP, user=clinician)
+from django_otp.plugins.otp_totp.models import TOTPDevice
+TOTPDevice.objects.create(user=clinician, name="bench", key=sys.argv[4], confirmed=True)
 now = timezone.now()
 for prefix, count, history in (("crisis", crisis_count, False), ("load", load_count, True)):
     for i in range(count):
@@ -229,6 +233,7 @@ def run(
             THROTTLE_USER="1000000/minute",
             THROTTLE_ANON="1000000/minute",
             THROTTLE_LOGIN="1000000/minute",
+            ACCESS_TOKEN_MINUTES="240",  # one clinician sign-in lasts the whole run
             LOG_LEVEL="WARNING",
             AXES_FAILURE_LIMIT="1000",
         )
@@ -242,7 +247,7 @@ def run(
         )
         crisis_total = crises_per_step * len(rates)
         subprocess.run(
-            [python, "-c", SETUP, PASSWORD, str(crisis_total), str(load_patients)],
+            [python, "-c", SETUP, PASSWORD, str(crisis_total), str(load_patients), BENCH_TOTP_KEY],
             cwd=ROOT,
             env=env,
             check=True,
@@ -300,8 +305,8 @@ def run(
             _wait_for_port(port, processes[0])
             load_tokens = [_token(port, f"load-{i:04d}") for i in range(load_patients)]
             crisis_tokens = [_token(port, f"crisis-{i:04d}") for i in range(crisis_total)]
+            clinician = _token(port, "load-clinician", totp_key=BENCH_TOTP_KEY)
             for step, rate in enumerate(rates):
-                clinician = _token(port, "load-clinician")
                 load = OpenLoad(port, load_tokens, rate)
                 batch = crisis_tokens[step * crises_per_step : (step + 1) * crises_per_step]
                 crises, failure = asyncio.run(

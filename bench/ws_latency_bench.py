@@ -45,9 +45,12 @@ from core.authz import System
 SETUP = System("bench")
 hashed = make_password(sys.argv[1])
 team = create_care_team(name="Latency team", actor=SETUP)
-add_team_member(care_team=team, actor=SETUP, user=create_clinician(
+clinician = create_clinician(
     username="latency-clinician", password=None, password_hash=hashed, display_name="Bench",
-    actor=SETUP))
+    actor=SETUP)
+add_team_member(care_team=team, actor=SETUP, user=clinician)
+from django_otp.plugins.otp_totp.models import TOTPDevice
+TOTPDevice.objects.create(user=clinician, name="bench", key=sys.argv[4], confirmed=True)
 for prefix, count in (("latency", int(sys.argv[2])), ("load", int(sys.argv[3]))):
     for i in range(count):
         user = create_user(username=f"{prefix}-{i:03d}", password=None, password_hash=hashed,
@@ -91,8 +94,18 @@ def _post(port: int, path: str, body: dict, token: str | None = None) -> tuple[i
     return response.status, payload
 
 
-def _token(port: int, username: str) -> str:
-    status, body = _post(port, "/api/v1/auth/token/", {"username": username, "password": PASSWORD})
+# The bench clinician's authenticator key (hex, RFC 6238's test key): staff sign in with TOTP.
+BENCH_TOTP_KEY = "3132333435363738393031323334353637383930"
+
+
+def _token(port: int, username: str, *, totp_key: str | None = None) -> str:
+    """Sign in once per user per run (a TOTP code is accepted once per 30-second step)."""
+    credentials = {"username": username, "password": PASSWORD}
+    if totp_key is not None:
+        from django_otp.oath import totp
+
+        credentials["otp"] = f"{totp(bytes.fromhex(totp_key)):06d}"
+    status, body = _post(port, "/api/v1/auth/token/", credentials)
     if status != 200:
         raise RuntimeError(f"login failed for {username}: {status} {body}")
     return body["access"]
@@ -161,7 +174,7 @@ def _background(port: int, tokens: list[str], rate: float, stop, counts: dict) -
 async def _measure(port: int, samples: int, load_rate: float = 0.0, env=None) -> list[float]:
     import threading
 
-    clinician = _token(port, "latency-clinician")
+    clinician = _token(port, "latency-clinician", totp_key=BENCH_TOTP_KEY)
     patient_tokens = [_token(port, f"latency-{i:03d}") for i in range(samples)]
     latencies: list[float] = []
     stop, counts = threading.Event(), {}
@@ -296,7 +309,15 @@ def run(
             [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
         )
         subprocess.run(
-            [python, "-c", SETUP, PASSWORD, str(samples), str(LOAD_PATIENTS if load_rate else 0)],
+            [
+                python,
+                "-c",
+                SETUP,
+                PASSWORD,
+                str(samples),
+                str(LOAD_PATIENTS if load_rate else 0),
+                BENCH_TOTP_KEY,
+            ],
             cwd=ROOT,
             env=env,
             check=True,

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "clinaiops.middleware.TrustedProxyMiddleware",  # first: everything after sees the client
     "clinaiops.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "clinaiops.middleware.BodySizeLimitMiddleware",
@@ -296,6 +297,15 @@ SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Health checks and the local demo are served over plain HTTP on the loopback interface.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SILENCED_SYSTEM_CHECKS = [
+    # RFC 9700 items not yet taken (docs/identity.md): the password grant is not enabled for
+    # any client (the direct endpoint checks the password itself, then issues through the
+    # library); tokens are stored as the library stores them (hashing at rest is a follow-up);
+    # http redirect URIs are needed for native apps' loopback redirects (RFC 8252 §7.3).
+    "oauth2_provider.W002",
+    "oauth2_provider.W006",
+    "oauth2_provider.W008",
+]
 
 # django-axes: lock a username+address pair after repeated failures (OWASP ASVS 2.2.1).
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
@@ -380,9 +390,9 @@ def _generate_rsa_key() -> str:
 
 # The library's own models (named so that migrations referring to them resolve).
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
-OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
-OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
-OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"  # noqa: S105 - a model name
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"  # noqa: S105 - a model name
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER_DEVICE_GRANT_MODEL = "oauth2_provider.DeviceGrant"
 
@@ -404,6 +414,13 @@ OAUTH2_PROVIDER: dict[str, Any] = {
     # Native apps redirect to their own scheme or to the loopback (RFC 8252).
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http", "org.clinaiops.app"],
     "REQUEST_APPROVAL_PROMPT": "force",
+    # OAuth 2.0 Security BCP (RFC 9700): no implicit grant, S256 only, tokens never in the query
+    # string of a resource request, the issuer in every authorization response.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "ERROR_RESPONSE_WITH_SCOPES": True,
     "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
         "client_secret_basic",

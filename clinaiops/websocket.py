@@ -13,7 +13,6 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 
 from clinicians.routing import websocket_urlpatterns  # noqa: F401 - re-exported

@@ -112,6 +112,7 @@ class Ledger:
 _actions: dict[str, Action] = {}
 _visibilities: dict[str, Visibility] = {}
 _journal: Callable[..., Any] | None = None
+_every_read_journalled: frozenset[str] = frozenset()
 _ledger: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
     "clinaiops_authz_ledger", default=None
 )
@@ -153,11 +154,14 @@ def define_visibility(
     return visibility
 
 
-def journal_reads_with(journal: Callable[..., Any]) -> None:
+def journal_reads_with(journal: Callable[..., Any], *, every_read_of: Iterable[str] = ()) -> None:
     """The audit app hands over its ``record_read`` (it sits above this module). Until it has,
-    a read of patient data is refused as a usage error rather than shown unjournalled."""
-    global _journal
+    a read of patient data is refused as a usage error rather than shown unjournalled.
+    ``every_read_of``: the object types (the journal's own) whose every read is journalled,
+    whether or not it showed a patient."""
+    global _journal, _every_read_journalled
     _journal = journal
+    _every_read_journalled = frozenset(every_read_of)
 
 
 def action(name: str) -> Action:
@@ -241,7 +245,8 @@ def authorize_read(
     action's) naming the patient of ``obj`` and the patients in ``shown`` (a list's rows, taken
     from a visibility). Runs in its own transaction, so the event is written whatever the
     caller's. Nothing is journalled for a reader the journal leaves out (a patient reading
-    their own record) or when no patient is shown."""
+    their own record) or when no patient is shown — except for a read of the journal itself
+    (``journal_reads_with(every_read_of=…)``), which is journalled every time."""
     act = action(name)
     _note("read", name, actor)
     if act.reads is None:
@@ -254,7 +259,7 @@ def authorize_read(
     patient_ids = set(shown)
     if obj is not None:
         patient_ids.add(_patient_of(act, obj))
-    if not patient_ids:
+    if not patient_ids and act.reads not in _every_read_journalled:
         return
     if _journal is None:
         raise AuthorizationUsageError("no read journal: the audit app has not registered it")

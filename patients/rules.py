@@ -15,7 +15,7 @@ from operator import or_
 import rules
 from django.db.models import Q, QuerySet
 
-from accounts.rules import is_admin, is_clinician, is_patient, is_signed_in
+from accounts.rules import is_admin, is_clinician, is_patient, is_service, is_signed_in
 from core import authz
 from patients.models import LabResult, Patient, Prescription, Reading
 
@@ -28,10 +28,17 @@ def care_teams_of(user) -> Q:
     return Q(care_teams__memberships__user_id=user.pk)
 
 
+def care_teams_served_by(user) -> Q:
+    """An EHR back-end service (SMART Backend Services) reaches the care teams it was
+    registered for."""
+    return Q(care_teams__oauth_clients__service_user_id=user.pk)
+
+
 # (who, which patients) — each line one kind of reach.
 REACH = (
     (is_patient, own_record),
     (is_clinician, care_teams_of),
+    (is_service, care_teams_served_by),
 )
 
 
@@ -41,7 +48,11 @@ def reached_patients(user) -> QuerySet[Patient]:
     if not reach:
         return Patient.objects.none()
     # A subquery, not a join: a patient in two of the caller's teams is listed once.
-    return Patient.objects.filter(pk__in=Patient.objects.filter(reduce(or_, reach)).values("pk"))
+    reached = Patient.objects.filter(pk__in=Patient.objects.filter(reduce(or_, reach)).values("pk"))
+    # A SMART token with patient/ scopes only narrows this request's reach to its launch
+    # patient (set by the FHIR facade on the request's user; never widens).
+    compartment = getattr(user, "compartment_patient_id", None)
+    return reached.filter(pk=compartment) if compartment is not None else reached
 
 
 @rules.predicate

@@ -13,9 +13,12 @@ from core.authz import System
 SMART_REDIRECT = "https://app.example/cb"
 
 
-def smart_app(*, scopes: str = "openid fhirUser launch launch/patient offline_access "
-              "patient/*.rs user/*.rs", redirect_uris: str = SMART_REDIRECT,
-              launch_uri: str = "https://app.example/launch"):
+def smart_app(
+    *,
+    scopes: str = "openid fhirUser launch launch/patient offline_access patient/*.rs user/*.rs",
+    redirect_uris: str = SMART_REDIRECT,
+    launch_uri: str = "https://app.example/launch",
+):
     registration, _ = register_client(
         name="Example SMART app",
         kind="smart_app",

@@ -24,6 +24,7 @@ from accounts.identity import signin, tokens
 from accounts.identity.sessions import revoke_sessions
 from audit.models import Action
 from audit.services import record_event
+from core import authz
 from core.api.serializers import StrictInputSerializer
 
 LockedOut = signin.LockedOut  # the name other modules and tests import
@@ -162,6 +163,7 @@ class LogoutView(APIView):
         data = LogoutInput(data=request.data)
         data.is_valid(raise_exception=True)
         user = request.user
+        authz.authorize(user, "accounts.sign_out")
         if data.validated_data["everywhere"] or request.auth is None:
             revoke_sessions(user, reason="sign_out", actor=user)
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -36,6 +36,8 @@ def token_scopes(access_token) -> list[str]:
 
 class BearerTokenAuthentication(OAuth2Authentication):
     def authenticate(self, request):
+        if not request.META.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
+            return None  # not ours (the portal's session, or anonymous)
         result = super().authenticate(request)
         if result is None:
             return None

@@ -17,12 +17,25 @@ def from_request(request: HttpRequest) -> str:
     return request.build_absolute_uri("/").rstrip("/")
 
 
-def from_uri(uri: str) -> str:
-    """The same for oauthlib's request, which carries the absolute URI it was built from."""
+def from_oauthlib(request) -> str:
+    """The same for oauthlib's request: django-oauth-toolkit gives it the path and Django's
+    META as headers (``HTTP_HOST``, and ``X_DJANGO_OAUTH_TOOLKIT_SECURE`` when the request was
+    secure); a request built here carries an absolute URI instead."""
     if settings.OIDC_ISSUER:
         return settings.OIDC_ISSUER
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
+    parts = urlsplit(getattr(request, "uri", "") or "")
+    if parts.scheme and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("HTTP_HOST") or headers.get("SERVER_NAME", "")
+    scheme = "https" if headers.get("X_DJANGO_OAUTH_TOOLKIT_SECURE") == "1" else "http"
+    return f"{scheme}://{host}"
+
+
+def endpoint_of_oauthlib(request) -> str:
+    """The absolute URL oauthlib's request was made to, without its query."""
+    path = urlsplit(getattr(request, "uri", "") or "").path
+    return from_oauthlib(request) + path
 
 
 def endpoint(request: HttpRequest, path: str) -> str:

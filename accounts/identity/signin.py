@@ -38,7 +38,7 @@ def check_password(request: HttpRequest, username: str, password: str) -> User:
         raise LockedOut("Too many failed sign-in attempts; try again later.")
     if user is None:
         raise SignInRefused("No active account found with the given credentials.")
-    return user  # type: ignore[return-value]  # AUTH_USER_MODEL is accounts.User
+    return user
 
 
 def confirmed_device(user: User) -> TOTPDevice | None:

@@ -18,22 +18,43 @@ from oauthlib.common import Request
 
 from accounts.identity import scopes
 from accounts.identity.validator import AMR
-from accounts.models import Role, User
+from accounts.models import OAuthClient, Role, User
 
 FIRST_PARTY_CLIENT_ID = "clinaiops-app"
+FIRST_PARTY_REDIRECT_URIS = "org.clinaiops.app:/oauth/callback http://127.0.0.1/callback"
+FIRST_PARTY_SCOPES = (
+    "openid profile fhirUser offline_access online_access api launch/patient "
+    "user/*.cruds patient/*.cruds"
+)
 
 
 def first_party_client() -> Application:
-    return Application.objects.select_related("registration").get(client_id=FIRST_PARTY_CLIENT_ID)
+    """The first-party client (created by migration 0003; re-created here if a database was
+    flushed, as transactional tests do)."""
+    application, created = Application.objects.get_or_create(
+        client_id=FIRST_PARTY_CLIENT_ID,
+        defaults={
+            "name": "ClinAIOps app",
+            "client_type": Application.CLIENT_PUBLIC,
+            "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
+            "redirect_uris": FIRST_PARTY_REDIRECT_URIS,
+            "skip_authorization": True,
+            "algorithm": Application.RS256_ALGORITHM,
+        },
+    )
+    if created:
+        OAuthClient.objects.create(
+            application=application,
+            kind=OAuthClient.Kind.FIRST_PARTY,
+            allowed_scopes=FIRST_PARTY_SCOPES,
+        )
+    return application
 
 
 def first_party_scopes(user: User) -> list[str]:
-    """The app's full reach for this role: the REST API, and FHIR as far as the role goes."""
-    contexts, _ = scopes.ROLE_CEILING.get(user.role, (frozenset(), {}))
-    granted = [scopes.API_SCOPE, "offline_access"]
-    if "user" in contexts:
-        granted.append("user/*.cruds")
-    return granted
+    """The app's full reach: the REST API, and FHIR as far as the role's rules go (a wildcard
+    adds nothing to the role: an admin's FHIR searches are empty, not refused)."""
+    return [scopes.API_SCOPE, "offline_access", "user/*.cruds"]
 
 
 def issue(user: User, *, amr: list[str], token_endpoint: str) -> dict:

@@ -36,10 +36,6 @@ def _registration(client) -> OAuthClient | None:
         return None
 
 
-def _token_endpoint(request) -> str:
-    return (getattr(request, "uri", "") or "").split("?")[0]
-
-
 class Validator(OAuth2Validator):
     # Which scope releases each claim (the library drops a claim it finds no scope for).
     oidc_claim_scope = {
@@ -68,7 +64,9 @@ class Validator(OAuth2Validator):
                 return False  # an assertion type we do not accept
             return super().authenticate_client(request, *args, **kwargs)
         try:
-            registration = client_assertion.authenticate(assertion, _token_endpoint(request))
+            registration = client_assertion.authenticate(
+                assertion, issuer.endpoint_of_oauthlib(request)
+            )
         except client_assertion.AssertionRefused as refusal:
             logger.info("client assertion refused: %s", refusal)
             return False
@@ -166,4 +164,4 @@ class Validator(OAuth2Validator):
         return claims
 
     def get_oidc_issuer_endpoint(self, request):
-        return issuer.from_uri(getattr(request, "uri", "") or "")
+        return issuer.from_oauthlib(request)

@@ -4,10 +4,15 @@ ours), redirect to the app's own scheme or the loopback."""
 
 from django.db import migrations
 
-CLIENT_ID = "clinaiops-app"
-SCOPES = (
-    "openid profile fhirUser offline_access online_access api launch/patient "
-    "user/*.cruds patient/*.cruds"
+# The values live once, beside the code that issues the first-party tokens.
+from accounts.identity.tokens import (
+    FIRST_PARTY_CLIENT_ID as CLIENT_ID,
+)
+from accounts.identity.tokens import (
+    FIRST_PARTY_REDIRECT_URIS,
+)
+from accounts.identity.tokens import (
+    FIRST_PARTY_SCOPES as SCOPES,
 )
 
 
@@ -20,7 +25,7 @@ def create_client(apps, schema_editor):
             "name": "ClinAIOps app",
             "client_type": "public",
             "authorization_grant_type": "authorization-code",
-            "redirect_uris": "org.clinaiops.app:/oauth/callback http://127.0.0.1/callback",
+            "redirect_uris": FIRST_PARTY_REDIRECT_URIS,
             "skip_authorization": True,
             "algorithm": "RS256",
             "client_secret": "",

@@ -1,14 +1,16 @@
 """Auditors' export API: request an export (a Celery task writes it), follow it, download it.
 
 Only auditors reach it (``audit.export_trail``: 403 for everyone else, including admins: the
-people who run the system are not the people who audit it). Downloads are journalled, since an
-export discloses every patient it mentions.
+people who run the system are not the people who audit it). Every answer is journalled: a list
+or a detail as the trail's other reads are (``read`` of ``audit_event``), a request as ``export``,
+a download as ``export_download``, since an export discloses every patient it mentions.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -26,6 +28,7 @@ from audit.export_jobs import export_directory, exports_root, request_export
 from audit.models import Action, AuditExport, ExportStatus
 from audit.selectors import exports_visible_to
 from audit.services import record_event
+from core import authz
 from core.api.permissions import allowed_to
 from core.api.serializers import PageFilter, validated_query
 
@@ -48,7 +51,32 @@ class AuditExportViewSet(
     @extend_schema(parameters=[PageFilter])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         validated_query(request)
-        return super().list(request, *args, **kwargs)
+        exports = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(exports)
+        rows = list(exports if page is None else page)
+        self._journal_read(rows, "list")
+        data = self.get_serializer(rows, many=True).data
+        return Response(data) if page is None else self.get_paginated_response(data)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        export = self.get_object()
+        self._journal_read([export], "retrieve")
+        return Response(self.get_serializer(export).data)
+
+    def _journal_read(self, exports: Sequence[AuditExport], interaction: str) -> None:
+        """A read of the trail's exports, journalled as the trail's other reads are (the
+        controller's ``read`` of ``audit_event``; downloads are ``export_download``)."""
+        authz.authorize_read(
+            self.request.user,
+            "audit.view_trail",
+            shown=sorted({e.patient_id for e in exports if e.patient_id is not None}),
+            detail={
+                "channel": "api",
+                "interaction": interaction,
+                "resource": "AuditExport",
+                "shown": [str(e.pk) for e in exports],
+            },
+        )
 
     @extend_schema(
         request=ExportRequestSerializer,

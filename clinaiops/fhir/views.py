@@ -42,6 +42,41 @@ def _check_access(handler: ResourceHandler, request) -> None:
         authz.authorize(request.user, handler.access_action)
 
 
+_LETTER_WORDS = {"c": "create", "r": "read", "s": "search"}
+
+
+def _check_scope(request, resource_type: str, letter: str) -> None:
+    """A token (not the portal's session) needs a SMART scope covering the interaction. When
+    only ``patient/`` scopes cover it, the reach narrows to the token's launch patient (a patient
+    is their own compartment already); without one, nothing is reachable."""
+    from oauth2_provider.models import AccessToken
+
+    from accounts.identity import scopes
+    from accounts.identity.authentication import token_context, token_scopes
+    from accounts.models import Role
+
+    token = request.auth
+    if not isinstance(token, AccessToken):
+        return
+    reach = scopes.reach(token_scopes(token), resource_type, letter)
+    if not reach.allowed:
+        raise FhirError.one(
+            403,
+            f"This token's scopes do not allow {_LETTER_WORDS.get(letter, letter)} of "
+            f"{resource_type} (insufficient_scope)",
+            code="forbidden",
+        )
+    if reach.compartment_only and request.user.role != Role.PATIENT:
+        context = token_context(token)
+        if context is None or context.patient_id is None:
+            raise FhirError.one(
+                403,
+                "patient/ scopes reach the launch patient only, and this token has none",
+                code="forbidden",
+            )
+        request.user.compartment_patient_id = context.patient_id
+
+
 def _journal_read(request, handler: ResourceHandler, interaction: str, patient_ids) -> None:
     """One read event per response that showed patient data, as the /api/v1 reads do, by the
     controller (a patient reading their own record is not journalled)."""
@@ -84,6 +119,10 @@ class CapabilityView(FhirView):
 class BaseView(FhirView):
     def post(self, request):
         body = self.body(request)
+        for entry in body.get("entry") or [] if isinstance(body, dict) else []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+                _check_scope(request, resource["resourceType"], "c")
         bundle = process_bundle(
             body,
             request.user,
@@ -102,6 +141,7 @@ class TypeView(FhirView):
 
     def get(self, request, resource_type: str):
         handler = _handler(resource_type)
+        _check_scope(request, resource_type, "s")
         _check_access(handler, request)
         if handler.search is None:
             raise FhirError.one(405, f"{resource_type} cannot be searched", code="not-supported")
@@ -113,6 +153,7 @@ class TypeView(FhirView):
 
     def post(self, request, resource_type: str):
         handler = _handler(resource_type)
+        _check_scope(request, resource_type, "c")
         if not handler.creatable:
             raise FhirError(
                 405, [Issue(f"{resource_type} cannot be created here", "not-supported")]
@@ -156,6 +197,7 @@ class InstanceView(FhirView):
         """The resource, journalled as read — only when it is answered: a vread of a version
         that is not the current one is a 404 and shows nothing, so it journals nothing."""
         handler = _handler(resource_type)
+        _check_scope(request, resource_type, "r")
         _check_access(handler, request)
         if handler.read is None:
             raise FhirError.one(405, f"{resource_type} cannot be read", code="not-supported")

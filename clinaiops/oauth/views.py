@@ -28,7 +28,7 @@ from oauth2_provider.models import AccessToken, Application
 from oauth2_provider.views import AuthorizationView, TokenView
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
-from accounts.identity import scopes, signin
+from accounts.identity import issuer, scopes, signin
 from accounts.identity.tokens import is_staff_role
 from accounts.identity.validator import AMR, PATIENT
 from accounts.models import LaunchContext, OAuthClient, Role
@@ -89,9 +89,13 @@ class SignInView(View):
                 raise signin.SignInRefused("Service accounts do not sign in here.")
             device = signin.check_second_factor(request, user, request.POST.get("otp") or None)
         except signin.LockedOut as refusal:
-            return render(request, self.template_name, {**context, "error": str(refusal)}, status=429)
+            return render(
+                request, self.template_name, {**context, "error": str(refusal)}, status=429
+            )
         except signin.SignInRefused as refusal:
-            return render(request, self.template_name, {**context, "error": str(refusal)}, status=400)
+            return render(
+                request, self.template_name, {**context, "error": str(refusal)}, status=400
+            )
         request.session.cycle_key()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         if device is not None:
@@ -125,10 +129,15 @@ class AuthorizeView(AuthorizationView):
 
     def dispatch(self, request, *args, **kwargs):
         user = request.user
-        if user.is_authenticated and is_staff_role(user.role) and amr_of_session(request) != [
-            "pwd",
-            "otp",
-        ]:
+        if (
+            user.is_authenticated
+            and is_staff_role(user.role)
+            and amr_of_session(request)
+            != [
+                "pwd",
+                "otp",
+            ]
+        ):
             return redirect_to_login(request.get_full_path(), self.get_login_url())
         return super().dispatch(request, *args, **kwargs)
 
@@ -188,12 +197,21 @@ class AuthorizeView(AuthorizationView):
         except OAuthToolkitError as error:
             return self.error_response(error, application=None)
         self.request_client_id = credentials["client_id"]
+        audience = request.GET.get("aud")
+        if audience and audience.rstrip("/") != issuer.from_request(request) + "/fhir":
+            return self._refuse(
+                credentials,
+                f"aud must be this server's FHIR base ({issuer.from_request(request)}/fhir)",
+                oauth_errors.InvalidRequestError,
+            )
         try:
             scopes.check_role_ceiling(request.user.role, scope_list)
         except scopes.ScopeError as refusal:
             return self._refuse(credentials, str(refusal))
         try:
-            self.launch_patient = self._settle_launch(scope_list, request.GET.get("launch", ""), None)
+            self.launch_patient = self._settle_launch(
+                scope_list, request.GET.get("launch", ""), None
+            )
         except ValueError as refusal:
             return self._refuse(credentials, str(refusal), oauth_errors.InvalidRequestError)
         if "launch/patient" in scope_list and self.launch_patient is None:
@@ -213,7 +231,7 @@ class AuthorizeView(AuthorizationView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        scope_list = (kwargs.get("scopes") or [])
+        scope_list = kwargs.get("scopes") or []
         context["scope_rows"] = [(scope, scopes.describe(scope)) for scope in scope_list]
         if "launch/patient" in scope_list and self.launch_patient is None:
             context["pick_patient"] = True
@@ -274,9 +292,11 @@ class JournalledTokenView(TokenView):
         if response.status_code != 200:
             _journal_refusal(None, client_id, str(body.get("error", "")), f"token:{grant_type}")
             return response
-        token = AccessToken.objects.filter(
-            token_checksum=_checksum(body.get("access_token", ""))
-        ).select_related("user", "application").first()
+        token = (
+            AccessToken.objects.filter(token_checksum=_checksum(body.get("access_token", "")))
+            .select_related("user", "application")
+            .first()
+        )
         if token is not None and token.user is not None:
             with transaction.atomic():
                 record_event(
@@ -329,8 +349,6 @@ def create_launch(request: HttpRequest) -> JsonResponse:
         patient_id=patient_id,
         expires_at=timezone.now() + LAUNCH_LIFETIME,
     )
-    from accounts.identity import issuer
-
     fhir_base = issuer.from_request(request) + "/fhir"
     separator = "&" if "?" in client.launch_uri else "?"
     return JsonResponse(

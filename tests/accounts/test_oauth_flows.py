@@ -39,8 +39,15 @@ def signed_in_browser(user, *, otp: bool | None = None) -> Client:
     return browser
 
 
-def authorize(browser: Client, challenge: str, *, scope: str = "openid api offline_access",
-              client_id: str = APP, redirect_uri: str = REDIRECT, **extra):
+def authorize(
+    browser: Client,
+    challenge: str,
+    *,
+    scope: str = "openid api offline_access",
+    client_id: str = APP,
+    redirect_uri: str = REDIRECT,
+    **extra,
+):
     query = {
         "response_type": "code",
         "client_id": client_id,
@@ -114,8 +121,13 @@ def test_a_code_is_used_once_and_needs_its_verifier(patient_a):
 def test_pkce_is_required(patient_a):
     browser = signed_in_browser(patient_a.user)
     query = urlencode(
-        {"response_type": "code", "client_id": APP, "redirect_uri": REDIRECT, "scope": "api",
-         "state": "s-1"}
+        {
+            "response_type": "code",
+            "client_id": APP,
+            "redirect_uri": REDIRECT,
+            "scope": "api",
+            "state": "s-1",
+        }
     )
     response = browser.get("/oauth/authorize/?" + query)
     assert response.status_code == 302
@@ -189,18 +201,19 @@ def test_clinician_signs_in_with_totp_and_the_token_says_so(clinician_a, patient
     assert api(tokens["access_token"]).status_code == 200
     claims = _jwt_claims(tokens["id_token"])
     assert claims["amr"] == ["pwd", "otp"]
+    assert claims["iss"] == "http://testserver"
     assert claims["fhirUser"] == f"Practitioner/{clinician_a.pk}"
 
 
 def test_a_staff_token_without_the_second_factor_is_refused_everywhere(clinician_a, patient_a):
-    from tests.tokens import TOKEN_ENDPOINT
-
     from accounts.identity.tokens import issue
+    from tests.tokens import TOKEN_ENDPOINT
 
     password_only = issue(clinician_a, amr=["pwd"], token_endpoint=TOKEN_ENDPOINT)
     assert api(password_only["access_token"]).status_code == 401
     fhir = Client().get(
-        f"/fhir/Patient/{patient_a.pk}", HTTP_AUTHORIZATION=f"Bearer {password_only['access_token']}"
+        f"/fhir/Patient/{patient_a.pk}",
+        HTTP_AUTHORIZATION=f"Bearer {password_only['access_token']}",
     )
     assert fhir.status_code == 401
 
@@ -240,8 +253,11 @@ def test_direct_endpoint_can_be_turned_off(api_client, patient_a, settings):
 def test_scopes_beyond_the_role_are_refused(patient_a):
     browser = signed_in_browser(patient_a.user)
     _, challenge = pkce()
-    for scope in ("api user/AuditEvent.rs", "api system/Observation.rs",
-                  "api patient/MedicationRequest.c"):
+    for scope in (
+        "api user/AuditEvent.rs",
+        "api system/Observation.rs",
+        "api patient/MedicationRequest.c",
+    ):
         response = authorize(browser, challenge, scope=scope)
         assert response.status_code == 302, scope
         assert parse_qs(urlsplit(response["Location"]).query)["error"] == ["invalid_scope"], scope
@@ -336,7 +352,10 @@ def test_consent_page_lists_scopes_in_words(patient_a):
     browser = signed_in_browser(patient_a.user)
     _, challenge = pkce()
     page = authorize(
-        browser, challenge, client_id=app.client_id, redirect_uri="https://app.example/cb",
+        browser,
+        challenge,
+        client_id=app.client_id,
+        redirect_uri="https://app.example/cb",
         scope="openid launch/patient patient/Observation.rs",
     )
     assert page.status_code == 200

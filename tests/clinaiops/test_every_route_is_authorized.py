@@ -36,7 +36,6 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
-from tests.tokens import access_token_for
 
 from audit.export_jobs import request_export
 from audit.exports import ExportFilters
@@ -58,6 +57,7 @@ from tests.factories import (
     ReadingFactory,
     UserFactory,
 )
+from tests.tokens import access_token_for
 
 # Routes anyone may ask, and why: they show no patient's or staff member's data.
 PUBLIC = {
@@ -65,6 +65,19 @@ PUBLIC = {
     "readyz": "the load balancer's probe",
     "api/v1/auth/token/": "sign-in",
     "api/v1/auth/token/refresh/": "sign-in",
+    ".well-known/smart-configuration": "SMART discovery (public metadata)",
+    ".well-known/openid-configuration": "OpenID Connect discovery (public metadata)",
+    "fhir/.well-known/smart-configuration": "SMART discovery (public metadata)",
+    "oauth/login/": "sign-in (the authorization server's)",
+    "oauth/signed-in/": "a static page after sign-in",
+    "oauth/^\\.well-known/openid-configuration/?$": "OpenID Connect discovery (public metadata)",
+    "oauth/.well-known/jwks.json": "the public key that signs ID tokens",
+    "oauth/authorize/": "OAuth: a signed-in user consents; refusals are OAuth errors",
+    "oauth/token/": "OAuth: client authentication and grants (django-oauth-toolkit)",
+    "oauth/revoke_token/": "OAuth: RFC 7009, client-authenticated",
+    "oauth/introspect/": "OAuth: RFC 7662, needs a token or client credentials",
+    "oauth/userinfo/": "OIDC: the bearer's own claims only",
+    "oauth/launch/": "an EHR launch: a signed-in clinician, for one of their own patients",
     "api/schema/": "the OpenAPI document",
     "api/docs/": "the OpenAPI document, rendered",
     "fhir/^metadata/?$": "the CapabilityStatement (public, as FHIR servers publish it)",
@@ -172,7 +185,9 @@ def signed_in(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
     client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
-    device = TOTPDevice.objects.create(user=user, name="route test", confirmed=True)
+    device = TOTPDevice.objects.filter(
+        user=user, confirmed=True
+    ).first() or TOTPDevice.objects.create(user=user, name="route test", confirmed=True)
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()

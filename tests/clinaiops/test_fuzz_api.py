@@ -48,7 +48,7 @@ from werkzeug.test import Client
 from clinaiops.fhir.registry import HANDLERS
 from clinicians.models import Alert, Recommendation, Tier
 from patients.models import Prescription
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code
 from tests.factories import LabResultFactory, ReadingFactory
 from tests.fhir.conftest import FHIR_JSON, LOINC, UCUM, assert_valid, bp, heart_rate, steps
 
@@ -165,11 +165,10 @@ def world(app, clinician_a, patient_a, auditor, admin_user):
 
 def bearer(app, user) -> dict[str, str]:
     """Signed in as the mobile app is: a token from the public endpoint."""
-    response = Client(app).post(
-        "/api/v1/auth/token/",
-        json={"username": user.username, "password": PASSWORD},
-        headers=HOST,
-    )
+    credentials = {"username": user.username, "password": PASSWORD}
+    if user.role in ("clinician", "admin", "auditor"):
+        credentials["otp"] = totp_code(user)
+    response = Client(app).post("/api/v1/auth/token/", json=credentials, headers=HOST)
     assert response.status_code == 200, response.get_data(as_text=True)
     return {"Authorization": f"Bearer {response.json['access']}"}
 

@@ -13,13 +13,13 @@ from channels.testing import WebsocketCommunicator
 from django.db import OperationalError
 from django.test import TestCase
 from django.utils import timezone
-from tests.tokens import access_token_for
 
 from clinicians import safety_path, tasks
 from clinicians.models import Alert, AlertKind, Recommendation
 from patients.models import SafetyCheckDue
 from tests.conftest import bearer_client
 from tests.factories import PatientFactory
+from tests.tokens import access_token_for
 
 pytestmark = pytest.mark.django_db
 

@@ -10,13 +10,13 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
 from django.test import TestCase
-from tests.tokens import access_token_for
 
 from audit.models import AuditEvent
 from clinaiops.asgi import application
 from clinicians.models import MESSAGE_MAX_CHARS, Message
 from tests.conftest import bearer_client
 from tests.factories import CareTeamFactory, ClinicianFactory, PatientFactory
+from tests.tokens import access_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,9 @@ def test_messages_are_delivered_live_to_the_right_people_only():
             close_old_connections()
 
     async def connect(path, user):
-        socket = WebsocketCommunicator(application, f"{path}?token={access_token_for(user)}")
+        socket = WebsocketCommunicator(
+            application, f"{path}?token={await sync_to_async(access_token_for)(user)}"
+        )
         connected, _ = await socket.connect()
         assert connected
         assert (await socket.receive_json_from(timeout=5))["event"] == "ready"

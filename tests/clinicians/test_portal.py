@@ -19,7 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 def portal_client(user) -> Client:
-    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    device = TOTPDevice.objects.filter(
+        user=user, confirmed=True
+    ).first() or TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
     client = Client()
     client.post("/portal/login/", {"username": user.username, "password": PASSWORD})
     response = client.post("/portal/login/verify/", {"code": f"{totp(device.bin_key):06d}"})

@@ -7,7 +7,6 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import close_old_connections
-from tests.tokens import access_token_for
 
 from clinaiops.asgi import application
 from clinicians.evaluation import evaluate_patient
@@ -16,6 +15,7 @@ from models_ml.simulator import controlled_patient, crisis_patient, make_patient
 from tests.clinicians.conftest import set_bounds, upload_simulated
 from tests.conftest import bearer_client
 from tests.factories import ClinicianFactory, PatientFactory
+from tests.tokens import access_token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +118,7 @@ def test_websocket_refuses_anonymous_and_wrong_role():
         await anonymous.connect()
         assert await anonymous.receive_output() == {"type": "websocket.close", "code": 4401}
         as_patient = WebsocketCommunicator(
-            application, f"/ws/alerts/?token={access_token_for(patient.user)}"
+            application, f"/ws/alerts/?token={await sync_to_async(access_token_for)(patient.user)}"
         )
         await as_patient.connect()
         assert await as_patient.receive_output() == {"type": "websocket.close", "code": 4403}
@@ -202,7 +202,7 @@ def test_signing_out_closes_the_users_open_sockets_and_no_one_elses():
         sockets = {}
         for name, user in (("leaving", leaving), ("staying", staying)):
             socket = WebsocketCommunicator(
-                application, f"/ws/alerts/?token={access_token_for(user)}"
+                application, f"/ws/alerts/?token={await sync_to_async(access_token_for)(user)}"
             )
             connected, _ = await socket.connect()
             assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"
@@ -227,7 +227,7 @@ def test_a_garbage_frame_does_not_cost_the_clinician_their_socket():
 
     async def scenario():
         socket = WebsocketCommunicator(
-            application, f"/ws/alerts/?token={access_token_for(clinician)}"
+            application, f"/ws/alerts/?token={await sync_to_async(access_token_for)(clinician)}"
         )
         connected, _ = await socket.connect()
         assert connected and (await socket.receive_json_from(timeout=5))["event"] == "ready"

@@ -7,6 +7,7 @@ names and physiology; reading dates are relative to today so the demo is always 
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import CareTeamMembership, Role, User
 from accounts.services import add_team_member, create_care_team, create_clinician, create_user
@@ -262,7 +264,7 @@ def existing_logins(password: str) -> Logins:
     return Logins(
         password=password,
         clinicians=[
-            {"username": username, "care_team": team}
+            {"username": username, "care_team": team, "totp_key": _demo_totp_key(username)}
             for username, team in sorted(team_of_clinician.items())
         ],
         patients=[
@@ -274,9 +276,20 @@ def existing_logins(password: str) -> Logins:
             for patient in patients.filter(user__isnull=False).order_by("user__username")
             if patient.user is not None  # as filtered: narrows the type
         ],
-        admins=[{"username": u} for u in _usernames(Role.ADMIN)],
-        auditors=[{"username": u} for u in _usernames(Role.AUDITOR)],
+        admins=[{"username": u, "totp_key": _demo_totp_key(u)} for u in _usernames(Role.ADMIN)],
+        auditors=[{"username": u, "totp_key": _demo_totp_key(u)} for u in _usernames(Role.AUDITOR)],
     )
+
+
+def _demo_totp_key(username: str) -> str:
+    """The demo staff member's authenticator key (base32), enrolled here if they have none:
+    staff sign in with password and TOTP everywhere, and demo scripts need the key. Demo data
+    only — a real account enrols its own authenticator and its key is never shown again."""
+    user = User.objects.get(username=username)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="demo authenticator", confirmed=True)
+    return base64.b32encode(device.bin_key).decode()
 
 
 def _usernames(role: str) -> list[str]:
@@ -304,5 +317,18 @@ def render_logins(logins: Logins) -> str:
         "Portal: /portal/ (clinicians, admin, auditor; an authenticator app is enrolled on"
         " first sign-in)"
     )
-    lines.append("Mobile API: POST /api/v1/auth/token/ with a patient's username and the password")
+    lines.append("Staff authenticator keys (demo only; codes: oathtool --totp -b KEY):")
+    for row in [*logins.clinicians, *logins.admins, *logins.auditors]:
+        lines.append(f"  {row['username']}: {row['totp_key']}")
+    lines.append("")
+    lines.append(
+        "Phone app: authorization code + PKCE at /oauth/authorize/ (client_id clinaiops-app,"
+        " redirect org.clinaiops.app:/oauth/callback); or POST /api/v1/auth/token/ with a"
+        ' patient\'s username and the password (staff add "otp")'
+    )
+    lines.append(
+        "SMART app: manage.py register_client --admin admin --kind smart_app --name NAME"
+        ' --scopes "openid fhirUser launch/patient patient/*.rs" --redirect-uri URL; then'
+        " launch against /fhir (discovery: /fhir/.well-known/smart-configuration)"
+    )
     return "\n".join(lines) + "\n"
