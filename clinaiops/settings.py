@@ -294,16 +294,20 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0 (the default): the
+# header is ignored, the client is the socket's peer. N: the N-th address from the right.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# X-Forwarded-Proto is believed only behind a trusted proxy: a client talking to the app directly
+# must not be able to claim HTTPS (the Secure-cookie and redirect decisions rest on it).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
 # Health checks and the local demo are served over plain HTTP on the loopback interface.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SILENCED_SYSTEM_CHECKS = [
-    # RFC 9700 items not yet taken (docs/identity.md): the password grant is not enabled for
-    # any client (the direct endpoint checks the password itself, then issues through the
-    # library); tokens are stored as the library stores them (hashing at rest is a follow-up);
-    # http redirect URIs are needed for native apps' loopback redirects (RFC 8252 §7.3).
+    # RFC 9700 items not taken, and why (docs/identity.md): the password grant is not enabled
+    # for any client (the direct endpoint checks the password and TOTP itself, then issues
+    # through the library); http redirect URIs are needed for native apps' loopback redirects
+    # (RFC 8252 §7.3).
     "oauth2_provider.W002",
-    "oauth2_provider.W006",
     "oauth2_provider.W008",
 ]
 
@@ -315,9 +319,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "clinaiops.api.errors.lockout_response"
 AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
-# How many reverse proxies in front of the app append to X-Forwarded-For. 0 (the default): the
-# header is ignored, the client is the socket's peer. N: the N-th address from the right.
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 OTP_TOTP_ISSUER = "ClinAIOps"
 
@@ -421,6 +422,8 @@ OAUTH2_PROVIDER: dict[str, Any] = {
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    # Tokens are stored as their SHA-256 only: a copy of the database signs nobody in.
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "ERROR_RESPONSE_WITH_SCOPES": True,
     "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": [
         "client_secret_basic",

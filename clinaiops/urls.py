@@ -16,6 +16,7 @@ from clinaiops.oauth import views as oauth_views
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
+    path("oauth-clients/", include("accounts.api.client_urls")),
     path("", include("patients.api.urls")),
     path("", include("clinicians.api.urls")),
     path("audit/", include("audit.api.urls")),

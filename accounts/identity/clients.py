@@ -17,7 +17,7 @@ from audit.models import Action
 from audit.services import record_event
 from core import authz
 from core.authz import System
-from core.errors import DomainError
+from core.errors import DomainError, NotFound
 
 
 def _check_scopes(kind: str, allowed_scopes: str) -> None:
@@ -107,3 +107,53 @@ def register_client(
             },
         )
     return registration, secret
+
+
+def registered_clients(actor: User | System) -> list[OAuthClient]:
+    authz.authorize(actor, "accounts.manage_oauth_clients")
+    return list(
+        OAuthClient.objects.select_related("application", "registered_by")
+        .prefetch_related("care_teams")
+        .order_by("registered_at", "pk")
+    )
+
+
+def registered_client(client_id: str, actor: User | System) -> OAuthClient:
+    authz.authorize(actor, "accounts.manage_oauth_clients")
+    registration = (
+        OAuthClient.objects.select_related("application", "registered_by")
+        .filter(application__client_id=client_id)
+        .first()
+    )
+    if registration is None:
+        raise NotFound("No such client.")
+    return registration
+
+
+def deregister_client(*, client_id: str, actor: User | System) -> None:
+    """Remove a client: every token it holds is revoked with it (the library's rows cascade) and
+    a back-end service's account is deactivated. The first-party app cannot be removed here."""
+    authz.authorize(actor, "accounts.manage_oauth_clients")
+    with transaction.atomic():
+        registration = (
+            OAuthClient.objects.select_for_update()
+            .select_related("application", "service_user")
+            .filter(application__client_id=client_id)
+            .first()
+        )
+        if registration is None:
+            raise NotFound("No such client.")
+        if registration.kind == OAuthClient.Kind.FIRST_PARTY:
+            raise DomainError("The first-party app cannot be removed.", field="client_id")
+        service_user = registration.service_user
+        registration.application.delete()
+        if service_user is not None:
+            service_user.is_active = False
+            service_user.save(update_fields=["is_active"])
+        record_event(
+            action=Action.UPDATE,
+            actor=actor,
+            object_type="oauth_client",
+            object_id=client_id,
+            changes={"registered": {"old": True, "new": False}},
+        )

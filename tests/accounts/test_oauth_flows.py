@@ -360,3 +360,24 @@ def test_consent_page_lists_scopes_in_words(patient_a):
     )
     assert page.status_code == 200
     assert re.search(rb"Read, search Observation records of the selected patient", page.content)
+
+
+def test_a_direct_client_cannot_claim_https_but_a_trusted_proxy_can(client, settings):
+    claimed = client.get("/.well-known/openid-configuration", HTTP_X_FORWARDED_PROTO="https")
+    assert claimed.json()["issuer"] == "http://testserver"
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")  # TRUSTED_PROXY_COUNT=1
+    proxied = client.get("/.well-known/openid-configuration", HTTP_X_FORWARDED_PROTO="https")
+    assert proxied.json()["issuer"].startswith("https://testserver")  # test client: port 80
+
+
+def test_tokens_are_stored_as_their_digest_only(patient_a):
+    verifier, challenge = pkce()
+    code = code_from(authorize(signed_in_browser(patient_a.user), challenge))
+    tokens = exchange(code, verifier).json()
+    stored = AccessToken.objects.get(user=patient_a.user)
+    assert tokens["access_token"] not in (stored.token or "")
+    assert stored.token_checksum == hashlib.sha256(tokens["access_token"].encode()).hexdigest()
+    refresh_row = RefreshToken.objects.get(user=patient_a.user)
+    assert tokens["refresh_token"] not in (refresh_row.token or "")
+    assert api(tokens["access_token"]).status_code == 200
+    assert refresh(tokens["refresh_token"]).status_code == 200

@@ -57,6 +57,7 @@ from tests.factories import (
     ReadingFactory,
     UserFactory,
 )
+from tests.oauth_clients import smart_app
 from tests.tokens import access_token_for
 
 # Routes anyone may ask, and why: they show no patient's or staff member's data.
@@ -89,6 +90,8 @@ PUBLIC = {
 }
 # Routes that answer without showing a patient's record, and why (their GET is not a read).
 NO_PATIENT_DATA = {
+    "api/v1/oauth-clients/": "registered OAuth clients (names, scopes, redirect URIs)",
+    "api/v1/oauth-clients/<str:client_id>/": "one registered OAuth client",
     "api/v1/audit/exports/": "the export jobs (filters, status, file names)",
     "api/v1/audit/exports/<uuid:pk>/": "one export job",
     "api/v1/audit/exports/<uuid:pk>/download/": "the archive: journalled as export_download",
@@ -286,6 +289,7 @@ def world(db, django_capture_on_commit_callbacks):
         "version": model_version.version,
         "model_alert_id": str(model_alert.pk),
         "name": "manifest.json",
+        "client_id": smart_app().client_id,
         "fhir": {
             "Patient": str(patient.pk),
             "Observation": str(reading.pk),
@@ -302,7 +306,7 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     values = {
         key: world[key]
         for key in ("patient_id", "recommendation_id", "alert_id", "goal_id", "visit_id")
-    } | {"version": world["version"], "name": world["name"]}
+    } | {"version": world["version"], "name": world["name"], "client_id": world["client_id"]}
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):
             values["pk"] = pk
