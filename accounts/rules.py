@@ -51,6 +51,11 @@ authz.define(
     message="Only a signed-in account can sign out.",
 )
 authz.define(
+    "accounts.launch_smart_app",
+    is_clinician,
+    message="Only clinicians open SMART apps on a patient.",
+)
+authz.define(
     "accounts.manage_oauth_clients",
     is_admin,
     message="Only administrators register OAuth clients.",

@@ -8,8 +8,6 @@ URI, or a JSON error from the token endpoint) and is journalled; nothing is issu
 from __future__ import annotations
 
 import json
-import secrets
-from datetime import timedelta
 
 from django import forms
 from django.contrib.auth import login
@@ -29,14 +27,15 @@ from oauth2_provider.views import AuthorizationView, TokenView
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from accounts.identity import issuer, scopes, signin
+from accounts.identity import launch as launches
 from accounts.identity.tokens import is_staff_role
 from accounts.identity.validator import AMR, PATIENT
-from accounts.models import LaunchContext, OAuthClient, Role
+from accounts.models import LaunchContext, Role
 from audit.models import Action
 from audit.services import record_event
+from core.errors import DomainError, NotFound
 from patients.selectors import patients_visible_to
 
-LAUNCH_LIFETIME = timedelta(minutes=5)
 PICKER_LIMIT = 500
 
 
@@ -335,26 +334,18 @@ def create_launch(request: HttpRequest) -> JsonResponse:
             {"error": "invalid_request", "error_description": "client_id and patient required"},
             status=400,
         )
-    client = OAuthClient.objects.filter(
-        application__client_id=client_id, kind=OAuthClient.Kind.SMART_APP
-    ).first()
-    if client is None or not client.launch_uri:
-        return JsonResponse({"error": "invalid_client"}, status=400)
-    if not patients_visible_to(user).filter(pk=patient_id).exists():
+    try:
+        launch = launches.create_launch(
+            actor=user,
+            client_id=client_id,
+            patient_id=patient_id,
+            fhir_base=issuer.from_request(request) + "/fhir",
+        )
+    except NotFound:
         return JsonResponse({"error": "not_found"}, status=404)
-    launch = LaunchContext.objects.create(
-        code=secrets.token_urlsafe(24),
-        client=client,
-        user=user,
-        patient_id=patient_id,
-        expires_at=timezone.now() + LAUNCH_LIFETIME,
-    )
-    fhir_base = issuer.from_request(request) + "/fhir"
-    separator = "&" if "?" in client.launch_uri else "?"
-    return JsonResponse(
-        {
-            "launch": launch.code,
-            "url": f"{client.launch_uri}{separator}iss={fhir_base}&launch={launch.code}",
-        },
-        status=201,
-    )
+    except DomainError as refusal:
+        status = getattr(refusal, "http_status", 400)
+        return JsonResponse(
+            {"error": "invalid_request", "error_description": str(refusal)}, status=status
+        )
+    return JsonResponse({"launch": launch.code, "url": launch.url}, status=201)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
+from accounts.identity import issuer, launch
 from clinicians import decisions, services
 from clinicians.models import Alert
 from clinicians.portal.selectors import chart_for
@@ -39,7 +41,29 @@ def patient_chart(request, patient_id: int):
         request.user, "clinicians.view_chart", patient, detail={"view": "portal.patient_chart"}
     )
     chart = chart_for(request.user, patient)
-    return render(request, "portal/patient.html", {"chart": chart, "form": DecisionForm()})
+    return render(
+        request,
+        "portal/patient.html",
+        {"chart": chart, "form": DecisionForm(), "smart_apps": launch.launchable_apps()},
+    )
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def launch_app(request, patient_id: int):
+    """Open a registered SMART app on this patient (an EHR launch): the app receives a
+    single-use launch code and this server's FHIR base."""
+    try:
+        opened = launch.create_launch(
+            actor=request.user,
+            client_id=request.POST.get("client_id", ""),
+            patient_id=patient_id,
+            fhir_base=issuer.from_request(request) + "/fhir",
+        )
+    except DomainError as error:
+        messages.error(request, error.message)
+        return redirect("portal:patient", patient_id=patient_id)
+    return HttpResponseRedirect(opened.url)
 
 
 @require_POST

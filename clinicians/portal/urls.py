@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/verify/", views.SecondFactorView.as_view(), name="verify"),
     path("logout/", views.logout_view, name="logout"),
     path("patients/<int:patient_id>/", review.patient_chart, name="patient"),
+    path("patients/<int:patient_id>/launch/", review.launch_app, name="launch-app"),
     path("recommendations/<int:recommendation_id>/decision/", review.decide, name="decide"),
     path("alerts/<int:alert_id>/acknowledge/", review.acknowledge_alert, name="acknowledge-alert"),
     path("patients/<int:patient_id>/messages/", loop.reply, name="reply"),

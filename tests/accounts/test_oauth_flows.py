@@ -381,3 +381,26 @@ def test_tokens_are_stored_as_their_digest_only(patient_a):
     assert tokens["refresh_token"] not in (refresh_row.token or "")
     assert api(tokens["access_token"]).status_code == 200
     assert refresh(tokens["refresh_token"]).status_code == 200
+
+
+def test_every_refusal_at_the_token_endpoint_is_journalled_and_issues_nothing(patient_a):
+    browser = signed_in_browser(patient_a.user)
+    verifier, challenge = pkce()
+    code = code_from(authorize(browser, challenge))
+    assert exchange(code, verifier).status_code == 200
+    issued = AccessToken.objects.count()
+    before = AuditEvent.objects.filter(action="login_failed", object_type="oauth_client").count()
+    assert exchange(code, verifier).status_code == 400  # replayed code
+    assert refresh("not-a-refresh-token").status_code == 400
+    unknown = Client().post(
+        "/oauth/token/",
+        {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+    )
+    assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
+    after = AuditEvent.objects.filter(action="login_failed", object_type="oauth_client")
+    assert after.count() == before + 3
+    assert {event.payload["detail"]["error"] for event in after} >= {
+        "invalid_grant",
+        "invalid_client",
+    }
+    assert AccessToken.objects.count() == issued

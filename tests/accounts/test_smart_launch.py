@@ -129,3 +129,19 @@ def test_a_wrong_audience_is_refused(patient_a):
     )
     assert answer.status_code == 302
     assert parse_qs(urlsplit(answer["Location"]).query)["error"] == ["invalid_request"]
+
+
+def test_the_portal_opens_a_registered_app_on_the_patient(clinician_a, patient_a, patient_b):
+    from tests.clinicians.test_portal import portal_client
+
+    app = smart_app()
+    portal = portal_client(clinician_a)
+    chart = portal.get(f"/portal/patients/{patient_a.pk}/").content.decode()
+    assert "Open in app" in chart and "Example SMART app" in chart
+    opened = portal.post(f"/portal/patients/{patient_a.pk}/launch/", {"client_id": app.client_id})
+    assert opened.status_code == 302
+    assert opened["Location"].startswith(
+        "https://app.example/launch?iss=http://testserver/fhir&launch="
+    )
+    refused = portal.post(f"/portal/patients/{patient_b.pk}/launch/", {"client_id": app.client_id})
+    assert refused.status_code == 302 and "app.example" not in refused["Location"]

@@ -7,24 +7,21 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from clinicians.models import Alert, RecommendationStatus
 from patients.models import Prescription
 from tests.clinicians.test_oversight_api import make_recommendation
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code
 
 pytestmark = pytest.mark.django_db
 
 
 def portal_client(user) -> Client:
-    device = TOTPDevice.objects.filter(
-        user=user, confirmed=True
-    ).first() or TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    """Signed in to the portal with password and the TOTP code (the same authenticator the
+    API sign-ins of the same test use; ``totp_code`` forgets the step it last verified)."""
     client = Client()
     client.post("/portal/login/", {"username": user.username, "password": PASSWORD})
-    response = client.post("/portal/login/verify/", {"code": f"{totp(device.bin_key):06d}"})
+    response = client.post("/portal/login/verify/", {"code": totp_code(user)})
     assert response.status_code == 302
     return client
 
