@@ -136,7 +136,7 @@ def deregister_client(*, client_id: str, actor: User | System) -> None:
     authz.authorize(actor, "accounts.manage_oauth_clients")
     with transaction.atomic():
         registration = (
-            OAuthClient.objects.select_for_update()
+            OAuthClient.objects.select_for_update(of=("self",))
             .select_related("application", "service_user")
             .filter(application__client_id=client_id)
             .first()

@@ -314,8 +314,8 @@ def render_logins(logins: Logins) -> str:
     lines.append(f"  auditor: {', '.join(row['username'] for row in logins.auditors)}")
     lines.append("")
     lines.append(
-        "Portal: /portal/ (clinicians, admin, auditor; an authenticator app is enrolled on"
-        " first sign-in)"
+        "Portal: /portal/ (clinicians, admin, auditor: the password, then a code from the"
+        " authenticator key below)"
     )
     lines.append("Staff authenticator keys (demo only; codes: oathtool --totp -b KEY):")
     for row in [*logins.clinicians, *logins.admins, *logins.auditors]:
