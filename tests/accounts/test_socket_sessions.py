@@ -71,3 +71,23 @@ def test_an_expired_or_staff_password_only_token_cannot_open_a_socket():
         assert await socket.receive_output() == {"type": "websocket.close", "code": 4401}
 
     async_to_sync(scenario)()
+
+
+def test_leaving_a_care_team_closes_the_clinicians_socket():
+    from accounts.models import CareTeamMembership
+    from tests.factories import CareTeamFactory, ClinicianFactory
+
+    clinician = ClinicianFactory(care_team=CareTeamFactory())
+    assert CareTeamMembership.objects.filter(user=clinician).exists()
+    token = access_token_for(clinician)
+
+    async def scenario():
+        socket = WebsocketCommunicator(application, f"/ws/alerts/?token={token}")
+        connected, _ = await socket.connect()
+        assert connected
+        assert (await socket.receive_json_from())["event"] == "ready"
+        await sync_to_async(CareTeamMembership.objects.filter(user=clinician).delete)()
+        closed = await socket.receive_output(timeout=3)
+        assert closed == {"type": "websocket.close", "code": 4401}
+
+    async_to_sync(scenario)()
