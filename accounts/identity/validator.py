@@ -133,6 +133,11 @@ class Validator(OAuth2Validator):
         return access_token
 
     def save_bearer_token(self, token, request, *args, **kwargs):
+        # SMART: a refresh token only for offline_access or online_access; without either the
+        # app signs in again when its access token expires.
+        granted = (token.get("scope") or "").split()
+        if not {"offline_access", "online_access"} & set(granted):
+            token.pop("refresh_token", None)
         super().save_bearer_token(token, request, *args, **kwargs)
         patient_id = getattr(request, PATIENT, None)
         if patient_id is not None:

@@ -404,3 +404,17 @@ def test_every_refusal_at_the_token_endpoint_is_journalled_and_issues_nothing(pa
         "invalid_client",
     }
     assert AccessToken.objects.count() == issued
+
+
+def test_a_refresh_token_only_with_offline_or_online_access(patient_a):
+    browser = signed_in_browser(patient_a.user)
+    verifier, challenge = pkce()
+    without = exchange(code_from(authorize(browser, challenge, scope="openid api")), verifier)
+    assert without.status_code == 200
+    assert "refresh_token" not in without.json()
+    assert api(without.json()["access_token"]).status_code == 200
+    verifier, challenge = pkce()
+    online = exchange(
+        code_from(authorize(browser, challenge, scope="openid api online_access")), verifier
+    )
+    assert "refresh_token" in online.json()
