@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "oauth2_provider",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our own static files
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
@@ -82,6 +83,8 @@ MIDDLEWARE = [
     "clinaiops.middleware.TrustedProxyMiddleware",  # first: everything after sees the client
     "clinaiops.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself, compressed and cacheable, with DEBUG off too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "clinaiops.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -440,12 +443,23 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Nothing from a CDN: the docs work offline and under a strict Content-Security-Policy.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Static files, i18n -----------------------------------------------------------------------
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise indexes it at start (collectstatic fills it)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Gzip and Brotli copies written by collectstatic; no manifest, so a page never fails for
+    # a file collectstatic has not seen yet (tests, a first start).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

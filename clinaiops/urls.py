@@ -5,7 +5,11 @@ authorization server), /healthz for the load balancer."""
 from django.contrib import admin
 from django.urls import include, path
 from django.views.defaults import page_not_found, server_error
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from clinaiops.api import errors
 from clinaiops.fhir import http as fhir_http
@@ -47,6 +51,7 @@ urlpatterns = [
         name="schema",
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("fhir", FhirBaseView.as_view()),  # the base without its slash: POST of a Bundle
     path("fhir/", include("clinaiops.fhir.urls")),
     path("portal/", include("clinicians.portal.urls")),

@@ -81,6 +81,7 @@ PUBLIC = {
     "oauth/launch/": "an EHR launch: a signed-in clinician, for one of their own patients",
     "api/schema/": "the OpenAPI document",
     "api/docs/": "the OpenAPI document, rendered",
+    "api/redoc/": "the OpenAPI document, rendered (Redoc)",
     "fhir/^metadata/?$": "the CapabilityStatement (public, as FHIR servers publish it)",
     "portal/login/": "sign-in",
     "portal/login/verify/": "sign-in (second factor)",
