@@ -7,6 +7,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import CareTeamMembership, User
 from audit.models import Action
@@ -94,3 +95,14 @@ def _revoke_after_leaving_a_team(sender, instance: CareTeamMembership, **kwargs)
     user = User.objects.filter(pk=instance.user_id).first()
     if user is not None:
         revoke_sessions(user, reason="care_team_changed", actor=System("accounts"))
+
+
+@receiver(post_delete, sender=TOTPDevice)
+def _revoke_after_second_factor_removed(sender, instance: TOTPDevice, **kwargs) -> None:
+    """An authenticator removed or reset: every token it vouched for (``amr`` otp) ends, so a
+    stolen authenticator secret stops working when the device is replaced."""
+    from accounts.identity.sessions import revoke_sessions
+
+    user = User.objects.filter(pk=instance.user_id).first()
+    if user is not None:
+        revoke_sessions(user, reason="second_factor_reset", actor=System("accounts"))

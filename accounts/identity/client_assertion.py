@@ -72,6 +72,14 @@ def authenticate(assertion: str, token_endpoint: str) -> OAuthClient:
         raise AssertionRefused("exp is missing") from error
     if expires_at <= now - CLOCK_SKEW or expires_at > now + MAX_LIFETIME + CLOCK_SKEW:
         raise AssertionRefused("exp is in the past or more than five minutes ahead")
+    for claim in ("nbf", "iat"):
+        if claim in claims:
+            try:
+                moment = datetime.fromtimestamp(int(claims[claim]), tz=UTC)
+            except (TypeError, ValueError) as error:
+                raise AssertionRefused(f"{claim} is not a time") from error
+            if moment > now + CLOCK_SKEW:
+                raise AssertionRefused(f"{claim} is in the future")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 255:
         raise AssertionRefused("jti is missing")

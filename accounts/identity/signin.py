@@ -31,13 +31,21 @@ def _is_locked(request: HttpRequest) -> bool:
     return bool(getattr(request, "axes_locked_out", False))
 
 
+# One answer for every refused sign-in, so that the answer never tells a right password (of a
+# staff account whose code was missing or wrong) from a wrong one.
+REFUSED = (
+    "No active account found with the given credentials "
+    "(staff: password and the TOTP code from their authenticator)."
+)
+
+
 def check_password(request: HttpRequest, username: str, password: str) -> User:
     """The user whose password this is; ``LockedOut`` or ``SignInRefused`` otherwise."""
     user = authenticate(request, username=username, password=password)
     if _is_locked(request):
         raise LockedOut("Too many failed sign-in attempts; try again later.")
     if user is None:
-        raise SignInRefused("No active account found with the given credentials.")
+        raise SignInRefused(REFUSED)
     return user
 
 
@@ -49,24 +57,17 @@ def check_second_factor(request: HttpRequest, user: User, code: str | None) -> T
     """For staff: their TOTP code must verify (a wrong one counts toward the lockout). Returns the
     device that verified it, or None for a role that signs in with a password alone and sent no
     code."""
-    if not code:
-        if is_staff_role(user.role):
-            raise SignInRefused(
-                "Staff accounts sign in with their TOTP code as well (field otp).", field="otp"
-            )
+    if not code and not is_staff_role(user.role):
         return None
     device = confirmed_device(user)
-    if device is None:
-        raise SignInRefused(
-            "This account has no authenticator yet: enrol one in the portal first.", field="otp"
-        )
-    if not device.verify_token(code):
+    if not code or device is None or not device.verify_token(code):
+        # Counted like a wrong password, and answered like one.
         user_login_failed.send(
             sender=__name__, credentials={"username": user.username}, request=request
         )
         if _is_locked(request):
             raise LockedOut("Too many failed sign-in attempts; try again later.")
-        raise SignInRefused("The TOTP code is not valid.", field="otp")
+        raise SignInRefused(REFUSED)
     return device
 
 

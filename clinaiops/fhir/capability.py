@@ -47,7 +47,6 @@ def _security(base: str) -> dict[str, Any]:
                     {"url": "authorize", "valueUri": f"{root}/oauth/authorize/"},
                     {"url": "token", "valueUri": f"{root}/oauth/token/"},
                     {"url": "revoke", "valueUri": f"{root}/oauth/revoke_token/"},
-                    {"url": "introspect", "valueUri": f"{root}/oauth/introspect/"},
                 ],
             }
         ],

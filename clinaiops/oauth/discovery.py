@@ -31,7 +31,6 @@ def endpoints(request: HttpRequest) -> dict[str, str]:
         "authorization_endpoint": f"{base}/oauth/authorize/",
         "token_endpoint": f"{base}/oauth/token/",
         "revocation_endpoint": f"{base}/oauth/revoke_token/",
-        "introspection_endpoint": f"{base}/oauth/introspect/",
         "userinfo_endpoint": f"{base}/oauth/userinfo/",
         "jwks_uri": f"{base}/oauth/.well-known/jwks.json",
     }

@@ -12,7 +12,6 @@ urlpatterns = [
     path("authorize/", views.AuthorizeView.as_view(), name="authorize"),
     path("token/", views.JournalledTokenView.as_view(), name="token"),
     path("revoke_token/", dot.RevokeTokenView.as_view(), name="revoke-token"),
-    path("introspect/", dot.IntrospectTokenView.as_view(), name="introspect"),
     path("userinfo/", dot.UserInfoView.as_view(), name="user-info"),
     path(".well-known/jwks.json", dot.JwksInfoView.as_view(), name="jwks-info"),
     re_path(

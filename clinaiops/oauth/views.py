@@ -28,7 +28,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from accounts.identity import issuer, scopes, signin
 from accounts.identity import launch as launches
-from accounts.identity.tokens import is_staff_role
+from accounts.identity.tokens import FIRST_PARTY_CLIENT_ID, is_staff_role
 from accounts.identity.validator import AMR, PATIENT
 from accounts.models import LaunchContext, Role
 from audit.models import Action
@@ -145,6 +145,13 @@ class AuthorizeView(AuthorizationView):
 
     def _refuse(self, credentials, description: str, error_class=oauth_errors.InvalidScopeError):
         application = Application.objects.filter(client_id=credentials.get("client_id")).first()
+        redirect_uri = credentials.get("redirect_uri")
+        if application is None or not application.redirect_uri_allowed(redirect_uri):
+            # Never redirect to a URI that was not registered (the consent form is a POST).
+            _journal_refusal(
+                self.request.user, credentials.get("client_id", ""), "invalid_request", "authorize"
+            )
+            return HttpResponse(description, status=400, content_type="text/plain")
         error = OAuthToolkitError(
             error=error_class(description=description, state=credentials.get("state")),
             redirect_uri=credentials.get("redirect_uri"),
@@ -197,7 +204,10 @@ class AuthorizeView(AuthorizationView):
             return self.error_response(error, application=None)
         self.request_client_id = credentials["client_id"]
         audience = request.GET.get("aud")
-        if audience and audience.rstrip("/") != issuer.from_request(request) + "/fhir":
+        is_first_party = credentials["client_id"] == FIRST_PARTY_CLIENT_ID
+        if (audience or not is_first_party) and (audience or "").rstrip("/") != (
+            issuer.from_request(request) + "/fhir"
+        ):
             return self._refuse(
                 credentials,
                 f"aud must be this server's FHIR base ({issuer.from_request(request)}/fhir)",
@@ -262,10 +272,15 @@ class AuthorizeView(AuthorizationView):
             return self._refuse(
                 credentials, "choose a patient to open", oauth_errors.InvalidRequestError
             )
-        response = super().form_valid(form)
         if data.get("launch") and data.get("allow"):
-            LaunchContext.objects.filter(code=data["launch"]).update(used_at=timezone.now())
-        return response
+            claimed = LaunchContext.objects.filter(
+                code=data["launch"], used_at__isnull=True, expires_at__gt=timezone.now()
+            ).update(used_at=timezone.now())
+            if claimed != 1:  # a second consent with the same launch, even a concurrent one
+                return self._refuse(
+                    credentials, "the launch was used already", oauth_errors.InvalidRequestError
+                )
+        return super().form_valid(form)
 
     def create_authorization_response(self, request, scopes, credentials, allow):
         credentials[AMR] = amr_of_session(request)

@@ -225,7 +225,13 @@ def test_direct_endpoint_asks_staff_for_their_totp(api_client, clinician_a):
         format="json",
     )
     assert without.status_code == 401
-    assert without.json()["errors"][0]["field"] == "otp"
+    wrong_password = api_client.post(
+        "/api/v1/auth/token/",
+        {"username": clinician_a.username, "password": "not-the-password"},
+        format="json",
+    )
+    # The same answer: a right password without its code is not told from a wrong one.
+    assert without.json() == wrong_password.json()
     wrong = api_client.post(
         "/api/v1/auth/token/",
         {"username": clinician_a.username, "password": PASSWORD, "otp": "000000"},
@@ -357,6 +363,7 @@ def test_consent_page_lists_scopes_in_words(patient_a):
         client_id=app.client_id,
         redirect_uri="https://app.example/cb",
         scope="openid launch/patient patient/Observation.rs",
+        aud="http://testserver/fhir",
     )
     assert page.status_code == 200
     assert re.search(rb"Read, search Observation records of the selected patient", page.content)
@@ -418,3 +425,20 @@ def test_a_refresh_token_only_with_offline_or_online_access(patient_a):
         code_from(authorize(browser, challenge, scope="openid api online_access")), verifier
     )
     assert "refresh_token" in online.json()
+
+
+def test_removing_the_authenticator_ends_the_tokens_it_vouched_for(clinician_a):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from tests.tokens import access_token_for
+
+    totp_code(clinician_a)  # enrolled
+    token = access_token_for(clinician_a)
+    assert api(token).status_code == 200
+    TOTPDevice.objects.filter(user=clinician_a).delete()
+    assert api(token).status_code == 401
+
+
+def test_there_is_no_introspection_for_other_clients_to_read_tokens(client):
+    assert client.post("/oauth/introspect/", {"token": "x"}).status_code == 404
+    assert "introspection_endpoint" not in client.get("/.well-known/smart-configuration").json()

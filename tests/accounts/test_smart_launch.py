@@ -145,3 +145,41 @@ def test_the_portal_opens_a_registered_app_on_the_patient(clinician_a, patient_a
     )
     refused = portal.post(f"/portal/patients/{patient_b.pk}/launch/", {"client_id": app.client_id})
     assert refused.status_code == 302 and "app.example" not in refused["Location"]
+
+
+def test_a_third_party_app_must_name_the_audience(patient_a):
+    from urllib.parse import urlencode
+
+    app = smart_app()
+    browser = signed_in_browser(patient_a.user)
+    _, challenge = pkce()
+    query = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": SMART_REDIRECT,
+        "scope": "openid patient/*.rs",
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    answer = browser.get("/oauth/authorize/?" + urlencode(query))
+    assert answer.status_code == 302
+    assert parse_qs(urlsplit(answer["Location"]).query)["error"] == ["invalid_request"]
+
+
+def test_a_refusal_on_the_consent_form_never_redirects_to_an_unregistered_uri(clinician_a):
+    app = smart_app()
+    browser = signed_in_browser(clinician_a)
+    answer = browser.post(
+        "/oauth/authorize/",
+        {
+            "client_id": app.client_id,
+            "redirect_uri": "https://evil.example/cb",
+            "scope": "openid user/AuditEvent.rs",
+            "response_type": "code",
+            "state": "st",
+            "allow": "Authorize",
+        },
+    )
+    assert answer.status_code == 400
+    assert "evil.example" not in answer.get("Location", "")

@@ -76,7 +76,6 @@ PUBLIC = {
     "oauth/authorize/": "OAuth: a signed-in user consents; refusals are OAuth errors",
     "oauth/token/": "OAuth: client authentication and grants (django-oauth-toolkit)",
     "oauth/revoke_token/": "OAuth: RFC 7009, client-authenticated",
-    "oauth/introspect/": "OAuth: RFC 7662, needs a token or client credentials",
     "oauth/userinfo/": "OIDC: the bearer's own claims only",
     "oauth/launch/": "an EHR launch: a signed-in clinician, for one of their own patients",
     "api/schema/": "the OpenAPI document",

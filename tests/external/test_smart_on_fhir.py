@@ -127,7 +127,9 @@ def test_fhirclient_standalone_launch_reads_own_blood_pressure_only(
     assert api.status_code == 403  # a SMART app's token reaches /fhir/ only
 
 
-def _client_assertion(key, client_id: str, token_url: str, *, jti: str | None = None) -> str:
+def _client_assertion(
+    key, client_id: str, token_url: str, *, jti: str | None = None, nbf: int | None = None
+) -> str:
     now = int(time.time())
     token = jwt.JWT(
         header={"alg": "RS384", "kid": key.key_id, "typ": "JWT"},
@@ -137,6 +139,7 @@ def _client_assertion(key, client_id: str, token_url: str, *, jti: str | None = 
             "aud": token_url,
             "exp": now + 240,
             "jti": jti or str(uuid.uuid4()),
+            **({"nbf": nbf} if nbf is not None else {}),
         },
     )
     token.make_signed_token(key)
@@ -220,5 +223,9 @@ def test_backend_service_refusals(live_server, team_a):
 
     stranger = jwk.JWK.generate(kty="RSA", size=2048, kid=key.key_id)
     forged = _backend_token(live_server, registration, stranger, "system/Observation.rs")
+    early = _backend_token(
+        live_server, registration, key, "system/Observation.rs", nbf=int(time.time()) + 3600
+    )
+    assert early.status_code == 401 and early.json()["error"] == "invalid_client"
     assert forged.status_code == 401 and forged.json()["error"] == "invalid_client"
     assert urljoin(live_server.url, "/") in live_server.url + "/"
