@@ -24,19 +24,15 @@ def _user_for_token(raw_token: str):
     consumer can close the socket when it expires or is revoked; anonymous otherwise. The same
     checks as the API's bearer authentication: active account, second factor for staff, the
     first-party ``api`` scope."""
-    from accounts.identity import scopes
-    from accounts.identity.authentication import amr_of, token_scopes
-    from accounts.identity.tokens import is_staff_role
+    from accounts.identity.authentication import has_api_scope, holder_refusal
     from accounts.identity.validator import Validator
 
     access_token = Validator()._load_access_token(raw_token)
-    if access_token is None or access_token.is_expired() or access_token.user is None:
+    if access_token is None or access_token.is_expired():
+        return AnonymousUser()
+    if holder_refusal(access_token) is not None or not has_api_scope(access_token):
         return AnonymousUser()
     user = access_token.user
-    if not user.is_active or scopes.API_SCOPE not in token_scopes(access_token):
-        return AnonymousUser()
-    if is_staff_role(user.role) and "otp" not in amr_of(access_token):
-        return AnonymousUser()
     user.socket_token = (access_token.pk, access_token.expires)
     return user
 

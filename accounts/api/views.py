@@ -8,8 +8,6 @@ endpoint off where every client uses the authorization code flow.
 
 from __future__ import annotations
 
-import hashlib
-
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -22,12 +20,12 @@ from rest_framework.views import APIView
 
 from accounts.identity import signin, tokens
 from accounts.identity.sessions import revoke_sessions
+from accounts.identity.validator import token_checksum
 from audit.models import Action
 from audit.services import record_event
 from core import authz
 from core.api.serializers import StrictInputSerializer
 
-LockedOut = signin.LockedOut  # the name other modules and tests import
 
 
 class _LoginThrottle(ScopedRateThrottle):
@@ -178,7 +176,7 @@ class LogoutView(APIView):
             if presented:
                 families |= set(
                     RefreshToken.objects.filter(
-                        user=user, token_checksum=_checksum(presented)
+                        user=user, token_checksum=token_checksum(presented)
                     ).values_list("token_family", flat=True)
                 )
             for family in families - {None}:
@@ -193,7 +191,3 @@ class LogoutView(APIView):
                 detail={"channel": "api"},
             )
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _checksum(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -34,6 +34,24 @@ def token_scopes(access_token) -> list[str]:
     return (access_token.scope or "").split()
 
 
+def holder_refusal(access_token) -> str | None:
+    """Why a valid token's holder may not act with it, or None: the rules every bearer-token
+    door applies (the API, FHIR, the websockets)."""
+    user = access_token.user
+    if user is None or not user.is_active:
+        return "This token's account is not active."
+    if is_staff_role(user.role) and "otp" not in amr_of(access_token):
+        return (
+            "Staff tokens are issued only after password and TOTP: sign in again with your "
+            "second factor."
+        )
+    return None
+
+
+def has_api_scope(access_token) -> bool:
+    return scopes.API_SCOPE in token_scopes(access_token)
+
+
 class BearerTokenAuthentication(OAuth2Authentication):
     def authenticate(self, request):
         if not request.META.get("HTTP_AUTHORIZATION", "").startswith("Bearer "):
@@ -42,15 +60,10 @@ class BearerTokenAuthentication(OAuth2Authentication):
         if result is None:
             return None
         user, access_token = result
-        if user is None or not user.is_active:
-            raise exceptions.AuthenticationFailed("This token's account is not active.")
-        if is_staff_role(user.role) and "otp" not in amr_of(access_token):
-            raise exceptions.AuthenticationFailed(
-                "Staff tokens are issued only after password and TOTP: sign in again with "
-                "your second factor."
-            )
-        path = request._request.path
-        if path.startswith("/api/") and scopes.API_SCOPE not in token_scopes(access_token):
+        refusal = holder_refusal(access_token)
+        if refusal is not None:
+            raise exceptions.AuthenticationFailed(refusal)
+        if request._request.path.startswith("/api/") and not has_api_scope(access_token):
             raise exceptions.PermissionDenied(
                 "This token was issued to a third-party app: it reaches /fhir/ only "
                 "(insufficient_scope)."

@@ -36,6 +36,11 @@ def _registration(client) -> OAuthClient | None:
         return None
 
 
+def token_checksum(token: str) -> str:
+    """How the library keys a stored token (its SHA-256; the token itself is not stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 class Validator(OAuth2Validator):
     # Which scope releases each claim (the library drops a claim it finds no scope for).
     oidc_claim_scope = {
@@ -146,10 +151,9 @@ class Validator(OAuth2Validator):
     def _load_access_token(self, token):
         """As the library loads it, with the sign-in context in the same query (every API
         request reads it)."""
-        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
         return (
             AccessToken.objects.select_related("application", "user", "context")
-            .filter(token_checksum=checksum)
+            .filter(token_checksum=token_checksum(token))
             .first()
         )
 

@@ -22,14 +22,14 @@ from django.views import View
 from django_otp import login as otp_login
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.forms import AllowForm
-from oauth2_provider.models import AccessToken, Application
+from oauth2_provider.models import Application
 from oauth2_provider.views import AuthorizationView, TokenView
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from accounts.identity import issuer, scopes, signin
 from accounts.identity import launch as launches
 from accounts.identity.tokens import FIRST_PARTY_CLIENT_ID, is_staff_role
-from accounts.identity.validator import AMR, PATIENT
+from accounts.identity.validator import AMR, PATIENT, Validator
 from accounts.models import LaunchContext, Role
 from audit.models import Action
 from audit.services import record_event
@@ -306,11 +306,7 @@ class JournalledTokenView(TokenView):
         if response.status_code != 200:
             _journal_refusal(None, client_id, str(body.get("error", "")), f"token:{grant_type}")
             return response
-        token = (
-            AccessToken.objects.filter(token_checksum=_checksum(body.get("access_token", "")))
-            .select_related("user", "application")
-            .first()
-        )
+        token = Validator()._load_access_token(body.get("access_token", ""))
         if token is not None and token.user is not None:
             with transaction.atomic():
                 record_event(
@@ -321,12 +317,6 @@ class JournalledTokenView(TokenView):
                     detail={"channel": "oauth", "grant": grant_type, "scope": token.scope},
                 )
         return response
-
-
-def _checksum(token: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 # --- EHR launch ---------------------------------------------------------------------------------
