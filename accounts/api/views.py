@@ -27,7 +27,6 @@ from core import authz
 from core.api.serializers import StrictInputSerializer
 
 
-
 class _LoginThrottle(ScopedRateThrottle):
     scope_attr = "throttle_scope"
 
