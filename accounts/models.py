@@ -13,6 +13,10 @@ class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
     ADMIN = "admin", "Administrator"
     AUDITOR = "auditor", "Auditor"
+    # Owns the models: reads their evidence, promotes, rolls back and waives gates. Not an
+    # administrator: the people who run the system are not the people who decide which model
+    # treats patients (separation of duties, as for auditors).
+    MODEL_OWNER = "model_owner", "Model owner"
     # An EHR's back-end (SMART Backend Services): one account per registered client, never a
     # person; it signs in only with its client's key and reaches the care teams it serves.
     SERVICE = "service", "EHR integration"
@@ -35,10 +39,12 @@ class User(AbstractUser):
 
 
 class CareTeam(models.Model):
-    """A group of clinicians sharing responsibility for a panel of patients."""
+    """A group of clinicians sharing responsibility for a panel of patients. Deactivated, not
+    deleted: its history stays in the journal; it takes no new patients or members."""
 
     name = models.CharField(max_length=120, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    is_active = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]
@@ -59,6 +65,8 @@ class CareTeamMembership(models.Model):
     team_role = models.CharField(
         max_length=16, choices=TeamRole.choices, default=TeamRole.PHYSICIAN
     )
+    # The clinician the team's unacknowledged urgent alerts escalate to.
+    is_on_call = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,6 +76,34 @@ class CareTeamMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.care_team_id}"
+
+
+class OneTimeLink(models.Model):
+    """A link an administrator hands to a member of staff: to set their password and enrol their
+    authenticator (``invite``), or to enrol a new authenticator after a lost one was reset
+    (``second_factor``). Only the token's SHA-256 is stored; the link works once, until it
+    expires (``accounts.staff``)."""
+
+    class Purpose(models.TextChoices):
+        INVITE = "invite", "Invitation"
+        SECOND_FACTOR = "second_factor", "Second-factor enrolment"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="one_time_links")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(purpose__in=["invite", "second_factor"]),
+                name="one_time_link_purpose_valid",
+            ),
+        ]
 
 
 class ClinicianProfile(models.Model):

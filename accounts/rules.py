@@ -26,8 +26,9 @@ is_clinician = _has_role(Role.CLINICIAN)
 is_admin = _has_role(Role.ADMIN)
 is_auditor = _has_role(Role.AUDITOR)
 is_service = _has_role(Role.SERVICE)
+is_model_owner = _has_role(Role.MODEL_OWNER)
 is_signed_in = rules.predicate(authz.is_signed_in, name="is_signed_in")
-is_staff_member = is_clinician | is_admin | is_auditor
+is_staff_member = is_clinician | is_admin | is_auditor | is_model_owner
 
 
 @rules.predicate

@@ -63,6 +63,21 @@ class Action(models.TextChoices):
     PATIENT_PRIVACY_SPENT = "patient_privacy_spent", "Patient privacy budget spent"
     NONPRIVATE_TRAINING_WAIVED = "nonprivate_training_waived", "Non-private training waived"
     NONPRIVATE_TRAINING_REFUSED = "nonprivate_training_refused", "Non-private training refused"
+    REFUSED = "refused", "Request refused"
+    DEACTIVATE = "deactivate", "Deactivated"
+    INVITE = "invite", "Invitation issued"
+    LINK_REDEEMED = "link_redeemed", "One-time link used"
+    SECOND_FACTOR_RESET = "second_factor_reset", "Second factor reset"
+    TRANSFER = "transfer", "Patient transferred"
+    DISCHARGE = "discharge", "Patient discharged"
+    ACTIVATION_ISSUED = "activation_issued", "Phone activation code issued"
+    PHONE_ACTIVATED = "phone_activated", "Phone activated"
+    PHONE_REVOKED = "phone_revoked", "Phone revoked"
+    BOUNDS_CONFIRMED = "bounds_confirmed", "Safety bounds confirmed"
+    IMPORT = "import", "Import"
+    # Reserved for emergency ("break-glass") access to a patient outside one's teams; the
+    # auditor's review report lists them with the overrides.
+    EMERGENCY_ACCESS = "emergency_access", "Emergency access"
 
 
 class Outcome(models.TextChoices):

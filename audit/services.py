@@ -11,10 +11,11 @@ short and avoid lock-order deadlocks.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from django.conf import settings
@@ -31,12 +32,13 @@ from audit.statements import CheckpointStatement, first_prev_checkpoint
 from core import jobs
 from core.authz import System
 from core.context import current_context
+from core.errors import DomainError
 
 logger = logging.getLogger("clinaiops.audit")
 
 # Roles whose reads of patient data are journalled (docs/architecture.md, safety invariants).
 # A patient reading their own record is not: it is no disclosure to a third party.
-READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor"})
+READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor", "model_owner"})
 # Reads of the journal itself (the object type of ``audit.view_trail``): journalled every time,
 # whether or not the rows shown concern a patient — who read the trail is part of the trail.
 TRAIL_READ_OBJECT_TYPES = frozenset({"audit_event"})
@@ -237,6 +239,66 @@ def record_read(
     return record_event(
         action=Action.READ, actor=actor, object_type=object_type, patient_ids=ids, detail=detail
     )
+
+
+def record_refusal(
+    *,
+    actor: Any,
+    attempted: str,
+    message: str,
+    field: str | None = None,
+    object_type: str = "",
+    object_id: str | int = "",
+    patient_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Journal a refused request (``attempted``: what was asked, e.g. ``enrol_patient``) in its
+    own transaction, so the refusal stays in the journal when the caller's work is rolled back.
+    The message is the one the caller was shown; no submitted value is recorded (a refused
+    form may carry a name or a password)."""
+    with transaction.atomic():
+        return record_event(
+            action=Action.REFUSED,
+            actor=actor,
+            object_type=object_type,
+            object_id=object_id,
+            patient_id=patient_id,
+            outcome=Outcome.DENIED,
+            component="" if getattr(actor, "pk", None) is not None else "refusal",
+            detail={"attempted": attempted, "message": message, "field": field, **(detail or {})},
+        )
+
+
+def refusals_journalled(
+    attempted: str, *, object_type: str = "", target: str = ""
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a service whose refusals must be journalled: a ``DomainError`` (``NotFound`` and
+    ``Forbidden`` included) is recorded by ``record_refusal`` — naming the ``target`` keyword's
+    object, and its patient — before it reaches the caller. The service takes ``actor`` by
+    keyword."""
+
+    def decorate(service: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(service)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return service(*args, **kwargs)
+            except DomainError as error:
+                obj = kwargs.get(target) if target else None
+                patient = kwargs.get("patient")
+                record_refusal(
+                    actor=kwargs.get("actor"),
+                    attempted=attempted,
+                    message=error.message,
+                    field=error.field,
+                    object_type=object_type,
+                    object_id=getattr(obj, "pk", None) or "",
+                    patient_id=getattr(patient, "pk", None),
+                )
+                raise
+
+        return wrapper
+
+    return decorate
 
 
 def _schedule_checkpoints() -> None:

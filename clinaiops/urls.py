@@ -3,7 +3,7 @@ clinicians, /fhir/ for EHRs, /oauth/ and /.well-known/ for every client's sign-i
 authorization server), /healthz for the load balancer."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views.defaults import page_not_found, server_error
 from drf_spectacular.views import (
     SpectacularAPIView,
@@ -17,8 +17,10 @@ from clinaiops.fhir.views import BaseView as FhirBaseView
 from clinaiops.health import healthz, readyz
 from clinaiops.oauth import discovery
 from clinaiops.oauth import views as oauth_views
+from patients.api.activation import ActivateView
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
+    path("auth/activate/", ActivateView.as_view(), name="activate-phone"),
     path("auth/", include("accounts.api.urls")),
     path("oauth-clients/", include("accounts.api.client_urls")),
     path("", include("patients.api.urls")),

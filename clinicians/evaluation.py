@@ -83,6 +83,8 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
     outcome = EvaluationOutcome(patient_id)
     with transaction.atomic():
         patient = Patient.objects.get(pk=patient_id)
+        if patient.discharged_at is not None:
+            return outcome  # discharged: the record is kept, nothing new is processed
         EvaluationState.objects.get_or_create(patient=patient)
         state = EvaluationState.objects.select_for_update().get(patient=patient)
         last_reading = Reading.objects.filter(patient=patient).aggregate(m=Max("id"))["m"] or 0

@@ -40,6 +40,8 @@ class GateContext:
     # codes that block it, and codes that only a clinician may act on.
     course_blocked: tuple[str, ...] = ()
     course_review: tuple[str, ...] = ()
+    # Bounds entered at enrolment but not yet confirmed by a clinician: still no bounds, said so.
+    bounds_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ REASON_TEXT = {
     "proposal_not_a_dose": "The model did not propose a usable dose.",
     "current_dose_unknown": "The current dose is not known.",
     "no_bounds": "No safety bounds are set for this drug.",
+    "bounds_pending": "The safety bounds for this drug wait for a clinician's confirmation.",
     "open_crisis": "A hypertensive crisis alert is open.",
     "stale_data": "No recent blood pressure: the data are stale.",
     "producer_unhealthy": "The model could not be loaded or failed to answer.",
@@ -105,7 +108,7 @@ def _gate(current_raw: object, proposed_raw: object, context: GateContext) -> Ga
     if current is None:
         blocked.append("current_dose_unknown")
     if context.bounds is None:
-        blocked.append("no_bounds")
+        blocked.append("bounds_pending" if context.bounds_pending else "no_bounds")
     if context.has_open_crisis:
         blocked.append("open_crisis")
     if not context.data_is_fresh:

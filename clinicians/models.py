@@ -45,6 +45,13 @@ class SafetyBounds(models.Model):
     )
     set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
+    # Bounds entered at enrolment by an administrator (what the clinician prescribed) wait for a
+    # clinician of the team to confirm them; until then no proposal uses them (``is_confirmed``).
+    # Bounds a clinician sets are confirmed by that clinician at once.
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "safety bounds"
@@ -67,7 +74,16 @@ class SafetyBounds(models.Model):
                 & Q(min_interval_days__lte=MIN_INTERVAL_LIMITS_DAYS[1]),
                 name="bounds_interval_within_hard_limits",
             ),
+            models.CheckConstraint(
+                condition=Q(confirmed_at__isnull=True, confirmed_by__isnull=True)
+                | Q(confirmed_at__isnull=False, confirmed_by__isnull=False),
+                name="bounds_confirmed_by_someone",
+            ),
         ]
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
 
 
 class AlertKind(models.TextChoices):

@@ -12,7 +12,14 @@ import rules
 from django.db.models import CharField
 from django.db.models.functions import Cast
 
-from accounts.rules import is_auditor, is_clinician, is_patient, is_signed_in, is_staff_member
+from accounts.rules import (
+    is_admin,
+    is_auditor,
+    is_clinician,
+    is_patient,
+    is_signed_in,
+    is_staff_member,
+)
 from audit.models import AuditEvent
 from clinicians.models import (
     Alert,
@@ -164,6 +171,12 @@ authz.define(
     treats_patient,
     message="Only a clinician of the patient's care team sets these.",
     sees=PATIENT,
+)
+authz.define(
+    "clinicians.propose_bounds",
+    is_admin,
+    message="Only an administrator enters the bounds a clinician prescribed at enrolment.",
+    sees="patients.administered",
 )
 authz.define(
     "clinicians.view_safety_bounds",

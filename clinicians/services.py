@@ -31,25 +31,17 @@ from patients.models import Patient
 # --- bounds and thresholds ---------------------------------------------------------------------
 
 
-def set_safety_bounds(
-    *,
-    patient: Patient,
+def _checked_bounds(
     medication: str,
-    actor: User,
+    *,
     min_dose_mg: Decimal,
     max_dose_mg: Decimal,
     max_auto_step_mg: Decimal,
-    target_systolic_mmhg: int,
-    target_diastolic_mmhg: int,
-    may_start: bool | None = None,
-    min_interval_days: int | None = None,
-) -> SafetyBounds:
-    """Create or replace the bounds for one drug. The formulary's labelled range is the hard
-    limit: a clinician cannot allow more than the label. ``may_start`` (whether the patient may
-    start the drug from the app) and ``min_interval_days`` keep their stored value when not
-    given (off, and the guideline default, for new bounds); the interval lies within
-    ``patients.course.MIN_INTERVAL_LIMITS_DAYS``."""
-    authz.authorize(actor, "clinicians.set_bounds", patient)
+    min_interval_days: int | None,
+) -> None:
+    """The hard limits every set of bounds keeps, whoever enters it and when it takes effect:
+    the formulary's labelled range (a clinician cannot allow more than the label), a step no
+    larger than the range, an interval within ``patients.course.MIN_INTERVAL_LIMITS_DAYS``."""
     drug = FORMULARY.get(medication)
     if drug is None:
         raise DomainError(
@@ -74,18 +66,35 @@ def set_safety_bounds(
             "change is judged on readings after the drug has acted).",
             field="min_interval_days",
         )
+
+
+def _write_bounds(
+    *,
+    patient: Patient,
+    medication: str,
+    actor: User,
+    confirmed: bool,
+    values: dict,
+    may_start: bool | None,
+    min_interval_days: int | None,
+) -> SafetyBounds:
+    """Create or replace one drug's bounds under the row lock, with the journal's old and new
+    values; ``confirmed``: a clinician of the team sets them (in force at once), or an
+    administrator enters what was prescribed (pending a clinician's confirmation)."""
     with transaction.atomic():
         existing = (
             SafetyBounds.objects.select_for_update()
             .filter(patient=patient, medication=medication)
             .first()
         )
+        if not confirmed and existing is not None and existing.is_confirmed:
+            raise DomainError(
+                f"The bounds for {medication} are confirmed already; a clinician of the team "
+                "changes them.",
+                field="medication",
+            )
         values = {
-            "min_dose_mg": min_dose_mg,
-            "max_dose_mg": max_dose_mg,
-            "max_auto_step_mg": max_auto_step_mg,
-            "target_systolic_mmhg": target_systolic_mmhg,
-            "target_diastolic_mmhg": target_diastolic_mmhg,
+            **values,
             "may_start": (existing.may_start if existing else False)
             if may_start is None
             else bool(may_start),
@@ -97,13 +106,25 @@ def set_safety_bounds(
             if min_interval_days is None
             else min_interval_days,
         }
+        now = timezone.now()
+        confirmation = {
+            "confirmed_by": actor if confirmed else None,
+            "confirmed_at": now if confirmed else None,
+        }
         changes = {
             name: {"old": getattr(existing, name) if existing else None, "new": value}
             for name, value in values.items()
             if existing is None or getattr(existing, name) != value
         }
+        if existing is None or existing.is_confirmed != confirmed:
+            changes["confirmed"] = {
+                "old": existing.is_confirmed if existing else None,
+                "new": confirmed,
+            }
         bounds, _ = SafetyBounds.objects.update_or_create(
-            patient=patient, medication=medication, defaults={**values, "set_by": actor}
+            patient=patient,
+            medication=medication,
+            defaults={**values, **confirmation, "set_by": actor},
         )
         bounds.full_clean()
         record_event(
@@ -113,10 +134,144 @@ def set_safety_bounds(
             object_id=bounds.pk,
             patient_id=patient.pk,
             changes=changes,
-            detail={"medication": medication},
+            detail={"medication": medication, "confirmed": confirmed},
         )
         withdraw_stale_deliveries(patient)  # tightened bounds withdraw what no longer passes
     return bounds
+
+
+def _enter_bounds(
+    *,
+    confirmed: bool,
+    patient: Patient,
+    medication: str,
+    actor: User,
+    min_dose_mg: Decimal,
+    max_dose_mg: Decimal,
+    max_auto_step_mg: Decimal,
+    target_systolic_mmhg: int,
+    target_diastolic_mmhg: int,
+    may_start: bool | None,
+    min_interval_days: int | None,
+) -> SafetyBounds:
+    authz.authorize(
+        actor, "clinicians.set_bounds" if confirmed else "clinicians.propose_bounds", patient
+    )
+    _checked_bounds(
+        medication,
+        min_dose_mg=min_dose_mg,
+        max_dose_mg=max_dose_mg,
+        max_auto_step_mg=max_auto_step_mg,
+        min_interval_days=min_interval_days,
+    )
+    return _write_bounds(
+        patient=patient,
+        medication=medication,
+        actor=actor,
+        confirmed=confirmed,
+        values={
+            "min_dose_mg": min_dose_mg,
+            "max_dose_mg": max_dose_mg,
+            "max_auto_step_mg": max_auto_step_mg,
+            "target_systolic_mmhg": target_systolic_mmhg,
+            "target_diastolic_mmhg": target_diastolic_mmhg,
+        },
+        may_start=may_start,
+        min_interval_days=min_interval_days,
+    )
+
+
+def set_safety_bounds(
+    *,
+    patient: Patient,
+    medication: str,
+    actor: User,
+    min_dose_mg: Decimal,
+    max_dose_mg: Decimal,
+    max_auto_step_mg: Decimal,
+    target_systolic_mmhg: int,
+    target_diastolic_mmhg: int,
+    may_start: bool | None = None,
+    min_interval_days: int | None = None,
+) -> SafetyBounds:
+    """Create or replace the bounds for one drug, in force at once: the clinician who sets them
+    confirms them. ``may_start`` (whether the patient may start the drug from the app) and
+    ``min_interval_days`` keep their stored value when not given (off, and the guideline
+    default, for new bounds)."""
+    return _enter_bounds(
+        confirmed=True,
+        patient=patient,
+        medication=medication,
+        actor=actor,
+        min_dose_mg=min_dose_mg,
+        max_dose_mg=max_dose_mg,
+        max_auto_step_mg=max_auto_step_mg,
+        target_systolic_mmhg=target_systolic_mmhg,
+        target_diastolic_mmhg=target_diastolic_mmhg,
+        may_start=may_start,
+        min_interval_days=min_interval_days,
+    )
+
+
+def propose_safety_bounds(
+    *,
+    patient: Patient,
+    medication: str,
+    actor: User,
+    min_dose_mg: Decimal,
+    max_dose_mg: Decimal,
+    max_auto_step_mg: Decimal,
+    target_systolic_mmhg: int,
+    target_diastolic_mmhg: int,
+    may_start: bool | None = None,
+    min_interval_days: int | None = None,
+) -> SafetyBounds:
+    """An administrator enters the initial bounds the clinician prescribed at enrolment. They
+    are pending: no proposal uses them until a clinician of the team confirms them
+    (``confirm_safety_bounds``). Bounds already confirmed are not replaced this way."""
+    return _enter_bounds(
+        confirmed=False,
+        patient=patient,
+        medication=medication,
+        actor=actor,
+        min_dose_mg=min_dose_mg,
+        max_dose_mg=max_dose_mg,
+        max_auto_step_mg=max_auto_step_mg,
+        target_systolic_mmhg=target_systolic_mmhg,
+        target_diastolic_mmhg=target_diastolic_mmhg,
+        may_start=may_start,
+        min_interval_days=min_interval_days,
+    )
+
+
+def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User) -> SafetyBounds:
+    """A clinician of the team confirms bounds entered at enrolment; from now on proposals use
+    them. The hard limits are checked again now, when the bounds take effect."""
+    authz.authorize(actor, "clinicians.set_bounds", bounds.patient)
+    with transaction.atomic():
+        row = SafetyBounds.objects.select_for_update().get(pk=bounds.pk)
+        if row.is_confirmed:
+            raise InvalidTransition("These bounds are confirmed already.", field="bounds")
+        _checked_bounds(
+            row.medication,
+            min_dose_mg=row.min_dose_mg,
+            max_dose_mg=row.max_dose_mg,
+            max_auto_step_mg=row.max_auto_step_mg,
+            min_interval_days=row.min_interval_days,
+        )
+        row.confirmed_by = actor
+        row.confirmed_at = timezone.now()
+        row.save(update_fields=["confirmed_by", "confirmed_at"])
+        record_event(
+            action=Action.BOUNDS_CONFIRMED,
+            actor=actor,
+            object_type="safety_bounds",
+            object_id=row.pk,
+            patient_id=row.patient_id,
+            changes={"confirmed": {"old": False, "new": True}},
+            detail={"medication": row.medication, "entered_by": row.set_by_id},
+        )
+    return row
 
 
 def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> AlertThresholds:

@@ -40,7 +40,21 @@ def thresholds_for(patient: Patient) -> Thresholds:
 
 
 def bounds_by_drug(patient: Patient) -> dict[str, SafetyBounds]:
-    return {b.medication: b for b in SafetyBounds.objects.filter(patient=patient)}
+    """The bounds in force: confirmed by a clinician of the team. Bounds entered at enrolment
+    and not yet confirmed count as none (the proposal is blocked, with that reason)."""
+    return {
+        b.medication: b
+        for b in SafetyBounds.objects.filter(patient=patient, confirmed_at__isnull=False)
+    }
+
+
+def bounds_pending(patient: Patient) -> list[str]:
+    """The drugs whose bounds wait for a clinician's confirmation."""
+    return sorted(
+        SafetyBounds.objects.filter(patient=patient, confirmed_at__isnull=True).values_list(
+            "medication", flat=True
+        )
+    )
 
 
 def target_from(bounds: dict[str, SafetyBounds]) -> tuple[int, int]:
@@ -94,6 +108,7 @@ class CourseView:
     bounds: dict[str, SafetyBounds]
     open_alert_kinds: frozenset[str]
     thresholds: Thresholds
+    pending_bounds: frozenset[str] = frozenset()  # drugs whose bounds await confirmation
 
     @property
     def holds(self) -> tuple[course.Finding, ...]:
@@ -153,7 +168,9 @@ def course_view(patient: Patient, now: datetime) -> CourseView:
         .exclude(status=AlertStatus.RESOLVED)
         .values_list("kind", flat=True)
     )
-    return CourseView(state, observation, week, bounds, open_kinds, thresholds)
+    return CourseView(
+        state, observation, week, bounds, open_kinds, thresholds, frozenset(bounds_pending(patient))
+    )
 
 
 @dataclass(frozen=True)
@@ -242,6 +259,7 @@ def judge(
             f.code for f in (*assessment.refused, *assessment.blocked, *extra_blocked)
         ),
         course_review=tuple(f.code for f in (*assessment.review, *extra_review)),
+        bounds_pending=medication in view.pending_bounds,
     )
     decision = gate(
         current_dose_mg=current_dose_mg, proposed_dose_mg=proposed_dose_mg, context=context

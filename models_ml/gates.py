@@ -22,8 +22,8 @@ compare like with like").
    therapy should include a thiazide-type diuretic or CCB, class I; NICE NG136, 2019: step 1 is
    a CCB for adults of Black African or African-Caribbean family origin). The protocol never
    does it; a model policy, which does not see race, may. The share of Black patients it happens
-   to may exceed the reference's by at most ``FIRST_LINE_MARGIN_PP``. Waivable by an admin with a
-   written reason, because in production every initiation goes to a clinician (course rules).
+   to may exceed the reference's by at most ``FIRST_LINE_MARGIN_PP``. Waivable by a model owner
+   with a written reason, because in production every initiation goes to a clinician (course rules).
    Every subgroup's share of ACE-inhibitor starts is in the evidence.
 4. **Training-data representativeness** (``training_representativeness_gate``, waivable). Each
    subgroup's share of the training *patients* — sex, race/ethnicity, age band, and baseline
@@ -35,7 +35,7 @@ compare like with like").
 5. **Fairness.** aequitas audit of the held-out predictions by sex, race/ethnicity and age band:
    FPR, FNR and MAE disparity ratios within [0.8, 1.25] against the largest group; a ratio
    outside the band fails when its Bonferroni-adjusted interval — clustered by patient — excludes
-   parity (real, not sampling noise) — unless an admin waives the gate with a written reason
+   parity (real, not sampling noise) — unless a model owner waives the gate with a written reason
    (audited).
 6. **Privacy.** For a private model: ε ≤ ``MAX_EPSILON``, δ ≤ 1/N, and the dataset's ledger
    within its budget.

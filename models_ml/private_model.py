@@ -271,7 +271,7 @@ def nonprivate_waiver(patient_keys: tuple[int, ...], reason: str, actor) -> dict
     if not reason:
         problem = "no waiver was given"
     elif not is_allowed_to_waive(actor, WAIVE_PRIVACY):
-        problem = "only an admin may waive differential privacy"
+        problem = "only a model owner may waive differential privacy"
     if problem:
         with transaction.atomic():
             record_event(

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit.models import Action
 from audit.services import record_event
+from core import authz
 from core.errors import Conflict
 from models_ml import gate_evaluation
 from models_ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
@@ -83,8 +84,8 @@ def _blocking_gates(
     model_version: ModelVersion, actor, waiver_reason: str, waive=None
 ) -> tuple[list, list]:
     """(failed gates not waived, gates waived). A waivable gate is waived only with a written
-    reason, by someone ``models_ml.waive_gates`` allows (an admin); ``waive`` names the gates to
-    waive (None: every failed waivable one)."""
+    reason, by someone ``models_ml.waive_gates`` allows (a model owner); ``waive`` names the gates
+    to waive (None: every failed waivable one)."""
     report = model_version.gate_results
     if not report:
         raise PromotionRefused(f"{model_version.version} has not been evaluated; run evaluate.")
@@ -106,7 +107,7 @@ def _blocking_gates(
     ]
     if waived and not is_allowed_to_waive(actor, WAIVE_GATES, model_version):
         raise PromotionRefused(
-            f"Only an admin may waive a gate ({', '.join(waived)}).", field="waiver"
+            f"Only a model owner may waive a gate ({', '.join(waived)}).", field="waiver"
         )
     return [gate["name"] for gate in failed if gate["name"] not in waived], waived
 
@@ -134,15 +135,23 @@ def _refuse(model_version: ModelVersion, actor, message: str, detail: dict) -> N
     raise PromotionRefused(message)
 
 
+def _authorize_owner(actor, model_version: ModelVersion | None = None) -> None:
+    """A person changing a stage must own the models (``models_ml.own_models``: model owners);
+    ``None`` is the operator at the command line without ``--as``, acting as the system."""
+    if actor is not None:
+        authz.authorize(actor, "models_ml.own_models", model_version)
+
+
 def promote(version: str, *, actor=None, waiver_reason: str = "", waive=None) -> ModelVersion:
     """Move a candidate (or shadow) to production if every gate passed against what is in
     production *now*: when production, the gates or their cohorts changed since the evaluation,
     the gates are run again first (the paired policy comparison against the current production
     model included) and the record names that version. Waivable gates (fairness, first-line
-    choice, training representativeness) may be waived by an admin with a written reason
+    choice, training representativeness) may be waived by a model owner with a written reason
     (``waive`` names which; default every failed waivable gate). The previous production model
     is retired and remembered for rollback. A refusal is journalled and changes nothing."""
     model_version = get_version(version)
+    _authorize_owner(actor, model_version)
     if model_version.stage not in (Stage.CANDIDATE, Stage.SHADOW):
         raise PromotionRefused(f"{version} is {model_version.stage}, not a candidate.")
     if not model_version.gate_results:
@@ -215,6 +224,7 @@ def set_shadow(version: str, *, actor=None) -> ModelVersion:
     """Run a candidate beside production (``models_ml.serving.compare_in_shadow``). The version
     in shadow before it, if any, goes back to candidate; each of the two changes is journalled
     (``model_stage_changed``)."""
+    _authorize_owner(actor, get_version(version))
     with transaction.atomic():
         model_version = ModelVersion.objects.select_for_update().get(pk=get_version(version).pk)
         if model_version.stage != Stage.CANDIDATE:
@@ -257,6 +267,7 @@ def _change_stage(
 
 def rollback(*, actor=None) -> ModelVersion | None:
     """Retire the production model and restore the one it replaced (the protocol when none)."""
+    _authorize_owner(actor)
     with transaction.atomic():
         current = ModelVersion.objects.select_for_update().filter(stage=Stage.PRODUCTION).first()
         if current is None:

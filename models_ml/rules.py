@@ -1,13 +1,14 @@
 """Who may read and own the model records (``core.authz``).
 
 Staff read model versions and their cards: clinicians see the card a proposal's model has,
-auditors what was deployed when; admins are the model owners (the owners' card, waivers,
-promotion). Patients are refused: what they need about a proposal is in
-``/api/v1/me/decisions/``. Model records hold no patient's data, so their reads are not
-journalled as reads of patient data.
+auditors what was deployed when; model owners (the ``model_owner`` role) own them: the owners'
+card and workspace, waivers, promotion and rollback. Administrators do not: the people who run
+the system are not the people who decide which model treats patients. Patients are refused:
+what they need about a proposal is in ``/api/v1/me/decisions/``. Model records hold no
+patient's data, so their reads are not journalled as reads of patient data.
 """
 
-from accounts.rules import is_admin, is_staff_member
+from accounts.rules import is_model_owner, is_staff_member
 from core import authz
 from core.errors import Forbidden, NotFound
 from models_ml.models import ModelVersion
@@ -22,13 +23,13 @@ authz.define_visibility(
 authz.define(
     "models_ml.read_model_records",
     is_staff_member,
-    message="Only clinicians, admins and auditors may read model records.",
+    message="Only clinicians, admins, auditors and model owners may read model records.",
     sees="models_ml.model_version",
 )
 authz.define(
     "models_ml.own_models",
-    is_admin,
-    message="Only an admin (a model owner) may do this.",
+    is_model_owner,
+    message="Only a model owner may do this.",
     sees="models_ml.model_version",
 )
 
@@ -42,14 +43,14 @@ WAIVE_PRIVACY = "models_ml.waive_privacy"
 
 authz.define(
     WAIVE_GATES,
-    is_admin,
-    message="Only an admin may waive a gate.",
+    is_model_owner,
+    message="Only a model owner may waive a gate.",
     sees="models_ml.model_version",
 )
 authz.define(
     WAIVE_PRIVACY,
-    is_admin,
-    message="Only an admin may waive differential privacy.",
+    is_model_owner,
+    message="Only a model owner may waive differential privacy.",
 )
 
 

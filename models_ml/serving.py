@@ -99,7 +99,7 @@ def alert_sentence(version: str, alerts: tuple[OpenModelAlert, ...]) -> str:
     )
     return (
         f"Model {version} is under a monitoring alert — {described}. A clinician decides until "
-        f"an administrator closes it."
+        f"a model owner closes it."
     )
 
 

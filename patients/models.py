@@ -67,6 +67,9 @@ class Patient(models.Model):
     given_name = models.CharField(max_length=100)
     family_name = models.CharField(max_length=100)
     birth_year = models.PositiveSmallIntegerField()
+    # The full date when the clinic enrols the patient (matching, the portal's lists); records
+    # made from the simulator or an EHR-only import may carry the year alone.
+    birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=16, choices=Sex.choices, default=Sex.UNKNOWN)
     race = models.CharField(max_length=48, choices=Race.choices, default=Race.UNKNOWN)
     ethnicity = models.CharField(
@@ -75,6 +78,14 @@ class Patient(models.Model):
     care_teams: models.ManyToManyField[CareTeam, CareTeamAssignment] = models.ManyToManyField(
         CareTeam, through="CareTeamAssignment", related_name="patients"
     )
+    # The EHR's medical record number, as the clinic's EHR issues it (matching, FHIR identifier).
+    mrn = models.CharField("MRN", max_length=64, null=True, blank=True, unique=True)
+    # IANA zone of where the patient lives: visits, "today" and readings' local times.
+    time_zone = models.CharField(max_length=64, default="UTC")
+    contact_phone = models.CharField(max_length=32, blank=True)
+    # Discharged: the record is kept and readable; nothing new is processed (uploads refused,
+    # no evaluation, no proposals) and the phone's tokens are revoked.
+    discharged_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -123,6 +134,29 @@ class Device(models.Model):
                 fields=["patient", "device_id"], name="device_unique_per_patient"
             ),
         ]
+
+
+class PhoneActivation(models.Model):
+    """A short-lived, single-use code (and its QR) that the patient's phone app exchanges for its
+    credentials (``patients.activation``); then the phone itself, listed per patient and revocable.
+    Only the code's SHA-256 is stored. ``token_family`` names the refresh-token family the phone
+    holds (django-oauth-toolkit rotates refresh tokens within one family), so revoking the phone
+    revokes exactly its tokens."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="activations")
+    code_sha256 = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    device_label = models.CharField(max_length=80, blank=True)
+    token_family = models.UUIDField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
 
 
 class ReadingType(models.TextChoices):

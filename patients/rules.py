@@ -71,6 +71,19 @@ def is_on_care_team(user, patient) -> bool:
 treats_patient = is_clinician & is_on_care_team
 
 
+@rules.predicate
+def is_under_care(user, patient) -> bool:
+    """Not discharged: a discharged patient's record is kept and read, never added to."""
+    return patient is not None and patient.discharged_at is None
+
+
+def administered_patients(user) -> QuerySet[Patient]:
+    """The patient rows the admin workspace shows: every patient to an administrator (enrolment,
+    transfer, discharge, phones — never readings, proposals or other clinical data, which their
+    own actions guard); to anyone else, the patients they reach."""
+    return Patient.objects.all() if is_admin(user) else reached_patients(user)
+
+
 def _of_reached_patients(model):
     return lambda user: model.objects.filter(patient__in=reached_patients(user))
 
@@ -80,6 +93,9 @@ def _patient_id(row) -> int:
 
 
 authz.define_visibility("patients.patient", Patient, reached_patients, patient_of=lambda p: p.pk)
+authz.define_visibility(
+    "patients.administered", Patient, administered_patients, patient_of=lambda p: p.pk
+)
 authz.define_visibility(
     "patients.reading", Reading, _of_reached_patients(Reading), patient_of=_patient_id
 )
@@ -100,6 +116,19 @@ authz.define(
     "patients.enrol",
     is_admin,
     message="Only administrators enrol patients and assign their care teams.",
+)
+authz.define(
+    "patients.administer",
+    is_admin,
+    message="Only administrators see the clinic's enrolment records.",
+    sees="patients.administered",
+    reads="patient",
+)
+authz.define(
+    "patients.activate_phone",
+    is_admin | treats_patient,
+    message="Only an administrator or a clinician of the patient's care team activates phones.",
+    sees="patients.administered",
 )
 authz.define(
     "patients.view_patient",
@@ -132,13 +161,13 @@ authz.define(
 # Writes.
 authz.define(
     "patients.submit_readings",
-    is_patient & is_own_record,
+    is_patient & is_own_record & is_under_care,
     message="Only a signed-in patient submits their own readings and intakes.",
     sees=PATIENT,
 )
 authz.define(
     "patients.change_care_plan",
-    treats_patient,
+    treats_patient & is_under_care,
     message="Only a clinician of the patient's care team places orders.",
     sees=PATIENT,
 )

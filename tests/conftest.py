@@ -108,6 +108,11 @@ def admin_user(db):
 
 
 @pytest.fixture
+def model_owner(db):
+    return UserFactory(role="model_owner")
+
+
+@pytest.fixture
 def auditor(db):
     return UserFactory(role="auditor")
 
@@ -136,7 +141,7 @@ def bearer_client(user, password: str = PASSWORD) -> APIClient:
     their TOTP code, as they must)."""
     client = APIClient()
     credentials = {"username": user.username, "password": password}
-    if user.role in ("clinician", "admin", "auditor"):
+    if user.role in ("clinician", "admin", "auditor", "model_owner"):
         credentials["otp"] = totp_code(user)
     response = client.post("/api/v1/auth/token/", credentials, format="json")
     assert response.status_code == 200, response.content

@@ -112,6 +112,7 @@ ROLE_CEILING: dict[str, tuple[frozenset[str], dict[str, str]]] = {
     ),
     Role.AUDITOR: (frozenset({"user"}), {"AuditEvent": "rs", "Provenance": "rs"}),
     Role.ADMIN: (frozenset(), {}),
+    Role.MODEL_OWNER: (frozenset(), {}),
     Role.SERVICE: (frozenset({"system"}), _CLINICAL_READ | {"Observation": "rs"}),
 }
 

@@ -97,7 +97,7 @@ def refresh(refresh_token: str, *, token_endpoint: str) -> tuple[int, dict]:
 
 def is_staff_role(role: str) -> bool:
     """Roles that act on others' data and so sign in with a second factor everywhere."""
-    return role in (Role.CLINICIAN, Role.ADMIN, Role.AUDITOR)
+    return role in (Role.CLINICIAN, Role.ADMIN, Role.AUDITOR, Role.MODEL_OWNER)
 
 
 def endpoint_enabled() -> bool:

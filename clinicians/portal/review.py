@@ -12,7 +12,7 @@ from django_otp.decorators import otp_required
 
 from accounts.identity import issuer, launch
 from clinicians import decisions, services
-from clinicians.models import Alert
+from clinicians.models import Alert, SafetyBounds
 from clinicians.portal.selectors import chart_for
 from clinicians.selectors import alerts_visible_to, recommendations_visible_to
 from core import authz
@@ -100,3 +100,18 @@ def acknowledge_alert(request, alert_id: int):
     return redirect(
         target if target.startswith("/portal/") and "//" not in target else "portal:home"
     )
+
+
+@require_POST
+@otp_required(login_url="portal:login")
+def confirm_bounds(request, patient_id: int, bounds_id: int):
+    """A clinician of the team confirms bounds an administrator entered at enrolment; from now
+    on proposals use them (``clinicians.services.confirm_safety_bounds`` re-checks the limits)."""
+    patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    bounds = get_object_or_404(SafetyBounds, pk=bounds_id, patient=patient)
+    try:
+        services.confirm_safety_bounds(bounds=bounds, actor=request.user)
+        messages.success(request, f"The {bounds.medication} bounds are confirmed and in force.")
+    except DomainError as error:
+        messages.error(request, error.message)
+    return redirect("portal:patient", patient.pk)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from clinicians.portal import loop, model_cards, review, views
 
@@ -8,6 +8,12 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("login/verify/", views.SecondFactorView.as_view(), name="verify"),
     path("logout/", views.logout_view, name="logout"),
+    path("welcome/<str:token>/", views.WelcomeView.as_view(), name="welcome"),
+    path(
+        "patients/<int:patient_id>/bounds/<int:bounds_id>/confirm/",
+        review.confirm_bounds,
+        name="confirm-bounds",
+    ),
     path("patients/<int:patient_id>/", review.patient_chart, name="patient"),
     path("patients/<int:patient_id>/launch/", review.launch_app, name="launch-app"),
     path("recommendations/<int:recommendation_id>/decision/", review.decide, name="decide"),
@@ -23,5 +29,9 @@ urlpatterns = [
     path("patients/<int:patient_id>/appointments/", loop.book_visit),
     path("appointments/<int:visit_id>/", loop.visit_action),
     path("models/<str:version>/", model_cards.card, name="model-card"),
+    # The non-clinical workspaces: clinic set-up (admins), audit (auditors), models (owners).
+    path("admin/", include("clinicians.portal.admin_urls")),
+    path("audit/", include("clinicians.portal.auditor_urls")),
+    path("model-owner/", include("clinicians.portal.model_owner_urls")),
     path("", views.home, name="home"),
 ]

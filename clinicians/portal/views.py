@@ -10,6 +10,7 @@ import time
 import qrcode
 import qrcode.image.svg
 from django import forms
+from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth.forms import AuthenticationForm
 from django.db import transaction
@@ -20,10 +21,12 @@ from django_otp import login as otp_login
 from django_otp.decorators import otp_required
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts import staff
 from audit.models import Action
 from audit.services import record_event
 from clinicians.portal import selectors as portal_selectors
 from core import authz
+from core.errors import DomainError
 
 PENDING_USER_KEY = "portal_pending_user"
 PENDING_SINCE_KEY = "portal_pending_since"
@@ -88,11 +91,20 @@ class SecondFactorView(View):
             context["secret"] = base64.b32encode(device.bin_key).decode()
         return context
 
+    def _refuse_enrolment(self, request, user):
+        """Staff with an open one-time link enrol with it, not by signing in: a password alone
+        (perhaps known to someone else) never sets up the second factor of an invited or reset
+        account."""
+        refusal = "Set up your authenticator with the one-time link your administrator gave you."
+        return render(request, "portal/welcome_gone.html", {"message": refusal}, status=403)
+
     def get(self, request):
         user = self._pending_user(request)
         if user is None:
             return redirect("portal:login")
         device, enrolling = self._device(user)
+        if enrolling and staff.has_open_link(user):
+            return self._refuse_enrolment(request, user)
         return render(
             request, self.template_name, self._context(user, device, enrolling, CodeForm())
         )
@@ -102,6 +114,8 @@ class SecondFactorView(View):
         if user is None:
             return redirect("portal:login")
         device, enrolling = self._device(user)
+        if enrolling and staff.has_open_link(user):
+            return self._refuse_enrolment(request, user)
         form = CodeForm(request.POST)
         if not form.is_valid() or not device.verify_token(form.cleaned_data["code"]):
             form.add_error(None, "That code is not valid. Check your authenticator and try again.")
@@ -130,9 +144,21 @@ def logout_view(request):
     return redirect("portal:login")
 
 
+# Each role's home in the portal.
+WORKSPACES = {
+    "admin": "portal:admin-home",
+    "auditor": "portal:audit-home",
+    "model_owner": "portal:models-home",
+}
+
+
 @otp_required(login_url="portal:login")
 def home(request):
-    """The worklist: what needs a clinician now, then the panel."""
+    """The worklist: what needs a clinician now, then the panel. Administrators, auditors and
+    model owners have their own workspace."""
+    workspace = WORKSPACES.get(request.user.role)
+    if workspace is not None and authz.can(request.user, "clinicians.use_portal"):
+        return redirect(workspace)
     panel = portal_selectors.panel_for(request.user)
     authz.authorize_read(
         request.user,
@@ -141,3 +167,64 @@ def home(request):
         detail={"view": "portal.home"},
     )
     return render(request, "portal/home.html", {"panel": panel})
+
+
+class WelcomeForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, required=False)
+    password_again = forms.CharField(widget=forms.PasswordInput, strip=False, required=False)
+    code = forms.CharField(max_length=8, label="Authenticator code")
+
+
+class WelcomeView(View):
+    """A one-time link (``accounts.staff``): an invited member of staff chooses their password
+    and enrols their authenticator; after a reset, the person enrols a new authenticator with
+    their password. The link is refused once used, withdrawn or expired."""
+
+    template_name = "portal/welcome.html"
+
+    def _render(self, request, link, form, status=200):
+        device = staff.pending_device(link.user)
+        image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+        buffer = io.BytesIO()
+        image.save(buffer)
+        context = {
+            "form": form,
+            "link": link,
+            "inviting": link.purpose == "invite",
+            "qr_svg": buffer.getvalue().decode(),
+            "secret": base64.b32encode(device.bin_key).decode(),
+        }
+        return render(request, self.template_name, context, status=status)
+
+    def _gone(self, request, error):
+        return render(
+            request,
+            "portal/welcome_gone.html",
+            {"message": error.message, "link_refused": True},
+            status=410,
+        )
+
+    def get(self, request, token: str):
+        try:
+            link = staff.link_for(token)
+        except staff.LinkRefused as error:
+            return self._gone(request, error)
+        return self._render(request, link, WelcomeForm())
+
+    def post(self, request, token: str):
+        try:
+            link = staff.link_for(token)
+        except staff.LinkRefused as error:
+            return self._gone(request, error)
+        form = WelcomeForm(request.POST)
+        if form.is_valid():
+            try:
+                staff.redeem_link(token=token, **form.cleaned_data)
+            except staff.LinkRefused as error:
+                return self._gone(request, error)
+            except DomainError as error:
+                form.add_error(error.field if error.field in form.fields else None, error.message)
+            else:
+                messages.success(request, "All set. Sign in with your password and a code.")
+                return redirect("portal:login")
+        return self._render(request, link, form, status=400)

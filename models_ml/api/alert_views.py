@@ -1,4 +1,4 @@
-"""Model monitoring over the API, for administrators (the model owners): the alerts, their
+"""Model monitoring over the API, for model owners: the alerts, their
 acknowledgement and closing, and each version's history of drift reports.
 
 Who may: the named action ``models_ml.own_models`` (``models_ml/rules.py``), asked of the

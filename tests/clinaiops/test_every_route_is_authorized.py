@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -45,6 +46,7 @@ from clinaiops.websocket import websocket_urlpatterns
 from clinicians import decisions
 from clinicians.loop import goals, messages, visits
 from clinicians.models import Alert, Tier
+from clinicians.services import propose_safety_bounds
 from core import authz
 from models_ml.models import DatasetSnapshot, ModelAlert, ModelVersion
 from tests.clinicians.test_oversight_api import make_recommendation
@@ -66,6 +68,8 @@ PUBLIC = {
     "readyz": "the load balancer's probe",
     "api/v1/auth/token/": "sign-in",
     "api/v1/auth/token/refresh/": "sign-in",
+    "api/v1/auth/activate/": "phone activation: the single-use code is the credential",
+    "portal/welcome/<str:token>/": "a staff member's one-time link: the token is the credential",
     ".well-known/smart-configuration": "SMART discovery (public metadata)",
     ".well-known/openid-configuration": "OpenID Connect discovery (public metadata)",
     "fhir/.well-known/smart-configuration": "SMART discovery (public metadata)",
@@ -95,12 +99,20 @@ NO_PATIENT_DATA = {
     "api/v1/audit/exports/": "the export jobs (filters, status, file names)",
     "api/v1/audit/exports/<uuid:pk>/": "one export job",
     "api/v1/audit/exports/<uuid:pk>/download/": "the archive: journalled as export_download",
+    "portal/audit/exports/<uuid:pk>/download/": "the archive: journalled as export_download",
     "api/v1/audit/exports/<uuid:pk>/files/<str:name>/": "a file: journalled as export_download",
     "api/v1/models/": "model versions",
     "api/v1/models/<str:version>/card/": "a model card (aggregates, no patient)",
     "api/v1/models/alerts/": "model monitoring alerts (statistics)",
     "api/v1/models/<str:version>/drift-reports/": "model monitoring reports (statistics)",
     "portal/models/<str:version>/": "a model card (aggregates, no patient)",
+    "portal/admin/teams/<int:team_id>/": "a care team and its members (staff, no patient)",
+    "portal/admin/staff/invite/": "an empty invitation form",
+    "portal/admin/staff/<int:user_id>/": "a staff account",
+    "portal/admin/patients/enrol/": "an empty enrolment form",
+    "portal/admin/patients/import/": "an upload form (its report is a write's answer)",
+    "portal/model-owner/": "model versions and their monitoring (aggregates, no patient)",
+    "portal/model-owner/<str:version>/": "one model version's evidence (aggregates)",
     "admin/*": "the operators' console (journal, accounts); its pages ask the controller",
 }
 # Routes the walk does not see answered with the samples here, and where they are.
@@ -112,6 +124,12 @@ NOT_ANSWERED_HERE = {
     "api/v1/^appointments/(?P<pk>[^/.]+)/complete/$": "409 here: the sample visit is ahead",
     "api/v1/^appointments/(?P<pk>[^/.]+)/confirm/$": "409 here: the sample visit is confirmed",
     "fhir": "a transaction Bundle (tests/fhir/test_bundles.py)",
+    "portal/model-owner/<str:version>/promote/": "a signed stage change: needs the password and "
+    "an evaluated candidate (tests/clinicians/test_model_owner_workspace.py)",
+    "portal/model-owner/<str:version>/shadow/": "a signed stage change "
+    "(tests/clinicians/test_model_owner_workspace.py)",
+    "portal/model-owner/<str:version>/rollback/": "a signed stage change "
+    "(tests/clinicians/test_model_owner_workspace.py)",
     "fhir/^$": "a transaction Bundle (tests/fhir/test_bundles.py)",
 }
 # Inputs that reach a route's success path (an empty body mostly stops at validation, which
@@ -150,6 +168,7 @@ ROLES = (
     "other_clinician",
     "admin",
     "auditor",
+    "model_owner",
 )
 SIGN_IN_PAGES = ("/portal/login/", "/admin/login/")
 
@@ -237,6 +256,16 @@ def world(db, django_capture_on_commit_callbacks):
     )
     reading = ReadingFactory(patient=patient)
     lab = LabResultFactory(patient=patient)
+    pending_bounds = propose_safety_bounds(
+        patient=patient,
+        medication="hydrochlorothiazide",
+        actor=admin,
+        min_dose_mg=Decimal("12.5"),
+        max_dose_mg=Decimal("25"),
+        max_auto_step_mg=Decimal("0"),
+        target_systolic_mmhg=130,
+        target_diastolic_mmhg=80,
+    )
     with django_capture_on_commit_callbacks(execute=True):
         export = request_export(actor=auditor, filters=ExportFilters(formats=("jsonl",)))
     provenance = AuditEvent.objects.filter(object_type="recommendation", action="decision").first()
@@ -267,6 +296,7 @@ def world(db, django_capture_on_commit_callbacks):
         "other_clinician": other_clinician,
         "admin": admin,
         "auditor": auditor,
+        "model_owner": UserFactory(role="model_owner"),
     }
     return {
         "people": people,
@@ -288,6 +318,10 @@ def world(db, django_capture_on_commit_callbacks):
         "visit_id": str(visit.pk),
         "version": model_version.version,
         "model_alert_id": str(model_alert.pk),
+        "team_id": str(team_a.pk),
+        "user_id": str(clinician.pk),
+        "bounds_id": str(pending_bounds.pk),
+        "token": "not-a-link-anyone-was-given",
         "name": "manifest.json",
         "client_id": smart_app().client_id,
         "fhir": {
@@ -310,7 +344,12 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):
             values["pk"] = pk
-    if route.startswith("api/v1/models/alerts/"):
+    if route.startswith("portal/audit/exports/"):
+        values["pk"] = world["pk"]["audit/exports"]
+    values |= {
+        key: world[key] for key in ("team_id", "user_id", "bounds_id", "token") if key in world
+    }
+    if route.startswith(("api/v1/models/alerts/", "portal/model-owner/alerts/")):
         values["alert_id"] = world["model_alert_id"]
     if route.startswith("api/v1/^recommendations/") and "acknowledge" in route:
         values["pk"] = world["recommendation_id"]  # the patient's own, delivered

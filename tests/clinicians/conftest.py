@@ -90,6 +90,8 @@ def set_bounds(
         target_systolic_mmhg=target[0],
         target_diastolic_mmhg=target[1],
         set_by=clinician,
+        confirmed_by=clinician,  # a clinician's own bounds are in force at once
+        confirmed_at=timezone.now(),
     )
 
 

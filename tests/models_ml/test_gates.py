@@ -29,13 +29,13 @@ def _data_dir(settings, data_dir):
     loaders._cache.clear()
 
 
-def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(admin_user):
+def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(model_owner):
     good = training.train_model(n_patients=500, seed=7)
     report = gate_evaluation.evaluate(good.version)
     assert report.passed, [
         (r.name, r.detail.get("violations") or r.detail.get("failures")) for r in report.failed()
     ]
-    registry.promote(good.version, actor=admin_user)
+    registry.promote(good.version, actor=model_owner)
     good.refresh_from_db()
     assert good.stage == Stage.PRODUCTION and not good.waiver_reason
     # The record keeps the course rules the policy gate ran under; serving under weaker ones
@@ -44,7 +44,7 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     assert serving_producer(rules_record(14)).refusal == ""
     assert serving_producer(rules_record(28)).refusal == ""
     assert "weaker" in serving_producer(rules_record(7)).refusal
-    _stored_explanations_add_up(admin_user)
+    _stored_explanations_add_up(model_owner)
 
     biased = training.train_model(n_patients=1500, seed=7, skew="mild-only")
     assert biased.dataset.source["skew"] == "mild-only"
@@ -59,10 +59,10 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     policy = next(result for result in report.results if result.name == "simulated_policy")
     assert policy.detail["references"]["production"] == good.version
     with pytest.raises(registry.PromotionRefused, match="training_representativeness"):
-        registry.promote(biased.version, actor=admin_user)
+        registry.promote(biased.version, actor=model_owner)
     ModelVersion.objects.filter(pk=biased.pk).update(course_rules={})
     with pytest.raises(registry.PromotionRefused, match="course_rules"):
-        registry.promote(biased.version, actor=admin_user, waiver_reason="reviewed by the board")
+        registry.promote(biased.version, actor=model_owner, waiver_reason="reviewed by the board")
     biased.refresh_from_db()
     assert biased.stage == Stage.CANDIDATE
     assert ModelVersion.objects.get(stage=Stage.PRODUCTION) == good
@@ -72,7 +72,7 @@ def test_a_representative_model_passes_every_gate_and_a_biased_one_is_stopped(ad
     ).exists()
 
 
-def _stored_explanations_add_up(admin_user) -> None:
+def _stored_explanations_add_up(model_owner) -> None:
     """Serve the production model to simulated patients through the real evaluation path and
     check every stored explanation: base value + contributions = the stored prediction."""
     from datetime import timedelta
@@ -114,7 +114,9 @@ def _stored_explanations_add_up(admin_user) -> None:
                 max_auto_step_mg=Decimal("5"),
                 target_systolic_mmhg=130,
                 target_diastolic_mmhg=80,
-                set_by=admin_user,
+                set_by=model_owner,
+                confirmed_by=model_owner,
+                confirmed_at=now,
             )
         record_readings(
             patient=patient, items=[r for r in trace.readings(index) if r["measured_at"] <= now]

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
+from core.errors import Forbidden
 from models_ml import dataset_store, gate_evaluation, gates, loaders, registry, training
 from models_ml import policy_comparison as paired
 from models_ml.dataset import TrainingSet
@@ -114,7 +115,7 @@ def test_a_candidate_trained_without_black_patients_is_stopped_naming_group_and_
 
 @pytest.mark.slow
 def test_a_candidate_recruited_from_mild_hypertension_only_is_stopped_on_baseline_severity(
-    mild_only, admin_user
+    mild_only, model_owner
 ):
     assert mild_only.source["skew"] == "mild-only"
     version = training.train_model(seed=11, training=mild_only)
@@ -129,7 +130,7 @@ def test_a_candidate_recruited_from_mild_hypertension_only_is_stopped_on_baselin
         for f in representativeness.detail["failures"]
     )
     with pytest.raises(registry.PromotionRefused, match="training_representativeness"):
-        registry.promote(version.version, actor=admin_user)
+        registry.promote(version.version, actor=model_owner)
     assert ModelVersion.objects.get(pk=version.pk).stage == Stage.CANDIDATE
 
 
@@ -163,7 +164,7 @@ def test_an_unskewed_candidate_passes_the_new_gates_and_its_evidence_is_complete
 
 @pytest.mark.slow
 def test_promotion_after_production_changed_reruns_the_paired_comparison_against_it(
-    unskewed, admin_user
+    unskewed, model_owner
 ):
     candidate = training.train_model(seed=11, training=unskewed)
     gate_evaluation.evaluate(candidate.version)
@@ -174,7 +175,7 @@ def test_promotion_after_production_changed_reruns_the_paired_comparison_against
     ModelVersion.objects.filter(pk=production.pk).update(stage=Stage.PRODUCTION)
 
     try:
-        promoted = registry.promote(candidate.version, actor=admin_user)
+        promoted = registry.promote(candidate.version, actor=model_owner)
     except registry.PromotionRefused as refusal:
         promoted = None
         assert "failed gates" in str(refusal)
@@ -255,10 +256,10 @@ def _fresh_record(model_version: ModelVersion, *, failing: tuple[str, ...] = ())
     model_version.save()
 
 
-def test_promotion_without_a_change_of_reference_does_not_rerun_the_gates(admin_user):
+def test_promotion_without_a_change_of_reference_does_not_rerun_the_gates(model_owner):
     version = _registered("dose-gbr-101")
     _fresh_record(version)
-    promoted = registry.promote(version.version, actor=admin_user)
+    promoted = registry.promote(version.version, actor=model_owner)
     assert promoted.stage == Stage.PRODUCTION
     assert not AuditEvent.objects.filter(action="model_evaluated").exists()
 
@@ -299,15 +300,15 @@ def test_production_changing_during_a_promotion_refuses_it(monkeypatch):
 # --- waivers -------------------------------------------------------------------------------------
 
 
-def test_waivable_gates_need_an_admin_and_a_reason_and_the_waiver_is_audited(admin_user):
+def test_waivable_gates_need_a_model_owner_and_a_reason_and_the_waiver_is_audited(model_owner):
     version = _registered("dose-gbr-101")
     _fresh_record(version, failing=("training_representativeness", "first_line_drug_choice"))
-    clinician = UserFactory(role="clinician")
-    with pytest.raises(registry.PromotionRefused, match="Only an admin may waive"):
-        registry.promote(version.version, actor=clinician, waiver_reason="reviewed")
+    for someone_else in (UserFactory(role="clinician"), UserFactory(role="admin")):
+        with pytest.raises(Forbidden, match="Only a model owner"):
+            registry.promote(version.version, actor=someone_else, waiver_reason="reviewed")
     with pytest.raises(registry.PromotionRefused, match="simulated_policy cannot be waived"):
         registry.promote(
-            version.version, actor=admin_user, waiver_reason="x", waive=["simulated_policy"]
+            version.version, actor=model_owner, waiver_reason="x", waive=["simulated_policy"]
         )
     # Waiving one of two failed waivable gates leaves the other blocking, named with its reason.
     with pytest.raises(
@@ -315,7 +316,7 @@ def test_waivable_gates_need_an_admin_and_a_reason_and_the_waiver_is_audited(adm
     ):
         registry.promote(
             version.version,
-            actor=admin_user,
+            actor=model_owner,
             waiver_reason="cohort reviewed",
             waive=["training_representativeness"],
         )
@@ -323,10 +324,10 @@ def test_waivable_gates_need_an_admin_and_a_reason_and_the_waiver_is_audited(adm
         call_command("promote", version.version, "--waive", "first_line_drug_choice")
     promoted = registry.promote(
         version.version,
-        actor=admin_user,
+        actor=model_owner,
         waiver_reason="initiations go to a clinician; training cohort reviewed by the board",
     )
-    assert promoted.waived_by == admin_user and "board" in promoted.waiver_reason
+    assert promoted.waived_by == model_owner and "board" in promoted.waiver_reason
     event = AuditEvent.objects.get(action="model_promoted", object_id=str(version.pk))
     assert set(event.detail["waived_gates"]) == {
         "training_representativeness",

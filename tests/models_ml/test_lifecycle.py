@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
+from core.errors import Forbidden
 from models_ml import dataset_store, gate_evaluation, gates, loaders, registry, training
 from models_ml.candidate import TrainingRefused
 from models_ml.dose_model import ArtifactIntegrityError, FeatureSetMismatch, load_dose_model
@@ -92,7 +93,7 @@ def test_feature_set_mismatch_is_refused(train):
         loaders.load(version)
 
 
-def test_evaluate_promote_serve_and_roll_back(train, clinician_a, admin_user):
+def test_evaluate_promote_serve_and_roll_back(train, clinician_a, model_owner):
     version = train()
     with pytest.raises(registry.PromotionRefused, match="not been evaluated"):
         registry.promote(version.version)
@@ -113,16 +114,16 @@ def test_evaluate_promote_serve_and_roll_back(train, clinician_a, admin_user):
     if set(failed) - {"fairness"}:
         pytest.fail(f"a trained model failed non-fairness gates: {failed}")
     if failed:  # only fairness failed: an admin may waive it with a written reason
-        with pytest.raises(registry.PromotionRefused, match="Only an admin"):
+        with pytest.raises(Forbidden, match="Only a model owner"):
             registry.promote(version.version, actor=clinician_a, waiver_reason="reviewed")
         promoted = registry.promote(
             version.version,
-            actor=admin_user,
+            actor=model_owner,
             waiver_reason="small-group FPR noise reviewed by the board",
         )
-        assert promoted.waived_by == admin_user
+        assert promoted.waived_by == model_owner
     else:
-        promoted = registry.promote(version.version, actor=admin_user)
+        promoted = registry.promote(version.version, actor=model_owner)
     assert promoted.stage == Stage.PRODUCTION
     assert AuditEvent.objects.filter(action="model_promoted", object_id=str(version.pk)).exists()
     assert serving_producer().version == version.version
@@ -130,7 +131,7 @@ def test_evaluate_promote_serve_and_roll_back(train, clinician_a, admin_user):
     status = json.loads(_call("model_status", "--json"))
     assert status["production"] == version.version
 
-    registry.rollback(actor=admin_user)
+    registry.rollback(actor=model_owner)
     version.refresh_from_db()
     assert version.stage == Stage.RETIRED
     assert serving_producer().version == "stepwise-protocol-1"

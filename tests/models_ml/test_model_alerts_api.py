@@ -1,5 +1,5 @@
-"""Model alerts from opening to closing, through the API an admin uses: acknowledged, closed with
-a reason, every step audited; refused to every other role; shown by ``model_status``; a
+"""Model alerts from opening to closing, through the API a model owner uses: acknowledged,
+closed with a reason, every step audited; refused to every other role; shown by ``model_status``; a
 version's drift reports readable."""
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def alert(version):
 
 
 @pytest.fixture
-def admin(admin_user):
-    return bearer_client(admin_user)
+def admin(model_owner):
+    return bearer_client(model_owner)
 
 
 def events_for(alert: ModelAlert):
@@ -99,36 +99,36 @@ def test_admin_lists_alerts_filtered_by_status_and_version(admin, version, alert
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"
 
 
-def test_acknowledge_then_close_with_a_reason_each_step_audited(admin, admin_user, alert):
+def test_acknowledge_then_close_with_a_reason_each_step_audited(admin, model_owner, alert):
     response = admin.post(f"{ALERTS}{alert.pk}/acknowledge/")
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "acknowledged" and body["is_in_force"] is True
-    assert body["acknowledged_by"] == admin_user.username and body["acknowledged_at"]
+    assert body["acknowledged_by"] == model_owner.username and body["acknowledged_at"]
 
     reason = "Reference rebuilt after the cuff firmware update; shift explained."
     response = admin.post(f"{ALERTS}{alert.pk}/close/", {"reason": reason}, format="json")
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "closed" and body["is_in_force"] is False
-    assert body["closed_by"] == admin_user.username and body["close_reason"] == reason
+    assert body["closed_by"] == model_owner.username and body["close_reason"] == reason
 
     alert.refresh_from_db()
     assert (alert.status, alert.is_open, alert.close_reason) == ("closed", False, reason)
     created, acknowledged, closed = events_for(alert)
     assert created.action == "create"
-    assert acknowledged.actor_id == admin_user.pk and acknowledged.action == "update"
+    assert acknowledged.actor_id == model_owner.pk and acknowledged.action == "update"
     assert acknowledged.changes == {"status": {"old": "open", "new": "acknowledged"}}
-    assert closed.actor_id == admin_user.pk
+    assert closed.actor_id == model_owner.pk
     assert closed.changes["status"] == {"old": "acknowledged", "new": "closed"}
     assert closed.changes["close_reason"]["new"] == reason
 
 
-def test_an_open_alert_may_be_closed_without_acknowledging_first(admin, admin_user, alert):
+def test_an_open_alert_may_be_closed_without_acknowledging_first(admin, model_owner, alert):
     response = admin.post(f"{ALERTS}{alert.pk}/close/", {"reason": "false alarm"}, format="json")
     assert response.status_code == 200
     alert.refresh_from_db()
-    assert alert.acknowledged_by == admin_user and alert.closed_by == admin_user
+    assert alert.acknowledged_by == model_owner and alert.closed_by == model_owner
 
 
 def test_closing_needs_a_reason(admin, alert):
@@ -166,8 +166,8 @@ def test_an_alert_that_does_not_exist_is_404(admin, alert):
     assert response.status_code == 404
 
 
-def test_only_admins_see_or_handle_model_alerts(
-    alert, version, clinician_a, patient_a, auditor, api_client
+def test_only_model_owners_see_or_handle_model_alerts(
+    alert, version, clinician_a, patient_a, auditor, admin_user, api_client
 ):
     DriftReport.objects.create(
         model_version=version, monitor="drift", verdict="ok", window_end=timezone.now()
@@ -178,7 +178,7 @@ def test_only_admins_see_or_handle_model_alerts(
         ("post", f"{ALERTS}{alert.pk}/close/", {"reason": "not mine to close"}),
         ("get", f"/api/v1/models/{version.version}/drift-reports/", None),
     ]
-    for user in (clinician_a, patient_a.user, auditor):
+    for user in (clinician_a, patient_a.user, auditor, admin_user):
         client = bearer_client(user)
         for method, path, body in routes:
             response = getattr(client, method)(path, body, format="json")
@@ -189,13 +189,13 @@ def test_only_admins_see_or_handle_model_alerts(
     assert alert.status == "open" and events_for(alert).count() == 1
 
 
-def test_the_services_check_the_role_and_the_reason_themselves(alert, clinician_a, admin_user):
+def test_the_services_check_the_role_and_the_reason_themselves(alert, clinician_a, model_owner):
     with pytest.raises(Forbidden):
         alerts.acknowledge(alert, clinician_a)
     with pytest.raises(Forbidden):
         alerts.close(alert, clinician_a, "reason")
     with pytest.raises(DomainError) as refused:
-        alerts.close(alert, admin_user, "  ")
+        alerts.close(alert, model_owner, "  ")
     assert refused.value.field == "reason"
 
 
@@ -236,12 +236,12 @@ def test_the_endpoints_are_in_the_openapi_document(admin):
     assert "get" in paths["/api/v1/models/{version}/drift-reports/"]
 
 
-def test_model_status_shows_the_alerts_in_force(version, alert, admin_user):
+def test_model_status_shows_the_alerts_in_force(version, alert, model_owner):
     other = make_version("dose-gbr-102", stage=Stage.RETIRED)
     closed = alerts.raise_alert(other, kind="overrides", message="overrides", evidence={})
-    alerts.close(closed, admin_user, "clinicians were retrained on the new bounds")
+    alerts.close(closed, model_owner, "clinicians were retrained on the new bounds")
     alerts.raise_alert(version, kind="outcome_bias", message="mean error +8.1 mmHg", evidence={})
-    alerts.acknowledge(alert, admin_user)
+    alerts.acknowledge(alert, model_owner)
     DriftReport.objects.create(
         model_version=version, monitor="drift", verdict="alarm", window_end=timezone.now()
     )
@@ -250,7 +250,7 @@ def test_model_status_shows_the_alerts_in_force(version, alert, admin_user):
     call_command("model_status", stdout=out)
     text = out.getvalue()
     assert f"ALERT #{alert.pk} drift ACKNOWLEDGED" in text
-    assert f"acknowledged by {admin_user.username}" in text
+    assert f"acknowledged by {model_owner.username}" in text
     assert "outcome_bias OPEN" in text and "mean error +8.1 mmHg" in text
     assert "overrides" not in text.split("dose-gbr-102")[1]  # closed: not shown
     assert "monitoring: drift=alarm" in text

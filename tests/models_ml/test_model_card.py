@@ -122,8 +122,8 @@ def test_the_review_card_links_to_the_model_card(trained, clinician_a, patient_a
     assert "/portal/models/" not in chart and "rule-based protocol" in chart
 
 
-def test_an_admin_sees_the_owners_card(trained):
-    admin = UserFactory(role="admin")
+def test_a_model_owner_sees_the_owners_card(trained):
+    admin = UserFactory(role="model_owner")
     body = bearer_client(admin).get(f"/api/v1/models/{trained.version}/card/").json()
     assert "held_out_mae_systolic_mmhg" in body["evaluation"]["metrics"]
     assert Recommendation.objects.count() == 0

@@ -466,7 +466,7 @@ def test_an_open_drift_alert_does_not_stop_a_step_down_for_low_pressure(
 
 
 def test_while_an_alert_is_in_force_escalations_go_to_the_clinician_until_it_is_closed(
-    production, clinician_a, patient_a, admin_user
+    production, clinician_a, patient_a, model_owner
 ):
     watch_week(patient_a, clinician_a, dose="2.5", systolic=150, diastolic=92)
     evaluate_patient(patient_a.pk)
@@ -482,14 +482,14 @@ def test_while_an_alert_is_in_force_escalations_go_to_the_clinician_until_it_is_
     assert held.tier == Tier.CLINICIAN and held.status == "pending_review"
     assert "model_alert_open" in codes(held)
     message = next(r["message"] for r in held.reasons if r["code"] == "model_alert_open")
-    assert "weekly drift in mean_systolic_7d" in message and "administrator closes" in message
+    assert "weekly drift in mean_systolic_7d" in message and "model owner closes" in message
 
-    alerts.acknowledge(alert, admin_user)  # looking is not fixing
+    alerts.acknowledge(alert, model_owner)  # looking is not fixing
     reading(patient_a, 152, 93)
     evaluate_patient(patient_a.pk)
     assert latest_proposal(patient_a).tier == Tier.CLINICIAN
 
-    alerts.close(alert, admin_user, "reference rebuilt; the shift was the new cuff")
+    alerts.close(alert, model_owner, "reference rebuilt; the shift was the new cuff")
     reading(patient_a, 150, 92)
     evaluate_patient(patient_a.pk)
     again = latest_proposal(patient_a)

@@ -94,7 +94,7 @@ def patients():
 
 @pytest.fixture
 def admin():
-    return UserFactory(role="admin", is_staff=True)
+    return UserFactory(role="model_owner")
 
 
 def google_rdp(runs, delta: float) -> float:
@@ -301,7 +301,7 @@ def test_nonprivate_training_on_real_patients_needs_an_admins_waiver(cohort, pat
     with pytest.raises(TrainingRefused, match="no waiver was given"):
         train_model(training=training, actor=admin)
     clinician = UserFactory(role="clinician")
-    with pytest.raises(TrainingRefused, match="only an admin"):
+    with pytest.raises(TrainingRefused, match="only a model owner"):
         train_model(training=training, actor=clinician, non_private_waiver="a reason")
     assert not ModelVersion.objects.exists()
     assert AuditEvent.objects.filter(action="nonprivate_training_refused").count() == 2

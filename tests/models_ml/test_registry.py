@@ -27,12 +27,12 @@ def _stage_changes(model_version: ModelVersion) -> list[AuditEvent]:
     )
 
 
-def test_a_new_shadow_sends_the_old_one_back_to_candidate_and_journals_both(admin_user):
+def test_a_new_shadow_sends_the_old_one_back_to_candidate_and_journals_both(model_owner):
     old = make_version("dose-gbr-101", Stage.CANDIDATE)
     new = make_version("dose-gbr-102", Stage.CANDIDATE)
-    call_command("promote", old.version, "--shadow", "--as", admin_user.username)
+    call_command("promote", old.version, "--shadow", "--as", model_owner.username)
 
-    call_command("promote", new.version, "--shadow", "--as", admin_user.username)
+    call_command("promote", new.version, "--shadow", "--as", model_owner.username)
 
     old.refresh_from_db()
     new.refresh_from_db()
@@ -42,7 +42,7 @@ def test_a_new_shadow_sends_the_old_one_back_to_candidate_and_journals_both(admi
         {"old": "candidate", "new": "shadow"},
         {"old": "shadow", "new": "candidate"},
     ]
-    assert demoted[-1].actor_id == admin_user.pk
+    assert demoted[-1].actor_id == model_owner.pk
     assert demoted[-1].detail == {"version": old.version, "replaced_by": new.version}
     assert [event.changes["stage"] for event in _stage_changes(new)] == [
         {"old": "candidate", "new": "shadow"}
@@ -51,17 +51,17 @@ def test_a_new_shadow_sends_the_old_one_back_to_candidate_and_journals_both(admi
     assert demoted[-1].sequence < _stage_changes(new)[0].sequence
 
 
-def test_only_a_candidate_goes_to_shadow_and_a_refusal_moves_nobody(admin_user):
+def test_only_a_candidate_goes_to_shadow_and_a_refusal_moves_nobody(model_owner):
     shadow = make_version("dose-gbr-101", Stage.SHADOW)
     production = make_version("dose-gbr-102", Stage.PRODUCTION)
     with pytest.raises(registry.PromotionRefused, match="production, not a candidate"):
-        registry.set_shadow(production.version, actor=admin_user)
+        registry.set_shadow(production.version, actor=model_owner)
     shadow.refresh_from_db()
     assert shadow.stage == Stage.SHADOW
     assert not AuditEvent.objects.filter(action="model_stage_changed").exists()
 
 
-def test_the_system_acting_on_its_own_cannot_waive_a_gate(admin_user):
+def test_the_system_acting_on_its_own_cannot_waive_a_gate(model_owner):
     """A waiver is a person's written decision, kept with their name: the controller lets the
     system pass every action, but a waiver asks for a person first."""
     version = make_version("dose-gbr-101", Stage.CANDIDATE)
@@ -74,8 +74,8 @@ def test_the_system_acting_on_its_own_cannot_waive_a_gate(admin_user):
     }
     version.course_rules = rules_record()
     version.save()
-    with pytest.raises(registry.PromotionRefused, match="Only an admin may waive a gate"):
+    with pytest.raises(registry.PromotionRefused, match="Only a model owner may waive a gate"):
         registry.promote(version.version, actor=System("models_ml.promote"), waiver_reason="ok")
     assert ModelVersion.objects.get(pk=version.pk).stage == Stage.CANDIDATE
-    promoted = registry.promote(version.version, actor=admin_user, waiver_reason="reviewed")
-    assert promoted.stage == Stage.PRODUCTION and promoted.waived_by == admin_user
+    promoted = registry.promote(version.version, actor=model_owner, waiver_reason="reviewed")
+    assert promoted.stage == Stage.PRODUCTION and promoted.waived_by == model_owner

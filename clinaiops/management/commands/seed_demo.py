@@ -1,16 +1,29 @@
-"""``manage.py seed_demo``: a deterministic demo cohort from the in-silico patient simulator.
+"""``manage.py seed_demo``: a deterministic demo clinic from the in-silico patient simulator.
 
-Three clinicians in two care teams, N simulated patients with their demographics and a week of
-wearable readings, one admin, one auditor. The same ``--seed`` always gives the same people,
-names and physiology; reading dates are relative to today so the demo is always fresh.
+Three clinicians in two care teams, one admin, one auditor, one model owner, and N simulated
+patients enrolled as a clinic enrols them: demographics, an MRN, a time zone, the regimen they
+arrive with and safety bounds. The bounds are confirmed by a clinician of the team — except for
+every tenth patient, whose bounds the admin entered and no clinician has confirmed yet (the
+"needs set-up" case). Half the confirmed bounds let the patient take a dose step on their own,
+half send every change to review, so the demo has proposals in all three tiers.
+
+Nothing is written around the product's loops: the simulator's week of readings and dose
+intakes goes through ingestion, the evaluation runs the safety rules, the model (or the
+protocol), SHAP and the gate; a few patients acknowledge their proposal on the phone and a
+clinician decides a few reviews (signed with the demo password); the safety rules open the
+crisis, hypotension and stale-data alerts from readings that call for them. The same ``--seed``
+always gives the same people, names and physiology; dates are relative to today.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from django.contrib.auth.hashers import make_password
@@ -24,13 +37,16 @@ from accounts.services import add_team_member, create_care_team, create_clinicia
 from audit.models import Action
 from audit.services import record_event
 from clinicians.loop.visits import CADENCE, plan_next_visit
+from clinicians.services import propose_safety_bounds, set_safety_bounds
 from core.authz import System
 from models_ml.simulator.population import VirtualPatient, generate_cohort
 from models_ml.simulator.readings import cohort_readings
-from patients.ingestion import READINGS_IMPORT, record_readings
+from patients.formulary import FORMULARY
+from patients.ingestion import INTAKES_IMPORT, READINGS_IMPORT, record_intakes, record_readings
 from patients.models import Patient
-from patients.services import register_patient
+from patients.services import register_patient, start_regimen
 
+logger = logging.getLogger(__name__)
 SEED = System("seed_demo")  # the demo is set up by the system, not by a person
 CARE_TEAMS = ("North clinic", "South clinic")
 CLINICIANS = (
@@ -98,6 +114,7 @@ class Logins:
     patients: list[dict]
     admins: list[dict]
     auditors: list[dict]
+    model_owners: list[dict]
 
     def as_json(self) -> dict:
         return {
@@ -105,12 +122,16 @@ class Logins:
             "patients": self.patients,
             "admins": self.admins,
             "auditors": self.auditors,
+            "model_owners": self.model_owners,
             "password": self.password,
         }
 
 
 class Command(BaseCommand):
-    help = "Seed a deterministic demo cohort (simulated patients, clinicians, admin, auditor)."
+    help = (
+        "Seed a deterministic demo clinic (simulated patients with regimens and bounds, "
+        "clinicians, admin, auditor, model owner) by running the product's own loops."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--patients", type=int, default=60, help="number of patients (1-2000)")
@@ -182,9 +203,16 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
         create_user(
             username="auditor", password=None, password_hash=hashed, role=Role.AUDITOR, actor=SEED
         )
+        owner = create_user(
+            username="modelowner",
+            password=None,
+            password_hash=hashed,
+            role=Role.MODEL_OWNER,
+            actor=SEED,
+        )
         if model:
             # Before the readings: their evaluations then come from the model, not the protocol.
-            demo_model(admin=admin, seed=seed, say=say or (lambda line: None))
+            demo_model(owner=owner, seed=seed, say=say or (lambda line: None))
         patients: list[Patient] = []
         for index, virtual in enumerate(cohort):
             user = create_user(
@@ -194,32 +222,40 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
                 role=Role.PATIENT,
                 actor=SEED,
             )
-            patients.append(
-                register_patient(
-                    given_name=GIVEN_NAMES[names[index, 0]],
-                    family_name=FAMILY_NAMES[names[index, 1]],
-                    birth_year=today.year - virtual.demographics.age_years,
-                    sex=virtual.demographics.sex,
-                    race=virtual.demographics.race,
-                    ethnicity=virtual.demographics.ethnicity,
-                    care_team=teams[index % len(teams)],
-                    user=user,
-                    actor=SEED,
-                )
+            patient = register_patient(
+                given_name=GIVEN_NAMES[names[index, 0]],
+                family_name=FAMILY_NAMES[names[index, 1]],
+                birth_year=today.year - virtual.demographics.age_years,
+                sex=virtual.demographics.sex,
+                race=virtual.demographics.race,
+                ethnicity=virtual.demographics.ethnicity,
+                care_team=teams[index % len(teams)],
+                user=user,
+                mrn=f"DEMO-{index + 1:05d}",
+                time_zone=_zone(virtual.utc_offset_hours),
+                actor=SEED,
             )
+            patients.append(patient)
+            _enrol_course(patient, virtual, index, admin=admin, clinician=_team_lead(teams, index))
         readings = cohort_readings(
             cohort, start_date=today - timedelta(days=DEMO_DAYS), days=DEMO_DAYS, seed=seed
         )
         by_virtual_id = _readings_by_patient(cohort, patients, readings)
-        stored = sum(
-            record_readings(patient=patient, items=rows, actor=READINGS_IMPORT).accepted
-            for patient, rows in by_virtual_id
-        )
+        intakes = _intakes_by_patient(cohort, patients, today, seed)
+        stored = 0
+        for (patient, rows), (_, taken) in zip(by_virtual_id, intakes, strict=True):
+            if taken:
+                record_intakes(patient=patient, items=taken, actor=INTAKES_IMPORT)
+            stored += record_readings(
+                patient=patient, items=_with_scenario(patient, rows, today), actor=READINGS_IMPORT
+            ).accepted
         # After the evaluations the readings queue on commit: each patient's next visit, as the
-        # daily cadence run would propose it (the demo runs no Celery beat).
+        # daily cadence run would propose it (the demo runs no Celery beat); then the people in
+        # the loop act on a few of the proposals.
         transaction.on_commit(
             lambda: [plan_next_visit(patient.pk, actor=CADENCE) for patient in patients]
         )
+        transaction.on_commit(lambda: _people_act(patients, password))
         record_event(
             action=Action.CREATE,
             object_type="demo_cohort",
@@ -229,20 +265,177 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
     return existing_logins(password)
 
 
-def demo_model(*, admin, seed: int, say) -> str | None:
-    """Train a candidate on simulated patients, run every gate, promote it as ``admin`` when
-    they all pass. Returns the version in production, or None (the protocol serves)."""
+def demo_model(*, owner, seed: int, say) -> str | None:
+    """Train a candidate on simulated patients, run every gate, promote it as the model owner
+    when they all pass. Returns the version in production, or None (the protocol serves)."""
     from models_ml import gate_evaluation, registry, training
 
-    candidate = training.train_model(seed=seed, actor=admin)
-    report = gate_evaluation.evaluate(candidate.version, actor=admin)
+    candidate = training.train_model(seed=seed, actor=owner)
+    report = gate_evaluation.evaluate(candidate.version, actor=owner)
     if not report.passed:
         failed = ", ".join(result.name for result in report.failed())
         say(f"Demo model {candidate.version} failed gates ({failed}); the protocol serves.")
         return None
-    registry.promote(candidate.version, actor=admin)
+    registry.promote(candidate.version, actor=owner)
     say(f"Demo model {candidate.version} passed every gate and is in production.")
     return candidate.version
+
+
+# Every tenth patient's bounds were entered by the admin and await a clinician's confirmation.
+PENDING_EVERY = 10
+# Scenario patients (by index): readings that call for each kind of safety alert.
+CRISIS, HYPOTENSION, STALE = 0, 1, 2
+
+
+def _zone(utc_offset_hours: int) -> str:
+    """The simulator's fixed offset as an IANA zone (``Etc/GMT-1`` is UTC+1: POSIX signs)."""
+    if utc_offset_hours == 0:
+        return "UTC"
+    return f"Etc/GMT{'-' if utc_offset_hours > 0 else '+'}{abs(utc_offset_hours)}"
+
+
+def _team_lead(teams, index: int) -> User:
+    team = teams[index % len(teams)]
+    return team.memberships.select_related("user").order_by("pk").first().user
+
+
+def _enrol_course(patient: Patient, virtual: VirtualPatient, index: int, *, admin, clinician):
+    """The regimen the patient arrives with (taken for three months) and the bounds for every
+    drug: entered by the admin and pending for every tenth patient, set by a clinician of the
+    team otherwise — a generous step for even patients (a small change, or starting amlodipine,
+    reaches the phone), no step for odd ones (every change is reviewed)."""
+    regimen = dict(virtual.initial_regimen)
+    if regimen:
+        start_regimen(
+            patient=patient,
+            regimen=regimen,
+            since=timezone.localdate() - timedelta(days=90),
+            actor=SEED,
+        )
+    pending = index % PENDING_EVERY == PENDING_EVERY - 1
+    for drug in FORMULARY.values():
+        (propose_safety_bounds if pending else set_safety_bounds)(
+            patient=patient,
+            medication=drug.name,
+            actor=admin if pending else clinician,
+            min_dose_mg=Decimal(0),
+            max_dose_mg=drug.max_dose_mg,
+            max_auto_step_mg=drug.max_dose_mg if index % 2 == 0 else Decimal(0),
+            # The generous half may also start the first-line drug from the app.
+            may_start=index % 2 == 0 and drug.name == "amlodipine",
+            target_systolic_mmhg=130,
+            target_diastolic_mmhg=80,
+        )
+
+
+def _intakes_by_patient(cohort, patients, today, seed: int):
+    """The simulator's dose intakes of the same week, for the patients' regimens."""
+    from models_ml.simulator.readings import simulate_trace
+
+    trace = simulate_trace(
+        cohort, start_date=today - timedelta(days=DEMO_DAYS), days=DEMO_DAYS, seed=seed
+    )
+    now = timezone.now()
+    return [
+        (patient, [_jsonable(i) for i in trace.intakes(index) if i["taken_at"] <= now])
+        for index, patient in enumerate(patients)
+    ]
+
+
+def _jsonable(item: dict) -> dict:
+    return {
+        key: value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in item.items()
+    }
+
+
+def _with_scenario(patient: Patient, rows: list[Any], today) -> list[object]:
+    """Make the first three patients the alert scenarios: a confirmed crisis this morning,
+    sustained hypotension, and a cuff that stopped uploading three days ago."""
+    index = int(patient.mrn.rsplit("-", 1)[1]) - 1 if patient.mrn else -1
+    now = timezone.now()
+    if index == STALE:
+        return [r for r in rows if _measured(r) < now - timedelta(days=3)]
+    pressures = {CRISIS: [(194, 124), (191, 122)], HYPOTENSION: [(84, 52), (86, 54), (83, 50)]}
+    if index not in pressures:
+        return rows
+    extra = [
+        {
+            "client_id": f"{patient.mrn}-scenario-{n}",
+            "type": "blood_pressure",
+            "systolic": systolic,
+            "diastolic": diastolic,
+            "unit": "mm[Hg]",
+            "measured_at": (now - timedelta(minutes=30 - 5 * n)).isoformat(),
+            "device_id": rows[0]["device_id"] if rows else "demo-cuff",
+        }
+        for n, (systolic, diastolic) in enumerate(pressures[index])
+    ]
+    return [*rows, *extra]
+
+
+def _measured(row: dict):
+    from datetime import datetime
+
+    value = row["measured_at"]
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _people_act(patients: list[Patient], password: str) -> None:
+    """The loop's people act on some of what the evaluation proposed: a few patients
+    acknowledge their change on the phone; the team's clinician approves one review and
+    rejects another with a note for the patient. The rest stay open, so every tier shows."""
+    from clinicians.decisions import acknowledge_recommendation, decide_recommendation
+    from clinicians.models import Recommendation, RecommendationStatus
+
+    open_recs = Recommendation.objects.filter(
+        patient__in=patients,
+        status__in=[RecommendationStatus.PENDING_REVIEW, RecommendationStatus.DELIVERED],
+    ).select_related("patient__user")
+    delivered = [r for r in open_recs if r.tier == "patient" and r.proposed_dose_mg is not None]
+    for rec in delivered[: max(1, len(delivered) // 3)]:
+        if rec.patient.user is None:
+            continue
+        try:
+            acknowledge_recommendation(recommendation=rec, actor=rec.patient.user)
+        except Exception as error:  # the demo shows what the product refused, nothing breaks
+            logger.info("demo acknowledgement refused: %s", error)
+    from clinicians.loop.goals import set_goal
+    from clinicians.loop.messages import send_message
+
+    for patient in patients[3:6]:  # a few shared goals and a question from the patient
+        lead = User.objects.filter(
+            care_team_memberships__care_team__assignments__patient=patient
+        ).first()
+        try:
+            if lead is not None:
+                set_goal(patient=patient, actor=lead, kind="blood_pressure")
+            if patient.user is not None:
+                send_message(
+                    patient=patient,
+                    actor=patient.user,
+                    body="My evening readings are higher than my morning ones. Should I worry?",
+                )
+        except Exception as error:
+            logger.info("demo goal or message refused: %s", error)
+    reviews = [r for r in open_recs if r.tier == "clinician"]
+    for rec, action in zip(reviews[:2], ("approve", "reject"), strict=False):
+        clinician = User.objects.filter(
+            care_team_memberships__care_team__assignments__patient=rec.patient
+        ).first()
+        if clinician is None:
+            continue
+        try:
+            decide_recommendation(
+                recommendation=rec,
+                actor=clinician,
+                action=action,
+                reason="Demo: home readings reviewed with the patient.",
+                patient_note="We looked at your readings together.",
+                password=password,
+            )
+        except Exception as error:
+            logger.info("demo decision refused: %s", error)
 
 
 def _readings_by_patient(
@@ -278,6 +471,9 @@ def existing_logins(password: str) -> Logins:
         ],
         admins=[{"username": u, "totp_key": _demo_totp_key(u)} for u in _usernames(Role.ADMIN)],
         auditors=[{"username": u, "totp_key": _demo_totp_key(u)} for u in _usernames(Role.AUDITOR)],
+        model_owners=[
+            {"username": u, "totp_key": _demo_totp_key(u)} for u in _usernames(Role.MODEL_OWNER)
+        ],
     )
 
 
@@ -312,13 +508,15 @@ def render_logins(logins: Logins) -> str:
             lines.append(f"    patients {panel[0]} … {panel[-1]} ({len(panel)})")
     lines.append(f"  admin: {', '.join(row['username'] for row in logins.admins)}")
     lines.append(f"  auditor: {', '.join(row['username'] for row in logins.auditors)}")
+    lines.append(f"  model owner: {', '.join(row['username'] for row in logins.model_owners)}")
     lines.append("")
     lines.append(
-        "Portal: /portal/ (clinicians, admin, auditor: the password, then a code from the"
+        "Portal: /portal/ (clinicians, admin, auditor, model owner: the password, then a code"
+        " from the"
         " authenticator key below)"
     )
     lines.append("Staff authenticator keys (demo only; codes: oathtool --totp -b KEY):")
-    for row in [*logins.clinicians, *logins.admins, *logins.auditors]:
+    for row in [*logins.clinicians, *logins.admins, *logins.auditors, *logins.model_owners]:
         lines.append(f"  {row['username']}: {row['totp_key']}")
     lines.append("")
     lines.append(

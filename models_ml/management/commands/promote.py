@@ -17,7 +17,7 @@ class Command(BaseCommand):
             "--waive-fairness",
             metavar="REASON",
             default="",
-            help="an admin's written reason to waive the fairness gate",
+            help="a model owner's written reason to waive the fairness gate",
         )
         parser.add_argument(
             "--waive",
@@ -25,10 +25,12 @@ class Command(BaseCommand):
             action="append",
             default=[],
             help="a failed waivable gate to waive (fairness, first_line_drug_choice, "
-            "training_representativeness); repeat for several; needs --reason and an admin",
+            "training_representativeness); repeat for several; needs --reason and a model owner",
         )
-        parser.add_argument("--reason", default="", help="the admin's written reason to waive")
-        parser.add_argument("--as", dest="username", help="the admin promoting it")
+        parser.add_argument(
+            "--reason", default="", help="the model owner's written reason to waive"
+        )
+        parser.add_argument("--as", dest="username", help="the model owner promoting it")
 
     def handle(self, *args, **options):
         waive, reason = list(options["waive"]), options["reason"].strip()

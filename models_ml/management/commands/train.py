@@ -21,7 +21,7 @@ class Command(BaseCommand):
             dest="waiver",
             default="",
             metavar="REASON",
-            help="train without DP although the data hold real patients: an admin's reason "
+            help="train without DP although the data hold real patients: a model owner's reason "
             "(with --as), journalled and kept in the model's privacy record",
         )
 
