@@ -125,6 +125,12 @@ class SafetyBoundsOutSerializer(serializers.ModelSerializer):
     max_auto_step_mg = DoseField(read_only=True)
     target_systolic = serializers.IntegerField(source="target_systolic_mmhg", read_only=True)
     target_diastolic = serializers.IntegerField(source="target_diastolic_mmhg", read_only=True)
+    confirmed = serializers.BooleanField(
+        source="is_confirmed",
+        read_only=True,
+        help_text="false: entered at enrolment, not in force until a clinician confirms them",
+    )
+    confirmed_by = serializers.IntegerField(source="confirmed_by_id", allow_null=True)
 
     class Meta:
         model = SafetyBounds
@@ -139,6 +145,9 @@ class SafetyBoundsOutSerializer(serializers.ModelSerializer):
             "min_interval_days",
             "set_by",
             "updated_at",
+            "confirmed",
+            "confirmed_by",
+            "confirmed_at",
         ]
 
 

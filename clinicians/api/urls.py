@@ -11,6 +11,7 @@ from clinicians.api.me_views import MyDecisionsView, MyMedicationsView
 from clinicians.api.views import (
     AlertThresholdsView,
     AlertViewSet,
+    ConfirmSafetyBoundsView,
     RecommendationViewSet,
     SafetyBoundsView,
 )
@@ -29,6 +30,11 @@ urlpatterns = [
     path("me/decisions/", MyDecisionsView.as_view(), name="me-decisions"),
     path(
         "patients/<int:patient_id>/safety-bounds/", SafetyBoundsView.as_view(), name="safety-bounds"
+    ),
+    path(
+        "patients/<int:patient_id>/safety-bounds/<str:medication>/confirm/",
+        ConfirmSafetyBoundsView.as_view(),
+        name="confirm-safety-bounds",
     ),
     path(
         "patients/<int:patient_id>/alert-thresholds/",

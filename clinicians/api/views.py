@@ -33,6 +33,7 @@ from core.api.permissions import ObjectActions
 from core.api.reads import AuthorizedReadMixin
 from core.api.schema import CONFLICT
 from core.api.serializers import validated_query
+from core.errors import NotFound
 from patients.selectors import patients_visible_to
 
 
@@ -166,6 +167,22 @@ class SafetyBoundsView(_PatientScopedView):
             for entry in entries:
                 services.set_safety_bounds(patient=patient, actor=request.user, **entry)
         return Response(SafetyBoundsOutSerializer(bounds_for_patient(patient), many=True).data)
+
+
+class ConfirmSafetyBoundsView(_PatientScopedView):
+    """A clinician of the team confirms the bounds entered at enrolment for one drug; from now on
+    proposals use them. 409 when they are confirmed already."""
+
+    read_action = "clinicians.view_safety_bounds"
+
+    @extend_schema(request=None, responses=SafetyBoundsOutSerializer)
+    def post(self, request, patient_id: int, medication: str):
+        patient = self.patient(request, patient_id)
+        bounds = bounds_for_patient(patient).filter(medication=medication).first()
+        if bounds is None:
+            raise NotFound(f"No bounds for {medication} are entered for this patient.")
+        confirmed = services.confirm_safety_bounds(bounds=bounds, actor=request.user)
+        return Response(SafetyBoundsOutSerializer(confirmed).data)
 
 
 class AlertThresholdsView(_PatientScopedView):

@@ -322,6 +322,7 @@ def world(db, django_capture_on_commit_callbacks):
         "user_id": str(clinician.pk),
         "bounds_id": str(pending_bounds.pk),
         "token": "not-a-link-anyone-was-given",
+        "medication": pending_bounds.medication,
         "name": "manifest.json",
         "client_id": smart_app().client_id,
         "fhir": {
@@ -347,7 +348,9 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     if route.startswith("portal/audit/exports/"):
         values["pk"] = world["pk"]["audit/exports"]
     values |= {
-        key: world[key] for key in ("team_id", "user_id", "bounds_id", "token") if key in world
+        key: world[key]
+        for key in ("team_id", "user_id", "bounds_id", "token", "medication")
+        if key in world
     }
     if route.startswith(("api/v1/models/alerts/", "portal/model-owner/alerts/")):
         values["alert_id"] = world["model_alert_id"]

@@ -23,7 +23,7 @@ def _seed(*args: str) -> str:
 
 def test_seed_prints_working_logins_in_the_documented_shape(client):
     logins = json.loads(_seed("--patients", "4", "--password", "demo-pass-1", "--json"))
-    assert {"clinicians", "patients", "admins", "auditors"} <= set(logins)
+    assert {"clinicians", "patients", "admins", "auditors", "model_owners"} <= set(logins)
     assert {"username", "care_team"} <= set(logins["clinicians"][0])
     assert {"username", "patient_id", "care_team"} <= set(logins["patients"][0])
     assert len(logins["patients"]) == Patient.objects.count() == 4
@@ -45,6 +45,35 @@ def test_a_second_seed_is_refused_unless_asked_for_the_existing_logins():
         _seed("--patients", "2", "--password", "demo-pass-1")
     again = json.loads(_seed("--if-empty", "--password", "demo-pass-1", "--json"))
     assert again["patients"] == first["patients"] and Patient.objects.count() == 2
+
+
+def test_the_demo_clinic_shows_every_tier_alert_kind_and_a_pending_set_up():
+    """A newcomer sees the product work: enrolled patients with regimens and confirmed bounds,
+    proposals in all three tiers (with explanations), some acted on, alerts of every kind, and
+    the patient whose bounds still wait for a clinician."""
+    from clinicians.models import Alert, Goal, Message, Recommendation, SafetyBounds
+    from patients.models import Prescription
+
+    _seed("--patients", "20", "--password", "demo-pass-1")
+    recommendations = list(Recommendation.objects.all())
+    assert {r.tier for r in recommendations} == {"patient", "clinician", "blocked"}
+    titrations = [r for r in recommendations if r.kind == "titrate"]
+    assert {r.tier for r in titrations} == {"patient", "clinician", "blocked"}
+    waiting = [r for r in titrations if r.status == "pending_review"]
+    assert waiting and all(r.explanation for r in waiting)
+    assert {r.status for r in recommendations} >= {"acknowledged", "approved", "rejected"}
+    blocked = {c["code"] for r in titrations if r.tier == "blocked" for c in r.reasons}
+    assert "bounds_pending" in blocked
+    assert set(Alert.objects.values_list("kind", flat=True)) >= {
+        "hypertensive_crisis",
+        "hypotension",
+        "stale_data",
+    }
+    assert SafetyBounds.objects.filter(confirmed_at__isnull=True).exists()
+    assert SafetyBounds.objects.filter(confirmed_at__isnull=False).count() > 0
+    assert Prescription.objects.filter(source="enrolment").exists()
+    assert Patient.objects.exclude(mrn=None).count() == 20
+    assert Goal.objects.exists() and Message.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -85,7 +114,7 @@ def test_the_demo_model_is_promoted_and_its_card_is_reachable_from_a_review_card
 
     production = ModelVersion.objects.get(stage=Stage.PRODUCTION)
     assert f"Demo model {production.version} passed every gate" in output
-    assert production.promoted_by.username == "admin"
+    assert production.promoted_by.username == "modelowner"  # the model owner, not the admin
     recommendation = Recommendation.objects.filter(model_version=production.version).first()
     assert recommendation is not None
     from accounts.models import User

@@ -347,6 +347,21 @@ def test_no_proposal_uses_bounds_until_a_clinician_of_the_team_confirms_them(
     assert usable is not None and usable.tier in ("patient", "clinician"), usable.reasons
 
 
+def test_the_api_shows_pending_bounds_and_a_clinician_of_the_team_confirms_them(
+    admin_user, team_a, clinician_a, clinician_b
+):
+    patient = enrolment.enrol_patient(an_enrolment(team_a), actor=admin_user)
+    url = f"/api/v1/patients/{patient.pk}/safety-bounds/"
+    listed = bearer_client(clinician_a).get(url).json()
+    assert [(b["medication"], b["confirmed"]) for b in listed] == [("amlodipine", False)]
+    assert bearer_client(clinician_b).post(f"{url}amlodipine/confirm/").status_code == 404
+    assert bearer_client(admin_user).post(f"{url}amlodipine/confirm/").status_code == 404
+    assert bearer_client(clinician_a).post(f"{url}lisinopril/confirm/").status_code == 404
+    confirmed = bearer_client(clinician_a).post(f"{url}amlodipine/confirm/")
+    assert confirmed.status_code == 200 and confirmed.json()["confirmed_by"] == clinician_a.pk
+    assert bearer_client(clinician_a).post(f"{url}amlodipine/confirm/").status_code == 409
+
+
 def test_an_admin_cannot_overwrite_bounds_a_clinician_confirmed(admin_user, team_a, clinician_a):
     patient = enrolment.enrol_patient(an_enrolment(team_a, bounds=[]), actor=admin_user)
     set_safety_bounds(
