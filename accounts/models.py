@@ -96,6 +96,8 @@ class OneTimeLink(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
+    # Failed redemptions (wrong password or code); the link is withdrawn at the limit.
+    failed_attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.identity.signin import LockedOut, reauthenticate
 from accounts.models import CareTeam, CareTeamMembership, ClinicianProfile, OneTimeLink, Role, User
 from accounts.services import add_team_member
 from audit.models import Action
@@ -37,6 +38,12 @@ from core.errors import DomainError
 # How long a link works: long enough to reach the person the same week, short enough that a
 # forgotten one is not a standing way in.
 LINK_LIFETIME = timedelta(days=3)
+# Wrong passwords or codes a link survives before it is withdrawn (a new one must be issued).
+LINK_MAX_FAILURES = 5
+REDEEM_REFUSED = (
+    "That did not work: check your password and your authenticator's code (and its clock), "
+    "then try again."
+)
 INVITABLE_ROLES = (Role.CLINICIAN, Role.ADMIN, Role.AUDITOR, Role.MODEL_OWNER)
 USERNAME_MAX = 150
 
@@ -205,14 +212,21 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
                     validate_password(password, user)
                 except ValidationError as error:
                     raise DomainError(" ".join(error.messages), field="password") from None
-            elif not user.check_password(password):
-                raise DomainError("That is not your password.", field="password")
+            else:
+                # Through the sign-in check, so a wrong password counts toward the lockout; one
+                # message for a wrong password and a wrong code (the link's holder learns
+                # nothing about which it was).
+                try:
+                    password_is_right = reauthenticate(user, password)
+                except LockedOut:
+                    raise DomainError(
+                        "Too many failed attempts: try again later.", field="password"
+                    ) from None
+                if not password_is_right:
+                    raise DomainError(REDEEM_REFUSED, field="code")
             device = pending_device(user)
             if not device.verify_token((code or "").strip()):
-                raise DomainError(
-                    "That code is not valid. Check your authenticator's clock and try again.",
-                    field="code",
-                )
+                raise DomainError(REDEEM_REFUSED, field="code")
             TOTPDevice.objects.filter(user=user, confirmed=True).delete()
             device.confirmed = True
             device.save(update_fields=["confirmed"])
@@ -230,6 +244,8 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
             )
         return user
     except DomainError as error:
+        if not isinstance(error, LinkRefused):
+            _count_failure(token)
         user_id = (
             OneTimeLink.objects.filter(token_sha256=_digest(token or ""))
             .values_list("user_id", flat=True)
@@ -246,12 +262,26 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
         raise
 
 
-def has_open_link(user: User) -> bool:
-    """Whether an administrator issued a link this person has not used yet: then the portal does
-    not let them enrol an authenticator by signing in (the link is how they enrol)."""
-    return OneTimeLink.objects.filter(
-        user=user, used_at__isnull=True, withdrawn_at__isnull=True, expires_at__gt=timezone.now()
-    ).exists()
+def _count_failure(token: str) -> None:
+    """One more failed redemption (its own transaction: the attempt itself was rolled back);
+    at ``LINK_MAX_FAILURES`` the link is withdrawn."""
+    with transaction.atomic():
+        link = OneTimeLink.objects.select_for_update().filter(token_sha256=_digest(token)).first()
+        if link is None or link.withdrawn_at is not None:
+            return
+        link.failed_attempts += 1
+        if link.failed_attempts >= LINK_MAX_FAILURES:
+            link.withdrawn_at = timezone.now()
+        link.save(update_fields=["failed_attempts", "withdrawn_at"])
+
+
+def must_enrol_by_link(user: User) -> bool:
+    """Whether this account enrols its authenticator only through a one-time link: an
+    administrator issued one (invitation or reset) and it has not been used — open, expired or
+    withdrawn alike. The portal's sign-in then never enrols an authenticator with the password
+    alone; the administrator issues a new link instead."""
+    latest = OneTimeLink.objects.filter(user=user).order_by("-created_at", "-pk").first()
+    return latest is not None and latest.used_at is None
 
 
 @refusals_journalled("reissue_invitation", object_type="user", target="user")
@@ -317,12 +347,12 @@ def deactivate_user(*, user: User, reason: str, actor: User | System) -> User:
         raise DomainError("You cannot deactivate your own account.", field="user")
     if not user.is_active:
         raise DomainError("This account is already deactivated.", field="user")
-    if (
-        user.role == Role.ADMIN
-        and not User.objects.filter(role=Role.ADMIN, is_active=True).exclude(pk=user.pk).exists()
-    ):
-        raise DomainError("The last active administrator cannot be deactivated.", field="user")
     with transaction.atomic():
+        # Under the lock of every active administrator: two admins deactivating each other at
+        # once cannot leave the clinic without one.
+        admins = list(User.objects.select_for_update().filter(role=Role.ADMIN, is_active=True))
+        if user.role == Role.ADMIN and not [admin for admin in admins if admin.pk != user.pk]:
+            raise DomainError("The last active administrator cannot be deactivated.", field="user")
         user.is_active = False
         user.save(update_fields=["is_active"])  # the signals revoke every session
         OneTimeLink.objects.filter(

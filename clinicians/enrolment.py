@@ -24,17 +24,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import CareTeam, User
 from audit.models import Action
 from audit.services import record_event, record_refusal
 from clinicians.evaluation import supersede_open
+from clinicians.models import Alert, AlertStatus, Visit, VisitStatus
 from clinicians.services import propose_safety_bounds
 from core import authz
 from core.errors import DomainError
@@ -42,6 +44,7 @@ from patients import clinical_defaults as defaults
 from patients.models import Ethnicity, Patient, Race, Sex
 from patients.services import discharge_patient, register_patient, start_regimen
 
+logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = (
     "mrn",
     "given_name",
@@ -148,15 +151,26 @@ def enrol_patient(enrolment: Enrolment, *, actor: User) -> Patient:
                     target_diastolic_mmhg=enrolment.target_diastolic_mmhg,
                 )
         return patient
+    except IntegrityError:
+        # Another enrolment took the MRN between the check and the insert.
+        error = DomainError("Another patient already has this MRN.", field="mrn")
+        _journal_enrolment_refusal(actor, error)
+        raise error from None
     except DomainError as error:
-        record_refusal(
-            actor=actor,
-            attempted="enrol_patient",
-            message=error.message,
-            field=error.field,
-            object_type="patient",
-        )
+        _journal_enrolment_refusal(actor, error)
         raise
+
+
+def _journal_enrolment_refusal(actor: User, error: DomainError) -> None:
+    """The field refused and why in general terms; not the submitted value (a refused MRN or
+    name would be patient data attached to no patient)."""
+    record_refusal(
+        actor=actor,
+        attempted="enrol_patient",
+        message=f"refused on {error.field or 'the request'}",
+        field=error.field,
+        object_type="patient",
+    )
 
 
 def discharge(*, patient: Patient, reason: str, actor: User) -> Patient:
@@ -165,9 +179,9 @@ def discharge(*, patient: Patient, reason: str, actor: User) -> Patient:
     try:
         with transaction.atomic():
             discharge_patient(patient=patient, reason=reason, actor=actor)
-            supersede_open(
-                patient, except_pk=None, why="discharged", now=timezone.now(), actor=actor
-            )
+            now = timezone.now()
+            supersede_open(patient, except_pk=None, why="discharged", now=now, actor=actor)
+            _close_what_was_open(patient, actor, now)
         return patient
     except DomainError as error:
         record_refusal(
@@ -180,6 +194,43 @@ def discharge(*, patient: Patient, reason: str, actor: User) -> Patient:
             patient_id=patient.pk,
         )
         raise
+
+
+def _close_what_was_open(patient: Patient, actor: User, now) -> None:
+    """A discharged patient leaves nothing waiting on the care team: open alerts are resolved
+    and visits not yet held are cancelled, each journalled with the reason."""
+    for alert in (
+        Alert.objects.select_for_update()
+        .filter(patient=patient)
+        .exclude(status=AlertStatus.RESOLVED)
+    ):
+        old = alert.status
+        alert.status, alert.resolved_at = AlertStatus.RESOLVED, now
+        alert.save(update_fields=["status", "resolved_at"])
+        record_event(
+            action=Action.UPDATE,
+            actor=actor,
+            object_type="alert",
+            object_id=alert.pk,
+            patient_id=patient.pk,
+            changes={"status": {"old": old, "new": AlertStatus.RESOLVED}},
+            detail={"why": "discharged"},
+        )
+    for visit in Visit.objects.select_for_update().filter(
+        patient=patient, status__in=[VisitStatus.PROPOSED, VisitStatus.CONFIRMED]
+    ):
+        old = visit.status
+        visit.status = VisitStatus.CANCELLED
+        visit.save(update_fields=["status"])
+        record_event(
+            action=Action.UPDATE,
+            actor=actor,
+            object_type="visit",
+            object_id=visit.pk,
+            patient_id=patient.pk,
+            changes={"status": {"old": old, "new": VisitStatus.CANCELLED}},
+            detail={"why": "discharged"},
+        )
 
 
 # --- parsing what an admin types or uploads ---------------------------------------------------
@@ -381,21 +432,17 @@ def _problems_of(error: DomainError) -> list[dict[str, str | None]]:
     return [{"field": p.field, "message": p.message} for p in problems]
 
 
-def import_enrolment_csv(content: bytes | str, *, actor: User) -> ImportReport:
-    """Enrol every valid row of an enrolment CSV, each in its own transaction; report per row.
-    Refused whole (``DomainError`` on ``file``) when the file is not UTF-8 CSV, too large, or
-    lacks a required column. An MRN repeated within the file is refused from its second row on
-    (and any MRN already enrolled, by the record's own check)."""
+def _read_rows(content: bytes | str) -> tuple[bytes, list[tuple[int, dict[str, str], bool]]]:
+    """The file's rows as (line, cells, has_extra_cells), or ``DomainError`` on ``file``."""
+    raw = content.encode() if isinstance(content, str) else content
+    if len(raw) > MAX_FILE_BYTES:
+        raise DomainError(f"The file is larger than {MAX_FILE_BYTES // 1000} kB.", field="file")
     try:
-        authz.authorize(actor, "patients.enrol")
-        raw = content.encode() if isinstance(content, str) else content
-        if len(raw) > MAX_FILE_BYTES:
-            raise DomainError(f"The file is larger than {MAX_FILE_BYTES // 1000} kB.", field="file")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise DomainError("The file is not UTF-8 text.", field="file") from None
-        reader = csv.DictReader(io.StringIO(text))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DomainError("The file is not UTF-8 text.", field="file") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         header = [(name or "").strip().lower() for name in (reader.fieldnames or [])]
         missing = [name for name in REQUIRED_COLUMNS if name not in header]
         if missing:
@@ -408,9 +455,30 @@ def import_enrolment_csv(content: bytes | str, *, actor: User) -> ImportReport:
         if unknown:
             raise DomainError(f"Unknown column(s): {', '.join(unknown)}.", field="file")
         reader.fieldnames = header
-        rows = list(reader)
-        if len(rows) > MAX_ROWS:
-            raise DomainError(f"At most {MAX_ROWS} rows per file.", field="file")
+        rows: list[tuple[int, dict[str, str], bool]] = []
+        for row in reader:
+            if len(rows) >= MAX_ROWS:
+                raise DomainError(f"At most {MAX_ROWS} rows per file.", field="file")
+            # The line the row ends on (a quoted cell may span lines); missing cells are empty.
+            cells = {k: (v or "") for k, v in row.items() if k is not None}
+            rows.append((reader.line_num, cells, None in row))
+    except csv.Error as error:
+        raise DomainError(
+            f"The file is not valid CSV (line {reader.line_num}: {error}).", field="file"
+        ) from None
+    return raw, rows
+
+
+def import_enrolment_csv(content: bytes | str, *, actor: User) -> ImportReport:
+    """Enrol every valid row of an enrolment CSV, each in its own transaction; report per row.
+    Refused whole (``DomainError`` on ``file``) when the file is not UTF-8 CSV, too large, or
+    lacks a required column. An MRN repeated within the file is refused after a row enrolled it
+    (and any MRN already enrolled, by the record's own check). A row that fails for a reason
+    nobody foresaw is reported as such (and logged), never half-enrolled, and the rest of the
+    file still runs; the import's journal event is written whatever happens."""
+    try:
+        authz.authorize(actor, "patients.enrol")
+        raw, rows = _read_rows(content)
     except DomainError as error:
         record_refusal(
             actor=actor, attempted="import_enrolment_csv", message=error.message, field="file"
@@ -418,54 +486,67 @@ def import_enrolment_csv(content: bytes | str, *, actor: User) -> ImportReport:
         raise
     digest = hashlib.sha256(raw).hexdigest()
     reports: list[RowReport] = []
-    first_line_of_mrn: dict[str, int] = {}
-    for offset, row in enumerate(rows):
-        line = offset + 2
-        mrn = (row.get("mrn") or "").strip()
-        report = RowReport(line=line, mrn=mrn)
-        reports.append(report)
-        problem: DomainError | None = None
-        if None in row:  # more cells than columns
-            problem = DomainError("The row has more cells than the header.", field="row")
-        elif mrn and mrn in first_line_of_mrn:
-            problem = DomainError(
-                f"MRN {mrn} repeats line {first_line_of_mrn[mrn]} of this file.", field="mrn"
+    enrolled_mrns: dict[str, int] = {}
+    try:
+        for line, row, has_extra_cells in rows:
+            mrn = row.get("mrn", "").strip()
+            report = RowReport(line=line, mrn=mrn)
+            reports.append(report)
+            if has_extra_cells:
+                problem = DomainError("The row has more cells than the header.", field="row")
+            elif mrn and mrn in enrolled_mrns:
+                problem = DomainError(
+                    f"MRN {mrn} was enrolled from line {enrolled_mrns[mrn]} of this file.",
+                    field="mrn",
+                )
+            else:
+                problem = _enrol_row(row, line, report, actor)
+                if report.enrolled:
+                    enrolled_mrns[mrn] = line
+            if problem is not None:
+                _journal_row(actor, line, problem)
+                report.problems = _problems_of(problem)
+    finally:
+        with transaction.atomic():
+            record_event(
+                action=Action.IMPORT,
+                actor=actor,
+                object_type="enrolment_csv",
+                patient_ids=[r.patient_id for r in reports if r.patient_id is not None],
+                detail={
+                    "sha256": digest,
+                    "rows": len(rows),
+                    "enrolled": sum(r.enrolled for r in reports),
+                    "refused_lines": [r.line for r in reports if not r.enrolled],
+                },
             )
-        if problem is not None:
-            _journal_row(actor, line, problem)
-            report.problems = _problems_of(problem)
-            continue
-        if mrn:
-            first_line_of_mrn[mrn] = line
-        try:
-            report.patient_id = enrol_patient(enrolment_from_row(row), actor=actor).pk
-        except EnrolmentRefused as refused:  # the row's values (enrol_patient journals its own)
-            _journal_row(actor, line, refused)
-            report.problems = _problems_of(refused)
-        except DomainError as refused:
-            report.problems = _problems_of(refused)
-    with transaction.atomic():
-        record_event(
-            action=Action.IMPORT,
-            actor=actor,
-            object_type="enrolment_csv",
-            patient_ids=[r.patient_id for r in reports if r.patient_id is not None],
-            detail={
-                "sha256": digest,
-                "rows": len(reports),
-                "enrolled": sum(r.enrolled for r in reports),
-                "refused_lines": [r.line for r in reports if not r.enrolled],
-            },
-        )
     return ImportReport(rows=reports, digest=digest)
 
 
+def _enrol_row(row: dict[str, str], line: int, report: RowReport, actor: User):
+    """Enrol one row; the problem to report and journal, or None (enrolled, or refused by
+    ``enrol_patient``, which journals its own refusal)."""
+    try:
+        report.patient_id = enrol_patient(enrolment_from_row(row), actor=actor).pk
+    except EnrolmentRefused as refused:  # the row's values, found before enrolling
+        return refused
+    except DomainError as refused:
+        report.problems = _problems_of(refused)
+    except Exception:  # a bug must not stop the file or leave it unreported
+        logger.exception("enrolment_row_failed", extra={"line": line})
+        return DomainError("This row could not be enrolled (an internal error, logged).")
+    return None
+
+
 def _journal_row(actor: User, line: int, error: DomainError) -> None:
+    """The journal names the line and the columns refused, never the values submitted (an MRN
+    or a name in a refusal would be patient data attached to no patient)."""
+    fields = sorted({p["field"] or "row" for p in _problems_of(error)})
     record_refusal(
         actor=actor,
         attempted="enrol_patient",
-        message="; ".join(p["message"] or "" for p in _problems_of(error)),
+        message=f"CSV line {line} refused on {', '.join(fields)}",
         field=error.field,
         object_type="enrolment_csv",
-        detail={"line": line},
+        detail={"line": line, "fields": fields},
     )

@@ -36,6 +36,7 @@ from patients.rules import (
     PATIENT,
     care_teams_of,
     is_own_record,
+    is_under_care,
     reached_patients,
     treats_patient,
 )
@@ -168,7 +169,7 @@ authz.define(
 )
 authz.define(
     "clinicians.set_bounds",
-    treats_patient,
+    treats_patient & is_under_care,
     message="Only a clinician of the patient's care team sets these.",
     sees=PATIENT,
 )
@@ -287,7 +288,7 @@ authz.define(
 )
 authz.define(
     "clinicians.schedule_visit",
-    treats_patient,
+    treats_patient & is_under_care,
     message="Only a clinician of the care team schedules visits.",
     sees=PATIENT,
 )

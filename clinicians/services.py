@@ -17,10 +17,17 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import Action
-from audit.services import record_event
+from audit.services import record_event, refusals_journalled
 from clinicians.errors import BoundsViolation, InvalidTransition
 from clinicians.evaluation import withdraw_stale_deliveries
-from clinicians.models import Alert, AlertStatus, AlertThresholds, SafetyBounds
+from clinicians.models import (
+    TARGET_DIASTOLIC_LIMITS,
+    TARGET_SYSTOLIC_LIMITS,
+    Alert,
+    AlertStatus,
+    AlertThresholds,
+    SafetyBounds,
+)
 from clinicians.safety import DEFAULT_THRESHOLDS, HARD_LIMITS
 from core import authz
 from core.errors import DomainError
@@ -38,6 +45,8 @@ def _checked_bounds(
     max_dose_mg: Decimal,
     max_auto_step_mg: Decimal,
     min_interval_days: int | None,
+    target_systolic_mmhg: int,
+    target_diastolic_mmhg: int,
 ) -> None:
     """The hard limits every set of bounds keeps, whoever enters it and when it takes effect:
     the formulary's labelled range (a clinician cannot allow more than the label), a step no
@@ -59,6 +68,14 @@ def _checked_bounds(
         raise BoundsViolation(
             "max_auto_step_mg must be between 0 and max_dose_mg.", field="max_auto_step_mg"
         )
+    for name, value, (lowest, highest) in (
+        ("target_systolic_mmhg", target_systolic_mmhg, TARGET_SYSTOLIC_LIMITS),
+        ("target_diastolic_mmhg", target_diastolic_mmhg, TARGET_DIASTOLIC_LIMITS),
+    ):
+        if not (lowest <= value <= highest):
+            raise BoundsViolation(
+                f"{name} must be between {lowest} and {highest} mmHg.", field=name
+            )
     low, high = MIN_INTERVAL_LIMITS_DAYS
     if min_interval_days is not None and not (low <= min_interval_days <= high):
         raise BoundsViolation(
@@ -163,6 +180,8 @@ def _enter_bounds(
         max_dose_mg=max_dose_mg,
         max_auto_step_mg=max_auto_step_mg,
         min_interval_days=min_interval_days,
+        target_systolic_mmhg=target_systolic_mmhg,
+        target_diastolic_mmhg=target_diastolic_mmhg,
     )
     return _write_bounds(
         patient=patient,
@@ -244,6 +263,7 @@ def propose_safety_bounds(
     )
 
 
+@refusals_journalled("confirm_safety_bounds", object_type="safety_bounds", target="bounds")
 def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User) -> SafetyBounds:
     """A clinician of the team confirms bounds entered at enrolment; from now on proposals use
     them. The hard limits are checked again now, when the bounds take effect."""
@@ -258,6 +278,8 @@ def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User) -> SafetyBounds:
             max_dose_mg=row.max_dose_mg,
             max_auto_step_mg=row.max_auto_step_mg,
             min_interval_days=row.min_interval_days,
+            target_systolic_mmhg=row.target_systolic_mmhg,
+            target_diastolic_mmhg=row.target_diastolic_mmhg,
         )
         row.confirmed_by = actor
         row.confirmed_at = timezone.now()

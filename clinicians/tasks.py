@@ -149,7 +149,8 @@ def plan_visits() -> int:
     from patients.models import Patient
 
     count = 0
-    for patient_id in Patient.objects.values_list("pk", flat=True).iterator():
+    in_care = Patient.objects.filter(discharged_at__isnull=True)  # discharged: no more visits
+    for patient_id in in_care.values_list("pk", flat=True).iterator():
         plan_visit_task.delay(patient_id)
         count += 1
     return count

@@ -8,15 +8,16 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import CareTeam, Role, User
 from audit.models import Action
-from audit.services import record_event
+from audit.services import record_event, refusals_journalled
 from core import authz
 from core.authz import System
 from core.errors import DomainError
+from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from patients.course import labelled_dose_problem
 from patients.formulary import FORMULARY
 from patients.models import CareTeamAssignment, Patient, PhoneActivation, Prescription
@@ -79,6 +80,11 @@ def register_patient(
     authz.authorize(actor, "patients.enrol")
     if user is not None and user.role != Role.PATIENT:
         raise DomainError("Only a patient account can be linked to a patient record.", field="user")
+    for name, value in (("given_name", given_name), ("family_name", family_name)):
+        if not value.strip():
+            raise DomainError("This value is required.", field=name)
+        if has_control_characters(value):
+            raise DomainError(f"The name {CONTROL_CHARACTERS_MESSAGE}.", field=name)
     with transaction.atomic():
         patient = Patient(
             user=user,
@@ -97,7 +103,11 @@ def register_patient(
         except ValidationError as error:
             field, messages = next(iter(error.message_dict.items()))
             raise DomainError(" ".join(messages), field=field) from None
-        patient.save()
+        try:
+            with transaction.atomic():
+                patient.save()
+        except IntegrityError:  # another enrolment took the MRN since the check
+            raise DomainError("Another patient already has this MRN.", field="mrn") from None
         record_event(
             action=Action.CREATE,
             actor=actor,
@@ -133,6 +143,7 @@ def assign_care_team(
     return assignment
 
 
+@refusals_journalled("transfer_patient", object_type="patient", target="patient")
 def transfer_patient(
     *, patient: Patient, care_team: CareTeam, reason: str, actor: User | System
 ) -> Patient:

@@ -30,10 +30,12 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import services as team_services
 from accounts import staff
 from accounts.models import CareTeam, CareTeamMembership, OneTimeLink, Role, User
+from audit.services import record_refusal
 from clinicians import enrolment
-from clinicians.models import SafetyBounds
+from clinicians.models import TARGET_DIASTOLIC_LIMITS, TARGET_SYSTOLIC_LIMITS, SafetyBounds
 from core import authz
 from core.errors import DomainError
+from core.ids import parse_id
 from patients import activation
 from patients.formulary import FORMULARY
 from patients.models import Ethnicity, Patient, Race, Sex
@@ -49,10 +51,21 @@ def admin_only(view):
     @otp_required(login_url="portal:login")
     def wrapper(request, *args, **kwargs):
         if not authz.can(request.user, "accounts.manage_users"):
-            return HttpResponseForbidden(authz.message_of("accounts.manage_users"))
+            message = authz.message_of("accounts.manage_users")
+            record_refusal(
+                actor=request.user,
+                attempted=f"portal:{request.resolver_match.url_name}",
+                message=message,
+            )
+            return HttpResponseForbidden(message)
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def _posted_id(request, name: str) -> int | None:
+    """A row id from a form (None when the text names no row: then 404, never 500)."""
+    return parse_id(request.POST.get(name) or "")
 
 
 def _apply_error(form: forms.Form, error: DomainError) -> None:
@@ -196,7 +209,7 @@ def team_detail(request, team_id: int):
                     return redirect("portal:admin-team", team.pk)
             elif what in ("change", "remove"):
                 membership = get_object_or_404(
-                    CareTeamMembership, pk=request.POST.get("membership"), care_team=team
+                    CareTeamMembership, pk=_posted_id(request, "membership"), care_team=team
                 )
                 if what == "remove":
                     team_services.remove_team_member(membership=membership, actor=request.user)
@@ -348,8 +361,12 @@ class EnrolForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
         label="On this regimen since",
     )
-    target_systolic = forms.IntegerField(initial=130, min_value=0, max_value=300)
-    target_diastolic = forms.IntegerField(initial=80, min_value=0, max_value=200)
+    target_systolic = forms.IntegerField(
+        initial=130, min_value=TARGET_SYSTOLIC_LIMITS[0], max_value=TARGET_SYSTOLIC_LIMITS[1]
+    )
+    target_diastolic = forms.IntegerField(
+        initial=80, min_value=TARGET_DIASTOLIC_LIMITS[0], max_value=TARGET_DIASTOLIC_LIMITS[1]
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -440,7 +457,7 @@ def patient_enrol(request):
             except DomainError as error:
                 _apply_error(form, error)
                 if error.field in ("target_systolic_mmhg", "target_diastolic_mmhg"):
-                    form.add_error(None, error.message)
+                    form.add_error(error.field.removesuffix("_mmhg"), error.message)
     status = 400 if request.method == "POST" else 200
     return render(request, "portal/setup/enrol.html", {"form": form}, status=status)
 
@@ -484,7 +501,7 @@ def patient_detail(request, patient_id: int):
             elif what == "revoke":
                 revoke = ReasonForm(request.POST, prefix="revoke")
                 phone = get_object_or_404(
-                    activation.phones_of(patient), pk=request.POST.get("activation")
+                    activation.phones_of(patient), pk=_posted_id(request, "activation")
                 )
                 if revoke.is_valid():
                     activation.revoke_phone(

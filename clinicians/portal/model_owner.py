@@ -22,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
+from audit.services import record_refusal
 from clinicians.models import Recommendation
 from clinicians.selectors import DECIDED, OVERRIDDEN
 from core import authz
@@ -58,6 +59,12 @@ def model_owners_only(view):
 
 
 def _forbidden(request, message: str):
+    record_refusal(
+        actor=request.user,
+        attempted=f"portal:{request.resolver_match.url_name if request.resolver_match else ''}",
+        message=message,
+        object_type="model_version",
+    )
     return render(request, FORBIDDEN_TEMPLATE, {"message": message}, status=403)
 
 

@@ -13,6 +13,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views import View
@@ -103,7 +104,7 @@ class SecondFactorView(View):
         if user is None:
             return redirect("portal:login")
         device, enrolling = self._device(user)
-        if enrolling and staff.has_open_link(user):
+        if enrolling and staff.must_enrol_by_link(user):
             return self._refuse_enrolment(request, user)
         return render(
             request, self.template_name, self._context(user, device, enrolling, CodeForm())
@@ -114,7 +115,7 @@ class SecondFactorView(View):
         if user is None:
             return redirect("portal:login")
         device, enrolling = self._device(user)
-        if enrolling and staff.has_open_link(user):
+        if enrolling and staff.must_enrol_by_link(user):
             return self._refuse_enrolment(request, user)
         form = CodeForm(request.POST)
         if not form.is_valid() or not device.verify_token(form.cleaned_data["code"]):
@@ -175,6 +176,10 @@ class WelcomeForm(forms.Form):
     code = forms.CharField(max_length=8, label="Authenticator code")
 
 
+WELCOME_ATTEMPTS = 30
+WELCOME_WINDOW_SECONDS = 600
+
+
 class WelcomeView(View):
     """A one-time link (``accounts.staff``): an invited member of staff chooses their password
     and enrols their authenticator; after a reset, the person enrols a new authenticator with
@@ -203,6 +208,20 @@ class WelcomeView(View):
             {"message": error.message, "link_refused": True},
             status=410,
         )
+
+    def dispatch(self, request, *args, **kwargs):
+        """At most ``WELCOME_ATTEMPTS`` openings per address per window: a guessed token is
+        answered 429 and writes nothing to the journal (each refusal below the limit does)."""
+        key = f"portal-welcome:{request.META.get('REMOTE_ADDR', '')}"
+        cache.add(key, 0, timeout=WELCOME_WINDOW_SECONDS)
+        if cache.incr(key) > WELCOME_ATTEMPTS:
+            return render(
+                request,
+                "portal/welcome_gone.html",
+                {"message": "Too many attempts from this address; try again in a few minutes."},
+                status=429,
+            )
+        return super().dispatch(request, *args, **kwargs)
 
     def get(self, request, token: str):
         try:

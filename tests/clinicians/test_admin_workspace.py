@@ -232,3 +232,34 @@ def test_the_csv_import_page_reports_per_row(admin, team_a, tmp_path):
         whole = admin.post("/portal/admin/patients/import/", {"file": upload})
     assert whole.status_code == 400 and b"lacks the required column" in whole.content
     assert not OneTimeLink.objects.exists()
+
+
+def test_a_refused_page_is_journalled(clinician_a):
+    portal_client(clinician_a).get("/portal/admin/")
+    refused = AuditEvent.objects.filter(action="refused", actor_id=clinician_a.pk).get()
+    assert refused.detail["attempted"] == "portal:admin-home"
+
+
+def test_a_crafted_id_is_a_404_not_an_error(admin, team_a, patient_a):
+    changed = admin.post(f"/portal/admin/teams/{team_a.pk}/", {"what": "remove", "membership": "x"})
+    assert changed.status_code == 404
+    revoked = admin.post(
+        f"/portal/admin/patients/{patient_a.pk}/",
+        {"what": "revoke", "activation": "1e9", "revoke-reason": "x"},
+    )
+    assert revoked.status_code == 404
+
+
+def test_a_target_outside_the_hard_limits_is_a_field_error(admin, team_a):
+    bad = admin.post("/portal/admin/patients/enrol/", _enrol_form(team_a, target_systolic="100"))
+    assert bad.status_code == 400 and not Patient.objects.exists()
+
+
+def test_guessing_welcome_links_is_throttled_and_stops_writing_to_the_journal(db):
+    from clinicians.portal.views import WELCOME_ATTEMPTS
+
+    client = Client()
+    answers = [client.get(f"/portal/welcome/guess-{n}/").status_code for n in range(40)]
+    assert answers[:WELCOME_ATTEMPTS] == [410] * WELCOME_ATTEMPTS
+    assert set(answers[WELCOME_ATTEMPTS:]) == {429}
+    assert AuditEvent.objects.filter(action="refused").count() == WELCOME_ATTEMPTS

@@ -240,7 +240,7 @@ def test_resetting_a_second_factor_needs_a_reason_and_issues_an_enrolment_link(
     issued = staff.reset_second_factor(user=clinician_a, reason="phone lost", actor=admin_user)
     assert not TOTPDevice.objects.filter(user=clinician_a, confirmed=True).exists()
     assert client.get("/api/v1/patients/").status_code == 401  # the old factor's tokens end
-    assert staff.has_open_link(clinician_a)
+    assert staff.must_enrol_by_link(clinician_a)
     device = staff.pending_device(clinician_a)
     with pytest.raises(DomainError):  # the link alone is not enough: the password too
         staff.redeem_link(token=issued.token, code=code_for(device), password="wrong")
@@ -426,7 +426,9 @@ def test_the_csv_with_errors_reports_each_bad_row_and_enrols_the_good_ones(admin
     assert set(Prescription.objects.values_list("patient_id", flat=True)) <= enrolled_ids
     assert set(SafetyBounds.objects.values_list("patient_id", flat=True)) <= enrolled_ids
     assert refusals("enrol_patient").count() == len(refused)
-    duplicate = next(r for r in refused if any("repeats line" in p["message"] for p in r.problems))
+    duplicate = next(
+        r for r in refused if any("enrolled from line" in p["message"] for p in r.problems)
+    )
     assert duplicate.line > 2
 
 
@@ -570,3 +572,128 @@ def test_a_patient_cannot_be_invited_as_staff_nor_staff_created_by_non_admins(cl
     with pytest.raises(Forbidden):
         staff.invite_staff(username="x", role="auditor", actor=clinician_a)
     assert UserFactory is not None
+
+
+# --- found by the security review --------------------------------------------------------------
+
+
+def test_an_expired_reset_link_never_lets_the_password_alone_enrol(admin_user, clinician_a):
+    from django.test import Client
+
+    staff.reset_second_factor(user=clinician_a, reason="phone lost", actor=admin_user)
+    later = timezone.now() + staff.LINK_LIFETIME + timedelta(minutes=5)
+    with time_machine.travel(later):
+        thief = Client()
+        thief.post(
+            "/portal/login/",
+            {"username": clinician_a.username, "password": "correct-horse-battery-staple"},
+        )
+        assert thief.get("/portal/login/verify/").status_code == 403
+        assert thief.post("/portal/login/verify/", {"code": "123456"}).status_code == 403
+    assert not TOTPDevice.objects.filter(user=clinician_a, confirmed=True).exists()
+
+
+def test_guessing_the_password_through_a_reset_link_withdraws_it(admin_user, clinician_a):
+    issued = staff.reset_second_factor(user=clinician_a, reason="phone lost", actor=admin_user)
+    device = staff.pending_device(clinician_a)
+    messages = set()
+    for guess in range(staff.LINK_MAX_FAILURES):
+        with pytest.raises(DomainError) as refused:
+            staff.redeem_link(token=issued.token, code=code_for(device), password=f"guess-{guess}")
+        messages.add(refused.value.message)
+    with pytest.raises(DomainError) as wrong_code:
+        staff.redeem_link(token=issued.token, code="000000", password="x")
+    assert isinstance(wrong_code.value, staff.LinkRefused)  # withdrawn at the limit
+    with pytest.raises(staff.LinkRefused):  # even the right password no longer works
+        staff.redeem_link(
+            token=issued.token, code=code_for(device), password="correct-horse-battery-staple"
+        )
+    assert messages == {staff.REDEEM_REFUSED}  # a wrong password is not told from a wrong code
+
+
+def _csv(*rows: str) -> bytes:
+    header = "mrn,given_name,family_name,birth_date,sex,care_team,time_zone,bounds,target_systolic"
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def test_a_short_row_a_bad_target_and_a_corrected_row_are_each_reported(admin_user, team_a):
+    report = enrolment.import_enrolment_csv(
+        _csv(
+            "S-1,Ana,Short",  # too few cells
+            "S-2,Bo,Low,1950-01-01,male,Team A,UTC,amlodipine:2.5-10:2.5,100",  # target too low
+            "S-3,Cy,Wrong,1950-13-01,male,Team A,UTC,,",  # a bad date
+            "S-3,Cy,Right,1950-12-01,male,Team A,UTC,,",  # the same MRN, corrected
+        ),
+        actor=admin_user,
+    )
+    by_line = {row.line: row for row in report.rows}
+    assert not by_line[2].enrolled and by_line[2].problems
+    assert not by_line[3].enrolled
+    assert by_line[3].problems[0]["field"] == "target_systolic_mmhg"
+    assert not by_line[4].enrolled and by_line[5].enrolled
+    assert list(Patient.objects.values_list("mrn", flat=True)) == ["S-3"]
+    assert AuditEvent.objects.filter(action="import").count() == 1
+
+
+def test_a_quoted_cell_over_several_lines_keeps_the_line_numbers_right(admin_user, team_a):
+    report = enrolment.import_enrolment_csv(
+        _csv(
+            'Q-1,"Ana\nMaria",Lines,1950-01-01,female,Team A,UTC,,',
+            "Q-2,Bea,After,1950-01-01,female,Team A,Mars/Base,,",
+        ),
+        actor=admin_user,
+    )
+    assert [row.line for row in report.rows] == [3, 4]
+    assert report.rows[0].problems[0]["field"] == "given_name"  # no control characters in names
+    assert report.rows[1].problems[0]["field"] == "time_zone"
+
+
+def test_a_csv_that_is_not_csv_is_refused_whole(admin_user, team_a):
+    huge = "x" * 200_000
+    with pytest.raises(DomainError, match="not valid CSV") as refused:
+        enrolment.import_enrolment_csv(
+            _csv(f'H-1,"{huge}",X,1950-01-01,male,Team A,UTC,,'), actor=admin_user
+        )
+    assert refused.value.field == "file"
+
+
+def test_refusals_in_the_journal_name_the_field_not_the_value(admin_user, team_a):
+    enrolment.import_enrolment_csv(
+        _csv(
+            "SECRET-MRN-1,Ana,One,1950-01-01,female,Team A,UTC,,",
+            "SECRET-MRN-1,Ana,Two,1950-01-01,female,Team A,UTC,,",
+            "SECRET-MRN-2,Ana,Three,1950-01-01,female,No such team,UTC,,",
+        ),
+        actor=admin_user,
+    )
+    journal = " ".join(AuditEvent.objects.filter(action="refused").values_list("entry", flat=True))
+    assert "refused on" in journal and "SECRET-MRN" not in journal and "No such team" not in journal
+
+
+def test_discharge_leaves_nothing_waiting_on_the_team(admin_user, patient_a, clinician_a):
+    from clinicians.loop import visits
+    from clinicians.models import Alert, Visit
+    from clinicians.tasks import plan_visits
+
+    Alert.objects.create(
+        patient=patient_a, kind="hypotension", message="low", opened_at=timezone.now()
+    )
+    visits.schedule_visit(
+        patient=patient_a, actor=clinician_a, scheduled_at=timezone.now() + timedelta(days=3)
+    )
+    enrolment.discharge(patient=patient_a, reason="moved away", actor=admin_user)
+    assert set(Alert.objects.values_list("status", flat=True)) == {"resolved"}
+    assert set(Visit.objects.values_list("status", flat=True)) == {"cancelled"}
+    plan_visits()
+    assert not Visit.objects.exclude(status="cancelled").exists()
+    with pytest.raises(Forbidden):
+        set_safety_bounds(
+            patient=patient_a,
+            medication="amlodipine",
+            actor=clinician_a,
+            min_dose_mg=Decimal("2.5"),
+            max_dose_mg=Decimal("5"),
+            max_auto_step_mg=Decimal("2.5"),
+            target_systolic_mmhg=130,
+            target_diastolic_mmhg=80,
+        )
