@@ -506,6 +506,24 @@ def _refusal(row: JournalRow) -> str | None:
     return f"{_text(detail.get('attempted')) or 'request'}: {_text(detail.get('message'))}{where}"
 
 
+PRIVILEGED_ROLES = ("admin", "auditor", "model_owner")
+
+
+def _privileged_invite(row: JournalRow) -> str | None:
+    """An administrator invited someone who may run the system, audit it or change the model:
+    the administrator held the link, so who redeemed it is worth a look."""
+    role = next((new for name, _, new in row.changes if name == "role"), None)
+    if role not in PRIVILEGED_ROLES:
+        return None
+    username = next((new for name, _, new in row.changes if name == "username"), row.object_id)
+    return f"user {row.object_id} ({_text(username)}) invited as {role}"
+
+
+def _second_factor_reset(row: JournalRow) -> str | None:
+    detail = row.payload.get("detail") or {}
+    return f"user {row.object_id}: reason: {_text(detail.get('reason')) or '—'}"
+
+
 def _emergency(row: JournalRow) -> str | None:
     detail = row.payload.get("detail") or {}
     return _text(detail.get("reason")) or row.detail or "—"
@@ -548,6 +566,23 @@ _SECTIONS: tuple[tuple[str, str, str, str, Q, Callable[[JournalRow], str | None]
         Action.NONPRIVATE_TRAINING_WAIVED,
         Q(),
         _training_waiver,
+    ),
+    (
+        "privileged_invitations",
+        "Privileged accounts invited",
+        "Administrators, auditors and model owners invited. The inviting administrator held the "
+        "one-time link: check who redeemed it (search the user's link_redeemed and logins).",
+        Action.INVITE,
+        Q(entry__contains='"role":'),
+        _privileged_invite,
+    ),
+    (
+        "second_factor_resets",
+        "Second factors reset",
+        "Authenticators removed by an administrator, with the reason.",
+        Action.SECOND_FACTOR_RESET,
+        Q(),
+        _second_factor_reset,
     ),
     (
         "refusals",

@@ -528,3 +528,19 @@ def test_bad_review_dates_are_a_400_naming_the_field(auditor_portal, to_review):
     response = auditor_portal.get(f"{REVIEW}?since=2026-03-09&until=last-week")
     assert response.status_code == 400
     assert 'id="until-error"' in response.content.decode()
+
+
+def test_the_review_lists_privileged_invitations_and_second_factor_resets(
+    auditor, admin_user, clinician_a
+):
+    from accounts import staff  # noqa: PLC0415
+    from audit.workspace import review_report  # noqa: PLC0415
+
+    staff.invite_staff(username="new.owner", role="model_owner", actor=admin_user)
+    staff.invite_staff(username="dr.new", role="clinician", display_name="Dr New", actor=admin_user)
+    staff.reset_second_factor(user=clinician_a, reason="lost phone", actor=admin_user)
+    sections = {section.key: section for section in review_report().sections}
+    invited = [item.summary for item in sections["privileged_invitations"].items]
+    assert len(invited) == 1 and "new.owner" in invited[0] and "model_owner" in invited[0]
+    resets = [item.summary for item in sections["second_factor_resets"].items]
+    assert resets == [f"user {clinician_a.pk}: reason: lost phone"]
