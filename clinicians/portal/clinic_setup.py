@@ -525,6 +525,7 @@ def patient_detail(request, patient_id: int):
             "bounds": SafetyBounds.objects.filter(patient=patient).order_by("medication"),
             "regimen": patient.prescriptions.filter(ended_at__isnull=True).order_by("medication"),
             "phones": activation.phones_of(patient),
+            "wearables": patient.devices.order_by("registered_at"),
             "issued": issued,
             "issued_qr": _qr_svg(activation.activation_uri(issued.code, server)) if issued else "",
             "transfer": transfer,

@@ -192,6 +192,7 @@ def test_a_code_issued_on_the_patient_page_activates_the_phone_once(admin, team_
     assert activated.status_code == 200
     listing = admin.get(f"/portal/admin/patients/{patient.pk}/")
     assert b"iPhone" in listing.content and b"active" in listing.content
+    assert b"None yet." in listing.content  # no wearable has uploaded
     phone = PhoneActivation.objects.get(patient=patient, activated_at__isnull=False)
     revoked = admin.post(
         f"/portal/admin/patients/{patient.pk}/",
