@@ -141,7 +141,9 @@ def activate_phone(*, code: str, device_label: str = "", token_endpoint: str) ->
     now = timezone.now()
     with transaction.atomic():
         activation = (
-            PhoneActivation.objects.select_for_update()
+            # Only the activation row is locked (PostgreSQL cannot lock the nullable side of
+            # the outer join to the patient's account).
+            PhoneActivation.objects.select_for_update(of=("self",))
             .select_related("patient__user")
             .filter(code_sha256=_digest(code))
             .first()

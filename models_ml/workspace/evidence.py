@@ -126,15 +126,14 @@ def _records_table(
     is_flagged: Callable[[Mapping[str, Any]], bool] = lambda record: False,
 ) -> Table:
     """One row per named record (a policy, a reference, a subgroup): its name, then
-    ``columns`` (key, header) read from it."""
+    ``columns`` (key, header) read from it. The candidate first, then the others by name:
+    PostgreSQL's JSONB does not keep the order the gates wrote their keys in."""
+    ordered = sorted(records.items(), key=lambda item: (item[0] != "candidate", item[0]))
     return Table(
         caption,
         (key_header, *(header for _, header in columns)),
-        tuple(
-            (name, *(show(record.get(key)) for key, _ in columns))
-            for name, record in records.items()
-        ),
-        tuple(is_flagged(record) for record in records.values()),
+        tuple((name, *(show(record.get(key)) for key, _ in columns)) for name, record in ordered),
+        tuple(is_flagged(record) for _, record in ordered),
     )
 
 

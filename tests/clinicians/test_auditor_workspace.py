@@ -533,8 +533,8 @@ def test_bad_review_dates_are_a_400_naming_the_field(auditor_portal, to_review):
 def test_the_review_lists_privileged_invitations_and_second_factor_resets(
     auditor, admin_user, clinician_a
 ):
-    from accounts import staff  # noqa: PLC0415
-    from audit.workspace import review_report  # noqa: PLC0415
+    from accounts import staff
+    from audit.workspace import review_report
 
     staff.invite_staff(username="new.owner", role="model_owner", actor=admin_user)
     staff.invite_staff(username="dr.new", role="clinician", display_name="Dr New", actor=admin_user)
