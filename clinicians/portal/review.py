@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_otp.decorators import otp_required
 
@@ -21,14 +22,39 @@ from patients.selectors import patients_visible_to
 
 
 class DecisionForm(forms.Form):
+    """The signed decision. No action is chosen for the clinician (no default), the reason stays
+    in the record, the note goes to the patient's phone word for word; the password is never
+    shown back."""
+
     action = forms.ChoiceField(
-        choices=[("approve", "Approve"), ("modify", "Modify"), ("reject", "Reject")]
+        choices=[("approve", "Approve"), ("modify", "Modify"), ("reject", "Reject")],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose approve, modify or reject."},
     )
-    dose_mg = forms.CharField(required=False, max_length=12)
-    reason = forms.CharField(max_length=500)
-    patient_note = forms.CharField(max_length=500, required=False)
-    override = forms.BooleanField(required=False)
-    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    dose_mg = forms.CharField(required=False, max_length=12, label="Dose (mg, for modify)")
+    reason = forms.CharField(
+        max_length=500,
+        label="Reason, for the record (not sent to the patient)",
+        error_messages={"required": "A reason is required."},
+    )
+    patient_note = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Note for the patient (sent to the patient, word for word)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    override = forms.BooleanField(required=False, label="Override the block (audited)")
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        strip=False,
+        label="Your password (signs the decision)",
+        error_messages={"required": "Your password signs the decision."},
+    )
+
+
+def decision_form(rec_pk: int, data=None) -> DecisionForm:
+    """One form per card, with ids of its own (several cards share a page)."""
+    return DecisionForm(data, auto_id=f"id_rec{rec_pk}_%s")
 
 
 DONE = {"approve": "approved", "modify": "modified", "reject": "rejected"}
@@ -37,14 +63,29 @@ DONE = {"approve": "approved", "modify": "modified", "reject": "rejected"}
 @otp_required(login_url="portal:login")
 def patient_chart(request, patient_id: int):
     patient = get_object_or_404(patients_visible_to(request.user), pk=patient_id)
+    return _render_chart(request, patient)
+
+
+def _render_chart(request, patient, *, refused: DecisionForm | None = None, refused_pk=None):
+    """The chart; after a refused decision, that card's form comes back as typed (but for the
+    password) with its errors beside the fields, and the answer is 400."""
     authz.authorize_read(
         request.user, "clinicians.view_chart", patient, detail={"view": "portal.patient_chart"}
     )
     chart = chart_for(request.user, patient)
+    cards = [
+        (
+            rec,
+            card,
+            refused if refused is not None and rec.pk == refused_pk else decision_form(rec.pk),
+        )
+        for rec, card in chart.review_cards
+    ]
     return render(
         request,
         "portal/patient.html",
-        {"chart": chart, "form": DecisionForm(), "smart_apps": launch.launchable_apps()},
+        {"chart": chart, "cards": cards, "smart_apps": launch.launchable_apps()},
+        status=400 if refused is not None else 200,
     )
 
 
@@ -70,19 +111,21 @@ def launch_app(request, patient_id: int):
 @otp_required(login_url="portal:login")
 def decide(request, recommendation_id: int):
     rec = get_object_or_404(recommendations_visible_to(request.user), pk=recommendation_id)
-    form = DecisionForm(request.POST)
-    if not form.is_valid():
-        problems = (f"{k}: {' '.join(str(m) for m in v)}" for k, v in form.errors.items())
-        messages.error(request, "; ".join(problems))
-    else:
+    form = decision_form(rec.pk, request.POST)
+    if form.is_valid():
         try:
             decisions.decide_recommendation(
                 recommendation=rec, actor=request.user, **form.cleaned_data
             )
-            messages.success(request, f"Recommendation {rec.pk}: {form.cleaned_data['action']}d.")
         except DomainError as error:
-            messages.error(request, error.message)
-    return redirect("portal:patient", patient_id=rec.patient_id)
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            done = DONE[form.cleaned_data["action"]]
+            messages.success(request, f"Recommendation {rec.pk}: {done}.")
+            return HttpResponseRedirect(
+                reverse("portal:patient", args=[rec.patient_id]) + f"#rec-{rec.pk}"
+            )
+    return _render_chart(request, rec.patient, refused=form, refused_pk=rec.pk)
 
 
 @require_POST

@@ -25,6 +25,7 @@ from clinicians.models import (
     RecommendationStatus,
     VisitStatus,
 )
+from clinicians.portal.review_card import ReviewCard, reasons_in_words, review_card
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
 from clinicians.treatment import course_summary, target_for
 from patients.models import Patient, Reading, ReadingType
@@ -130,6 +131,8 @@ class PatientChart:
     last_change_at: datetime | None = None
     next_change_from: datetime | None = None
     hold_reasons: list = field(default_factory=list)
+    # Each recommendation with its card in words (``clinicians.portal.review_card``).
+    review_cards: list[tuple[Recommendation, ReviewCard]] = field(default_factory=list)
 
 
 def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
@@ -153,19 +156,26 @@ def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
         }
         for day, values in sorted(by_day.items())
     ]
+    regimen = current_regimen(patient)
+    recommendations = list(
+        recommendations_visible_to(user)
+        .filter(patient=patient)
+        .select_related("decided_by", "decided_by__clinician_profile")[:20]
+    )
+    target = target_for(patient)
     return PatientChart(
         patient=patient,
         daily=daily,
-        regimen=current_regimen(patient),
+        regimen=regimen,
         bounds=list(bounds_for_patient(patient)),
         alerts=list(
             alerts_visible_to(user).filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
         ),
-        recommendations=list(
-            recommendations_visible_to(user)
-            .filter(patient=patient)
-            .select_related("decided_by")[:20]
-        ),
+        recommendations=recommendations,
+        review_cards=[
+            (rec, review_card(rec, target_mmhg=target, current_regimen=regimen))
+            for rec in recommendations
+        ],
         svg_points=_svg(daily, target_systolic_mmhg=target_for(patient)[0]),
         **_course(patient),
         **_loop(user, patient),
@@ -178,7 +188,13 @@ def _course(patient: Patient) -> dict:
         "min_interval_days": summary.min_interval_days,
         "last_change_at": summary.last_change_at,
         "next_change_from": summary.next_change_from,
-        "hold_reasons": summary.hold_reasons,
+        # In words, whatever the stored shape: a raw code never reaches the page.
+        "hold_reasons": [
+            {"message": message}
+            for message in reasons_in_words(
+                [r if isinstance(r, dict) else {"code": str(r)} for r in summary.hold_reasons]
+            )
+        ],
     }
 
 

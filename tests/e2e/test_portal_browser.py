@@ -63,19 +63,26 @@ def test_clinician_signs_in_with_a_second_factor_reviews_and_approves(
     page.wait_for_url(f"**/portal/patients/{patient_a.pk}/**")
     card = page.locator(f"#rec-{rec.pk}")
     explanation = card.locator("table.explanation").inner_text()
-    assert "Mean home systolic, 7 days" in explanation and "-3.1 mmHg" in explanation
+    assert "Mean home systolic, 7 days" in explanation and "\u22123.1 mmHg" in explanation
+    # No decision is chosen for the clinician.
+    assert card.locator("input[name=action]:checked").count() == 0
 
-    card.locator("select[name=action]").select_option("approve")
+    card.get_by_label("Approve").check()
     card.locator("input[name=reason]").fill("BP above target on two weeks of readings")
     card.locator("input[name=password]").fill("not my password")
     card.get_by_role("button", name="Sign decision").click()
-    assert "password does not match" in page.content()
+    page.wait_for_url(f"**/portal/recommendations/{rec.pk}/decision/#rec-{rec.pk}")
+    card = page.locator(f"#rec-{rec.pk}")
+    assert "password does not match" in card.inner_text()
     rec.refresh_from_db()
     assert rec.status == RecommendationStatus.PENDING_REVIEW
 
-    card = page.locator(f"#rec-{rec.pk}")
-    card.locator("select[name=action]").select_option("approve")
-    card.locator("input[name=reason]").fill("BP above target on two weeks of readings")
+    # What was typed is kept (but the password): only the password is typed again.
+    assert card.get_by_label("Approve").is_checked()
+    assert card.locator("input[name=reason]").input_value() == (
+        "BP above target on two weeks of readings"
+    )
+    assert card.locator("input[name=password]").input_value() == ""
     card.locator("input[name=password]").fill(PASSWORD)
     card.get_by_role("button", name="Sign decision").click()
     page.wait_for_load_state()
