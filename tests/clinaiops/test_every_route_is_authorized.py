@@ -153,6 +153,11 @@ BODIES = {
         "reason": "route test",
         "password": PASSWORD,
     },
+    "portal/recommendations/<int:recommendation_id>/decision/": {
+        "action": "reject",
+        "reason": "route test",
+        "password": PASSWORD,
+    },
     "api/v1/^goals/(?P<pk>[^/.]+)/status/$": {"status": "abandoned"},
     "api/v1/^visits/plan/$": {"patient": "{patient_id}"},
     "api/v1/^visits/(?P<pk>[^/.]+)/cancel/$": {"reason": "route test"},
@@ -232,6 +237,8 @@ def world(db, django_capture_on_commit_callbacks):
         recommendation=decided, actor=clinician, action="reject", reason="no", password=PASSWORD
     )
     pending = make_recommendation(patient)
+    # The other team's: the API's walk decides the first team's pending one.
+    pending_for_the_portal = make_recommendation(other_patient)
     delivered = make_recommendation(
         patient, tier=Tier.PATIENT, medication="lisinopril", current="10", proposed="20"
     )
@@ -313,6 +320,7 @@ def world(db, django_capture_on_commit_callbacks):
         },
         "patient_id": str(patient.pk),
         "recommendation_id": str(delivered.pk),
+        "portal_recommendation_id": str(pending_for_the_portal.pk),
         "alert_id": str(alert.pk),
         "goal_id": str(goal.pk),
         "visit_id": str(visit.pk),
@@ -354,6 +362,8 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     }
     if route.startswith(("api/v1/models/alerts/", "portal/model-owner/alerts/")):
         values["alert_id"] = world["model_alert_id"]
+    if route.startswith("portal/recommendations/") and "decision" in route:
+        values["recommendation_id"] = world["portal_recommendation_id"]  # one waiting for review
     if route.startswith("api/v1/^recommendations/") and "acknowledge" in route:
         values["pk"] = world["recommendation_id"]  # the patient's own, delivered
     if route.startswith("fhir/"):
@@ -430,7 +440,7 @@ def _ask(client, method: str, path: str, route: str, world):
     if method == "GET":
         return client.get(path)
     if path.startswith("/portal/"):
-        return client.post(path, {})
+        return client.post(path, _filled(BODIES.get(route, {}), world))
     body = json.dumps(_filled(BODIES.get(route, {}), world)) if method != "GET" else ""
     return client.generic(method, path, body or "{}", "application/json")
 
