@@ -23,6 +23,7 @@ from clinicians.models import (
     GoalStatus,
     Recommendation,
     RecommendationStatus,
+    SafetyBounds,
     VisitStatus,
 )
 from clinicians.portal.review_card import ReviewCard, reasons_in_words, review_card
@@ -50,6 +51,8 @@ class Panel:
     rows: list[PanelRow]
     alerts: list[Alert]
     reviews: list[Recommendation]
+    # Bounds entered at enrolment that wait for a clinician of the team (not in force yet).
+    bounds_to_confirm: list[SafetyBounds] = field(default_factory=list)
 
 
 def panel_for(user: User) -> Panel:
@@ -106,7 +109,14 @@ def panel_for(user: User) -> Panel:
         )
         for p in patients
     ]
-    return Panel(rows=rows, alerts=alerts, reviews=reviews)
+    to_confirm = list(
+        SafetyBounds.objects.filter(
+            patient__in=[row.patient.pk for row in rows], confirmed_at__isnull=True
+        )
+        .select_related("patient")
+        .order_by("updated_at", "medication")
+    )
+    return Panel(rows=rows, alerts=alerts, reviews=reviews, bounds_to_confirm=to_confirm)
 
 
 @dataclass

@@ -264,3 +264,16 @@ def test_guessing_welcome_links_is_throttled_and_stops_writing_to_the_journal(db
     assert answers[:WELCOME_ATTEMPTS] == [410] * WELCOME_ATTEMPTS
     assert set(answers[WELCOME_ATTEMPTS:]) == {429}
     assert AuditEvent.objects.filter(action="refused").count() == WELCOME_ATTEMPTS
+
+
+def test_the_clinicians_worklist_lists_the_bounds_waiting_for_them(
+    admin, team_a, clinician_a, clinician_b
+):
+    admin.post("/portal/admin/patients/enrol/", _enrol_form(team_a))
+    patient = Patient.objects.get(mrn="E-55012")
+    worklist = portal_client(clinician_a).get("/portal/").content.decode()
+    assert "Bounds to confirm" in worklist and f"/portal/patients/{patient.pk}/" in worklist
+    assert "Bounds to confirm" not in portal_client(clinician_b).get("/portal/").content.decode()
+    bounds = SafetyBounds.objects.get(patient=patient)
+    portal_client(clinician_a).post(f"/portal/patients/{patient.pk}/bounds/{bounds.pk}/confirm/")
+    assert "Bounds to confirm" not in portal_client(clinician_a).get("/portal/").content.decode()
