@@ -39,22 +39,20 @@ def thresholds_for(patient: Patient) -> Thresholds:
     )
 
 
-def bounds_by_drug(patient: Patient) -> dict[str, SafetyBounds]:
-    """The bounds in force: confirmed by a clinician of the team. Bounds entered at enrolment
-    and not yet confirmed count as none (the proposal is blocked, with that reason)."""
-    return {
-        b.medication: b
-        for b in SafetyBounds.objects.filter(patient=patient, confirmed_at__isnull=False)
-    }
-
-
-def bounds_pending(patient: Patient) -> list[str]:
-    """The drugs whose bounds wait for a clinician's confirmation."""
-    return sorted(
-        SafetyBounds.objects.filter(patient=patient, confirmed_at__isnull=True).values_list(
-            "medication", flat=True
-        )
+def bounds_and_pending(patient: Patient) -> tuple[dict[str, SafetyBounds], frozenset[str]]:
+    """In one query: the bounds in force (confirmed by a clinician of the team), and the drugs
+    whose bounds, entered at enrolment, wait for that confirmation — which count as none (the
+    proposal is blocked, with that reason)."""
+    rows = list(SafetyBounds.objects.filter(patient=patient))
+    return (
+        {b.medication: b for b in rows if b.is_confirmed},
+        frozenset(b.medication for b in rows if not b.is_confirmed),
     )
+
+
+def bounds_by_drug(patient: Patient) -> dict[str, SafetyBounds]:
+    """The bounds in force (``bounds_and_pending``)."""
+    return bounds_and_pending(patient)[0]
 
 
 def target_from(bounds: dict[str, SafetyBounds]) -> tuple[int, int]:
@@ -126,7 +124,7 @@ class CourseView:
 
 
 def course_view(patient: Patient, now: datetime) -> CourseView:
-    bounds = bounds_by_drug(patient)
+    bounds, pending = bounds_and_pending(patient)
     thresholds = thresholds_for(patient)
     target = target_from(bounds)
     changed_at, changed_drug = last_change(patient)
@@ -168,9 +166,7 @@ def course_view(patient: Patient, now: datetime) -> CourseView:
         .exclude(status=AlertStatus.RESOLVED)
         .values_list("kind", flat=True)
     )
-    return CourseView(
-        state, observation, week, bounds, open_kinds, thresholds, frozenset(bounds_pending(patient))
-    )
+    return CourseView(state, observation, week, bounds, open_kinds, thresholds, pending)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,9 @@ administrator hands it on; it is never stored, mailed or shown again.
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 
-import qrcode
-import qrcode.image.svg
 from django import forms
 from django.contrib import messages
 from django.db.models import Count, Q
@@ -33,6 +30,7 @@ from accounts.models import CareTeam, CareTeamMembership, OneTimeLink, Role, Use
 from audit.services import record_refusal
 from clinicians import enrolment
 from clinicians.models import TARGET_DIASTOLIC_LIMITS, TARGET_SYSTOLIC_LIMITS, SafetyBounds
+from clinicians.portal.qr import qr_svg
 from core import authz
 from core.errors import DomainError
 from core.ids import parse_id
@@ -73,13 +71,6 @@ def _apply_error(form: forms.Form, error: DomainError) -> None:
     for problem in problems:
         field = problem.field if problem.field in form.fields else None
         form.add_error(field, problem.message)
-
-
-def _qr_svg(text: str) -> str:
-    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage)
-    buffer = io.BytesIO()
-    image.save(buffer)
-    return buffer.getvalue().decode()
 
 
 # --- home ----------------------------------------------------------------------------------------
@@ -273,7 +264,7 @@ def _link_page(request, issued: staff.IssuedLink, what: str):
     return render(
         request,
         "portal/setup/link.html",
-        {"issued": issued, "url": url, "what": what, "qr_svg": _qr_svg(url)},
+        {"issued": issued, "url": url, "what": what, "qr_svg": qr_svg(url)},
     )
 
 
@@ -527,7 +518,7 @@ def patient_detail(request, patient_id: int):
             "phones": activation.phones_of(patient),
             "wearables": patient.devices.order_by("registered_at"),
             "issued": issued,
-            "issued_qr": _qr_svg(activation.activation_uri(issued.code, server)) if issued else "",
+            "issued_qr": qr_svg(activation.activation_uri(issued.code, server)) if issued else "",
             "transfer": transfer,
             "discharge": discharge,
             "revoke": revoke,

@@ -3,12 +3,8 @@ the portal's home page. Patients use the mobile app, not the portal."""
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 
-import qrcode
-import qrcode.image.svg
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout
@@ -26,6 +22,7 @@ from accounts import staff
 from audit.models import Action
 from audit.services import record_event
 from clinicians.portal import selectors as portal_selectors
+from clinicians.portal.qr import authenticator_enrolment
 from core import authz
 from core.errors import DomainError
 
@@ -85,11 +82,7 @@ class SecondFactorView(View):
     def _context(self, user, device, enrolling, form):
         context = {"form": form, "enrolling": enrolling}
         if enrolling:
-            image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
-            buffer = io.BytesIO()
-            image.save(buffer)
-            context["qr_svg"] = buffer.getvalue().decode()
-            context["secret"] = base64.b32encode(device.bin_key).decode()
+            context |= authenticator_enrolment(device)
         return context
 
     def _refuse_enrolment(self, request, user):
@@ -188,16 +181,11 @@ class WelcomeView(View):
     template_name = "portal/welcome.html"
 
     def _render(self, request, link, form, status=200):
-        device = staff.pending_device(link.user)
-        image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
-        buffer = io.BytesIO()
-        image.save(buffer)
         context = {
             "form": form,
             "link": link,
             "inviting": link.purpose == "invite",
-            "qr_svg": buffer.getvalue().decode(),
-            "secret": base64.b32encode(device.bin_key).decode(),
+            **authenticator_enrolment(staff.pending_device(link.user)),
         }
         return render(request, self.template_name, context, status=status)
 
