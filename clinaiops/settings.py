@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import zoneinfo
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -461,7 +463,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The clinic's time zone: what the portal shows and what a visit's "date and time" means. Stored
+# times stay UTC; each patient's own zone (``Patient.time_zone``) is used where it matters.
+TIME_ZONE = os.environ.get("CLINIC_TIME_ZONE", "UTC")
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+    raise ImproperlyConfigured(f"CLINIC_TIME_ZONE={TIME_ZONE!r} is not an IANA time zone") from error
 USE_I18N = True
 USE_TZ = True
 

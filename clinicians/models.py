@@ -113,6 +113,12 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolution_note = models.CharField(
+        max_length=500, blank=True, help_text="what was done (a clinician's resolve asks for it)"
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -125,6 +131,90 @@ class Alert(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["patient", "status"], name="alert_patient_status")]
+
+
+class AlertSnooze(models.Model):
+    """A clinician's "not again for a while" on one condition of one patient: while it holds, a
+    new alert of that kind is neither raised nor pushed, whatever readings arrive. Only the
+    conditions that are a status for review may be snoozed (``clinicians.alerts.SNOOZABLE``) —
+    never a crisis or hypotension."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="alert_snoozes")
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    starts_at = models.DateTimeField()
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="ended early by a clinician")
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [models.Index(fields=["patient", "kind", "until"], name="snooze_lookup")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(until__gt=F("starts_at")), name="snooze_has_a_window"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["above_target", "stale_data"]),
+                name="snooze_never_silences_danger",
+            ),
+        ]
+
+
+class EscalationTarget(models.TextChoices):
+    TEAM = "team", "Re-notify the care team"
+    ON_CALL = "on_call", "Notify the on-call clinician"
+
+
+class EscalationStep(models.Model):
+    """One rung of a care team's escalation ladder: ``after_minutes`` from the alert's opening,
+    if nobody has acknowledged it, notify ``target``."""
+
+    care_team = models.ForeignKey(
+        "accounts.CareTeam", on_delete=models.PROTECT, related_name="escalation_steps"
+    )
+    position = models.PositiveSmallIntegerField()
+    after_minutes = models.PositiveIntegerField()
+    target = models.CharField(max_length=16, choices=EscalationTarget.choices)
+
+    class Meta:
+        ordering = ["care_team", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["care_team", "position"], name="ladder_step_once"),
+            models.CheckConstraint(
+                condition=Q(after_minutes__gte=1) & Q(after_minutes__lte=24 * 60),
+                name="ladder_step_within_a_day",
+            ),
+        ]
+
+
+class AlertEscalation(models.Model):
+    """A rung scheduled for one alert when it opened: fired by the beat sweep at ``due_at``
+    (whether or not anyone is connected), cancelled when the alert is acknowledged or resolved."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="escalations")
+    care_team = models.ForeignKey("accounts.CareTeam", on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField()
+    target = models.CharField(max_length=16, choices=EscalationTarget.choices)
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    notified = models.JSONField(default=list, help_text="the user ids it notified")
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                condition=Q(fired_at__isnull=True, cancelled_at__isnull=True),
+                name="escalation_due",
+            )
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert", "care_team", "position"], name="escalation_once_per_rung"
+            ),
+        ]
 
 
 class AlertThresholds(models.Model):

@@ -165,8 +165,17 @@ class ReadingType(models.TextChoices):
     STEPS = "steps", "Steps"
 
 
+class ReadingQuerySet(models.QuerySet):
+    def in_use(self) -> models.QuerySet:
+        """The readings that count: a reading marked entered in error stays in the record and the
+        journal but leaves features, charts' figures and alert rules."""
+        return self.filter(entered_in_error_at__isnull=True)
+
+
 class Reading(models.Model):
     """One wearable measurement. Stored once per (patient, client_id), whatever the retries."""
+
+    objects = ReadingQuerySet.as_manager()
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="readings")
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="readings")
@@ -182,11 +191,25 @@ class Reading(models.Model):
         default=0, help_text="The device's UTC offset when measuring (local time of day features)."
     )
     received_at = models.DateTimeField()
+    # "Entered in error" (a cuff on the wrong arm, someone else's reading): kept, never deleted.
+    entered_in_error_at = models.DateTimeField(null=True, blank=True)
+    entered_in_error_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    entered_in_error_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["patient", "client_id"], name="reading_once_per_client_id"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(entered_in_error_at__isnull=True)
+                | (
+                    models.Q(entered_in_error_by__isnull=False)
+                    & ~models.Q(entered_in_error_reason="")
+                ),
+                name="reading_error_has_who_and_why",
             ),
             models.CheckConstraint(
                 condition=models.Q(reading_type__in=ReadingType.values), name="reading_type_valid"
@@ -319,3 +342,28 @@ class SafetyCheckDue(models.Model):
     due_since = models.DateTimeField(db_index=True)
     # Bumped by every upload: a check removes the row only if no upload came in meanwhile.
     generation = models.PositiveBigIntegerField(default=1)
+
+
+class EmergencyAccess(models.Model):
+    """A clinician opening the record of a patient outside their care teams ("break the glass"):
+    with a stated reason, for a limited time, journalled and listed for the auditor. It lets them
+    read what the care team reads; it does not make them the patient's care team (no decisions,
+    no orders, no bounds)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_accesses"
+    )
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="emergency_accesses")
+    reason = models.CharField(max_length=500)
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["user", "expires_at"], name="emergency_user_expiry")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("started_at")) & ~models.Q(reason=""),
+                name="emergency_access_reasoned_and_limited",
+            ),
+        ]
