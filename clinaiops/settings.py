@@ -469,7 +469,8 @@ TIME_ZONE = os.environ.get("CLINIC_TIME_ZONE", "UTC")
 try:
     zoneinfo.ZoneInfo(TIME_ZONE)
 except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-    raise ImproperlyConfigured(f"CLINIC_TIME_ZONE={TIME_ZONE!r} is not an IANA time zone") from error
+    message = f"CLINIC_TIME_ZONE={TIME_ZONE!r} is not an IANA time zone"
+    raise ImproperlyConfigured(message) from error
 USE_I18N = True
 USE_TZ = True
 

@@ -175,8 +175,6 @@ class ReadingQuerySet(models.QuerySet):
 class Reading(models.Model):
     """One wearable measurement. Stored once per (patient, client_id), whatever the retries."""
 
-    objects = ReadingQuerySet.as_manager()
-
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="readings")
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="readings")
     client_id = models.CharField(max_length=64)
@@ -197,6 +195,8 @@ class Reading(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     entered_in_error_reason = models.CharField(max_length=300, blank=True)
+
+    objects = ReadingQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -353,7 +353,9 @@ class EmergencyAccess(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_accesses"
     )
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="emergency_accesses")
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="emergency_accesses"
+    )
     reason = models.CharField(max_length=500)
     started_at = models.DateTimeField()
     expires_at = models.DateTimeField()
