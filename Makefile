@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PASSWORD ?= clinaiops-demo
 
-.PHONY: demo test lint fmt check pytest migrate bench clean-venv
+.PHONY: demo test lint fmt check pytest migrate bench screenshots clean-venv
 
 # The virtualenv is rebuilt when pyproject.toml changes (stamp files record what was installed).
 $(VENV)/.stamp-base: pyproject.toml
@@ -22,6 +22,12 @@ $(VENV)/.stamp-dev: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(VENV)/.stamp-base $@
+
+# What the browser tests inject into pages (axe-core), pinned by package-lock.json. Without npm
+# the accessibility tests are skipped (locally; CI requires them, see .ci/run).
+node_modules/.stamp: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the accessibility tests will be skipped (install Node.js 20)"; fi
 
 migrate: $(VENV)/.stamp-base
 	$(PY) manage.py migrate --noinput
@@ -44,7 +50,7 @@ check: $(VENV)/.stamp-dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
 
-pytest: $(VENV)/.stamp-dev
+pytest: $(VENV)/.stamp-dev node_modules/.stamp
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Every check. With DATABASE_URL and REDIS_URL set, the suite runs on PostgreSQL and Redis.
@@ -56,6 +62,10 @@ fmt: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-dev
 	$(PY) -m bench
+
+# The README's pictures of the portal (docs/screenshots/), on a fresh demo clinic.
+screenshots: $(VENV)/.stamp-dev
+	$(PY) scripts/portal_screenshots.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -37,6 +37,16 @@ class User(AbstractUser):
             ),
         ]
 
+    @property
+    def shown_name(self) -> str:
+        """How colleagues see this person on a page: the clinician's display name, else the full
+        name, else the username (one query at most; select ``clinician_profile`` on lists)."""
+        try:
+            profile = self.clinician_profile
+        except models.ObjectDoesNotExist:
+            profile = None
+        return (profile.display_name if profile else "") or self.get_full_name() or self.username
+
 
 class CareTeam(models.Model):
     """A group of clinicians sharing responsibility for a panel of patients. Deactivated, not

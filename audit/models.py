@@ -75,9 +75,12 @@ class Action(models.TextChoices):
     PHONE_REVOKED = "phone_revoked", "Phone revoked"
     BOUNDS_CONFIRMED = "bounds_confirmed", "Safety bounds confirmed"
     IMPORT = "import", "Import"
-    # Reserved for emergency ("break-glass") access to a patient outside one's teams; the
-    # auditor's review report lists them with the overrides.
+    # Emergency ("break-glass") access to a patient outside one's teams; the auditor's review
+    # report lists them with the overrides.
     EMERGENCY_ACCESS = "emergency_access", "Emergency access"
+    ALERT_SNOOZED = "alert_snoozed", "Alert condition snoozed"
+    ALERT_ESCALATED = "alert_escalated", "Alert escalated"
+    ENTERED_IN_ERROR = "entered_in_error", "Marked entered in error"
 
 
 class Outcome(models.TextChoices):

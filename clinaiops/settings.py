@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -87,6 +88,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app itself, compressed and cacheable, with DEBUG off too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: every page the app renders carries the policy, static files do not.
+    "csp.middleware.CSPMiddleware",
     "clinaiops.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -186,10 +189,13 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {
     "clinicians.tasks.sweep_due_safety_checks": {"queue": "safety"},
     "clinicians.tasks.worker_heartbeat": {"queue": "safety"},
+    "clinicians.tasks.fire_due_escalations": {"queue": "safety"},
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "safety-outbox": {"task": "clinicians.tasks.sweep_due_safety_checks", "schedule": 30.0},
     "worker-heartbeat": {"task": "clinicians.tasks.worker_heartbeat", "schedule": 15.0},
+    # The escalation ladders (clinicians.alerts): rungs due for unacknowledged urgent alerts.
+    "alert-escalations": {"task": "clinicians.tasks.fire_due_escalations", "schedule": 30.0},
     "sweep-evaluations": {"task": "clinicians.tasks.sweep_evaluations", "schedule": 3600.0},
     "audit-seal-checkpoints": {"task": "audit.seal_checkpoints", "schedule": 300.0},
     "audit-verify-journal": {"task": "audit.verify_journal", "schedule": 24 * 3600.0},
@@ -449,6 +455,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------------------
+# Scripts and <style> blocks run only from our own origin or with the response's nonce
+# (``request.csp_nonce`` in templates): no inline handler, no ``style=`` attribute, no
+# ``javascript:`` URL, nothing from elsewhere (tests/clinaiops/test_csp.py holds the templates to
+# it). QR codes are inline SVG or ``data:`` images; the live worklist's websocket is same-origin
+# (``'self'`` covers ws:/wss: to this host in CSP Level 3). Two pages widen it for themselves:
+# Redoc's (inline styles and a blob: worker, clinaiops/urls.py) and those whose form redirects to
+# an app — the SMART consent, an EHR launch — whose origin joins form-action (core.csp).
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    },
 }
 
 # --- Static files, i18n -----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 clinicians, /fhir/ for EHRs, /oauth/ and /.well-known/ for every client's sign-in (the
 authorization server), /healthz for the load balancer."""
 
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_replace
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.defaults import page_not_found, server_error
@@ -53,7 +55,15 @@ urlpatterns = [
         name="schema",
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Redoc injects <style> elements with no nonce and runs its search in a worker made from a
+    # blob: both on this page only.
+    path(
+        "api/redoc/",
+        csp_replace({"style-src": [SELF, UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
+            SpectacularRedocView.as_view(url_name="schema")
+        ),
+        name="api-redoc",
+    ),
     path("fhir", FhirBaseView.as_view()),  # the base without its slash: POST of a Bundle
     path("fhir/", include("clinaiops.fhir.urls")),
     path("portal/", include("clinicians.portal.urls")),

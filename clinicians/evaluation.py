@@ -25,6 +25,7 @@ from django.utils import timezone
 from audit.models import Action
 from audit.services import record_event
 from clinicians import notify
+from clinicians.alerts import resolve_by_rule, schedule_escalations, snoozed_kinds
 from clinicians.models import (
     Alert,
     AlertKind,
@@ -140,12 +141,14 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
     thresholds, state = view.thresholds, view.state
     points = [
         BpPoint(m, s, d)
-        for m, s, d in Reading.objects.filter(
+        for m, s, d in Reading.objects.in_use()
+        .filter(
             patient=patient,
             reading_type=ReadingType.BLOOD_PRESSURE,
             measured_at__gte=now - timedelta(hours=24),
             measured_at__lte=now,
-        ).values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
+        )
+        .values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
         if s is not None and d is not None  # a blood-pressure reading always has both
     ]
     # The above-target and stale-data rules read the whole 7-day window.
@@ -171,6 +174,7 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
         else None,
     }
     opened = []
+    quiet = snoozed_kinds(patient.pk, now)
     for kind, finding in findings.items():
         unresolved = (
             Alert.objects.filter(patient=patient, kind=kind)
@@ -178,6 +182,8 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
             .first()
         )
         if finding is not None and unresolved is None:
+            if kind in quiet:
+                continue  # snoozed by a clinician (never a crisis or hypotension): not raised
             try:
                 # The inline safety check and an evaluation may race to open the same alert:
                 # the database's one-unresolved-per-kind constraint decides, the loser skips.
@@ -190,6 +196,9 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
                         opened_at=now,
                         severity="low" if kind == AlertKind.ABOVE_TARGET else "high",
                     )
+                    # The ladder is scheduled with the alert: it fires from the database, with
+                    # nobody connected and whatever happens to this process.
+                    schedule_escalations(alert)
             except IntegrityError:
                 continue
             record_event(
@@ -211,16 +220,7 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
         ):
             # Conditions that clear by themselves resolve by themselves; a crisis, a
             # hypotension episode or a laboratory result stays until a clinician has seen it.
-            unresolved.status, unresolved.resolved_at = AlertStatus.RESOLVED, now
-            unresolved.save(update_fields=["status", "resolved_at"])
-            record_event(
-                action=Action.UPDATE,
-                object_type="alert",
-                object_id=unresolved.pk,
-                patient_id=patient.pk,
-                component="clinicians.safety_rules",
-                changes={"status": {"old": "open", "new": "resolved"}},
-            )
+            resolve_by_rule(unresolved, now, "The condition cleared: the rule no longer fires.")
     return opened
 
 

@@ -65,16 +65,36 @@ def _team_groups(patient_id: int) -> list[str]:
     ]
 
 
+def _who(user) -> str | None:
+    return None if user is None else user.shown_name
+
+
 def alert_payload(alert: Alert) -> dict:
+    """Everything a banner needs to be acted on without opening the chart: who the patient is
+    (name, birth, MRN), the rule, the readings in the patient's time zone, and who acknowledged
+    or resolved it and when (every open page updates from this)."""
+    from clinicians.alert_evidence import fired_by, is_urgent, rule_of
+
+    patient = alert.patient
     return {
         "event": "alert",
         "id": alert.pk,
         "patient": alert.patient_id,
+        "patient_name": patient.display_name,
+        "patient_identity": patient.identity,
         "kind": alert.kind,
+        "kind_label": alert.get_kind_display(),
+        "urgent": is_urgent(alert),
         "severity": alert.severity,
         "status": alert.status,
         "message": alert.message,
+        "rule": rule_of(alert),
+        "readings": [reading.text for reading in fired_by(alert)],
         "opened_at": alert.opened_at.isoformat(),
+        "acknowledged_by": _who(alert.acknowledged_by),
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "resolved_by": _who(alert.resolved_by),
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
     }
 
 
@@ -83,6 +103,7 @@ def recommendation_payload(rec: Recommendation) -> dict:
         "event": "recommendation",
         "id": rec.pk,
         "patient": rec.patient_id,
+        "patient_identity": rec.patient.identity,
         "medication": rec.medication,
         "tier": rec.tier,
         "status": rec.status,
@@ -93,6 +114,28 @@ def recommendation_payload(rec: Recommendation) -> dict:
 
 def alert_opened(alert: Alert) -> None:
     payload, groups = alert_payload(alert), _team_groups(alert.patient_id)
+    transaction.on_commit(lambda: _send(groups, payload))
+
+
+def alert_changed(alert: Alert) -> None:
+    """Acknowledged, snoozed or resolved: every open page of the care team updates (a colleague's
+    acknowledgement turns the urgent banner into "acknowledged by … at …")."""
+    alert_opened(alert)
+
+
+def alert_escalated(alert: Alert, rung, user_ids: list[int], fell_back: bool) -> None:
+    """A rung of the ladder fired: the team's pages, or the on-call clinician's (every socket of
+    theirs), get an assertive banner naming the patient."""
+    payload = {
+        **alert_payload(alert),
+        "event": "escalation",
+        "alert": alert.pk,
+        "id": f"{alert.pk}-{rung.care_team_id}-{rung.position}",
+        "target": rung.target,
+        "step": rung.position,
+        "no_one_on_call": fell_back,
+    }
+    groups = [user_group(user_id) for user_id in user_ids]
     transaction.on_commit(lambda: _send(groups, payload))
 
 
@@ -117,6 +160,7 @@ def message_payload(message: Message) -> dict:
         "event": "message",
         "id": message.pk,
         "patient": message.patient_id,
+        "patient_identity": message.patient.identity,
         "sender": message.sender_id,
         "sender_role": message.sender_role,
         "body": message.body,

@@ -5,7 +5,12 @@ from django.dispatch import receiver
 
 from accounts.identity.sessions import sessions_revoked
 from patients.models import LabResult, MedicationIntake, Reading
-from patients.signals import intakes_recorded, labs_recorded, readings_recorded
+from patients.signals import (
+    intakes_recorded,
+    labs_recorded,
+    reading_entered_in_error,
+    readings_recorded,
+)
 
 
 @receiver(readings_recorded, sender=Reading)
@@ -15,6 +20,17 @@ def check_safety_then_evaluate(sender, patient_id: int, **kwargs) -> None:
     from clinicians.tasks import queue_evaluation
 
     check_safety_after_upload(patient_id)
+    queue_evaluation(patient_id)
+
+
+@receiver(reading_entered_in_error, sender=Reading)
+def recheck_after_reading_in_error(sender, patient_id: int, **kwargs) -> None:
+    """A reading left the evidence: resolve what only it raised, run the safety rules again on
+    what is left (clinicians.safety_path), and re-evaluate later."""
+    from clinicians.safety_path import check_safety_after_correction
+    from clinicians.tasks import queue_evaluation
+
+    check_safety_after_correction(patient_id)
     queue_evaluation(patient_id)
 
 

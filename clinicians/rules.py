@@ -168,6 +168,17 @@ authz.define(
     sees="clinicians.alert",
 )
 authz.define(
+    "clinicians.snooze_alerts",
+    treats_patient & is_under_care,
+    message="Only a clinician of the patient's care team snoozes their alerts.",
+    sees=PATIENT,
+)
+authz.define(
+    "clinicians.set_escalation_ladder",
+    is_admin,
+    message="Only administrators set a care team's escalation ladder.",
+)
+authz.define(
     "clinicians.set_bounds",
     treats_patient & is_under_care,
     message="Only a clinician of the patient's care team sets these.",

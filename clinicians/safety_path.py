@@ -22,10 +22,12 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from clinicians.alert_evidence import fired_by
+from clinicians.alerts import resolve_by_rule
 from clinicians.evaluation import apply_safety_rules, withdraw_what_no_longer_passes
-from clinicians.models import Alert
+from clinicians.models import Alert, AlertStatus
 from clinicians.treatment import course_view
-from patients.models import Patient, SafetyCheckDue
+from patients.models import Patient, Reading, ReadingType, SafetyCheckDue
 
 logger = logging.getLogger("clinicians.safety_path")
 
@@ -61,6 +63,50 @@ def check_safety_after_upload(patient_id: int) -> None:
         check_safety(patient_id)
     except Exception:
         logger.exception("inline_safety_check_failed", extra={"patient_id": patient_id})
+
+
+# The note of an alert resolved because every reading that raised it was entered in error.
+ENTERED_IN_ERROR_NOTE = "Its readings were entered in error."
+
+
+def check_safety_after_correction(patient_id: int, *, now: datetime | None = None) -> list:
+    """A reading was marked entered in error: an unresolved alert whose evidence readings are
+    *all* entered in error now is resolved by rule (journalled, with ``ENTERED_IN_ERROR_NOTE``);
+    one that other readings still support stays for a clinician. Then the rules run on what is
+    left — other readings may still raise the same condition, as a new alert with its own
+    evidence — and delivered proposals that no longer pass are withdrawn. Returns the alerts
+    opened."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        unresolved = (
+            Alert.objects.select_for_update()
+            .filter(patient_id=patient_id)
+            .exclude(status=AlertStatus.RESOLVED)
+            .select_related("patient")
+        )
+        for alert in unresolved:
+            if _only_readings_in_error(alert):
+                resolve_by_rule(alert, now, ENTERED_IN_ERROR_NOTE)
+    return check_safety(patient_id, now=now, withdraw=True)
+
+
+def _only_readings_in_error(alert: Alert) -> bool:
+    """Whether the alert names readings and each is a stored reading entered in error — and none
+    a reading still in use (the same time and values twice, one of them good, keeps it)."""
+    named = {(r.measured_at, r.systolic, r.diastolic) for r in fired_by(alert)}
+    if not named:
+        return False  # stale data, above target, a laboratory result: not raised by readings
+    stored = Reading.objects.filter(
+        patient_id=alert.patient_id,
+        reading_type=ReadingType.BLOOD_PRESSURE,
+        measured_at__in=[at for at, _, _ in named],
+    ).values_list("measured_at", "systolic_mmhg", "diastolic_mmhg", "entered_in_error_at")
+    in_error: set[tuple[datetime, int, int]] = set()
+    in_use: set[tuple[datetime, int, int]] = set()
+    for measured_at, systolic, diastolic, marked_at in stored:
+        key = (measured_at, systolic, diastolic)
+        (in_use if marked_at is None else in_error).add(key)
+    return named <= in_error and not named & in_use
 
 
 def due_patient_ids(now: datetime, limit: int = 500) -> list[int]:

@@ -54,12 +54,16 @@ def monitoring_inputs(version: str, since, until) -> dict:
     )
     for rec in applied:
         assert rec.decided_at is not None  # the decided_at filter above excludes NULL
-        after = Reading.objects.filter(
-            patient_id=rec.patient_id,
-            reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=rec.decided_at + timedelta(days=7),
-            measured_at__lt=rec.decided_at + timedelta(days=14),
-        ).aggregate(mean=Avg("systolic_mmhg"))["mean"]
+        after = (
+            Reading.objects.in_use()
+            .filter(
+                patient_id=rec.patient_id,
+                reading_type=ReadingType.BLOOD_PRESSURE,
+                measured_at__gte=rec.decided_at + timedelta(days=7),
+                measured_at__lt=rec.decided_at + timedelta(days=14),
+            )
+            .aggregate(mean=Avg("systolic_mmhg"))["mean"]
+        )
         before = (rec.evidence or {}).get("mean_systolic_7d")
         expected = (rec.expected_effect or {}).get("systolic_mmhg")
         if after is not None and before is not None and expected is not None:

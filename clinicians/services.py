@@ -18,71 +18,47 @@ from django.utils import timezone
 from accounts.models import User
 from audit.models import Action
 from audit.services import record_event, refusals_journalled
+from clinicians import alerts
+from clinicians.bounds_policy import (
+    REASON_MAX_CHARS,
+    Check,
+    DrugBounds,
+    check_bounds,
+    check_thresholds,
+)
 from clinicians.errors import BoundsViolation, InvalidTransition
 from clinicians.evaluation import withdraw_stale_deliveries
-from clinicians.models import (
-    TARGET_DIASTOLIC_LIMITS,
-    TARGET_SYSTOLIC_LIMITS,
-    Alert,
-    AlertStatus,
-    AlertThresholds,
-    SafetyBounds,
-)
-from clinicians.safety import DEFAULT_THRESHOLDS, HARD_LIMITS
+from clinicians.models import AlertThresholds, SafetyBounds
+from clinicians.safety import DEFAULT_THRESHOLDS
 from core import authz
 from core.errors import DomainError
-from patients.course import MIN_INTERVAL_LIMITS_DAYS
-from patients.formulary import FORMULARY
 from patients.models import Patient
 
 # --- bounds and thresholds ---------------------------------------------------------------------
+# The two layers (absolute limits, recommended ranges) are ``clinicians.bounds_policy``'s; these
+# writes enforce them when values are entered and again when bounds take effect (confirmation).
 
 
-def _checked_bounds(
-    medication: str,
-    *,
-    min_dose_mg: Decimal,
-    max_dose_mg: Decimal,
-    max_auto_step_mg: Decimal,
-    min_interval_days: int | None,
-    target_systolic_mmhg: int,
-    target_diastolic_mmhg: int,
-) -> None:
-    """The hard limits every set of bounds keeps, whoever enters it and when it takes effect:
-    the formulary's labelled range (a clinician cannot allow more than the label), a step no
-    larger than the range, an interval within ``patients.course.MIN_INTERVAL_LIMITS_DAYS``."""
-    drug = FORMULARY.get(medication)
-    if drug is None:
-        raise DomainError(
-            f"Unknown medication; expected one of {', '.join(sorted(FORMULARY))}.",
-            field="medication",
-        )
-    if not (0 <= min_dose_mg <= max_dose_mg):
-        raise BoundsViolation("min_dose_mg must be between 0 and max_dose_mg.", field="min_dose_mg")
-    if max_dose_mg > drug.max_dose_mg:
-        raise BoundsViolation(
-            f"max_dose_mg exceeds the labelled maximum of {drug.max_dose_mg} mg.",
-            field="max_dose_mg",
-        )
-    if not (0 <= max_auto_step_mg <= max_dose_mg):
-        raise BoundsViolation(
-            "max_auto_step_mg must be between 0 and max_dose_mg.", field="max_auto_step_mg"
-        )
-    for name, value, (lowest, highest) in (
-        ("target_systolic_mmhg", target_systolic_mmhg, TARGET_SYSTOLIC_LIMITS),
-        ("target_diastolic_mmhg", target_diastolic_mmhg, TARGET_DIASTOLIC_LIMITS),
-    ):
-        if not (lowest <= value <= highest):
-            raise BoundsViolation(
-                f"{name} must be between {lowest} and {highest} mmHg.", field=name
-            )
-    low, high = MIN_INTERVAL_LIMITS_DAYS
-    if min_interval_days is not None and not (low <= min_interval_days <= high):
-        raise BoundsViolation(
-            f"min_interval_days must be between {low} and {high} days (the hard limits: a "
-            "change is judged on readings after the drug has acted).",
-            field="min_interval_days",
-        )
+def _enforce(check: Check, reason: str, *, reason_needed: bool = True) -> None:
+    """Refuse values beyond an absolute limit, and — unless ``reason_needed`` is off — new
+    values outside the recommended range given without a reason; each refusal names its field."""
+    if check.refused:
+        first = check.refused[0]
+        raise BoundsViolation(first.message, field=first.field)
+    if reason_needed and check.warnings and not reason.strip():
+        first = check.warnings[0]
+        raise BoundsViolation(first.message, field=first.field, code="reason_required")
+
+
+def _journalled_reason(check: Check, reason: str) -> dict:
+    """What the journal keeps beside the old and new values: the values outside the
+    recommended range, and the clinician's reason for them."""
+    detail: dict = {}
+    if check.warnings:
+        detail["outside_recommended"] = check.as_journal()
+    if reason.strip():
+        detail["reason"] = reason.strip()[:REASON_MAX_CHARS]
+    return detail
 
 
 def _write_bounds(
@@ -94,10 +70,12 @@ def _write_bounds(
     values: dict,
     may_start: bool | None,
     min_interval_days: int | None,
+    reason: str,
 ) -> SafetyBounds:
     """Create or replace one drug's bounds under the row lock, with the journal's old and new
-    values; ``confirmed``: a clinician of the team sets them (in force at once), or an
-    administrator enters what was prescribed (pending a clinician's confirmation)."""
+    values; ``confirmed``: a clinician of the team sets them (in force at once: the recommended
+    ranges apply, a new value outside them needs ``reason``), or an administrator enters what
+    was prescribed (pending a clinician's confirmation, when the recommended ranges apply)."""
     with transaction.atomic():
         existing = (
             SafetyBounds.objects.select_for_update()
@@ -123,6 +101,9 @@ def _write_bounds(
             if min_interval_days is None
             else min_interval_days,
         }
+        in_force = DrugBounds.of(existing) if existing and existing.is_confirmed else None
+        check = check_bounds(DrugBounds(medication=medication, **values), previous=in_force)
+        _enforce(check, reason, reason_needed=confirmed)
         now = timezone.now()
         confirmation = {
             "confirmed_by": actor if confirmed else None,
@@ -151,7 +132,11 @@ def _write_bounds(
             object_id=bounds.pk,
             patient_id=patient.pk,
             changes=changes,
-            detail={"medication": medication, "confirmed": confirmed},
+            detail={
+                "medication": medication,
+                "confirmed": confirmed,
+                **_journalled_reason(check, reason),
+            },
         )
         withdraw_stale_deliveries(patient)  # tightened bounds withdraw what no longer passes
     return bounds
@@ -170,18 +155,10 @@ def _enter_bounds(
     target_diastolic_mmhg: int,
     may_start: bool | None,
     min_interval_days: int | None,
+    reason: str,
 ) -> SafetyBounds:
     authz.authorize(
         actor, "clinicians.set_bounds" if confirmed else "clinicians.propose_bounds", patient
-    )
-    _checked_bounds(
-        medication,
-        min_dose_mg=min_dose_mg,
-        max_dose_mg=max_dose_mg,
-        max_auto_step_mg=max_auto_step_mg,
-        min_interval_days=min_interval_days,
-        target_systolic_mmhg=target_systolic_mmhg,
-        target_diastolic_mmhg=target_diastolic_mmhg,
     )
     return _write_bounds(
         patient=patient,
@@ -197,6 +174,7 @@ def _enter_bounds(
         },
         may_start=may_start,
         min_interval_days=min_interval_days,
+        reason=reason,
     )
 
 
@@ -212,11 +190,17 @@ def set_safety_bounds(
     target_diastolic_mmhg: int,
     may_start: bool | None = None,
     min_interval_days: int | None = None,
+    reason: str = "",
 ) -> SafetyBounds:
     """Create or replace the bounds for one drug, in force at once: the clinician who sets them
     confirms them. ``may_start`` (whether the patient may start the drug from the app) and
     ``min_interval_days`` keep their stored value when not given (off, and the guideline
-    default, for new bounds)."""
+    default, for new bounds).
+
+    Values beyond an absolute limit are refused (``BoundsViolation`` naming the field); a value
+    outside the recommended range that is new (not the one in force) is refused without
+    ``reason`` (code ``reason_required``) and saved with it, the reason in the journal beside
+    the old and new values (``clinicians.bounds_policy``)."""
     return _enter_bounds(
         confirmed=True,
         patient=patient,
@@ -229,6 +213,7 @@ def set_safety_bounds(
         target_diastolic_mmhg=target_diastolic_mmhg,
         may_start=may_start,
         min_interval_days=min_interval_days,
+        reason=reason,
     )
 
 
@@ -244,10 +229,15 @@ def propose_safety_bounds(
     target_diastolic_mmhg: int,
     may_start: bool | None = None,
     min_interval_days: int | None = None,
+    reason: str = "",
 ) -> SafetyBounds:
     """An administrator enters the initial bounds the clinician prescribed at enrolment. They
     are pending: no proposal uses them until a clinician of the team confirms them
-    (``confirm_safety_bounds``). Bounds already confirmed are not replaced this way."""
+    (``confirm_safety_bounds``). Bounds already confirmed are not replaced this way.
+
+    The absolute limits apply now; the recommended ranges when they are confirmed (the
+    confirming clinician gives the reason for a value outside them). Values outside them are
+    journalled now, with ``reason`` when one is given."""
     return _enter_bounds(
         confirmed=False,
         patient=patient,
@@ -260,27 +250,24 @@ def propose_safety_bounds(
         target_diastolic_mmhg=target_diastolic_mmhg,
         may_start=may_start,
         min_interval_days=min_interval_days,
+        reason=reason,
     )
 
 
 @refusals_journalled("confirm_safety_bounds", object_type="safety_bounds", target="bounds")
-def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User) -> SafetyBounds:
+def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User, reason: str = "") -> SafetyBounds:
     """A clinician of the team confirms bounds entered at enrolment; from now on proposals use
-    them. The hard limits are checked again now, when the bounds take effect."""
+    them. Both layers are checked again now, when the bounds take effect: the absolute limits,
+    and the recommended ranges — every value outside them needs the confirming clinician's
+    ``reason``."""
     authz.authorize(actor, "clinicians.set_bounds", bounds.patient)
     with transaction.atomic():
         row = SafetyBounds.objects.select_for_update().get(pk=bounds.pk)
         if row.is_confirmed:
             raise InvalidTransition("These bounds are confirmed already.", field="bounds")
-        _checked_bounds(
-            row.medication,
-            min_dose_mg=row.min_dose_mg,
-            max_dose_mg=row.max_dose_mg,
-            max_auto_step_mg=row.max_auto_step_mg,
-            min_interval_days=row.min_interval_days,
-            target_systolic_mmhg=row.target_systolic_mmhg,
-            target_diastolic_mmhg=row.target_diastolic_mmhg,
-        )
+        values = DrugBounds.of(row)
+        check = check_bounds(values)
+        _enforce(check, reason)
         row.confirmed_by = actor
         row.confirmed_at = timezone.now()
         row.save(update_fields=["confirmed_by", "confirmed_at"])
@@ -291,33 +278,38 @@ def confirm_safety_bounds(*, bounds: SafetyBounds, actor: User) -> SafetyBounds:
             object_id=row.pk,
             patient_id=row.patient_id,
             changes={"confirmed": {"old": False, "new": True}},
-            detail={"medication": row.medication, "entered_by": row.set_by_id},
+            detail={
+                "medication": row.medication,
+                "entered_by": row.set_by_id,
+                "in_force": values.values(),
+                **_journalled_reason(check, reason),
+            },
         )
     return row
 
 
-def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> AlertThresholds:
+def set_alert_thresholds(
+    *, patient: Patient, actor: User, reason: str = "", **values: int
+) -> AlertThresholds:
     """Change some of a patient's alert thresholds; the others keep their current value (the
     defaults when none was ever set). The merge happens under the row lock, so two clinicians
-    changing different thresholds at once both keep their change."""
+    changing different thresholds at once both keep their change.
+
+    The same two layers as the bounds (``clinicians.bounds_policy.check_thresholds``): beyond
+    ``clinicians.safety.HARD_LIMITS`` refused; a new value outside the recommended range needs
+    ``reason``. The journal has each given threshold's old value (the one in force, the default
+    when never set) and new value."""
     authz.authorize(actor, "clinicians.set_bounds", patient)
-    for name, value in values.items():
-        if name not in HARD_LIMITS:
-            raise BoundsViolation(f"{name} is not an alert threshold.", field=name)
-        low, high = HARD_LIMITS[name]
-        if not (low <= value <= high):
-            raise BoundsViolation(f"{name} must be between {low} and {high}.", field=name)
     with transaction.atomic():
         existing = AlertThresholds.objects.select_for_update().filter(patient=patient).first()
         current = (
             {name: getattr(existing, name) for name in DEFAULT_THRESHOLDS}
             if existing
-            else DEFAULT_THRESHOLDS
+            else dict(DEFAULT_THRESHOLDS)
         )
-        changes = {
-            name: {"old": getattr(existing, name) if existing else None, "new": value}
-            for name, value in values.items()
-        }
+        check = check_thresholds(values, previous=current)
+        _enforce(check, reason)
+        changes = {name: {"old": current[name], "new": value} for name, value in values.items()}
         thresholds, _ = AlertThresholds.objects.update_or_create(
             patient=patient, defaults={**current, **values, "set_by": actor}
         )
@@ -328,6 +320,7 @@ def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> Ale
             object_id=thresholds.pk,
             patient_id=patient.pk,
             changes=changes,
+            detail={"defaults_before": existing is None, **_journalled_reason(check, reason)},
         )
         withdraw_stale_deliveries(patient)  # a higher hypotension threshold may forbid one
     return thresholds
@@ -336,46 +329,6 @@ def set_alert_thresholds(*, patient: Patient, actor: User, **values: int) -> Ale
 # --- alerts -----------------------------------------------------------------------------------
 
 
-def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
-    authz.authorize(actor, "clinicians.handle_alert", alert)
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update().get(pk=alert.pk)
-        if alert.status != AlertStatus.OPEN:
-            raise InvalidTransition(f"The alert is already {alert.status}.")
-        alert.status, alert.acknowledged_at, alert.acknowledged_by = (
-            AlertStatus.ACKNOWLEDGED,
-            timezone.now(),
-            actor,
-        )
-        alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by"])
-        record_event(
-            action=Action.UPDATE,
-            actor=actor,
-            object_type="alert",
-            object_id=alert.pk,
-            patient_id=alert.patient_id,
-            changes={"status": {"old": "open", "new": "acknowledged"}},
-        )
-    return alert
-
-
-def resolve_alert(*, alert: Alert, actor: User) -> Alert:
-    authz.authorize(actor, "clinicians.handle_alert", alert)
-    with transaction.atomic():
-        alert = Alert.objects.select_for_update().get(pk=alert.pk)
-        if alert.status == AlertStatus.RESOLVED:
-            raise InvalidTransition("The alert is already resolved.")
-        old = alert.status
-        alert.status, alert.resolved_at = AlertStatus.RESOLVED, timezone.now()
-        if alert.acknowledged_by is None:
-            alert.acknowledged_by, alert.acknowledged_at = actor, alert.resolved_at
-        alert.save()
-        record_event(
-            action=Action.UPDATE,
-            actor=actor,
-            object_type="alert",
-            object_id=alert.pk,
-            patient_id=alert.patient_id,
-            changes={"status": {"old": old, "new": "resolved"}},
-        )
-    return alert
+# Alerts are handled in ``clinicians.alerts`` (acknowledge, resolve with a note, snooze, ladder).
+acknowledge_alert = alerts.acknowledge_alert
+resolve_alert = alerts.resolve_alert

@@ -89,6 +89,15 @@ def sweep_due_safety_checks() -> int:
     return checked
 
 
+@shared_task(acks_late=True)
+def fire_due_escalations() -> int:
+    """Every 30 s on the ``safety`` queue: the rungs of the care teams' escalation ladders that
+    are due for alerts nobody has acknowledged (``clinicians.alerts``)."""
+    from clinicians.alerts import fire_due_escalations as fire
+
+    return fire()
+
+
 @shared_task(ignore_result=True)
 def worker_heartbeat() -> None:
     """Every 15 s on the ``safety`` queue: proof, for ``/readyz``, that a worker consumes it."""

@@ -136,7 +136,8 @@ def course_view(patient: Patient, now: datetime) -> CourseView:
         else observe(patient, now, evidence_from=evidence_start)
     )
     lowest = (
-        Reading.objects.filter(
+        Reading.objects.in_use()
+        .filter(
             patient=patient,
             reading_type=ReadingType.BLOOD_PRESSURE,
             measured_at__gte=now - course.RECENT_LOW_WINDOW,

@@ -298,12 +298,16 @@ def database_training_set() -> TrainingSet:
             if before.bp_count_7d < MIN_OUTCOME_READINGS:
                 skipped["too_few_readings_before"] += 1
                 continue
-            outcome = Reading.objects.filter(
-                patient_id=patient_id,
-                reading_type=ReadingType.BLOOD_PRESSURE,
-                measured_at__gte=window[0],
-                measured_at__lt=window[1],
-            ).values_list("systolic_mmhg", "diastolic_mmhg")
+            outcome = (
+                Reading.objects.in_use()
+                .filter(
+                    patient_id=patient_id,
+                    reading_type=ReadingType.BLOOD_PRESSURE,
+                    measured_at__gte=window[0],
+                    measured_at__lt=window[1],
+                )
+                .values_list("systolic_mmhg", "diastolic_mmhg")
+            )
             values = np.asarray(list(outcome), dtype=float)
             if len(values) < MIN_OUTCOME_READINGS:
                 skipped["too_few_readings_after"] += 1

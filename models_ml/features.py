@@ -122,6 +122,14 @@ def model_row(
     return np.asarray(row, dtype=float)
 
 
+def local_clock(measured_at: datetime, utc_offset_minutes: int) -> datetime:
+    """The wall-clock time where the reading was taken: the instant shifted by the device's UTC
+    offset at that moment (a patient who travels keeps their own mornings). Read only its
+    ``hour``, ``minute`` and ``date()`` — the attached zone is left as it was. Every time-of-day
+    figure (the morning surge here, the portal's morning and evening means) uses this."""
+    return measured_at + timedelta(minutes=utc_offset_minutes)
+
+
 def features_from_simulated_state(state) -> dict[str, float]:
     """``home_features`` of a simulator :class:`ObservedState` (training and simulated policy
     evaluation)."""
@@ -176,7 +184,10 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     since = now - WINDOW
     if evidence_from is not None and evidence_from > since:
         since = min(evidence_from, now)
-    window = Reading.objects.filter(patient=patient, measured_at__gte=since, measured_at__lte=now)
+    # Readings entered in error stay in the record but never in a feature.
+    window = Reading.objects.in_use().filter(
+        patient=patient, measured_at__gte=since, measured_at__lte=now
+    )
     bp = list(
         window.filter(reading_type=ReadingType.BLOOD_PRESSURE).values_list(
             "measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg"
@@ -185,9 +196,8 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     heart = [v for (v,) in window.filter(reading_type=ReadingType.HEART_RATE).values_list("value")]
     steps = list(window.filter(reading_type=ReadingType.STEPS).values_list("measured_at", "value"))
     last_bp_at = (
-        Reading.objects.filter(
-            patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now
-        )
+        Reading.objects.in_use()
+        .filter(patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now)
         .order_by("-measured_at")
         .values_list("measured_at", flat=True)
         .first()
@@ -201,7 +211,7 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     )
     regimen = {medication: dose for medication, dose, _ in prescriptions}
     adherence = _adherence(patient, now, _course_starts(patient, prescriptions))
-    local = [moment + timedelta(minutes=offset) for moment, offset, _, _ in bp]
+    local = [local_clock(moment, offset) for moment, offset, _, _ in bp]
     steps_by_day: dict = {}
     for moment, value in steps:
         steps_by_day[moment.date()] = steps_by_day.get(moment.date(), 0) + value

@@ -109,6 +109,21 @@ class Patient(models.Model):
     def __str__(self) -> str:  # never a name: str() ends up in logs and admin breadcrumbs
         return f"Patient {self.pk}"
 
+    @property
+    def display_name(self) -> str:
+        return f"{self.family_name}, {self.given_name}"
+
+    @property
+    def born(self) -> str:
+        """The birth date, or the year where only the year is known (ISO, unambiguous)."""
+        return self.birth_date.isoformat() if self.birth_date else str(self.birth_year)
+
+    @property
+    def identity(self) -> str:
+        """What tells two patients of the same name apart on every list: name, birth, MRN."""
+        mrn = f" · MRN {self.mrn}" if self.mrn else ""
+        return f"{self.display_name} · born {self.born}{mrn}"
+
 
 class CareTeamAssignment(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="assignments")
@@ -194,7 +209,7 @@ class Reading(models.Model):
     entered_in_error_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    entered_in_error_reason = models.CharField(max_length=300, blank=True)
+    entered_in_error_reason = models.CharField(max_length=300, blank=True, db_default="")
 
     objects = ReadingQuerySet.as_manager()
 

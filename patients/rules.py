@@ -1,10 +1,11 @@
 """Who reaches which patient, and what they may do with the record: the visibility of patient
 rows and the named actions on them, in one place (``core.authz``).
 
-A clinician reaches the patients of their care teams; a patient reaches only themselves;
-auditors and admins reach no clinical data. Each kind of reach is one line of ``REACH`` — a
-caregiver's grant or emergency access will be one more line, and every list, every 404 and
-every rule built on ``reaches_patient`` or ``is_on_care_team`` follows.
+A clinician reaches the patients of their care teams, and for a limited time a patient opened by
+emergency access; a patient reaches only themselves; auditors and admins reach no clinical data.
+Each kind of reach is one line of ``REACH`` — a caregiver's grant will be one more line, and
+every list and every 404 follows. What one may *do* is narrower: ``treats_patient`` (the care
+team) guards every write, so emergency access reads and never writes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from operator import or_
 
 import rules
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from accounts.rules import is_admin, is_clinician, is_patient, is_service, is_signed_in
 from core import authz
@@ -34,10 +36,17 @@ def care_teams_served_by(user) -> Q:
     return Q(care_teams__oauth_clients__service_user_id=user.pk)
 
 
+def emergency_access_of(user) -> Q:
+    """Patients outside the clinician's teams opened with a stated reason, until it expires
+    (``patients.emergency``): read like the care team's, never written."""
+    return Q(emergency_accesses__user_id=user.pk, emergency_accesses__expires_at__gt=timezone.now())
+
+
 # (who, which patients) — each line one kind of reach.
 REACH = (
     (is_patient, own_record),
     (is_clinician, care_teams_of),
+    (is_clinician, emergency_access_of),
     (is_service, care_teams_served_by),
 )
 
@@ -113,6 +122,11 @@ authz.define_visibility(
 # patient does not exist for the caller). Journalled by ``authz.authorize_read``.
 PATIENT = "patients.patient"
 authz.define(
+    "patients.break_glass",
+    is_clinician,
+    message="Only clinicians open a record by emergency access.",
+)
+authz.define(
     "patients.enrol",
     is_admin,
     message="Only administrators enrol patients and assign their care teams.",
@@ -177,5 +191,13 @@ authz.define(
     "patients.record_labs",
     treats_patient,
     message="Only a clinician of the patient's care team records laboratory results.",
+    sees=PATIENT,
+)
+# A reading is corrected by marking it entered in error (kept, with who and why), by the care
+# team — not by emergency access, which reads and does not change the record.
+authz.define(
+    "patients.mark_reading_in_error",
+    treats_patient,
+    message="Only a clinician of the patient's care team marks a reading entered in error.",
     sees=PATIENT,
 )

@@ -9,3 +9,5 @@ from django.dispatch import Signal
 readings_recorded = Signal()
 intakes_recorded = Signal()
 labs_recorded = Signal()
+# kwargs: patient_id, reading_id — a clinician marked that reading entered in error
+reading_entered_in_error = Signal()

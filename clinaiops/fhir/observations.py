@@ -126,7 +126,8 @@ def _reading_to_fhir(reading: Reading) -> dict[str, Any]:
         "resourceType": "Observation",
         "id": str(reading.pk),
         "identifier": [{"system": CLIENT_ID_SYSTEM, "value": reading.client_id}],
-        "status": "final",
+        # A reading marked entered in error stays readable, flagged as FHIR flags it.
+        "status": "final" if reading.entered_in_error_at is None else "entered-in-error",
         "category": [
             {
                 "coding": [
@@ -158,7 +159,7 @@ def _reading_to_fhir(reading: Reading) -> dict[str, Any]:
     else:
         resource["valueQuantity"] = _quantity(reading.value, code.unit, code.unit_display)
     profiles = (code.profile,) if code.profile else ()
-    return with_meta(resource, reading.received_at, profiles)
+    return with_meta(resource, reading.entered_in_error_at or reading.received_at, profiles)
 
 
 def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:

@@ -33,6 +33,7 @@ from accounts.identity.validator import AMR, PATIENT, Validator
 from accounts.models import LaunchContext, Role
 from audit.models import Action
 from audit.services import record_event
+from core.csp import allow_form_redirects_to
 from core.errors import DomainError, NotFound
 from patients.selectors import patients_visible_to
 
@@ -231,7 +232,10 @@ class AuthorizeView(AuthorizationView):
                     "launch/patient needs a patient to be chosen on the consent page",
                     oauth_errors.InvalidRequestError,
                 )
-        return super().get(request, *args, **kwargs)
+        # The consent form's answer redirects to the app: CSP's form-action must allow its origin.
+        return allow_form_redirects_to(
+            super().get(request, *args, **kwargs), [credentials.get("redirect_uri") or ""]
+        )
 
     def get_initial(self):
         initial = super().get_initial()

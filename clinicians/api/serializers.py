@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from clinicians.bounds_policy import REASON_MAX_CHARS
 from clinicians.models import (
     TARGET_DIASTOLIC_LIMITS,
     TARGET_SYSTOLIC_LIMITS,
@@ -86,6 +87,19 @@ class DecisionSerializer(StrictInputSerializer):
         return attrs
 
 
+class BoundsReasonField(serializers.CharField):
+    """Why, for values outside the recommended range (``clinicians.bounds_policy``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault(
+            "help_text",
+            "why, when a value is outside the recommended range: required then (400 "
+            "reason_required naming the field otherwise); kept in the journal beside the old and "
+            "new values",
+        )
+        super().__init__(required=False, allow_blank=True, max_length=REASON_MAX_CHARS, **kwargs)
+
+
 class SafetyBoundsSerializer(StrictInputSerializer):
     medication = serializers.ChoiceField(choices=sorted(FORMULARY))
     min_dose_mg = DoseField()
@@ -115,6 +129,7 @@ class SafetyBoundsSerializer(StrictInputSerializer):
         help_text="minimum days between dose changes (default 14; the patient's interval is the "
         "longest across their bounds); unchanged when omitted",
     )
+    reason = BoundsReasonField()
     updated_at = serializers.DateTimeField(read_only=True)
 
 
@@ -154,6 +169,7 @@ class SafetyBoundsOutSerializer(serializers.ModelSerializer):
 class AlertSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="patient_id")
     acknowledged_by = serializers.IntegerField(source="acknowledged_by_id", allow_null=True)
+    resolved_by = serializers.IntegerField(source="resolved_by_id", allow_null=True)
 
     class Meta:
         model = Alert
@@ -169,8 +185,33 @@ class AlertSerializer(serializers.ModelSerializer):
             "acknowledged_at",
             "acknowledged_by",
             "resolved_at",
+            "resolved_by",
+            "resolution_note",
         ]
         read_only_fields = fields
+
+
+class AlertResolveSerializer(StrictInputSerializer):
+    note = serializers.CharField(
+        max_length=500, help_text="What was done (required; kept in the record and the journal)."
+    )
+
+
+class AlertSnoozeSerializer(StrictInputSerializer):
+    hours = serializers.IntegerField(
+        min_value=1, max_value=720, help_text="How long the condition stays quiet."
+    )
+    reason = serializers.CharField(max_length=300)
+
+
+class AlertSnoozeOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    patient = serializers.IntegerField(source="patient_id")
+    kind = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    reason = serializers.CharField()
+    set_by = serializers.IntegerField(source="set_by_id")
 
 
 class AlertFilterSerializer(PageFilter):
@@ -184,6 +225,11 @@ class AlertThresholdsSerializer(StrictInputSerializer):
     crisis_diastolic_mmhg = serializers.IntegerField(required=False)
     hypotension_systolic_mmhg = serializers.IntegerField(required=False)
     stale_after_hours = serializers.IntegerField(required=False)
+    reason = BoundsReasonField()
+
+
+class ConfirmSafetyBoundsSerializer(StrictInputSerializer):
+    reason = BoundsReasonField()
 
 
 class AlertThresholdsOutSerializer(serializers.ModelSerializer):

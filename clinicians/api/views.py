@@ -12,12 +12,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Role
-from clinicians import decisions, services
+from clinicians import alerts, decisions, services
 from clinicians.api.serializers import (
     AlertFilterSerializer,
+    AlertResolveSerializer,
     AlertSerializer,
+    AlertSnoozeOutSerializer,
+    AlertSnoozeSerializer,
     AlertThresholdsOutSerializer,
     AlertThresholdsSerializer,
+    ConfirmSafetyBoundsSerializer,
     DecisionSerializer,
     PatientRecommendationSerializer,
     RecommendationFilterSerializer,
@@ -121,11 +125,31 @@ class AlertViewSet(
         alert = services.acknowledge_alert(alert=self.get_object(), actor=request.user)
         return Response(AlertSerializer(alert).data)
 
-    @extend_schema(request=None, responses={200: AlertSerializer, 409: CONFLICT})
+    @extend_schema(request=AlertResolveSerializer, responses={200: AlertSerializer, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
-        alert = services.resolve_alert(alert=self.get_object(), actor=request.user)
+        """Resolve with a note saying what was done (required)."""
+        alert = self.get_object()
+        body = AlertResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        alert = alerts.resolve_alert(alert=alert, actor=request.user, **body.validated_data)
         return Response(AlertSerializer(alert).data)
+
+    @extend_schema(
+        request=AlertSnoozeSerializer,
+        responses={201: AlertSnoozeOutSerializer, 409: CONFLICT},
+    )
+    @action(detail=True, methods=["post"])
+    def snooze(self, request, pk=None):
+        """Hold this alert's condition quiet for the patient (above target, stale data only; a
+        crisis or hypotension is refused with 400 on ``kind``)."""
+        alert = self.get_object()
+        body = AlertSnoozeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        snooze = alerts.snooze_condition(
+            patient=alert.patient, kind=alert.kind, actor=request.user, **body.validated_data
+        )
+        return Response(AlertSnoozeOutSerializer(snooze).data, status=status.HTTP_201_CREATED)
 
 
 class _PatientScopedView(APIView):
@@ -171,17 +195,22 @@ class SafetyBoundsView(_PatientScopedView):
 
 class ConfirmSafetyBoundsView(_PatientScopedView):
     """A clinician of the team confirms the bounds entered at enrolment for one drug; from now on
-    proposals use them. 409 when they are confirmed already."""
+    proposals use them. 409 when they are confirmed already; 400 naming the field when a value
+    is outside the recommended range and no ``reason`` is given."""
 
     read_action = "clinicians.view_safety_bounds"
 
-    @extend_schema(request=None, responses=SafetyBoundsOutSerializer)
+    @extend_schema(request=ConfirmSafetyBoundsSerializer, responses=SafetyBoundsOutSerializer)
     def post(self, request, patient_id: int, medication: str):
         patient = self.patient(request, patient_id)
         bounds = bounds_for_patient(patient).filter(medication=medication).first()
         if bounds is None:
             raise NotFound(f"No bounds for {medication} are entered for this patient.")
-        confirmed = services.confirm_safety_bounds(bounds=bounds, actor=request.user)
+        body = ConfirmSafetyBoundsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        confirmed = services.confirm_safety_bounds(
+            bounds=bounds, actor=request.user, **body.validated_data
+        )
         return Response(SafetyBoundsOutSerializer(confirmed).data)
 
 

@@ -72,7 +72,7 @@ class GoalProgress:
 def goal_progress(goal: Goal, *, now: datetime | None = None) -> GoalProgress:
     now = now or timezone.now()
     since = now - timedelta(days=PROGRESS_WINDOW_DAYS)
-    window = Reading.objects.filter(
+    window = Reading.objects.in_use().filter(
         patient_id=goal.patient_id, measured_at__gte=since, measured_at__lte=now
     )
     if goal.kind == GoalKind.BLOOD_PRESSURE:

@@ -28,8 +28,13 @@ from accounts import services as team_services
 from accounts import staff
 from accounts.models import CareTeam, CareTeamMembership, OneTimeLink, Role, User
 from audit.services import record_refusal
-from clinicians import enrolment
-from clinicians.models import TARGET_DIASTOLIC_LIMITS, TARGET_SYSTOLIC_LIMITS, SafetyBounds
+from clinicians import alerts, enrolment
+from clinicians.models import (
+    TARGET_DIASTOLIC_LIMITS,
+    TARGET_SYSTOLIC_LIMITS,
+    EscalationTarget,
+    SafetyBounds,
+)
 from clinicians.portal.qr import qr_svg
 from core import authz
 from core.errors import DomainError
@@ -169,6 +174,14 @@ def team_create(request):
     return redirect("portal:admin-home")
 
 
+def _ladder_rows(team: CareTeam) -> list[dict]:
+    """The ladder's form: the team's rungs, then empty rows up to the maximum."""
+    rungs = alerts.ladder_for(team.pk)
+    rows = [{"minutes": r.after_minutes, "target": r.target} for r in rungs]
+    rows += [{"minutes": "", "target": ""}] * (alerts.LADDER_MAX_STEPS - len(rows))
+    return [{"index": i, **row} for i, row in enumerate(rows)]
+
+
 @admin_only
 def team_detail(request, team_id: int):
     team = get_object_or_404(CareTeam, pk=team_id)
@@ -214,6 +227,15 @@ def team_detail(request, team_id: int):
                     )
                     messages.success(request, "Member updated.")
                 return redirect("portal:admin-team", team.pk)
+            elif what == "ladder":
+                steps = [
+                    (request.POST.get(f"minutes_{i}", "").strip(), request.POST.get(f"target_{i}"))
+                    for i in range(alerts.LADDER_MAX_STEPS)
+                    if request.POST.get(f"minutes_{i}", "").strip()
+                ]
+                alerts.set_ladder(team=team, steps=steps, actor=request.user)
+                messages.success(request, "Escalation ladder saved; it applies to new alerts.")
+                return redirect("portal:admin-team", team.pk)
             elif what == "deactivate":
                 team_services.deactivate_care_team(care_team=team, actor=request.user)
                 messages.success(request, "Team deactivated.")
@@ -222,7 +244,7 @@ def team_detail(request, team_id: int):
         except DomainError as error:
             target = member_form if what == "add" else rename
             _apply_error(target, error)
-            if what in ("change", "remove", "deactivate"):
+            if what in ("change", "remove", "deactivate", "ladder"):
                 messages.error(request, error.message)
             status = 400
     return render(
@@ -236,6 +258,8 @@ def team_detail(request, team_id: int):
             "rename": rename,
             "member_form": member_form,
             "team_roles": CareTeamMembership.TeamRole.choices,
+            "ladder": _ladder_rows(team),
+            "ladder_targets": EscalationTarget.choices,
         },
         status=status,
     )

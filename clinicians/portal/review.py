@@ -13,11 +13,14 @@ from django_otp.decorators import otp_required
 
 from accounts.identity import issuer, launch
 from clinicians import decisions, services
-from clinicians.models import Alert, SafetyBounds
+from clinicians.models import SafetyBounds
+from clinicians.portal.alerts import chart_alerts
 from clinicians.portal.selectors import chart_for
-from clinicians.selectors import alerts_visible_to, recommendations_visible_to
+from clinicians.selectors import recommendations_visible_to
 from core import authz
+from core.csp import allow_form_redirects_to
 from core.errors import DomainError
+from patients.emergency import active_access
 from patients.selectors import patients_visible_to
 
 
@@ -66,13 +69,24 @@ def patient_chart(request, patient_id: int):
     return _render_chart(request, patient)
 
 
-def _render_chart(request, patient, *, refused: DecisionForm | None = None, refused_pk=None):
+def _render_chart(
+    request,
+    patient,
+    *,
+    refused: DecisionForm | None = None,
+    refused_pk=None,
+    reading_refusal=None,
+    bounds_editor=None,
+):
     """The chart; after a refused decision, that card's form comes back as typed (but for the
-    password) with its errors beside the fields, and the answer is 400."""
+    password) with its errors beside the fields, and the answer is 400 — as after a refused
+    "entered in error" (``clinicians.portal.readings``), beside that reading's form."""
     authz.authorize_read(
         request.user, "clinicians.view_chart", patient, detail={"view": "portal.patient_chart"}
     )
-    chart = chart_for(request.user, patient)
+    chart = chart_for(
+        request.user, patient, days=request.GET.get("days"), reading_type=request.GET.get("type")
+    )
     cards = [
         (
             rec,
@@ -81,12 +95,21 @@ def _render_chart(request, patient, *, refused: DecisionForm | None = None, refu
         )
         for rec, card in chart.review_cards
     ]
-    return render(
-        request,
-        "portal/patient.html",
-        {"chart": chart, "cards": cards, "smart_apps": launch.launchable_apps()},
-        status=400 if refused is not None else 200,
-    )
+    context = {
+        "chart": chart,
+        "cards": cards,
+        "smart_apps": launch.launchable_apps(),
+        "emergency_access": active_access(request.user, patient),
+        **chart_alerts(request.user, patient),
+        "reading_refusal": reading_refusal,
+        # The bounds editor (``clinicians.portal.bounds``): open, previewed or refused.
+        "bounds_editor": bounds_editor,
+    }
+    refusal = refused is not None or reading_refusal is not None
+    refusal = refusal or (bounds_editor is not None and bounds_editor.is_refusal)
+    page = render(request, "portal/patient.html", context, status=400 if refusal else 200)
+    # "Open in app" redirects to the app's launch URI: CSP's form-action must allow its origin.
+    return allow_form_redirects_to(page, [app.launch_uri for app in context["smart_apps"]])
 
 
 @require_POST
@@ -126,23 +149,6 @@ def decide(request, recommendation_id: int):
                 reverse("portal:patient", args=[rec.patient_id]) + f"#rec-{rec.pk}"
             )
     return _render_chart(request, rec.patient, refused=form, refused_pk=rec.pk)
-
-
-@require_POST
-@otp_required(login_url="portal:login")
-def acknowledge_alert(request, alert_id: int):
-    alert: Alert = get_object_or_404(alerts_visible_to(request.user), pk=alert_id)
-    try:
-        if request.POST.get("resolve"):
-            services.resolve_alert(alert=alert, actor=request.user)
-        else:
-            services.acknowledge_alert(alert=alert, actor=request.user)
-    except DomainError as error:
-        messages.error(request, error.message)
-    target = request.POST.get("next", "")
-    return redirect(
-        target if target.startswith("/portal/") and "//" not in target else "portal:home"
-    )
 
 
 @require_POST

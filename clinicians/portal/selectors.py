@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Avg, Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -22,112 +22,25 @@ from clinicians.models import (
     GoalMeasure,
     GoalStatus,
     Recommendation,
-    RecommendationStatus,
-    SafetyBounds,
     VisitStatus,
 )
+from clinicians.portal.chart.evidence import ChartEvidence, read_evidence
 from clinicians.portal.review_card import ReviewCard, reasons_in_words, review_card
 from clinicians.selectors import alerts_visible_to, bounds_for_patient, recommendations_visible_to
-from clinicians.treatment import course_summary, target_for
-from patients.models import Patient, Reading, ReadingType
-from patients.selectors import patient_with_care_teams
+from clinicians.treatment import course_summary, target_for, thresholds_for
+from patients.models import Patient
 from patients.services import current_regimen
-
-SEVERITY_ORDER = {"hypertensive_crisis": 0, "hypotension": 1, "stale_data": 2, "above_target": 3}
-
-
-@dataclass
-class PanelRow:
-    patient: Patient
-    mean_systolic: float | None
-    mean_diastolic: float | None
-    readings_7d: int
-    open_alerts: int
-    pending_reviews: int
-
-
-@dataclass
-class Panel:
-    rows: list[PanelRow]
-    alerts: list[Alert]
-    reviews: list[Recommendation]
-    # Bounds entered at enrolment that wait for a clinician of the team (not in force yet).
-    bounds_to_confirm: list[SafetyBounds] = field(default_factory=list)
-
-
-def panel_for(user: User) -> Panel:
-    since = timezone.now() - timedelta(days=7)
-    patients = (
-        patient_with_care_teams(user)
-        .annotate(
-            mean_systolic=Avg(
-                "readings__systolic_mmhg",
-                filter=Q(
-                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
-                    readings__measured_at__gte=since,
-                ),
-            ),
-            mean_diastolic=Avg(
-                "readings__diastolic_mmhg",
-                filter=Q(
-                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
-                    readings__measured_at__gte=since,
-                ),
-            ),
-            readings_7d=Count(
-                "readings",
-                filter=Q(
-                    readings__reading_type=ReadingType.BLOOD_PRESSURE,
-                    readings__measured_at__gte=since,
-                ),
-            ),
-        )
-        .order_by("family_name", "given_name")
-    )
-    alerts = list(alerts_visible_to(user).filter(status=AlertStatus.OPEN).select_related("patient"))
-    alerts.sort(key=lambda a: (SEVERITY_ORDER.get(a.kind, 9), -a.opened_at.timestamp()))
-    reviews = list(
-        recommendations_visible_to(user)
-        .filter(status__in=[RecommendationStatus.PENDING_REVIEW, RecommendationStatus.BLOCKED])
-        .select_related("patient")
-        .order_by("created_at")
-    )
-    alert_count: dict[int, int] = {}
-    for alert in alerts:
-        alert_count[alert.patient_id] = alert_count.get(alert.patient_id, 0) + 1
-    review_count: dict[int, int] = {}
-    for rec in reviews:
-        review_count[rec.patient_id] = review_count.get(rec.patient_id, 0) + 1
-    rows = [
-        PanelRow(
-            p,
-            p.mean_systolic,
-            p.mean_diastolic,
-            p.readings_7d,
-            alert_count.get(p.pk, 0),
-            review_count.get(p.pk, 0),
-        )
-        for p in patients
-    ]
-    to_confirm = list(
-        SafetyBounds.objects.filter(
-            patient__in=[row.patient.pk for row in rows], confirmed_at__isnull=True
-        )
-        .select_related("patient")
-        .order_by("updated_at", "medication")
-    )
-    return Panel(rows=rows, alerts=alerts, reviews=reviews, bounds_to_confirm=to_confirm)
 
 
 @dataclass
 class PatientChart:
     patient: Patient
-    daily: list[dict] = field(default_factory=list)
+    # The evidence section (plot, figures, readings table, contact): ``clinicians.portal.chart``.
+    evidence: ChartEvidence | None = None
     regimen: dict = field(default_factory=dict)
     bounds: list = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
-    svg_points: dict = field(default_factory=dict)
     goals: list[tuple] = field(default_factory=list)  # (goal, progress or None)
     thread: list = field(default_factory=list)  # messages, oldest first
     unread_messages: int = 0
@@ -145,27 +58,12 @@ class PatientChart:
     review_cards: list[tuple[Recommendation, ReviewCard]] = field(default_factory=list)
 
 
-def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
-    since = timezone.now() - timedelta(days=days)
-    readings = (
-        Reading.objects.filter(
-            patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__gte=since
-        )
-        .values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
-        .order_by("measured_at")
-    )
-    by_day: dict = {}
-    for measured_at, systolic, diastolic in readings:
-        by_day.setdefault(measured_at.date(), []).append((systolic, diastolic))
-    daily = [
-        {
-            "day": day,
-            "systolic": sum(s for s, _ in values) / len(values),
-            "diastolic": sum(d for _, d in values) / len(values),
-            "count": len(values),
-        }
-        for day, values in sorted(by_day.items())
-    ]
+def chart_for(
+    user: User, patient: Patient, *, days: object = None, reading_type: object = None
+) -> PatientChart:
+    """The chart of one patient. ``days`` and ``reading_type`` come from the page's query
+    (``?days=7|30|90``, ``?type=`` of the readings table) and are checked by the evidence
+    section, which falls back to 30 days and blood pressure, saying so."""
     regimen = current_regimen(patient)
     recommendations = list(
         recommendations_visible_to(user)
@@ -173,20 +71,23 @@ def chart_for(user: User, patient: Patient, *, days: int = 14) -> PatientChart:
         .select_related("decided_by", "decided_by__clinician_profile")[:20]
     )
     target = target_for(patient)
+    alerts = list(
+        alerts_visible_to(user)
+        .filter(patient=patient)
+        .exclude(status=AlertStatus.RESOLVED)
+        .select_related("patient")
+    )
     return PatientChart(
         patient=patient,
-        daily=daily,
+        evidence=_evidence(patient, days, reading_type, alerts, target),
         regimen=regimen,
         bounds=list(bounds_for_patient(patient)),
-        alerts=list(
-            alerts_visible_to(user).filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
-        ),
+        alerts=alerts,
         recommendations=recommendations,
         review_cards=[
             (rec, review_card(rec, target_mmhg=target, current_regimen=regimen))
             for rec in recommendations
         ],
-        svg_points=_svg(daily, target_systolic_mmhg=target_for(patient)[0]),
         **_course(patient),
         **_loop(user, patient),
     )
@@ -249,25 +150,20 @@ def _loop(user: User, patient: Patient) -> dict:
     }
 
 
-def _svg(
-    daily: list[dict], *, target_systolic_mmhg: int, width: int = 640, height: int = 180
-) -> dict:
-    """Polyline points for a small trend chart (60–200 mmHg on the y axis)."""
-    if not daily:
-        return {}
-    low, high = 60.0, 200.0
-    step = width / max(1, len(daily) - 1)
-
-    def y(value: float) -> float:
-        return round(height - (min(max(value, low), high) - low) / (high - low) * height, 1)
-
-    def line(key: str) -> str:
-        return " ".join(f"{round(i * step, 1)},{y(row[key])}" for i, row in enumerate(daily))
-
-    return {
-        "systolic": line("systolic"),
-        "diastolic": line("diastolic"),
-        "target_y": y(target_systolic_mmhg),
-        "width": width,
-        "height": height,
-    }
+def _evidence(
+    patient: Patient,
+    days: object,
+    reading_type: object,
+    alerts: list[Alert],
+    target: tuple[int, int],
+) -> ChartEvidence:
+    """The plot, the home-monitoring figures and the readings of the range, without the readings
+    entered in error (the table keeps them, struck through); the open alerts' readings marked."""
+    return read_evidence(
+        patient,
+        days=days,
+        reading_type=reading_type,
+        open_alerts=alerts,
+        target=target,
+        thresholds=thresholds_for(patient),
+    )

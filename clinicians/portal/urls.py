@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from clinicians.portal import loop, model_cards, review, views
+from clinicians.portal import alerts, bounds, emergency, loop, model_cards, readings, review, views
 
 app_name = "portal"
 
@@ -15,9 +15,24 @@ urlpatterns = [
         name="confirm-bounds",
     ),
     path("patients/<int:patient_id>/", review.patient_chart, name="patient"),
+    path("patients/<int:patient_id>/bounds/", bounds.edit_bounds, name="edit-bounds"),
+    path(
+        "patients/<int:patient_id>/alert-thresholds/",
+        bounds.edit_thresholds,
+        name="edit-thresholds",
+    ),
     path("patients/<int:patient_id>/launch/", review.launch_app, name="launch-app"),
+    path(
+        "patients/<int:patient_id>/readings/<int:reading_id>/entered-in-error/",
+        readings.entered_in_error,
+        name="reading-entered-in-error",
+    ),
     path("recommendations/<int:recommendation_id>/decision/", review.decide, name="decide"),
-    path("alerts/<int:alert_id>/acknowledge/", review.acknowledge_alert, name="acknowledge-alert"),
+    path("alerts/<int:alert_id>/acknowledge/", alerts.acknowledge_alert, name="acknowledge-alert"),
+    path("patients/<int:patient_id>/snooze/", alerts.snooze_condition, name="snooze"),
+    path("snoozes/<int:snooze_id>/end/", alerts.end_snooze, name="end-snooze"),
+    path("worklist/counts/", alerts.worklist_counts, name="worklist-counts"),
+    path("emergency-access/", emergency.start, name="emergency-access"),
     path("patients/<int:patient_id>/messages/", loop.reply, name="reply"),
     path("patients/<int:patient_id>/messages/read/", loop.mark_thread_read, name="thread-read"),
     path("patients/<int:patient_id>/goals/", loop.new_goal, name="new-goal"),

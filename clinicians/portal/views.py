@@ -21,8 +21,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import staff
 from audit.models import Action
 from audit.services import record_event
-from clinicians.portal import selectors as portal_selectors
+from clinicians.portal.emergency import EmergencyAccessForm
 from clinicians.portal.qr import authenticator_enrolment
+from clinicians.portal.worklist import worklist_for
 from core import authz
 from core.errors import DomainError
 
@@ -153,14 +154,16 @@ def home(request):
     workspace = WORKSPACES.get(request.user.role)
     if workspace is not None and authz.can(request.user, "clinicians.use_portal"):
         return redirect(workspace)
-    panel = portal_selectors.panel_for(request.user)
+    worklist = worklist_for(request.user, request.GET)
     authz.authorize_read(
         request.user,
         "patients.view_patient",
-        shown=[row.patient.pk for row in panel.rows],
+        shown=[row.patient.pk for row in worklist.patients],
         detail={"view": "portal.home"},
     )
-    return render(request, "portal/home.html", {"panel": panel})
+    status = 400 if request.GET and not worklist.filters.is_valid() else 200
+    context = {"worklist": worklist, "emergency_form": EmergencyAccessForm(prefix="emergency")}
+    return render(request, "portal/home.html", context, status=status)
 
 
 class WelcomeForm(forms.Form):

@@ -4,6 +4,8 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
+from patients.contact import tel_href
+
 register = template.Library()
 
 
@@ -17,3 +19,9 @@ def dose(value) -> str:
         return str(value)
     text = format(number.normalize(), "f")
     return text
+
+
+@register.filter
+def tel(phone) -> str:
+    """A stored contact phone as a ``tel:`` link (``patients.contact.tel_href``)."""
+    return tel_href(str(phone or ""))

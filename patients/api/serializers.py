@@ -47,6 +47,9 @@ class ReadingSerializer(serializers.ModelSerializer):
             "value",
             "measured_at",
             "device_id",
+            # Kept in the record when marked entered in error (null when it is not).
+            "entered_in_error_at",
+            "entered_in_error_reason",
         ]
         read_only_fields = fields
 

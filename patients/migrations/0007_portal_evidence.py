@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='reading',
             name='entered_in_error_reason',
-            field=models.CharField(blank=True, max_length=300),
+            field=models.CharField(blank=True, db_default="", max_length=300),
         ),
         migrations.AddConstraint(
             model_name='reading',

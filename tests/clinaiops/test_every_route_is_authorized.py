@@ -106,6 +106,7 @@ NO_PATIENT_DATA = {
     "api/v1/models/alerts/": "model monitoring alerts (statistics)",
     "api/v1/models/<str:version>/drift-reports/": "model monitoring reports (statistics)",
     "portal/models/<str:version>/": "a model card (aggregates, no patient)",
+    "portal/worklist/counts/": "the worklist's section counts (numbers, no patient named)",
     "portal/admin/teams/<int:team_id>/": "a care team and its members (staff, no patient)",
     "portal/admin/staff/invite/": "an empty invitation form",
     "portal/admin/staff/<int:user_id>/": "a staff account",
@@ -131,6 +132,8 @@ NOT_ANSWERED_HERE = {
     "portal/model-owner/<str:version>/rollback/": "a signed stage change "
     "(tests/clinicians/test_model_owner_workspace.py)",
     "fhir/^$": "a transaction Bundle (tests/fhir/test_bundles.py)",
+    "api/v1/^alerts/(?P<pk>[^/.]+)/snooze/$": "400 here: the sample alert is hypotension, which "
+    "is never snoozed (tests/clinicians/test_alert_handling.py snoozes high pressure)",
 }
 # Inputs that reach a route's success path (an empty body mostly stops at validation, which
 # is no test of what lies behind it). ``{patient_id}`` is the care team's patient.
@@ -164,6 +167,26 @@ BODIES = {
     "api/v1/^appointments/plan/$": {"patient": "{patient_id}"},
     "api/v1/^appointments/(?P<pk>[^/.]+)/cancel/$": {"reason": "route test"},
     "api/v1/models/alerts/<int:alert_id>/close/": {"reason": "route test"},
+    "portal/patients/<int:patient_id>/alert-thresholds/": {
+        "crisis_systolic_mmhg": "180",
+        "crisis_diastolic_mmhg": "120",
+        "hypotension_systolic_mmhg": "90",
+        "stale_after_hours": "48",
+        "preview": "1",
+    },
+    "api/v1/^alerts/(?P<pk>[^/.]+)/resolve/$": {"note": "route test"},
+    "portal/emergency-access/": {
+        "emergency-mrn": "ROUTE-OTHER",
+        "emergency-reason": "route walk: covering the crisis line",
+        "emergency-minutes": "60",
+    },
+    # The API's walk marks the reading; the portal's is then answered with "already marked".
+    "api/v1/patients/<int:patient_id>/readings/<int:reading_id>/entered-in-error/": {
+        "reason": "route test"
+    },
+    "portal/patients/<int:patient_id>/readings/<int:reading_id>/entered-in-error/": {
+        "reason": "route test"
+    },
 }
 ROLES = (
     "anonymous",
@@ -230,6 +253,8 @@ def world(db, django_capture_on_commit_callbacks):
         ClinicianFactory(care_team=team_b),
     )
     patient, other_patient = PatientFactory(care_team=team_a), PatientFactory(care_team=team_b)
+    other_patient.mrn = "ROUTE-OTHER"  # what emergency access is asked for
+    other_patient.save(update_fields=["mrn"])
     admin = UserFactory(role="admin", is_staff=True, is_superuser=True)
     auditor = UserFactory(role="auditor")
     decided = make_recommendation(patient, proposed="5")
@@ -296,6 +321,16 @@ def world(db, django_capture_on_commit_callbacks):
     model_alert = ModelAlert.objects.create(
         model_version=model_version, kind="drift", message="route test"
     )
+    from clinicians.models import AlertSnooze
+
+    snooze = AlertSnooze.objects.create(
+        patient=patient,
+        kind="above_target",
+        starts_at=timezone.now(),
+        until=timezone.now() + timedelta(days=1),
+        reason="route walk",
+        set_by=clinician,
+    )
     people = {
         "patient": patient.user,
         "other_patient": other_patient.user,
@@ -319,9 +354,11 @@ def world(db, django_capture_on_commit_callbacks):
             "audit/exports": str(export.pk),
         },
         "patient_id": str(patient.pk),
+        "reading_id": str(reading.pk),
         "recommendation_id": str(delivered.pk),
         "portal_recommendation_id": str(pending_for_the_portal.pk),
         "alert_id": str(alert.pk),
+        "snooze_id": str(snooze.pk),
         "goal_id": str(goal.pk),
         "visit_id": str(visit.pk),
         "version": model_version.version,
@@ -348,7 +385,14 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
     """The path parameters each route is asked with (several for the FHIR types)."""
     values = {
         key: world[key]
-        for key in ("patient_id", "recommendation_id", "alert_id", "goal_id", "visit_id")
+        for key in (
+            "patient_id",
+            "recommendation_id",
+            "alert_id",
+            "goal_id",
+            "visit_id",
+            "reading_id",
+        )
     } | {"version": world["version"], "name": world["name"], "client_id": world["client_id"]}
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):
@@ -357,7 +401,7 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
         values["pk"] = world["pk"]["audit/exports"]
     values |= {
         key: world[key]
-        for key in ("team_id", "user_id", "bounds_id", "token", "medication")
+        for key in ("team_id", "user_id", "bounds_id", "token", "medication", "snooze_id")
         if key in world
     }
     if route.startswith(("api/v1/models/alerts/", "portal/model-owner/alerts/")):

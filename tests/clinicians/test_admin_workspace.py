@@ -272,8 +272,17 @@ def test_the_clinicians_worklist_lists_the_bounds_waiting_for_them(
     admin.post("/portal/admin/patients/enrol/", _enrol_form(team_a))
     patient = Patient.objects.get(mrn="E-55012")
     worklist = portal_client(clinician_a).get("/portal/").content.decode()
-    assert "Bounds to confirm" in worklist and f"/portal/patients/{patient.pk}/" in worklist
-    assert "Bounds to confirm" not in portal_client(clinician_b).get("/portal/").content.decode()
+    assert (
+        "bounds entered at enrolment wait for your confirmation" in worklist
+        and f"/portal/patients/{patient.pk}/" in worklist
+    )
+    assert (
+        "bounds entered at enrolment wait for your confirmation"
+        not in portal_client(clinician_b).get("/portal/").content.decode()
+    )
     bounds = SafetyBounds.objects.get(patient=patient)
     portal_client(clinician_a).post(f"/portal/patients/{patient.pk}/bounds/{bounds.pk}/confirm/")
-    assert "Bounds to confirm" not in portal_client(clinician_a).get("/portal/").content.decode()
+    assert (
+        "bounds entered at enrolment wait for your confirmation"
+        not in portal_client(clinician_a).get("/portal/").content.decode()
+    )

@@ -90,11 +90,12 @@ class CourseMachine(RuleBasedStateMachine):
                 actor=self.clinician,
                 min_dose_mg=Decimal(0),
                 max_dose_mg=drug.max_dose_mg,
-                max_auto_step_mg=drug.max_dose_mg,
+                max_auto_step_mg=drug.max_dose_mg / 2,  # the absolute limit on a step
                 target_systolic_mmhg=130,
                 target_diastolic_mmhg=80,
                 may_start=name in may_start,
                 min_interval_days=interval,
+                reason="state machine",
             )
         # A history: on a drug for a month, a week of home readings and of intakes.
         if on_drug is not None:
@@ -245,11 +246,12 @@ class CourseMachine(RuleBasedStateMachine):
                 actor=self.clinician,
                 min_dose_mg=Decimal(0),
                 max_dose_mg=drug.max_dose_mg,
-                max_auto_step_mg=min(Decimal(step), drug.max_dose_mg),
+                max_auto_step_mg=min(Decimal(step), drug.max_dose_mg / 2),
                 target_systolic_mmhg=130,
                 target_diastolic_mmhg=80,
                 may_start=may_start,
                 min_interval_days=interval,
+                reason="state machine",
             )
         except DomainError:
             assert not (7 <= interval <= 90)  # only an interval beyond the hard limits is refused
@@ -257,7 +259,7 @@ class CourseMachine(RuleBasedStateMachine):
     @rule()
     def clinician_resolves_alerts(self):
         for alert in Alert.objects.filter(patient=self.patient).exclude(status="resolved"):
-            services.resolve_alert(alert=alert, actor=self.clinician)
+            services.resolve_alert(alert=alert, actor=self.clinician, note="Seen and treated")
 
     @rule(hours=st.sampled_from([6, 24, 48, 72, 24 * 5, 24 * 8, 24 * 15]))
     def time_passes(self, hours):

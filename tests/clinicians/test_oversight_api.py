@@ -201,7 +201,7 @@ def test_care_team_clinician_sets_bounds_with_audit(clinician_a, patient_a):
     response = client.put(url, [BOUNDS], format="json")
     assert response.status_code == 200
     assert response.json()[0]["max_auto_step_mg"] == 2.5
-    client.put(url, {**BOUNDS, "max_auto_step_mg": "5"}, format="json")
+    client.put(url, {**BOUNDS, "max_auto_step_mg": "5", "reason": "tolerates 5 mg"}, format="json")
     bounds = SafetyBounds.objects.get(patient=patient_a)
     assert bounds.max_auto_step_mg == Decimal("5")
     event = AuditEvent.objects.filter(object_type="safety_bounds").last()

@@ -42,7 +42,7 @@ def test_worklist_shows_open_alerts_and_pending_reviews(clinician_a, patient_a, 
     make_recommendation(patient_a)
     page = portal_client(clinician_a).get("/portal/").content.decode()
     assert "192/124 confirmed" in page and "other team" not in page
-    assert "Waiting for review" in page and "amlodipine 2.5 → 5 mg" in page
+    assert "Reviews waiting" in page and "amlodipine 2.5 → 5 mg" in page
     assert patient_b.family_name not in page
 
 

@@ -72,7 +72,7 @@ def log_week_of_intakes(phone, medication: str, dose) -> dict:
 
 
 def set_three_drug_bounds(clinician, patient, **extra):
-    body = [{**drug, **TARGET, **extra} for drug in THREE_DRUGS]
+    body = [{**drug, **TARGET, "reason": "generous on purpose", **extra} for drug in THREE_DRUGS]
     response = bearer_client(clinician).put(
         f"/api/v1/patients/{patient.pk}/safety-bounds/", body, format="json"
     )

@@ -4,17 +4,14 @@ reach the clinician's page over the websocket, without a reload — against a re
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
 from django.test import override_settings
 from playwright.sync_api import sync_playwright
 
-from tests.conftest import PASSWORD
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.live import EagerChannelsLiveServer
 from tests.e2e.test_portal_browser import sign_in
 from tests.factories import CareTeamFactory, ClinicianFactory, PatientFactory
 
@@ -24,45 +21,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # The server process is forked when the class is set up, before per-test fixtures run: it must
 # already know the fast hasher the factories use.
 @override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
-class LiveWorklistTests(ChannelsLiveServerTestCase):
-    serve_static = False
-
-    @classmethod
-    def setUpClass(cls):
-        # The server process is forked in setUpClass: tasks must already run in-process there
-        # (no Celery worker in this test), whatever the stack.
-        from clinaiops.celery import app
-
-        cls._eager_before = app.conf.task_always_eager
-        app.conf.task_always_eager = True
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        from clinaiops.celery import app
-
-        app.conf.task_always_eager = cls._eager_before
-
+class LiveWorklistTests(EagerChannelsLiveServer):
     def setUp(self):
         team, other_team = CareTeamFactory(name="North"), CareTeamFactory(name="South")
         self.clinician = ClinicianFactory(care_team=team)
         self.patient = PatientFactory(care_team=team)
         self.stranger = PatientFactory(care_team=other_team)
-
-    def _post(self, path: str, body: dict, token: str | None = None) -> dict:
-        request = urllib.request.Request(
-            self.live_server_url + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"}
-            | ({"Authorization": f"Bearer {token}"} if token else {}),
-        )
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return json.loads(response.read() or b"{}")
-
-    def _token(self, user) -> str:
-        body = {"username": user.username, "password": PASSWORD}
-        return self._post("/api/v1/auth/token/", body)["access"]
 
     def _crisis(self, token: str, device: str) -> None:
         now = datetime.now(UTC)
@@ -95,24 +59,28 @@ class LiveWorklistTests(ChannelsLiveServerTestCase):
                 self._token(self.stranger.user), "stranger-watch"
             )  # another team's patient
             self._crisis(self._token(self.patient.user), "own-watch")
-            urgent = page.wait_for_selector("#live a.alert.high")
+            # Urgent banners go to the assertive region, naming the patient.
+            urgent = page.wait_for_selector("#live-urgent a.alert.high")
             assert "hypertensive crisis" in urgent.text_content().lower()
             assert "194/122" in urgent.text_content()
-            assert page.locator("#live a").count() == 1  # the other team's crisis never came
+            assert self.patient.family_name in urgent.text_content()
+            # The other team's crisis never came.
+            assert page.locator("#live-urgent a, #live a").count() == 1
 
             self._post(
                 "/api/v1/messages/",
                 {"body": "<b>dizzy</b> since this morning"},
                 self._token(self.patient.user),
             )
-            note = page.wait_for_selector("#live a.message")
-            assert note.text_content() == "New message from a patient"  # no body on screen
-            # The crisis stays on top although the message came later; the feed says it is on.
-            assert page.locator("#live a").first.get_attribute("class") == "alert high"
+            note = page.wait_for_selector("#live a[data-key^=message-]")
+            # Who wrote, never the body, on screen.
+            assert note.text_content() == f"New message from {self.patient.identity}"
+            # The crisis stays in the assertive region although the message came later.
+            assert page.locator("#live-urgent a").first.get_attribute("class") == "alert high"
             assert page.locator("#live-state").text_content() == "Live updates on"
 
             urgent.click()
-            page.wait_for_url(f"**/portal/patients/{self.patient.pk}/")
+            page.wait_for_url(f"**/portal/patients/{self.patient.pk}/#alerts")
             assert "<b>dizzy</b> since this morning" in page.content().replace("&lt;", "<").replace(
                 "&gt;", ">"
             )

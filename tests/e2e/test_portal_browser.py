@@ -56,7 +56,7 @@ def test_clinician_signs_in_with_a_second_factor_reviews_and_approves(
 
     sign_in(page, live_server.url, clinician_a)
     page.wait_for_url(f"{live_server.url}/portal/")
-    reviews = page.locator("section", has_text="Waiting for review")
+    reviews = page.locator("section#reviews")
     assert "amlodipine 2.5 → 5 mg" in reviews.inner_text()
 
     reviews.get_by_role("link", name=patient_a.family_name, exact=False).click()
@@ -106,6 +106,6 @@ def test_names_with_markup_are_shown_as_text_not_run(page, live_server, clinicia
     make_recommendation(patient_a)
     sign_in(page, live_server.url, clinician_a)
     page.wait_for_url(f"{live_server.url}/portal/")
-    reviews = page.locator("section", has_text="Waiting for review")
+    reviews = page.locator("section#reviews")
     assert '<img src=x onerror="alert(1)">Smith' in reviews.inner_text()
     assert page.locator("img[src=x]").count() == 0 and page.dialogs == []

@@ -187,6 +187,7 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
     today = timezone.now().date()
     with transaction.atomic():
         teams = [create_care_team(name=name, actor=SEED) for name in CARE_TEAMS]
+        on_call_named: set[int] = set()
         for username, display_name, qualification, team_index in CLINICIANS:
             clinician = create_clinician(
                 username=username,
@@ -196,7 +197,15 @@ def seed(*, count: int, password: str, seed: int, model: bool = False, say=None)
                 qualification=qualification,
                 actor=SEED,
             )
-            add_team_member(care_team=teams[team_index], user=clinician, actor=SEED)
+            # The first clinician of each team is on call: unacknowledged urgent alerts escalate
+            # to them (the default ladder: the team at 5 minutes, the on-call at 15).
+            add_team_member(
+                care_team=teams[team_index],
+                user=clinician,
+                is_on_call=team_index not in on_call_named,
+                actor=SEED,
+            )
+            on_call_named.add(team_index)
         admin = create_user(
             username="admin", password=None, password_hash=hashed, role=Role.ADMIN, actor=SEED
         )
@@ -320,7 +329,9 @@ def _enrol_course(patient: Patient, virtual: VirtualPatient, index: int, *, admi
             actor=admin if pending else clinician,
             min_dose_mg=Decimal(0),
             max_dose_mg=drug.max_dose_mg,
-            max_auto_step_mg=drug.max_dose_mg if index % 2 == 0 else Decimal(0),
+            # The generous step is the absolute limit (``clinicians.bounds_policy``), with a reason.
+            max_auto_step_mg=drug.max_dose_mg / 2 if index % 2 == 0 else Decimal(0),
+            reason="demo cohort: generous bounds show the patient tier" if index % 2 == 0 else "",
             # The generous half may also start the first-line drug from the app.
             may_start=index % 2 == 0 and drug.name == "amlodipine",
             target_systolic_mmhg=130,
