@@ -40,8 +40,21 @@ class FiredReading:
     def text(self) -> str:
         return (
             f"{self.systolic}/{self.diastolic} mmHg at "
-            f"{self.measured_at:%Y-%m-%d %H:%M} {self.measured_at.tzname()}"
+            f"{self.measured_at:%Y-%m-%d %H:%M} {zone_label(self.measured_at)}"
         )
+
+
+def zone_label(moment: datetime) -> str:
+    """The zone's abbreviation where it has one (EST, CET), else its offset (UTC−06:00)."""
+    name = moment.tzname() or ""
+    if name and name[0] not in "+-":
+        return name
+    offset = moment.utcoffset()
+    if offset is None:
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "−"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def patient_zone(patient: Patient) -> zoneinfo.ZoneInfo:
