@@ -103,19 +103,26 @@ class LiveAlertTests(_LiveServer):
         expect(first).to_have_title(re.compile(r"^\(1\) "))
         assert first.locator("#live-urgent [data-key^=alert-], #live [data-key^=alert-]").count()
 
-        # The colleague acknowledges from their worklist (after a reload, the row is there).
+        # Both pages now list it as a row (after a reload), and stay connected.
+        first.reload()
+        first.wait_for_selector("body[data-live=connected]")
+        # The colleague acknowledges from their worklist.
         second.reload()
         second.get_by_role("button", name="Acknowledge hypertensive crisis for Varga, Rae").click()
         second.wait_for_load_state()
         assert "acknowledged for Varga, Rae" in second.content()
 
         # The first page follows without a reload: banner, count and tab title.
-        first.wait_for_function(
-            "document.querySelector('[data-key^=alert-]').textContent.startsWith('Acknowledged by')"
+        banner = first.locator("[data-key^=alert-]").first
+        expect(banner).to_have_text(
+            re.compile(r"^Acknowledged by " + re.escape(self.colleague.shown_name))
         )
-        assert self.colleague.shown_name in first.locator("[data-key^=alert-]").first.text_content()
-        first.wait_for_function("!document.title.startsWith('(')")
-        first.wait_for_function("document.querySelector('[data-count=urgent]').textContent === '0'")
+        expect(first).to_have_title(re.compile(r"^Worklist"))
+        expect(first.locator("[data-count=urgent]").first).to_have_text("0")
+        alert = Alert.objects.get(patient=self.patient, kind=AlertKind.CRISIS)
+        expect(first.locator(f"[data-alert='{alert.pk}'] .acked")).to_contain_text(
+            f"Acknowledged by {self.colleague.shown_name}"
+        )
 
     def test_snoozing_high_pressure_does_not_silence_a_hypotension_alert_posted_next(self):
         self.readings([(152, 96)] * 8, minutes_apart=60)
