@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "models_ml",
     "clinicians",
     "clinaiops",
+    "clinaiops.cds_hooks",
 ]
 
 MIDDLEWARE = [
@@ -337,6 +338,12 @@ OTP_TOTP_ISSUER = "ClinAIOps"
 
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(8 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# A FHIR poll by _lastUpdated answers what changed up to this many seconds ago (its Bundle's
+# meta.lastUpdated): a write still committing when the poll runs must not be behind the mark
+# the next poll starts from (docs/fhir.md, "Incremental sync").
+FHIR_SYNC_SETTLE_SECONDS = int(os.environ.get("FHIR_SYNC_SETTLE_SECONDS", "10"))
+# The identifier system of the clinic EHR's medical record numbers (FHIR Patient identifier).
+FHIR_MRN_SYSTEM = os.environ.get("FHIR_MRN_SYSTEM", "urn:clinaiops:mrn")
 
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

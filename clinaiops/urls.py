@@ -1,6 +1,6 @@
 """URL space by caller (docs/architecture.md): /api/v1/ for apps and integrations, /portal/ for
-clinicians, /fhir/ for EHRs, /oauth/ and /.well-known/ for every client's sign-in (the
-authorization server), /healthz for the load balancer."""
+clinicians, /fhir/ and /cds-services (CDS Hooks) for EHRs, /oauth/ and /.well-known/ for every
+client's sign-in (the authorization server), /healthz for the load balancer."""
 
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.decorators import csp_replace
@@ -66,6 +66,7 @@ urlpatterns = [
     ),
     path("fhir", FhirBaseView.as_view()),  # the base without its slash: POST of a Bundle
     path("fhir/", include("clinaiops.fhir.urls")),
+    path("", include("clinaiops.cds_hooks.urls")),  # /cds-services (CDS Hooks 2.0)
     path("portal/", include("clinicians.portal.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -12,6 +12,10 @@ is re-checked at the moment it takes effect).
   block now — or a proposal that was blocked — takes effect only with an explicit override,
   which is audited as one, with the block reasons. A clinician may decide inside the minimum
   interval: the interval holds the model back, not the clinician.
+- Signed how: in ClinAIOps by the clinician's password (``decide_recommendation``); from the
+  clinician's EHR by the EHR's signed JWT on their behalf (``decide_recommendation_signed_by_ehr``,
+  CDS Hooks feedback). Both run the same checks and write the same journal entry, which says
+  which signature it carries.
 """
 
 from __future__ import annotations
@@ -154,11 +158,7 @@ def decide_recommendation(
 ) -> Recommendation:
     """A clinician's signed decision. The password re-authenticates (the signature). See the
     module docstring for what is re-checked and when an override is needed."""
-    authz.authorize(actor, "clinicians.decide_recommendation", recommendation)
-    if action not in DECISIONS:
-        raise DomainError("action must be approve, modify or reject.", field="action")
-    if not reason or not reason.strip():
-        raise DomainError("A reason is required.", field="reason")
+    _check_decision_request(recommendation, actor, action, reason)
     if not reauthenticate(actor, password or ""):
         with transaction.atomic():
             record_event(
@@ -173,6 +173,76 @@ def decide_recommendation(
         raise ReauthenticationFailed(
             "The password does not match: the decision was not signed.", field="password"
         )
+    return _decide(
+        recommendation,
+        actor=actor,
+        action=action,
+        reason=reason,
+        dose_mg=dose_mg,
+        override=override,
+        patient_note=patient_note,
+        signature={},
+    )
+
+
+def decide_recommendation_signed_by_ehr(
+    *,
+    recommendation: Recommendation,
+    actor: User,
+    action: str,
+    reason: str,
+    ehr_signature: dict[str, str],
+    dose_mg: object = None,
+    override: bool = False,
+) -> Recommendation:
+    """A clinician's decision taken in their EHR and reported by it (CDS Hooks feedback,
+    ``clinaiops.cds_hooks``). The signature is not the clinician's password: it is the EHR's
+    signed JWT — verified by the caller against the EHR's registered key set, its ``jti`` never
+    seen before — naming the practitioner the card was shown to, whom the EHR's registration
+    maps to ``actor``. ``ehr_signature`` says which (``client``: the EHR's issuer, ``jti``,
+    ``kid``, ``card``) and is journalled with the decision.
+
+    Everything else is the password path's, unchanged: the same action, the same care-team
+    rule, the same re-check of the labelled range, the gate and the course rules now, the same
+    override rule and the same journal entry (marked ``signature: ehr_jwt``)."""
+    _check_decision_request(recommendation, actor, action, reason)
+    if not ehr_signature.get("client") or not ehr_signature.get("jti"):
+        raise DomainError("The EHR's signature (client and jti) is required.", field="signature")
+    return _decide(
+        recommendation,
+        actor=actor,
+        action=action,
+        reason=reason,
+        dose_mg=dose_mg,
+        override=override,
+        patient_note="",
+        signature={"signature": "ehr_jwt", **{f"ehr_{k}": v for k, v in ehr_signature.items()}},
+    )
+
+
+def _check_decision_request(
+    recommendation: Recommendation, actor: User, action: str, reason: str
+) -> None:
+    authz.authorize(actor, "clinicians.decide_recommendation", recommendation)
+    if action not in DECISIONS:
+        raise DomainError("action must be approve, modify or reject.", field="action")
+    if not reason or not reason.strip():
+        raise DomainError("A reason is required.", field="reason")
+
+
+def _decide(
+    recommendation: Recommendation,
+    *,
+    actor: User,
+    action: str,
+    reason: str,
+    dose_mg: object,
+    override: bool,
+    patient_note: str,
+    signature: dict[str, str],
+) -> Recommendation:
+    """The decision once signed (by password or by the EHR): every clinical rule re-checked
+    now, the regimen changed, the journal written, the patient told."""
     now = timezone.now()
     with transaction.atomic():
         rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
@@ -212,6 +282,7 @@ def decide_recommendation(
                 "override": bool(blocking),
                 "block_reasons": [r["code"] for r in blocking],
                 "patient_note": bool(rec.patient_note),
+                **signature,
             },
         )
         notify.recommendation_decided(rec)

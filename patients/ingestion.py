@@ -462,9 +462,12 @@ def record_readings(
     result = BatchResult()
     valid = _validate(items, READING_ADAPTER, "measured_at", now, result)
 
-    received_at = connection.ops.adapt_datetimefield_value(now)
     with transaction.atomic():
         _lock_patient(patient)
+        # Received once the patient's lock is held, not before waiting for it: a reading's
+        # receipt time is its FHIR meta.lastUpdated, and an EHR polling by it must not find it
+        # stamped long before it could be seen (docs/fhir.md, "Incremental sync").
+        received_at = connection.ops.adapt_datetimefield_value(timezone.now())
         devices = _devices_for(patient, {item.device_id for _, item in valid}, now)
         unique, repeats = _unique_in_batch(valid, result, READING_VALUES)
         known = _stored_items(

@@ -87,6 +87,9 @@ class Patient(models.Model):
     # no evaluation, no proposals) and the phone's tokens are revoked.
     discharged_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the record last changed: the FHIR Patient's meta.lastUpdated, which an EHR polls by
+    # (_lastUpdated). Kept by save(), also when it names the fields it writes.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
@@ -108,6 +111,12 @@ class Patient(models.Model):
 
     def __str__(self) -> str:  # never a name: str() ends up in logs and admin breadcrumbs
         return f"Patient {self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "updated_at" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "updated_at"]
+        super().save(*args, **kwargs)
 
     @property
     def display_name(self) -> str:

@@ -15,13 +15,15 @@ of the recommendations they may see.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, Q
 
 from audit.fhir import to_fhir as audit_event_to_fhir
 from audit.models import AuditEvent
 from audit.selectors import events_concerning
+from clinaiops.fhir import paging
 from clinaiops.fhir.http import not_found
 from clinaiops.fhir.resources import (
     MODEL_VERSION_SYSTEM,
@@ -33,11 +35,11 @@ from clinaiops.fhir.resources import (
     with_meta,
 )
 from clinaiops.fhir.search import (
+    LAST_UPDATED,
     SearchParam,
     SearchRequest,
     all_of,
     date_q,
-    page,
     reference_id,
     reference_q,
     token,
@@ -102,6 +104,7 @@ def _subtype_q(raw: str) -> Q:
 
 AUDIT_EVENT_PARAMS = (
     SearchParam("_id", "token", "audit-<sequence>."),
+    LAST_UPDATED,
     SearchParam("patient", "reference", "Events concerning the patient (Patient/<id> or <id>)."),
     SearchParam("date", "date", "recorded, with prefixes eq, ne, gt, lt, ge, le."),
     SearchParam("subtype", "token", f"The journal action ({ACTION_SYSTEM}|decision etc.)."),
@@ -122,14 +125,18 @@ def search_audit_events(user, request: SearchRequest) -> SearchResult:
     events = all_of(request, "date", lambda v: date_q("date", v, "occurred_at"), events)
     events = all_of(request, "subtype", _subtype_q, events)
     events = all_of(request, "action", _action_q, events)
-    events = events.order_by("sequence")
-    window = page(request)
-    rows = list(events[window]) if window else []
+    found = paging.run(request, [paging.Source(0, _journal_order(events))])
     return SearchResult(
-        total=events.count(),
-        resources=[audit_event(event) for event in rows],
-        patient_ids=sorted({pid for event in rows for pid in event.patient_ids}),
+        total=found.total,
+        resources=[audit_event(event) for event in found.rows],
+        patient_ids=sorted({pid for event in found.rows for pid in event.patient_ids}),
+        next_key=found.next_key,
     )
+
+
+def _journal_order(events):
+    """Journal entries in journal order (their sequence), updated when recorded."""
+    return events.annotate(fhir_last_updated=F("occurred_at"), fhir_sort=F("sequence"))
 
 
 # --- Provenance -------------------------------------------------------------------------------
@@ -207,6 +214,7 @@ def _patient_q(raw: str) -> Q:
 
 PROVENANCE_PARAMS = (
     SearchParam("_id", "token", "prov-<sequence>."),
+    LAST_UPDATED,
     SearchParam("target", "reference", "MedicationRequest/rec-<id>."),
     SearchParam("patient", "reference", "Provenance of the patient's recommendations."),
     SearchParam("recorded", "date", "When recorded, with prefixes eq, ne, gt, lt, ge, le."),
@@ -224,14 +232,24 @@ def search_provenance(user, request: SearchRequest) -> SearchResult:
     events = all_of(request, "target", _target_q, events)
     events = all_of(request, "patient", _patient_q, events)
     events = all_of(request, "recorded", lambda v: date_q("recorded", v, "occurred_at"), events)
-    events = events.order_by("sequence")
-    window = page(request)
-    rows = list(events[window]) if window else []
+    found = paging.run(request, [paging.Source(0, _journal_order(events))])
     return SearchResult(
-        total=events.count(),
-        resources=[provenance(event) for event in rows],
-        patient_ids=sorted({event.patient_id for event in rows if event.patient_id}),
+        total=found.total,
+        resources=[provenance(event) for event in found.rows],
+        patient_ids=sorted({event.patient_id for event in found.rows if event.patient_id}),
+        next_key=found.next_key,
     )
+
+
+def provenance_of(user, recommendation_ids: list[int], as_of: datetime) -> list[dict[str, Any]]:
+    """The Provenance of these recommendations the caller may see, recorded up to ``as_of``
+    (``_revinclude=Provenance:target`` on a MedicationRequest search)."""
+    if not recommendation_ids:
+        return []
+    events = _provenance_sources(user).filter(
+        object_id__in=[str(pk) for pk in recommendation_ids], occurred_at__lte=as_of
+    )
+    return [provenance(event) for event in events.order_by("sequence")]
 
 
 AUDIT_EVENT = ResourceHandler(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinaiops.fhir.creates import PARSERS, Parsed, create, parse
+from clinaiops.fhir import conditional
+from clinaiops.fhir.creates import PARSERS, Item, create, parse
 from clinaiops.fhir.http import HTTP_REASONS, FhirError, Issue, operation_outcome
 from clinaiops.fhir.resources import Created
 from patients.ingestion import MAX_BATCH_ITEMS
@@ -42,10 +43,19 @@ def _entry_target(entry: Any, index: int, base: str) -> str:
     return path
 
 
-def _parse_entry(entry: Any, target: str | FhirError, user, base: str) -> Parsed | FhirError:
+def _parse_entry(entry: Any, target: str | FhirError, user, base: str) -> Item:
+    """What the entry asks created, why it cannot be, or — for ``request.ifNoneExist``
+    criteria that match — the answer already (200 with the match, or 412)."""
     if isinstance(target, FhirError):
         return target
     try:
+        criteria = entry["request"].get("ifNoneExist")
+        if criteria is not None:
+            if not isinstance(criteria, str):
+                raise FhirError.one(400, "request.ifNoneExist must be a string", code="structure")
+            matched = conditional.existing(user, target, criteria)
+            if matched is not None:
+                return matched
         return parse(target, entry.get("resource"), user, base)
     except FhirError as error:
         return error

@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 
 from clinaiops.fhir.registry import HANDLERS
+from clinaiops.fhir.resources import ResourceHandler
 
 # When this statement last changed (CapabilityStatement.date): bump it with the facade.
-STATEMENT_DATE = "2026-12-02"
+STATEMENT_DATE = "2026-12-03"
 
 
 def _software_version() -> str:
@@ -61,6 +62,12 @@ def _security(base: str) -> dict[str, Any]:
     }
 
 
+def _sorting(handler: ResourceHandler) -> str:
+    keys = ", ".join(f"{key}, -{key}" for key in handler.sorts)
+    default = f" (default {handler.default_sort})" if handler.default_sort else ""
+    return f"_sort: {keys}{default}."
+
+
 def capability_statement(base: str) -> dict[str, Any]:
     resources = []
     for handler in HANDLERS.values():
@@ -73,16 +80,21 @@ def capability_statement(base: str) -> dict[str, Any]:
             interactions.append({"code": "create"})
         entry: dict[str, Any] = {
             "type": handler.type,
-            "documentation": handler.documentation,
+            "documentation": f"{handler.documentation} {_sorting(handler)}",
             "interaction": interactions,
             "versioning": "versioned",
             "readHistory": False,
             "updateCreate": False,
+            "conditionalCreate": handler.creatable,
             "searchParam": [
                 {"name": p.name, "type": p.type, "documentation": p.documentation}
                 for p in handler.search_params
             ],
         }
+        if handler.includes:
+            entry["searchInclude"] = list(handler.includes)
+        if handler.revincludes:
+            entry["searchRevInclude"] = list(handler.revincludes)
         if handler.profiles:
             entry["supportedProfile"] = list(handler.profiles)
         resources.append(entry)
@@ -99,9 +111,15 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "documentation": "JSON only. Searches page with _count (default 50, at most "
-                "500) and _offset; unknown search parameters are refused (400) unless the "
-                "request says Prefer: handling=lenient. Errors are OperationOutcome.",
+                "documentation": "JSON only, FHIR R4 (fhirVersion=4.0; other versions 406). "
+                "Searches page with _count (default 50, at most 500) and follow the next link "
+                "(a signed keyset cursor: stable while data arrives); each search is a snapshot "
+                "as of its Bundle.meta.lastUpdated — poll with _lastUpdated=gt<that>. _sort "
+                "(see each type's documentation), _summary (true, text, data, count, false) "
+                "and _elements on read and search. Unknown search parameters are ignored and "
+                "left out of the self link, or refused (400) with Prefer: handling=strict. "
+                "Creates take If-None-Exist (and Bundle entries request.ifNoneExist). Errors "
+                "are OperationOutcome; refusals are journalled.",
                 "security": _security(base),
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],

@@ -88,9 +88,17 @@ def _order(user, order: ParsedOrder, *, contain_faults: bool) -> Created:
         )
 
 
-def _create(user, parsed: list[Parsed | FhirError], *, contain_faults: bool) -> list[Created]:
+# An item to create, why it cannot be, or its answer already (a conditional create's match).
+Item = Parsed | FhirError | Created
+
+
+def _create(user, parsed: list[Item], *, contain_faults: bool) -> list[Created]:
     outcomes: list[Created | None] = [
-        Created(item.status, issues=item.issues) if isinstance(item, FhirError) else None
+        Created(item.status, issues=item.issues)
+        if isinstance(item, FhirError)
+        else item
+        if isinstance(item, Created)
+        else None
         for item in parsed
     ]
     observations = [
@@ -107,7 +115,7 @@ def _create(user, parsed: list[Parsed | FhirError], *, contain_faults: bool) -> 
     return outcomes  # type: ignore[return-value]
 
 
-def create(user, parsed: list[Parsed | FhirError], *, all_or_nothing: bool) -> list[Created]:
+def create(user, parsed: list[Item], *, all_or_nothing: bool) -> list[Created]:
     """One outcome per item, in order (an item that did not parse is its error). With
     ``all_or_nothing`` either every outcome is a success and everything is stored, or nothing
     is; otherwise each valid item is stored and a server fault fails its own item only."""

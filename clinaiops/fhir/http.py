@@ -131,9 +131,61 @@ def _message(exc: exceptions.APIException) -> str:
     return str(detail)
 
 
+# Refusals journalled (``audit.services.record_refusal``): what a signed-in caller asked and
+# was refused. Not 401 (no one to name), 404 (the same answer as for what does not exist),
+# 409 (the safety rules' block of an order, journalled by nobody: nothing happened) or 429.
+JOURNALLED_REFUSALS = frozenset({400, 403, 405, 406, 412, 413, 415, 422})
+
+
+def _interaction(view, request) -> str:
+    """``fhir <interaction> <type>`` of the request the view was asked (for the journal)."""
+    kwargs = getattr(view, "kwargs", {}) or {}
+    resource_type = kwargs.get("resource_type", "")
+    if "version_id" in kwargs:
+        interaction = "vread"
+    elif "resource_id" in kwargs:
+        interaction = "read"
+    elif resource_type:
+        interaction = "search-type" if request.method in ("GET", "HEAD") else "create"
+    else:
+        interaction = "transaction-or-batch"
+    return " ".join(part for part in ("fhir", interaction, resource_type) if part)
+
+
+def _journal_refusal(response: Response, context) -> None:
+    """One ``refused`` event naming the caller, the interaction and where it was refused —
+    the issue's code and expression, never the diagnostics (they may quote what was sent)."""
+    from audit.services import record_refusal
+
+    request = context.get("request")
+    try:
+        user = getattr(request, "user", None)
+    except exceptions.APIException:  # the refusal came before authentication, which fails
+        return
+    if user is None or not getattr(user, "is_authenticated", False):
+        return
+    issues = response.data.get("issue") or [{}]
+    first = issues[0]
+    expression = (first.get("expression") or [None])[0]
+    record_refusal(
+        actor=user,
+        attempted=_interaction(context.get("view"), request),
+        message=f"{response.status_code} {first.get('code', 'processing')}",
+        field=expression,
+        detail={"channel": "fhir", "status": response.status_code},
+    )
+
+
 def exception_handler(exc, context):
     """Every error of the facade as an ``OperationOutcome`` (the ``/api/v1`` handler's job,
-    in FHIR's shape). Tracebacks go to the log, never to the client."""
+    in FHIR's shape), refusals journalled. Tracebacks go to the log, never to the client."""
+    response = _outcome_for(exc, context)
+    if response.status_code in JOURNALLED_REFUSALS:
+        _journal_refusal(response, context)
+    return response
+
+
+def _outcome_for(exc, context) -> Response:
     if isinstance(exc, FhirError):
         return outcome_response(exc.status, exc.issues, exc.headers)
     if isinstance(exc, DomainError):
@@ -156,10 +208,11 @@ def exception_handler(exc, context):
         return outcome_response(500, [Issue("Internal server error.", "exception")])
     code = next((c for kind, c in _EXCEPTION_CODES if isinstance(exc, kind)), "processing")
     headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    auth_header, wait = getattr(exc, "auth_header", None), getattr(exc, "wait", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    if wait:
+        headers["Retry-After"] = str(int(wait))
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
         if view is not None:
@@ -220,32 +273,63 @@ class FhirContentNegotiation(BaseContentNegotiation):
                 )
             return by_type[media_type], media_type
         accept = request.META.get("HTTP_ACCEPT", "") or "*/*"
-        for media_range in _accept_ranges(accept):
+        other_versions = []
+        for media_range, version in _accept_ranges(accept):
+            if not is_served_version(version):
+                other_versions.append(version)
+                continue
             if media_range in ("*/*", "application/*", FHIR_JSON, "application/json+fhir"):
                 return by_type[FHIR_JSON], FHIR_JSON
             if media_range == "application/json":
                 return by_type["application/json"], "application/json"
+        if other_versions:
+            raise exceptions.NotAcceptable(
+                f"fhirVersion={other_versions[0]} cannot be served; this server speaks FHIR R4 "
+                f"only (fhirVersion={SERVED_VERSION}, {SERVED_RELEASE})."
+            )
         raise exceptions.NotAcceptable(
             f"Accept: {accept} cannot be served; this server speaks application/fhir+json only."
         )
 
 
-def _accept_ranges(accept: str) -> list[str]:
-    """Media ranges of an Accept header, best first (q-values honoured, q=0 dropped)."""
+# The FHIR version served (http.html#version-parameter: major.minor in media types).
+SERVED_VERSION = "4.0"
+SERVED_RELEASE = "4.0.1"
+
+
+def is_served_version(version: str | None) -> bool:
+    """A media type's ``fhirVersion`` parameter names R4 (4.0, or its 4.0.x releases), or is
+    absent."""
+    return version is None or version == SERVED_VERSION or version.startswith("4.0.")
+
+
+def media_parameter(value: str, wanted: str) -> str | None:
+    """One parameter of a media type (``fhirVersion`` of ``application/fhir+json;
+    fhirVersion=4.0``), or None."""
+    for parameter in value.split(";")[1:]:
+        name, _, found = parameter.partition("=")
+        if name.strip().lower() == wanted.lower():
+            return found.strip().strip('"')
+    return None
+
+
+def _accept_ranges(accept: str) -> list[tuple[str, str | None]]:
+    """Media ranges of an Accept header with their ``fhirVersion``, best first (q-values
+    honoured, q=0 dropped)."""
     ranked = []
     for position, part in enumerate(accept.split(",")):
         pieces = [piece.strip() for piece in part.split(";")]
         quality = 1.0
-        for parameter in pieces[1:]:
-            name, _, value = parameter.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
+        q = media_parameter(part, "q")
+        if q is not None:
+            try:
+                quality = float(q)
+            except ValueError:
+                quality = 0.0
         if pieces[0] and quality > 0:
-            ranked.append((-quality, position, pieces[0].lower()))
-    return [media for _, _, media in sorted(ranked)]
+            version = media_parameter(part, "fhirVersion")
+            ranked.append((-quality, position, pieces[0].lower(), version))
+    return [(media, version) for _, _, media, version in sorted(ranked)]
 
 
 class FhirView(APIView):
@@ -261,13 +345,21 @@ class FhirView(APIView):
         return exception_handler
 
     def body(self, request) -> Any:
-        """The parsed body; 415 when it is not JSON FHIR (including no Content-Type at all)."""
+        """The parsed body; 415 when it is not JSON FHIR (including no Content-Type at all)
+        or names another FHIR version."""
         content_type = (request.content_type or "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             raise exceptions.UnsupportedMediaType(
                 content_type or "(none)",
                 detail=f"Content-Type {content_type or '(none)'} is not supported; "
                 "send application/fhir+json.",
+            )
+        version = media_parameter(request.content_type or "", "fhirVersion")
+        if not is_served_version(version):
+            raise exceptions.UnsupportedMediaType(
+                content_type,
+                detail=f"A body of fhirVersion={version} is not supported; this server takes "
+                f"FHIR R4 only (fhirVersion={SERVED_VERSION}).",
             )
         return request.data
 
@@ -289,6 +381,7 @@ HTTP_REASONS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     409: "409 Conflict",
+    412: "412 Precondition Failed",
     422: "422 Unprocessable Entity",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",

@@ -73,7 +73,7 @@ def code_q(raw: str) -> Q:
     if system not in (None, LOINC):
         return Q(pk__in=[])
     if code_value is None:  # "http://loinc.org|": any code of the system
-        return Q()
+        return Q(pk__isnull=False)  # every row (an empty Q() OR-ed in all_of adds nothing)
     return Q(code=code_value) if code_value in LAB_CODES else Q(pk__in=[])
 
 

@@ -20,12 +20,14 @@ open and ``stopped`` once a dose change closed it. Drugs are RxNorm ingredient c
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
+from clinaiops.fhir import paging
+from clinaiops.fhir.audit_trail import provenance_of
 from clinaiops.fhir.http import FhirError, Issue, not_found
 from clinaiops.fhir.resources import (
     MODEL_VERSION_SYSTEM,
@@ -39,10 +41,11 @@ from clinaiops.fhir.resources import (
     with_meta,
 )
 from clinaiops.fhir.search import (
+    LAST_UPDATED,
     SearchParam,
     SearchRequest,
     all_of,
-    page,
+    date_q,
     reference_q,
     token,
 )
@@ -280,11 +283,25 @@ def _filtered(user, search: SearchRequest):
     orders = all_of(search, "code", by_code, orders)
     recs = all_of(search, "_id", by_id("rec"), recs)
     orders = all_of(search, "_id", by_id("rx"), orders)
-    return recs.order_by("-created_at", "-pk"), orders.order_by("-started_at", "-pk")
+    recs = all_of(search, "authoredon", lambda v: date_q("authoredon", v, "created_at"), recs)
+    orders = all_of(search, "authoredon", lambda v: date_q("authoredon", v, "started_at"), orders)
+    by_last_update = search.sort_key == "_lastUpdated"
+    rec_updated = Coalesce("decided_at", "created_at")
+    order_updated = Coalesce("ended_at", "started_at")
+    recs = recs.annotate(
+        fhir_last_updated=rec_updated,
+        fhir_sort=rec_updated if by_last_update else F("created_at"),
+    )
+    orders = orders.annotate(
+        fhir_last_updated=order_updated,
+        fhir_sort=order_updated if by_last_update else F("started_at"),
+    )
+    return recs, orders
 
 
 SEARCH_PARAMS = (
     SearchParam("_id", "token", "rec-<id> (proposal) or rx-<id> (order)."),
+    LAST_UPDATED,
     SearchParam("patient", "reference", "The subject: Patient/<id> or <id>."),
     SearchParam(
         "intent", "token", "proposal (the model's recommendations) or order (the regimen)."
@@ -296,29 +313,38 @@ SEARCH_PARAMS = (
         "active, stopped (orders).",
     ),
     SearchParam("code", "token", f"RxNorm ingredient code ({RXNORM}|17767 etc.)."),
+    SearchParam(
+        "authoredon",
+        "date",
+        "authoredOn (a proposal's creation, an order's start), with prefixes eq, ne, gt, lt, "
+        "ge, le.",
+    ),
 )
+INCLUDE_MEDICATION = "MedicationRequest:medication"
+REVINCLUDE_PROVENANCE = "Provenance:target"
 
 
 def search(user, request: SearchRequest) -> SearchResult:
-    """Proposals and orders together, newest ``authoredOn`` first."""
+    """Proposals and orders together, newest ``authoredOn`` first (a proposal before an order
+    of the same instant), or as ``_sort`` says. ``_include=MedicationRequest:medication`` adds
+    nothing: the drug is a ``medicationCodeableConcept``, never a reference.
+    ``_revinclude=Provenance:target`` adds the provenance of the page's proposals."""
     recs, orders = _filtered(user, request)
-    total = recs.count() + orders.count()
-    window = page(request)
-    if window is None:
-        return SearchResult(total=total, resources=[], patient_ids=[])
-    depth = window.stop
-    merged = heapq.merge(
-        ((-rec.created_at.timestamp(), 0, -rec.pk, rec) for rec in recs[:depth]),
-        ((-rx.started_at.timestamp(), 1, -rx.pk, rx) for rx in orders[:depth]),
-    )
-    rows = [row for *_, row in list(merged)[window]]
+    found = paging.run(request, [paging.Source(1, recs), paging.Source(0, orders)])
+    rows = found.rows
+    included = []
+    if REVINCLUDE_PROVENANCE in request.revincludes:
+        rec_ids = [row.pk for row in rows if isinstance(row, Recommendation)]
+        included = provenance_of(user, rec_ids, request.as_of)
     return SearchResult(
-        total=total,
+        total=found.total,
         resources=[
             proposal_to_fhir(row) if isinstance(row, Recommendation) else order_to_fhir(row)
             for row in rows
         ],
         patient_ids=sorted({row.patient_id for row in rows}),
+        next_key=found.next_key,
+        included=included,
     )
 
 
@@ -339,4 +365,8 @@ HANDLER = ResourceHandler(
     read=read,
     search=search,
     creatable=True,
+    sorts=("authoredon", "_lastUpdated"),
+    default_sort="-authoredon",
+    includes=(INCLUDE_MEDICATION,),
+    revincludes=(REVINCLUDE_PROVENANCE,),
 )

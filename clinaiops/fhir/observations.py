@@ -14,14 +14,14 @@ reading was stored under is its identifier (system ``urn:clinaiops:reading-clien
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 
-from clinaiops.fhir import labs
-from clinaiops.fhir.http import not_found
+from clinaiops.fhir import labs, paging
+from clinaiops.fhir.http import FhirError, not_found
 from clinaiops.fhir.resources import (
     LOINC,
     UCUM,
@@ -31,12 +31,12 @@ from clinaiops.fhir.resources import (
     with_meta,
 )
 from clinaiops.fhir.search import (
+    LAST_UPDATED,
     SearchParam,
     SearchRequest,
     all_of,
     date_q,
     id_q,
-    page,
     reference_q,
     token,
 )
@@ -191,11 +191,37 @@ def _identifier_q(raw: str) -> Q:
     return Q(client_id=value)
 
 
+# Observation.status (R4 value set observation-status): readings are final until marked
+# entered in error; laboratory results are final.
+STATUS_VALUE_SET = (
+    "registered",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+)
+CATEGORIES = {
+    "vital-signs": [code.reading_type for code in CODES.values() if code.category == "vital-signs"],
+    "activity": [code.reading_type for code in CODES.values() if code.category == "activity"],
+    "laboratory": [],
+}
+
 SEARCH_PARAMS = (
     SearchParam(
         "_id", "token", "Logical id of the observation: <id> (reading) or lab-<id> (laboratory)."
     ),
+    LAST_UPDATED,
     SearchParam("patient", "reference", "The subject: Patient/<id> or <id>."),
+    SearchParam("subject", "reference", "The subject, as patient: Patient/<id>."),
+    SearchParam(
+        "category",
+        "token",
+        f"{CATEGORY_SYSTEM}|vital-signs (blood pressure, heart rate), activity (steps) or "
+        "laboratory; with or without the system.",
+    ),
     SearchParam(
         "code",
         "token",
@@ -208,6 +234,12 @@ SEARCH_PARAMS = (
         "date", "date", "effectiveDateTime, with prefixes eq, ne, gt, lt, ge, le (AND-able)."
     ),
     SearchParam(
+        "status",
+        "token",
+        "final, or entered-in-error (a reading marked so); other values of the value set "
+        "match nothing.",
+    ),
+    SearchParam(
         "identifier",
         "token",
         f"{CLIENT_ID_SYSTEM}|<client id> (readings) or {labs.LAB_CLIENT_ID_SYSTEM}|<client id> "
@@ -216,49 +248,99 @@ SEARCH_PARAMS = (
 )
 
 
-def _by_patient(raw: str) -> Q:
-    return reference_q("patient", raw, "Patient", "patient_id")
+def _by_patient(name: str):
+    def one(raw: str) -> Q:
+        return reference_q(name, raw, "Patient", "patient_id")
+
+    return one
+
+
+def _categories(raw: str) -> set[str]:
+    system, code = token(raw)
+    if system not in (None, CATEGORY_SYSTEM):
+        return set()
+    return {code} if code in CATEGORIES else set(CATEGORIES) if code is None else set()
+
+
+def _statuses(raw: str) -> str | None:
+    _, code = token(raw)
+    if code not in STATUS_VALUE_SET:
+        raise FhirError.one(
+            400,
+            f"status {raw!r} is not in the observation-status value set "
+            f"({', '.join(STATUS_VALUE_SET)})",
+            code="code-invalid",
+            expression="http.status",
+        )
+    return code
+
+
+def _reading_category_q(raw: str) -> Q:
+    types = [kind for name in _categories(raw) for kind in CATEGORIES[name]]
+    return Q(reading_type__in=types)
+
+
+def _reading_status_q(raw: str) -> Q:
+    code = _statuses(raw)
+    if code == "final":
+        return Q(entered_in_error_at__isnull=True)
+    if code == "entered-in-error":
+        return Q(entered_in_error_at__isnull=False)
+    return Q(pk__in=[])
+
+
+def _lab_status_q(raw: str) -> Q:
+    return Q(pk__isnull=False) if _statuses(raw) == "final" else Q(pk__in=[])
 
 
 def _readings(user, request: SearchRequest):
-    readings = readings_visible_to(user)
+    readings = readings_visible_to(user).select_related("device")
     readings = all_of(request, "_id", lambda v: id_q("pk", v), readings)
-    readings = all_of(request, "patient", _by_patient, readings)
+    readings = all_of(request, "patient", _by_patient("patient"), readings)
+    readings = all_of(request, "subject", _by_patient("subject"), readings)
+    readings = all_of(request, "category", _reading_category_q, readings)
     readings = all_of(request, "code", _code_q, readings)
     readings = all_of(request, "date", lambda v: date_q("date", v, "measured_at"), readings)
+    readings = all_of(request, "status", _reading_status_q, readings)
     readings = all_of(request, "identifier", _identifier_q, readings)
-    return readings.order_by("-measured_at", "-id")
+    last_updated = Coalesce("entered_in_error_at", "received_at")
+    return readings.annotate(
+        fhir_last_updated=last_updated,
+        fhir_sort=last_updated if request.sort_key == "_lastUpdated" else F("measured_at"),
+    )
 
 
 def _labs(user, request: SearchRequest):
     results = labs_visible_to(user)
     results = all_of(request, "_id", labs.id_q, results)
-    results = all_of(request, "patient", _by_patient, results)
+    results = all_of(request, "patient", _by_patient("patient"), results)
+    results = all_of(request, "subject", _by_patient("subject"), results)
+    results = all_of(
+        request,
+        "category",
+        lambda v: Q(pk__isnull=False) if "laboratory" in _categories(v) else Q(pk__in=[]),
+        results,
+    )
     results = all_of(request, "code", labs.code_q, results)
     results = all_of(request, "date", lambda v: date_q("date", v, "observed_at"), results)
+    results = all_of(request, "status", _lab_status_q, results)
     results = all_of(request, "identifier", labs.identifier_q, results)
-    return results.order_by("-observed_at", "-id")
+    return results.annotate(
+        fhir_last_updated=F("received_at"),
+        fhir_sort=F("received_at") if request.sort_key == "_lastUpdated" else F("observed_at"),
+    )
 
 
 def search(user, request: SearchRequest) -> SearchResult:
-    """Readings and laboratory results together, newest ``effectiveDateTime`` first."""
-    readings, lab_results = _readings(user, request), _labs(user, request)
-    reading_total, lab_total = readings.count(), lab_results.count()
-    window = page(request)
-    rows: list[Reading | LabResult] = []
-    if window is not None and not lab_total:
-        rows = list(readings[window])
-    elif window is not None and not reading_total:
-        rows = list(lab_results[window])
-    elif window is not None:  # both: merge the first pages' worth of each (as MedicationRequest)
-        depth = window.stop
-        merged = heapq.merge(
-            ((-r.measured_at.timestamp(), 0, -r.pk, r) for r in readings[:depth]),
-            ((-lab.observed_at.timestamp(), 1, -lab.pk, lab) for lab in lab_results[:depth]),
-        )
-        rows = [row for *_, row in list(merged)[window]]
+    """Readings and laboratory results together, newest ``effectiveDateTime`` first (a reading
+    before a result of the same instant), or as ``_sort`` says."""
+    found = paging.run(
+        request,
+        [paging.Source(1, _readings(user, request)), paging.Source(0, _labs(user, request))],
+    )
     return SearchResult(
-        total=reading_total + lab_total,
-        resources=[to_fhir(row) for row in rows],
-        patient_ids=sorted({row.patient_id for row in rows}),
+        total=found.total,
+        resources=[to_fhir(row) for row in found.rows],
+        patient_ids=sorted({row.patient_id for row in found.rows}),
+        next_key=found.next_key,
     )

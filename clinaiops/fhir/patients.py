@@ -12,17 +12,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import F, Q
 
+from clinaiops.fhir import paging
 from clinaiops.fhir.http import not_found
 from clinaiops.fhir.resources import PATIENT_ID_SYSTEM, ResourceHandler, SearchResult, with_meta
 from clinaiops.fhir.search import (
+    LAST_UPDATED,
     SearchParam,
     SearchRequest,
     all_of,
     date_range,
     id_q,
-    page,
     token,
 )
 from patients.models import OMB_CODES, Ethnicity, Patient, Race, Sex
@@ -66,7 +68,7 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
         "gender": patient.sex,
         "birthDate": f"{patient.birth_year:04d}",
     }
-    return with_meta(resource, patient.created_at)
+    return with_meta(resource, patient.updated_at)
 
 
 def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
@@ -108,10 +110,14 @@ def _year_q(raw: str) -> Q:
 
 
 def _identifier_q(raw: str) -> Q:
+    """Our id (``urn:clinaiops:patient``) or the EHR's MRN (``FHIR_MRN_SYSTEM``); a value
+    without a system matches either."""
     system, code = token(raw)
-    if system not in (None, PATIENT_ID_SYSTEM) or not code:
+    if not code:
         return Q(pk__in=[])
-    return id_q("pk", code)
+    by_id = id_q("pk", code) if system in (None, PATIENT_ID_SYSTEM) else Q(pk__in=[])
+    by_mrn = Q(mrn=code) if system in (None, settings.FHIR_MRN_SYSTEM) else Q(pk__in=[])
+    return by_id | by_mrn
 
 
 def _gender_q(raw: str) -> Q:
@@ -123,7 +129,13 @@ def _gender_q(raw: str) -> Q:
 
 SEARCH_PARAMS = (
     SearchParam("_id", "token", "Logical id of the patient."),
-    SearchParam("identifier", "token", f"{PATIENT_ID_SYSTEM}|<id>."),
+    LAST_UPDATED,
+    SearchParam(
+        "identifier",
+        "token",
+        f"{PATIENT_ID_SYSTEM}|<id>, or the EHR's medical record number "
+        f"{settings.FHIR_MRN_SYSTEM}|<MRN>; a value alone matches either.",
+    ),
     SearchParam("family", "string", "Family name starts with (case-insensitive)."),
     SearchParam("given", "string", "Given name starts with (case-insensitive)."),
     SearchParam("name", "string", "Family or given name starts with (case-insensitive)."),
@@ -146,13 +158,16 @@ def search(user, request: SearchRequest) -> SearchResult:
     )
     patients = all_of(request, "gender", _gender_q, patients)
     patients = all_of(request, "birthdate", _year_q, patients)
-    patients = patients.order_by("pk")
-    window = page(request)
-    rows = list(patients[window]) if window else []
+    patients = patients.annotate(
+        fhir_last_updated=F("updated_at"),
+        fhir_sort=F("updated_at") if request.sort_key == "_lastUpdated" else F("pk"),
+    )
+    found = paging.run(request, [paging.Source(0, patients)])
     return SearchResult(
-        total=patients.count(),
-        resources=[to_fhir(patient) for patient in rows],
-        patient_ids=[patient.pk for patient in rows],
+        total=found.total,
+        resources=[to_fhir(patient) for patient in found.rows],
+        patient_ids=[patient.pk for patient in found.rows],
+        next_key=found.next_key,
     )
 
 

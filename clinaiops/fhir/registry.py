@@ -21,6 +21,8 @@ OBSERVATION = ResourceHandler(
     read=observations.read,
     search=observations.search,
     creatable=True,
+    sorts=("date", "_lastUpdated"),
+    default_sort="-date",
     profiles=tuple(code.profile for code in observations.CODES.values() if code.profile),
 )
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from clinaiops.fhir.http import FhirError, Issue
-from clinaiops.fhir.search import SearchParam, SearchRequest
+from clinaiops.fhir.search import SearchParam, SearchRequest, SearchSpec
 from core.ids import parse_id
 from patients.models import Patient
 from patients.selectors import patients_visible_to
@@ -31,6 +31,8 @@ class SearchResult:
     total: int
     resources: list[dict[str, Any]]
     patient_ids: list[int]  # the patients whose data the page shows (journalled)
+    next_key: tuple[Any, int, int] | None = None  # where the next page starts (paging.run)
+    included: list[dict[str, Any]] = field(default_factory=list)  # _include / _revinclude
 
 
 @dataclass
@@ -70,10 +72,26 @@ class ResourceHandler:
     # parsed or anything read; None when every authenticated caller may ask.
     access_action: str | None = None
     profiles: tuple[str, ...] = ()
+    # _sort keys (each also as -key), the order without _sort, _include and _revinclude values.
+    sorts: tuple[str, ...] = ("_lastUpdated",)
+    default_sort: str = ""
+    includes: tuple[str, ...] = ()
+    revincludes: tuple[str, ...] = ()
 
     @property
     def params(self) -> dict[str, SearchParam]:
         return {param.name: param for param in self.search_params}
+
+    @property
+    def spec(self) -> SearchSpec:
+        return SearchSpec(
+            self.type,
+            self.search_params,
+            self.sorts,
+            self.default_sort,
+            self.includes,
+            self.revincludes,
+        )
 
 
 def instant(moment: datetime, offset_minutes: int = 0) -> str:

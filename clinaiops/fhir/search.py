@@ -1,10 +1,11 @@
-"""Search: parameters (token, reference, date with prefixes, string), paging and the
-``searchset`` Bundle (FHIR R4 search.html).
+"""Search: parameters (token, reference, date with prefixes, string), the result parameters
+(``_count``, ``_sort``, ``_summary``, ``_elements``, ``_include``, ``_revinclude``) and the
+paging cursor (FHIR R4 search.html). ``paging`` runs the search and builds the Bundle.
 
-Unknown parameters and modifiers are refused with 400 unless the client sends
-``Prefer: handling=lenient``, in which case they are ignored and left out of the ``self`` link
-(search.html#errors lets the server choose; a misspelt filter silently ignored would return
-more than the client asked for). Paging is by ``_count`` and ``_offset``; the links carry both.
+Unknown parameters, modifiers, ``_sort`` keys and includes are ignored by default and left
+out of the ``self`` link, which lists exactly what was applied (search.html#errors: lenient);
+with ``Prefer: handling=strict`` they are refused with 400 naming the parameter. A bad value
+of a known parameter is 400 either way.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
-from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core import signing
 from django.db.models import Q
+from django.utils import timezone
 
 from clinaiops.fhir.http import FhirError, Issue
 from core.ids import parse_id
@@ -25,13 +28,14 @@ from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
-# Deepest page served: offset paging reads (and, for MedicationRequest, merges) every row
-# before the page, so an unbounded _offset is an unbounded query. Beyond it: 400; narrow the
-# search (date, patient, …) instead.
+# Deepest ``_offset`` served: an offset is counted by reading every row before it. The ``next``
+# links never carry one (they carry a ``_cursor``); ``_offset`` stays for clients that
+# computed it before the links did.
 MAX_OFFSET = 10_000
-# Result parameters accepted by every search (search.html#Summary): _format is handled by
-# content negotiation, _pretty and _total do not change the result here.
+# Result parameters accepted by every search and without effect here (search.html#Summary):
+# _format is handled by content negotiation, _pretty and _total do not change the result.
 _IGNORED = {"_format", "_pretty", "_total"}
+SUMMARY_VALUES = ("true", "text", "data", "count", "false")
 
 
 @dataclass(frozen=True)
@@ -41,19 +45,64 @@ class SearchParam:
     documentation: str
 
 
+LAST_UPDATED = SearchParam(
+    "_lastUpdated",
+    "date",
+    "meta.lastUpdated: when this server last changed the resource (received it, or marked it), "
+    "with prefixes eq, ne, gt, lt, ge, le. Poll with _lastUpdated=gt<the previous answer's "
+    "Bundle.meta.lastUpdated>.",
+)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What one resource type's search accepts besides its parameters."""
+
+    resource_type: str
+    params: tuple[SearchParam, ...]
+    sorts: tuple[str, ...] = ()  # _sort keys, each also accepted as -key (descending)
+    default_sort: str = ""
+    includes: tuple[str, ...] = ()  # _include values (MedicationRequest:medication)
+    revincludes: tuple[str, ...] = ()  # _revinclude values (Provenance:target)
+
+    @property
+    def by_name(self) -> dict[str, SearchParam]:
+        return {param.name: param for param in self.params}
+
+
 @dataclass
 class SearchRequest:
     """The parameters a search applies: ``values[name]`` is one list per occurrence of the
-    parameter (AND), each a list of comma-separated alternatives (OR)."""
+    parameter (AND), each a list of comma-separated alternatives (OR). ``as_of`` is the moment
+    the search is a snapshot of: nothing changed after it is on any of its pages."""
 
     values: dict[str, list[list[str]]] = field(default_factory=dict)
     applied: list[tuple[str, str]] = field(default_factory=list)
     count: int = DEFAULT_COUNT
     offset: int = 0
-    summary_count: bool = False
+    summary: str | None = None
+    elements: tuple[str, ...] | None = None
+    sort: str = ""
+    includes: tuple[str, ...] = ()
+    revincludes: tuple[str, ...] = ()
+    after: tuple[Any, int, int] | None = None  # the cursor's position (sort value, rank, pk)
+    cursor: str | None = None
+    as_of: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def all(self, name: str) -> list[list[str]]:
         return self.values.get(name, [])
+
+    @property
+    def summary_count(self) -> bool:
+        return self.summary == "count"
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.removeprefix("-")
 
 
 def _bad(name: str, message: str, code: str = "invalid") -> FhirError:
@@ -69,52 +118,158 @@ def _non_negative(name: str, raw: str, maximum: int | None = None) -> int:
     return min(value, maximum) if maximum is not None else value
 
 
-def parse_search(request, supported: dict[str, SearchParam]) -> SearchRequest:
-    lenient = "handling=lenient" in request.headers.get("Prefer", "").replace(" ", "").lower()
-    search = SearchRequest()
-    for key in request.query_params:
-        raws = request.query_params.getlist(key)
-        if key in _IGNORED:
+def is_strict(prefer: str) -> bool:
+    """``Prefer: handling=strict`` (search.html#errors); lenient is the default."""
+    return "handling=strict" in prefer.replace(" ", "").lower()
+
+
+def parse_search(request, spec: SearchSpec) -> SearchRequest:
+    pairs = [(key, request.query_params.getlist(key)) for key in request.query_params]
+    return parse_query(pairs, spec, strict=is_strict(request.headers.get("Prefer", "")))
+
+
+def _unsupported(key: str, what: str, choices) -> FhirError:
+    return _bad(
+        key,
+        f"The {what} is not supported here; supported: {', '.join(sorted(choices))} "
+        "(without Prefer: handling=strict, unknown parameters are ignored and left out of the "
+        "self link)",
+        "not-supported",
+    )
+
+
+def parse_query(
+    pairs: Iterable[tuple[str, list[str]]], spec: SearchSpec, *, strict: bool
+) -> SearchRequest:
+    """The search ``pairs`` ask for. An unknown parameter, modifier, ``_sort`` key or
+    ``_include`` is refused with 400 under ``handling=strict`` and dropped otherwise (it is then
+    not in the ``self`` link, which lists exactly what was applied); a bad *value* of a known
+    parameter is 400 either way."""
+    supported = spec.by_name
+    search = SearchRequest(sort=spec.default_sort)
+    cursor_text: str | None = None
+    for key, raws in pairs:
+        if key in _IGNORED or not raws:
             continue
+        last = raws[-1]
         if key == "_count":
-            search.count = _non_negative(key, raws[-1], MAX_COUNT)
-            continue
-        if key == "_offset":
-            search.offset = _non_negative(key, raws[-1])
+            search.count = _non_negative(key, last, MAX_COUNT)
+        elif key == "_offset":
+            search.offset = _non_negative(key, last)
             if search.offset > MAX_OFFSET:
                 raise _bad(
                     key,
-                    f"_offset is at most {MAX_OFFSET}, not {search.offset}; narrow the search "
-                    "(e.g. by date) to reach later results",
+                    f"_offset is at most {MAX_OFFSET}, not {search.offset}; follow the next "
+                    "links (a cursor) or narrow the search (e.g. by date) instead",
                     "too-costly",
                 )
-            continue
-        if key == "_summary":
-            if raws[-1] == "count":
-                search.summary_count = True
-                search.applied.append((key, "count"))
-            elif raws[-1] != "false" and not lenient:
-                raise _bad(key, "_summary supports only count and false", "not-supported")
-            continue
-        name, _, modifier = key.partition(":")
-        if name not in supported or modifier:
-            if lenient:
+        elif key == "_cursor":
+            cursor_text = last
+        elif key == "_summary":
+            if last not in SUMMARY_VALUES:
+                raise _bad(key, f"_summary is one of {', '.join(SUMMARY_VALUES)}, not {last!r}")
+            search.summary = None if last == "false" else last
+            search.applied.append((key, last))
+        elif key == "_elements":
+            names = tuple(name.strip() for name in last.split(",") if name.strip())
+            if not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,63}", name) for name in names):
+                raise _bad(key, "_elements is a comma-separated list of element names")
+            search.elements = names or None
+            if names:
+                search.applied.append((key, ",".join(names)))
+        elif key == "_sort":
+            allowed = {s for key_name in spec.sorts for s in (key_name, f"-{key_name}")}
+            chosen = [value.strip() for value in last.split(",") if value.strip()]
+            if len(chosen) > 1 or (chosen and chosen[0] not in allowed):
+                if strict:
+                    raise _unsupported(key, f"_sort {last!r}", allowed)
                 continue
-            what = f"modifier :{modifier} of {name}" if name in supported else f"parameter {key}"
-            raise _bad(
-                key,
-                f"The {what} is not supported here; supported: {', '.join(sorted(supported))} "
-                "(send Prefer: handling=lenient to have unknown parameters ignored)",
-                "not-supported",
-            )
-        for raw in raws:
-            if raw == "":  # an empty parameter is ignored (search.html#errors)
-                continue
-            if has_control_characters(raw):  # core.text: never sent on to a query
-                raise _bad(key, f"{key} {CONTROL_CHARACTERS_MESSAGE}")
-            search.values.setdefault(name, []).append(raw.split(","))
-            search.applied.append((key, raw))
+            if chosen:
+                search.sort = chosen[0]
+                search.applied.append((key, chosen[0]))
+        elif key in ("_include", "_revinclude"):
+            offered = spec.includes if key == "_include" else spec.revincludes
+            kept = []
+            for value in raws:
+                if value in offered:
+                    kept.append(value)
+                    search.applied.append((key, value))
+                elif strict:
+                    raise _unsupported(key, f"{key} {value!r}", offered or ["(none)"])
+            if key == "_include":
+                search.includes = tuple(dict.fromkeys(kept))
+            else:
+                search.revincludes = tuple(dict.fromkeys(kept))
+        else:
+            name, _, modifier = key.partition(":")
+            if name not in supported or modifier:
+                if not strict:
+                    continue
+                what = (
+                    f"modifier :{modifier} of {name}" if name in supported else f"parameter {key}"
+                )
+                raise _unsupported(key, what, supported)
+            for raw in raws:
+                if raw == "":  # an empty parameter is ignored (search.html#errors)
+                    continue
+                if has_control_characters(raw):  # core.text: never sent on to a query
+                    raise _bad(key, f"{key} {CONTROL_CHARACTERS_MESSAGE}")
+                search.values.setdefault(name, []).append(raw.split(","))
+                search.applied.append((key, raw))
+    for alternatives in search.all(LAST_UPDATED.name):  # refused now, not on a later page
+        for raw in alternatives:
+            date_range(LAST_UPDATED.name, raw)
+    _start(search, spec, cursor_text)
     return search
+
+
+# --- the snapshot and the cursor ----------------------------------------------------------------
+
+_CURSOR_SALT = "clinaiops.fhir.search-cursor"
+
+
+def _start(search: SearchRequest, spec: SearchSpec, cursor_text: str | None) -> None:
+    """Where the page starts and what it is a snapshot of. The first page of a search is as of
+    now; a poll by ``_lastUpdated`` is as of ``FHIR_SYNC_SETTLE_SECONDS`` ago, so that a write
+    still committing when it runs (its time already taken) is not behind the mark the next poll
+    starts from. Later pages come with a cursor carrying both."""
+    if cursor_text is None:
+        settle = settings.FHIR_SYNC_SETTLE_SECONDS if search.all(LAST_UPDATED.name) else 0
+        search.as_of = timezone.now() - timedelta(seconds=settle)
+        return
+    try:
+        payload = signing.loads(cursor_text, salt=_CURSOR_SALT)
+        if payload["t"] != spec.resource_type or payload["s"] != search.sort:
+            raise ValueError("the cursor belongs to another search")
+        kind, raw_value = payload["k"]
+        value: Any = datetime.fromisoformat(raw_value) if kind == "d" else int(raw_value)
+        search.after = (value, int(payload["r"]), int(payload["i"]))
+        search.as_of = datetime.fromisoformat(payload["a"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise _bad(
+            "_cursor",
+            "_cursor is not one this server issued for this search (and _sort); follow the "
+            "next link as given, or start again without it",
+        ) from None
+    search.cursor = cursor_text
+
+
+def encode_cursor(search: SearchRequest, spec: SearchSpec, key: tuple[Any, int, int]) -> str:
+    """The opaque position after ``key`` (sort value, source rank, id), signed so that it
+    cannot be forged into a query the server did not plan, with the snapshot moment."""
+    value, rank, pk = key
+    encoded: list[Any] = (
+        ["d", value.isoformat()] if isinstance(value, datetime) else ["n", int(value)]
+    )
+    payload = {
+        "t": spec.resource_type,
+        "s": search.sort,
+        "k": encoded,
+        "r": rank,
+        "i": pk,
+        "a": search.as_of.isoformat(),
+    }
+    return signing.dumps(payload, salt=_CURSOR_SALT, compress=True)
 
 
 # --- parameter types ----------------------------------------------------------------------------
@@ -244,56 +399,5 @@ def all_of(search: SearchRequest, name: str, one: Callable[[str], Q], queryset) 
     return queryset
 
 
-# --- the searchset Bundle -----------------------------------------------------------------------
-
-
 def base_url(request) -> str:
     return request.build_absolute_uri("/fhir").rstrip("/")
-
-
-def searchset(
-    request,
-    resource_type: str,
-    search: SearchRequest,
-    total: int,
-    resources: Iterable[dict[str, Any]],
-) -> dict[str, Any]:
-    base = base_url(request)
-
-    def link(relation: str, offset: int) -> dict[str, str]:
-        query = [*search.applied, ("_count", str(search.count)), ("_offset", str(offset))]
-        return {"relation": relation, "url": f"{base}/{resource_type}?{urlencode(query)}"}
-
-    links = [link("self", search.offset)]
-    if not search.summary_count and search.count:
-        # No link to a page beyond MAX_OFFSET: the server would refuse it.
-        last_offset = max(0, (total - 1) // search.count * search.count)
-        next_offset = search.offset + search.count
-        links.append(link("first", 0))
-        if search.offset > 0:
-            links.append(link("previous", max(0, search.offset - search.count)))
-        if next_offset < total and next_offset <= MAX_OFFSET:
-            links.append(link("next", next_offset))
-        if last_offset <= MAX_OFFSET:
-            links.append(link("last", last_offset))
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-                "resource": resource,
-                "search": {"mode": "match"},
-            }
-            for resource in resources
-        ],
-    }
-
-
-def page(search: SearchRequest) -> slice | None:
-    """The slice of the ordered results to render, or None when only the total is wanted."""
-    if search.summary_count or search.count == 0:
-        return None
-    return slice(search.offset, search.offset + search.count)

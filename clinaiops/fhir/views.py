@@ -13,13 +13,14 @@ from django.utils.http import http_date
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from clinaiops.fhir import creates
+from clinaiops.fhir import conditional, creates, paging
 from clinaiops.fhir.bundles import process_bundle
 from clinaiops.fhir.capability import capability_statement
 from clinaiops.fhir.http import FhirError, FhirView, Issue, operation_outcome
 from clinaiops.fhir.registry import HANDLERS
-from clinaiops.fhir.resources import ResourceHandler
-from clinaiops.fhir.search import base_url, parse_search, searchset
+from clinaiops.fhir.resources import Created, ResourceHandler
+from clinaiops.fhir.search import SearchSpec, base_url, parse_query, parse_search
+from clinaiops.fhir.subsetting import subset
 from core import authz
 
 
@@ -106,6 +107,22 @@ def _prefer_return(request, default: str) -> str:
     return default
 
 
+_READ_SPEC = SearchSpec("", ())
+
+
+def _subsetted(request, resource: dict[str, Any]) -> dict[str, Any]:
+    """A read as ``_summary`` / ``_elements`` ask (other parameters of a read are ignored)."""
+    pairs = [
+        (key, request.query_params.getlist(key))
+        for key in ("_summary", "_elements")
+        if key in request.query_params
+    ]
+    if not pairs:
+        return resource
+    asked = parse_query(pairs, _READ_SPEC, strict=False)
+    return subset(resource, asked.summary, asked.elements)
+
+
 class CapabilityView(FhirView):
     """Public, as FHIR servers publish their capabilities to unauthenticated clients."""
 
@@ -145,11 +162,22 @@ class TypeView(FhirView):
         _check_access(handler, request)
         if handler.search is None:
             raise FhirError.one(405, f"{resource_type} cannot be searched", code="not-supported")
-        search = parse_search(request, handler.params)
+        spec = handler.spec
+        search = parse_search(request, spec)
         with transaction.atomic():
             result = handler.search(request.user, search)
             _journal_read(request, handler, "search-type", result.patient_ids)
-        return Response(searchset(request, resource_type, search, result.total, result.resources))
+        return Response(
+            paging.searchset(
+                request,
+                spec,
+                search,
+                result.total,
+                result.resources,
+                result.next_key,
+                result.included,
+            )
+        )
 
     def post(self, request, resource_type: str):
         handler = _handler(resource_type)
@@ -160,8 +188,14 @@ class TypeView(FhirView):
             )
         body = self.body(request)
         base = base_url(request)
-        parsed = creates.parse(resource_type, body, request.user, base)
-        [outcome] = creates.create(request.user, [parsed], all_or_nothing=True)
+        criteria = request.headers.get("If-None-Exist")
+        outcome: Created | None = None
+        if criteria is not None:
+            with transaction.atomic():
+                outcome = conditional.existing(request.user, resource_type, criteria)
+        if outcome is None:
+            parsed = creates.parse(resource_type, body, request.user, base)
+            [outcome] = creates.create(request.user, [parsed], all_or_nothing=True)
         if outcome.failed or outcome.resource is None:
             raise FhirError(outcome.status, outcome.issues)
         resource = outcome.resource
@@ -221,7 +255,7 @@ class InstanceView(FhirView):
         headers = _version_headers(resource)
         if request.headers.get("If-None-Match", "").strip() == headers["ETag"]:
             return Response(status=304, headers=headers)
-        return Response(resource, headers=headers)
+        return Response(_subsetted(request, resource), headers=headers)
 
 
 class VersionView(InstanceView):
@@ -230,4 +264,4 @@ class VersionView(InstanceView):
     # The route always passes version_id (a Django view is not substitutable for its base).
     def get(self, request, resource_type: str, resource_id: str, version_id: str):  # type: ignore[override]
         resource = self.read(request, resource_type, resource_id, version_id)
-        return Response(resource, headers=_version_headers(resource))
+        return Response(_subsetted(request, resource), headers=_version_headers(resource))

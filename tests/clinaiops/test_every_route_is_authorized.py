@@ -91,6 +91,7 @@ PUBLIC = {
     "portal/logout/": "sign-out",
     "admin/login/": "sign-in",
     "admin/logout/": "sign-out",
+    "cds-services": "CDS Hooks discovery (public metadata: the services, never a patient)",
 }
 # Routes that answer without showing a patient's record, and why (their GET is not a read).
 NO_PATIENT_DATA = {
@@ -134,6 +135,10 @@ NOT_ANSWERED_HERE = {
     "fhir/^$": "a transaction Bundle (tests/fhir/test_bundles.py)",
     "api/v1/^alerts/(?P<pk>[^/.]+)/snooze/$": "400 here: the sample alert is hypotension, which "
     "is never snoozed (tests/clinicians/test_alert_handling.py snoozes high pressure)",
+    "cds-services/<str:service_id>": "401 here: an EHR's signed JWT is the only credential "
+    "(tests/cds_hooks/ call it as a registered EHR)",
+    "cds-services/<str:service_id>/feedback": "401 here: an EHR's signed JWT is the only "
+    "credential (tests/cds_hooks/test_feedback.py)",
 }
 # Inputs that reach a route's success path (an empty body mostly stops at validation, which
 # is no test of what lies behind it). ``{patient_id}`` is the care team's patient.
@@ -393,7 +398,12 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
             "visit_id",
             "reading_id",
         )
-    } | {"version": world["version"], "name": world["name"], "client_id": world["client_id"]}
+    } | {
+        "version": world["version"],
+        "name": world["name"],
+        "client_id": world["client_id"],
+        "service_id": "clinaiops-patient-view",
+    }
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):
             values["pk"] = pk

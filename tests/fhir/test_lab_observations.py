@@ -201,7 +201,9 @@ def test_an_invalid_lab_is_400_naming_the_element_and_stores_nothing(
     assert expression in expressions(response)
     assert words in " ".join(issue["diagnostics"] for issue in response.json()["issue"])
     assert not LabResult.objects.exists()
-    assert AuditEvent.objects.count() == events
+    # Nothing but the refusal is journalled.
+    [refusal] = AuditEvent.objects.order_by("sequence")[events:]
+    assert refusal.action == "refused" and refusal.detail["attempted"] == "fhir create Observation"
 
 
 def test_reposting_is_idempotent_and_an_identifier_reused_for_another_value_is_409(

@@ -205,8 +205,10 @@ def test_ingestion_rules_apply_and_are_reported_at_the_fhir_element(
     assert issue["expression"] == [expression]
     assert words in issue["diagnostics"]
     assert Reading.objects.count() == 0
-    # A refused create is rolled back whole, its batch audit event included.
-    assert AuditEvent.objects.count() == events_before
+    # A refused create is rolled back whole, its batch audit event included; the refusal
+    # itself is journalled.
+    [refusal] = AuditEvent.objects.order_by("sequence")[events_before:]
+    assert refusal.action == "refused" and refusal.detail["field"] == expression
 
 
 def test_measurement_in_the_future_is_refused_by_the_ingestion_window(patient_a):

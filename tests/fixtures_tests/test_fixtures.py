@@ -149,6 +149,23 @@ def test_cds_hooks_patient_view_request_is_well_formed():
     assert {o.code.coding[0].code for o in observations} == {"85354-9"}
 
 
+@pytest.mark.parametrize(
+    ("name", "hook"),
+    [
+        ("cds-hooks/spec-patient-view-request.json", "patient-view"),
+        ("cds-hooks/spec-order-sign-request.json", "order-sign"),
+    ],
+)
+def test_the_specification_example_requests_are_well_formed(name, hook):
+    request = json.loads(fixture_text(name))
+
+    assert request["hook"] == hook
+    assert str(uuid.UUID(request["hookInstance"])) == request["hookInstance"]
+    assert {"userId", "patientId"} <= request["context"].keys()
+    if hook == "order-sign":
+        assert request["context"]["draftOrders"]["resourceType"] == "Bundle"
+
+
 def test_cds_hooks_prefetch_is_the_enrolled_patient_and_her_newest_home_readings():
     prefetch = json.loads(fixture_text("cds-hooks/patient-view-request.json"))["prefetch"]
     enrolled = next(csv.DictReader(io.StringIO(fixture_text("enrolment.csv"))))
