@@ -96,17 +96,18 @@ class Command(BaseCommand):
         except DomainError as error:
             where = f"--{error.field.replace('_', '-')}: " if error.field else ""
             raise CommandError(f"{where}{error.message}") from None
-        result = {
-            "id": client.pk,
-            "issuer": client.issuer,
-            "care_teams": [team.name for team in teams],
-            "practitioners": [reference for reference, _ in practitioners],
-        }
+        team_names = [team.name for team in teams]
+        references = [reference for reference, _ in practitioners]
         if options["json"]:
+            result = {
+                "id": client.pk,
+                "issuer": client.issuer,
+                "care_teams": team_names,
+                "practitioners": references,
+            }
             self.stdout.write(json.dumps(result))
         else:
             self.stdout.write(
-                f"Registered {client.name} (issuer {client.issuer}) for "
-                f"{', '.join(result['care_teams'])}; practitioners: "
-                f"{', '.join(result['practitioners']) or 'none'}."
+                f"Registered {client.name} (issuer {client.issuer}) for {', '.join(team_names)}; "
+                f"practitioners: {', '.join(references) or 'none'}."
             )
