@@ -23,11 +23,11 @@ $(VENV)/.stamp-dev: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(VENV)/.stamp-base $@
 
-# What the browser tests inject into pages (axe-core), pinned by package-lock.json. Without npm
-# the accessibility tests are skipped (locally; CI requires them, see .ci/run).
+# What the browser tests inject into pages (axe-core), pinned by package-lock.json.
 node_modules/.stamp: package.json package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund && touch $@; \
-	else echo "npm not found: the accessibility tests will be skipped (install Node.js 20)"; fi
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20 with npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
 
 migrate: $(VENV)/.stamp-base
 	$(PY) manage.py migrate --noinput

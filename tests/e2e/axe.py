@@ -4,13 +4,12 @@ axe-core comes from the npm registry, pinned by package-lock.json and installed 
 ``make node_modules/.stamp`` (``npm ci``; `.ci/run` does it before the suite). It is evaluated
 through the DevTools protocol (``page.evaluate``), which the page's Content-Security-Policy
 does not govern: the policy stays exactly as served, no ``bypass_csp``. Without node_modules the
-tests that need it are skipped with the command to run, except where ``REQUIRE_AXE=1`` (CI), where
-they fail.
+tests that need it fail, saying the command to run (``make pytest`` runs it first): an
+accessibility check that cannot run is not passed.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +36,11 @@ class Violation:
 
 
 def axe_source() -> str:
-    """The axe-core script, or a skip (a fail where ``REQUIRE_AXE=1``) saying how to get it."""
+    """The axe-core script, or a failure saying how to get it."""
     if not AXE_JS.exists():
-        reason = f"axe-core is not installed at {AXE_JS}: run `make node_modules/.stamp` (npm ci)"
-        if os.environ.get("REQUIRE_AXE") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        pytest.fail(
+            f"axe-core is not installed at {AXE_JS}: run `make node_modules/.stamp` (npm ci)"
+        )
     return AXE_JS.read_text(encoding="utf-8")
 
 
