@@ -73,6 +73,53 @@ def _text(value: object, *, field: str, label: str, limit: int) -> str:
 # --- acknowledge, resolve ------------------------------------------------------------------------
 
 
+def _moved(
+    alert: Alert,
+    now: datetime,
+    *,
+    actor: User | None,
+    changed: dict[str, object],
+    note: str = "",
+    detail: dict | None = None,
+) -> None:
+    """Every change of an alert's status goes through here: the fields saved, the rungs of the
+    ladder not yet fired cancelled, the change journalled (by the clinician, or by the safety
+    rules when ``actor`` is None) and pushed to every open page of the care team."""
+    old = alert.status
+    for name, value in changed.items():
+        setattr(alert, name, value)
+    alert.save(update_fields=list(changed))
+    cancelled = cancel_escalations(alert, now)
+    changes: dict[str, dict[str, object]] = {"status": {"old": old, "new": alert.status}}
+    if note:
+        changes["resolution_note"] = {"old": "", "new": note}
+    record_event(
+        action=Action.UPDATE,
+        object_type="alert",
+        object_id=alert.pk,
+        patient_id=alert.patient_id,
+        changes=changes,
+        detail={"escalations_cancelled": cancelled, **(detail or {})},
+        actor=actor,
+        component="" if actor is not None else "clinicians.safety_rules",
+    )
+    notify.alert_changed(alert)
+
+
+def _acknowledge(alert: Alert, actor: User, now: datetime, **detail: object) -> None:
+    _moved(
+        alert,
+        now,
+        actor=actor,
+        changed={
+            "status": AlertStatus.ACKNOWLEDGED,
+            "acknowledged_at": now,
+            "acknowledged_by": actor,
+        },
+        detail=detail,
+    )
+
+
 def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
     """The clinician has seen it: everyone's pages show who and when; the ladder stops."""
     authz.authorize(actor, "clinicians.handle_alert", alert)
@@ -80,24 +127,7 @@ def acknowledge_alert(*, alert: Alert, actor: User) -> Alert:
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.status != AlertStatus.OPEN:
             raise InvalidTransition(f"The alert is already {alert.status}.")
-        now = timezone.now()
-        alert.status, alert.acknowledged_at, alert.acknowledged_by = (
-            AlertStatus.ACKNOWLEDGED,
-            now,
-            actor,
-        )
-        alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by"])
-        cancelled = cancel_escalations(alert, now)
-        record_event(
-            action=Action.UPDATE,
-            actor=actor,
-            object_type="alert",
-            object_id=alert.pk,
-            patient_id=alert.patient_id,
-            changes={"status": {"old": "open", "new": "acknowledged"}},
-            detail={"escalations_cancelled": cancelled},
-        )
-        notify.alert_changed(alert)
+        _acknowledge(alert, actor, timezone.now())
     return alert
 
 
@@ -109,46 +139,23 @@ def resolve_alert(*, alert: Alert, actor: User, note: str = "") -> Alert:
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.status == AlertStatus.RESOLVED:
             raise InvalidTransition("The alert is already resolved.")
-        old = alert.status
         now = timezone.now()
-        alert.status, alert.resolved_at, alert.resolved_by = AlertStatus.RESOLVED, now, actor
-        alert.resolution_note = note
+        changed: dict[str, object] = {
+            "status": AlertStatus.RESOLVED,
+            "resolved_at": now,
+            "resolved_by": actor,
+            "resolution_note": note,
+        }
         if alert.acknowledged_by is None:
-            alert.acknowledged_by, alert.acknowledged_at = actor, now
-        alert.save()
-        cancelled = cancel_escalations(alert, now)
-        record_event(
-            action=Action.UPDATE,
-            actor=actor,
-            object_type="alert",
-            object_id=alert.pk,
-            patient_id=alert.patient_id,
-            changes={
-                "status": {"old": old, "new": "resolved"},
-                "resolution_note": {"old": "", "new": note},
-            },
-            detail={"escalations_cancelled": cancelled},
-        )
-        notify.alert_changed(alert)
+            changed |= {"acknowledged_by": actor, "acknowledged_at": now}
+        _moved(alert, now, actor=actor, changed=changed, note=note)
     return alert
 
 
 def resolve_by_rule(alert: Alert, now: datetime, note: str) -> None:
     """A condition that cleared by itself (no clinician): resolved with the rule's note."""
-    old = alert.status
-    alert.status, alert.resolved_at, alert.resolution_note = AlertStatus.RESOLVED, now, note
-    alert.save(update_fields=["status", "resolved_at", "resolution_note"])
-    cancel_escalations(alert, now)
-    record_event(
-        action=Action.UPDATE,
-        object_type="alert",
-        object_id=alert.pk,
-        patient_id=alert.patient_id,
-        component="clinicians.safety_rules",
-        changes={"status": {"old": old, "new": "resolved"}},
-        detail={"note": note},
-    )
-    notify.alert_changed(alert)
+    changed = {"status": AlertStatus.RESOLVED, "resolved_at": now, "resolution_note": note}
+    _moved(alert, now, actor=None, changed=changed, detail={"note": note})
 
 
 # --- snooze --------------------------------------------------------------------------------------
@@ -207,13 +214,7 @@ def snooze_condition(
         for alert in Alert.objects.select_for_update().filter(
             patient=patient, kind=kind, status=AlertStatus.OPEN
         ):
-            alert.status, alert.acknowledged_at, alert.acknowledged_by = (
-                AlertStatus.ACKNOWLEDGED,
-                now,
-                actor,
-            )
-            alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by"])
-            notify.alert_changed(alert)
+            _acknowledge(alert, actor, now, snooze=snooze.pk)
     return snooze
 
 
