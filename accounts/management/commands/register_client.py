@@ -10,7 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.identity.clients import register_client
-from accounts.models import CareTeam, OAuthClient, Role, User
+from accounts.management.arguments import active_admin, active_care_teams, key_set
+from accounts.models import OAuthClient
 from core.errors import DomainError
 
 
@@ -53,23 +54,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **options) -> None:
-        admin = User.objects.filter(
-            username=options["admin"], role=Role.ADMIN, is_active=True
-        ).first()
-        if admin is None:
-            raise CommandError(f"--admin {options['admin']}: no active administrator by that name")
-        jwks = None
-        if options["jwks"] is not None:
-            try:
-                jwks = json.loads(options["jwks"].read_text())
-            except (OSError, ValueError) as error:
-                raise CommandError(f"--jwks {options['jwks']}: {error}") from None
-        teams = []
-        for name in options["care_team"]:
-            team = CareTeam.objects.filter(name=name).first()
-            if team is None:
-                raise CommandError(f"--care-team {name}: no care team by that name")
-            teams.append(team)
+        admin = active_admin(options["admin"])
+        jwks = key_set(options["jwks"]) if options["jwks"] is not None else None
+        teams = active_care_teams(options["care_team"])
         try:
             registration, secret = register_client(
                 name=options["name"],

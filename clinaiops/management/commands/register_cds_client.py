@@ -11,7 +11,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from accounts.models import CareTeam, Role, User
+from accounts.management.arguments import active_admin, active_care_teams, key_set
+from accounts.models import User
 from clinaiops.cds_hooks.registration import link_practitioner, register_cds_client
 from core.errors import DomainError
 
@@ -51,21 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **options) -> None:
-        admin = User.objects.filter(
-            username=options["admin"], role=Role.ADMIN, is_active=True
-        ).first()
-        if admin is None:
-            raise CommandError(f"--admin {options['admin']}: no active administrator by that name")
-        try:
-            jwks = json.loads(options["jwks"].read_text())
-        except (OSError, ValueError) as error:
-            raise CommandError(f"--jwks {options['jwks']}: {error}") from None
-        teams = []
-        for name in options["care_team"]:
-            team = CareTeam.objects.filter(name=name, is_active=True).first()
-            if team is None:
-                raise CommandError(f"--care-team {name}: no active care team by that name")
-            teams.append(team)
+        admin = active_admin(options["admin"])
+        jwks = key_set(options["jwks"])
+        teams = active_care_teams(options["care_team"])
         practitioners = []
         for pair in options["practitioner"]:
             reference, _, username = pair.partition("=")
