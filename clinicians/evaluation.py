@@ -25,7 +25,12 @@ from django.utils import timezone
 from audit.models import Action
 from audit.services import record_event
 from clinicians import notify
-from clinicians.alerts import resolve_by_rule, schedule_escalations, snoozed_kinds
+from clinicians.alerts import (
+    SNOOZABLE_KINDS,
+    resolve_by_rule,
+    schedule_escalations,
+    snoozed_kinds,
+)
 from clinicians.models import (
     Alert,
     AlertKind,
@@ -174,7 +179,7 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
         else None,
     }
     opened = []
-    quiet = snoozed_kinds(patient.pk, now)
+    quiet: frozenset[str] | None = None  # read only when a snoozable alert would open
     for kind, finding in findings.items():
         unresolved = (
             Alert.objects.filter(patient=patient, kind=kind)
@@ -182,8 +187,10 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
             .first()
         )
         if finding is not None and unresolved is None:
-            if kind in quiet:
-                continue  # snoozed by a clinician (never a crisis or hypotension): not raised
+            if kind in SNOOZABLE_KINDS:
+                quiet = snoozed_kinds(patient.pk, now) if quiet is None else quiet
+                if kind in quiet:
+                    continue  # snoozed by a clinician (never a crisis or hypotension): not raised
             try:
                 # The inline safety check and an evaluation may race to open the same alert:
                 # the database's one-unresolved-per-kind constraint decides, the loser skips.

@@ -15,8 +15,8 @@ from django_otp.decorators import otp_required
 from clinicians import alerts
 from clinicians.alert_evidence import FiredReading, fired_by, rule_of
 from clinicians.alerts import snoozes_for
-from clinicians.models import Alert, AlertEscalation, AlertSnooze, AlertStatus
-from clinicians.portal.worklist import urgent_count, worklist_for
+from clinicians.models import Alert, AlertEscalation, AlertSnooze
+from clinicians.portal.worklist import worklist_for
 from clinicians.selectors import alerts_visible_to
 from core import authz
 from core.errors import DomainError
@@ -31,26 +31,16 @@ class ChartAlert:
     escalated: list[AlertEscalation]
 
 
-def chart_alerts(user, patient) -> dict:
-    """The chart's alert section: each unresolved alert with its rule and the readings that
-    fired it (in the patient's zone), who acknowledged it, the rungs that fired, and the
-    conditions snoozed now."""
-    rows = list(
-        alerts_visible_to(user)
-        .filter(patient=patient)
-        .exclude(status=AlertStatus.RESOLVED)
-        .select_related("acknowledged_by__clinician_profile")
-        .order_by("opened_at")
-    )
+def chart_alerts(rows: list[Alert], patient) -> dict:
+    """The chart's alert section, for the unresolved alerts the chart already read
+    (``PatientChart.alerts``): each with its rule and the readings that fired it (in the
+    patient's zone), who acknowledged it, the rungs that fired, and the conditions snoozed now."""
     fired: dict[int, list[AlertEscalation]] = {}
     for rung in AlertEscalation.objects.filter(alert__in=rows, fired_at__isnull=False):
         fired.setdefault(rung.alert_id, []).append(rung)
-    for row in rows:
-        row.patient = patient
     return {
         "alert_rows": [ChartAlert(a, rule_of(a), fired_by(a), fired.get(a.pk, [])) for a in rows],
         "snoozes": snoozes_for([patient.pk], timezone.now()).get(patient.pk, []),
-        "snoozable": [a for a in rows if a.kind in alerts.SNOOZABLE_KINDS],
     }
 
 
@@ -132,6 +122,4 @@ def worklist_counts(request):
             {"errors": [{"message": authz.message_of("clinicians.follow_care_team_events")}]},
             status=403,
         )
-    counts = worklist_for(request.user).counts
-    counts["urgent"] = urgent_count(request.user)
-    return JsonResponse(counts)
+    return JsonResponse(worklist_for(request.user).counts)

@@ -100,7 +100,7 @@ def _render_chart(
         "cards": cards,
         "smart_apps": launch.launchable_apps(),
         "emergency_access": active_access(request.user, patient),
-        **chart_alerts(request.user, patient),
+        **chart_alerts(chart.alerts, patient),
         "reading_refusal": reading_refusal,
         # The bounds editor (``clinicians.portal.bounds``): open, previewed or refused.
         "bounds_editor": bounds_editor,

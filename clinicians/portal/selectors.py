@@ -75,7 +75,8 @@ def chart_for(
         alerts_visible_to(user)
         .filter(patient=patient)
         .exclude(status=AlertStatus.RESOLVED)
-        .select_related("patient")
+        .select_related("patient", "acknowledged_by__clinician_profile")
+        .order_by("opened_at", "pk")
     )
     return PatientChart(
         patient=patient,

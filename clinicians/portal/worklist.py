@@ -353,16 +353,3 @@ def _sorted(rows: list[PatientRow], sort: str, now: datetime) -> list[PatientRow
         oldest = now - timedelta(days=3650)
         return sorted(rows, key=lambda r: r.last_bp_at or oldest)
     return rows
-
-
-def urgent_count(user: User) -> int:
-    """The tab title's count: open urgent alerts of the clinician's patients (one query)."""
-    return (
-        alerts_visible_to(user)
-        .filter(
-            status=AlertStatus.OPEN,
-            kind__in=URGENT_KINDS,
-            patient__in=Patient.objects.filter(care_teams_of(user), discharged_at__isnull=True),
-        )
-        .count()
-    )
