@@ -50,3 +50,24 @@ def machine_facts() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
     }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile by nearest rank below (p95 of 300 samples: the 285th smallest)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
+
+
+def embedded_django(data_dir: str, **environment: str) -> None:
+    """Django on the embedded stack (SQLite in ``data_dir``, no Redis), migrated, for a bench
+    that measures in-process; ``environment`` adds settings read from the environment."""
+    os.environ["CLINAIOPS_DATA_DIR"] = data_dir
+    for name in ("DATABASE_URL", "REDIS_URL", "OIDC_ISSUER"):
+        os.environ.pop(name, None)
+    os.environ.update(environment)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinaiops.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from bench import machine_facts, write_section
+from bench import embedded_django, machine_facts, percentile, write_section
 
 HOST = "localhost"
 SERVICE = "clinaiops-patient-view"
@@ -37,19 +37,6 @@ PRACTITIONER = "Practitioner/example-clinician-1"  # as the committed request na
 REQUEST_FIXTURE = (
     Path(__file__).resolve().parents[1] / "fixtures/cds-hooks/patient-view-request.json"
 )
-
-
-def _setup_django(data_dir: str) -> None:
-    os.environ["CLINAIOPS_DATA_DIR"] = data_dir
-    for name in ("DATABASE_URL", "REDIS_URL", "OIDC_ISSUER"):
-        os.environ.pop(name, None)
-    os.environ["THROTTLE_USER"] = "1000000/minute"  # the reference's reads are not throttled
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinaiops.settings")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
 
 
 def _world():
@@ -182,14 +169,10 @@ def _jwt(key) -> str:
     return token.serialize()
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
-
-
 def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="clinaiops-cds-bench-") as data_dir:
-        _setup_django(data_dir)
+        # The reference's reads are not throttled.
+        embedded_django(data_dir, THROTTLE_USER="1000000/minute")
         from django.test import Client
 
         from accounts.identity.tokens import issue
@@ -236,9 +219,9 @@ def run(quick: bool = False) -> dict:
     return {
         "samples": samples,
         "hook_p50": statistics.median(hook_ms),
-        "hook_p95": _percentile(hook_ms, 0.95),
+        "hook_p95": percentile(hook_ms, 0.95),
         "read_p50": statistics.median(read_ms),
-        "read_p95": _percentile(read_ms, 0.95),
+        "read_p95": percentile(read_ms, 0.95),
         "load": os.getloadavg()[0],
     }
 

@@ -14,7 +14,6 @@ bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import sys
@@ -25,19 +24,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from bench import machine_facts, write_section
-
-
-def _setup_django(data_dir: str) -> None:
-    os.environ["CLINAIOPS_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinaiops.settings")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+from bench import embedded_django, machine_facts, percentile, write_section
 
 
 def _patient_with_week_of_readings():
@@ -87,14 +74,9 @@ def _patient_with_week_of_readings():
     return patient, Bounds(Decimal("2.5"), Decimal("10"), Decimal("5"))
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
-
-
 def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="clinaiops-rec-bench-") as data_dir:
-        _setup_django(data_dir)
+        embedded_django(data_dir)
         from django.utils import timezone
 
         from clinicians.gate import GateContext, gate
@@ -155,9 +137,9 @@ def run(quick: bool = False) -> dict:
     return {
         "samples": samples,
         "full_p50": statistics.median(full_ms),
-        "full_p95": _percentile(full_ms, 0.95),
+        "full_p95": percentile(full_ms, 0.95),
         "bare_p50": statistics.median(bare_ms),
-        "bare_p95": _percentile(bare_ms, 0.95),
+        "bare_p95": percentile(bare_ms, 0.95),
         "tree_ms": statistics.median(tree_ms),
         "kernel_ms": statistics.median(kernel_ms),
         "training_rows": len(training),
