@@ -134,6 +134,30 @@ class Patient(models.Model):
         return f"{self.display_name} · born {self.born}{mrn}"
 
 
+class PatientIdentifier(models.Model):
+    """An identifier another system gives the patient (an EHR's MRN under that EHR's system
+    URI), for matching: FHIR ``Patient.identifier`` and ``Patient?identifier=system|value``.
+    One value per system and patient; a (system, value) names one patient."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="identifiers")
+    system = models.CharField(max_length=255)
+    value = models.CharField(max_length=128)
+    assigned_at = models.DateTimeField(auto_now_add=True)
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["system", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["system", "value"], name="identifier_names_one_patient"),
+            models.UniqueConstraint(fields=["patient", "system"], name="one_identifier_per_system"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Identifier {self.pk}"
+
+
 class CareTeamAssignment(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="assignments")
     care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="assignments")
@@ -292,6 +316,12 @@ class Prescription(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     source = models.CharField(
         max_length=40, help_text="who set it: 'clinician', 'recommendation:<id>', 'import'"
+    )
+    # The person who ordered it (FHIR MedicationRequest.requester): the clinician who decided
+    # the change or signed the EHR's order; empty for imports and for records made before it
+    # was kept.
+    prescribed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
     class Meta:
