@@ -27,8 +27,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 from clinaiops.fhir import paging
-from clinaiops.fhir.audit_trail import provenance_of
 from clinaiops.fhir.http import FhirError, Issue, not_found
+from clinaiops.fhir.provenance import provenance_of
 from clinaiops.fhir.resources import (
     MODEL_VERSION_SYSTEM,
     RXNORM,

@@ -3,7 +3,7 @@ CapabilityStatement is generated from it: what ``/fhir/metadata`` lists is what 
 
 from __future__ import annotations
 
-from clinaiops.fhir import audit_trail, medications, observations, patients
+from clinaiops.fhir import audit_trail, medications, observations, patients, provenance
 from clinaiops.fhir.resources import ResourceHandler
 
 OBSERVATION = ResourceHandler(
@@ -33,6 +33,6 @@ HANDLERS: dict[str, ResourceHandler] = {
         OBSERVATION,
         medications.HANDLER,
         audit_trail.AUDIT_EVENT,
-        audit_trail.PROVENANCE,
+        provenance.PROVENANCE,
     )
 }
