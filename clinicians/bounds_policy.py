@@ -40,11 +40,8 @@ from patients.formulary import FORMULARY, Medication
 
 # --- the numbers, with their sources --------------------------------------------------------------
 
-# Absolute: no automatic step larger than half the labelled maximum. That is the largest step
-# between two adjacent marketed strengths of every drug we titrate (amlodipine 5→10, lisinopril
-# 20→40, hydrochlorothiazide 25→50 mg; DailyMed labels, section 2): the labels titrate by at most
-# a doubling, and a larger automatic jump would skip a strength.
-MAX_AUTO_STEP_FRACTION_OF_LABEL_MAX = Decimal("0.5")
+# Absolute: no automatic step larger than half the labelled maximum
+# (``patients.formulary.Medication.max_auto_step_mg``, with its source).
 
 # Recommended: targets. ACC/AHA 2017 (Whelton et al., Hypertension 2018;71:e13, section 8.1.5):
 # < 130/80 for most adults; ESH 2023 (Mancia et al., J Hypertens 2023;41:1874): < 140/90 for all,
@@ -246,7 +243,7 @@ def bounds_settings(medication: str) -> dict[str, Setting]:
             "max_auto_step_mg",
             "Largest change without review",
             "mg",
-            Range(Decimal(0), drug.max_dose_mg * MAX_AUTO_STEP_FRACTION_OF_LABEL_MAX, "mg"),
+            Range(Decimal(0), drug.max_auto_step_mg, "mg"),
             Range(Decimal(0), step, "mg"),
             f"one step between {medication}'s smallest strengths; a larger change goes to a "
             "clinician",

@@ -21,6 +21,7 @@ from models_ml.features import HomeObservation, observe
 from models_ml.protocol import ADEQUATE_ADHERENCE, MIN_READINGS_7D
 from patients import clinical_defaults as defaults
 from patients import course
+from patients.formulary import FORMULARY
 from patients.models import Patient, Prescription, Reading, ReadingType
 from patients.selectors import latest_labs
 
@@ -202,6 +203,20 @@ class Judgement:
         return tuple(r for r in self.reasons if r["code"] in refused)
 
 
+def gate_bounds(medication: str, row: SafetyBounds) -> Bounds | None:
+    """The patient's bounds as the gate applies them: never wider than the absolute limits (the
+    labelled range, the largest automatic step), whatever a row written before those limits, or
+    outside the editor, says. A drug outside the formulary has no bounds: the gate blocks."""
+    drug = FORMULARY.get(medication)
+    if drug is None:
+        return None
+    return Bounds(
+        max(row.min_dose_mg, Decimal(0)),
+        min(row.max_dose_mg, drug.max_dose_mg),
+        min(row.max_auto_step_mg, drug.max_auto_step_mg),
+    )
+
+
 def judge(
     view: CourseView,
     *,
@@ -237,13 +252,7 @@ def judge(
         )
     observation = view.observation
     context = GateContext(
-        bounds=Bounds(
-            medication_bounds.min_dose_mg,
-            medication_bounds.max_dose_mg,
-            medication_bounds.max_auto_step_mg,
-        )
-        if medication_bounds
-        else None,
+        bounds=gate_bounds(medication, medication_bounds) if medication_bounds else None,
         data_is_fresh=AlertKind.STALE_DATA not in view.open_alert_kinds
         and observation.last_bp_at is not None,
         data_is_sufficient=observation.bp_count_7d >= MIN_READINGS_7D,

@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+# Absolute: no automatic step larger than half the labelled maximum. That is the largest step
+# between two adjacent marketed strengths of every drug we titrate (amlodipine 5→10, lisinopril
+# 20→40, hydrochlorothiazide 25→50 mg; DailyMed labels, section 2): the labels titrate by at most
+# a doubling, and a larger automatic jump would skip a strength.
+MAX_AUTO_STEP_FRACTION_OF_LABEL_MAX = Decimal("0.5")
+
 
 @dataclass(frozen=True)
 class Medication:
@@ -21,6 +27,12 @@ class Medication:
     max_dose_mg: Decimal
     # Tablet strengths: a titration moves between these (labels list the marketed strengths).
     strengths_mg: tuple[Decimal, ...]
+
+    @property
+    def max_auto_step_mg(self) -> Decimal:
+        """The absolute limit on one automatic step: half the labelled maximum
+        (``MAX_AUTO_STEP_FRACTION_OF_LABEL_MAX``)."""
+        return self.max_dose_mg * MAX_AUTO_STEP_FRACTION_OF_LABEL_MAX
 
 
 FORMULARY: dict[str, Medication] = {
