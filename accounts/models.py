@@ -20,6 +20,9 @@ class Role(models.TextChoices):
     # An EHR's back-end (SMART Backend Services): one account per registered client, never a
     # person; it signs in only with its client's key and reaches the care teams it serves.
     SERVICE = "service", "EHR integration"
+    # A family member or carer a patient granted read-only access to parts of their record
+    # (``patients.caregivers``): never staff, never a writer, sees only what a grant allows.
+    CAREGIVER = "caregiver", "Caregiver"
 
 
 class User(AbstractUser):

@@ -27,6 +27,8 @@ is_admin = _has_role(Role.ADMIN)
 is_auditor = _has_role(Role.AUDITOR)
 is_service = _has_role(Role.SERVICE)
 is_model_owner = _has_role(Role.MODEL_OWNER)
+# Reads what a patient granted (``patients.rules``), writes nothing.
+is_caregiver = _has_role(Role.CAREGIVER)
 is_signed_in = rules.predicate(authz.is_signed_in, name="is_signed_in")
 is_staff_member = is_clinician | is_admin | is_auditor | is_model_owner
 

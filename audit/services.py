@@ -38,7 +38,7 @@ logger = logging.getLogger("clinaiops.audit")
 
 # Roles whose reads of patient data are journalled (docs/architecture.md, safety invariants).
 # A patient reading their own record is not: it is no disclosure to a third party.
-READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor", "model_owner"})
+READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor", "model_owner", "service"})
 # Reads of the journal itself (the object type of ``audit.view_trail``): journalled every time,
 # whether or not the rows shown concern a patient — who read the trail is part of the trail.
 TRAIL_READ_OBJECT_TYPES = frozenset({"audit_event"})

@@ -212,6 +212,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     },
     # Visit cadence (docs/patient-clinician-loop.md): propose or move each patient's next visit.
     "visit-cadence-daily": {"task": "clinicians.tasks.plan_visits", "schedule": 24 * 3600.0},
+    # The patient's record copies (clinaiops.record_export): expired files deleted.
+    "record-exports-purge": {"task": "clinaiops.purge_expired_record_exports", "schedule": 900.0},
 }
 # A monitoring alert queues the training of a new candidate (never its promotion); on data
 # that hold real patients, private training only (models_ml.tasks.train_candidate).

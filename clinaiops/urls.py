@@ -26,7 +26,9 @@ api_v1: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.api.urls")),
     path("oauth-clients/", include("accounts.api.client_urls")),
     path("", include("patients.api.urls")),
+    path("", include("patients.api.caregiver_urls")),
     path("", include("clinicians.api.urls")),
+    path("", include("clinaiops.api.record_exports")),
     path("audit/", include("audit.api.urls")),
     path("models/", include("models_ml.api.urls")),
 ]
@@ -68,6 +70,7 @@ urlpatterns = [
     path("fhir/", include("clinaiops.fhir.urls")),
     path("", include("clinaiops.cds_hooks.urls")),  # /cds-services (CDS Hooks 2.0)
     path("portal/", include("clinicians.portal.urls")),
+    path("care/", include("clinicians.care.urls")),
     path("admin/", admin.site.urls),
 ]
 

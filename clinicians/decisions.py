@@ -15,12 +15,18 @@ is re-checked at the moment it takes effect).
 - Signed how: in ClinAIOps by the clinician's password (``decide_recommendation``); from the
   clinician's EHR by the EHR's signed JWT on their behalf (``decide_recommendation_signed_by_ehr``,
   CDS Hooks feedback). Both run the same checks and write the same journal entry, which says
-  which signature it carries.
+  which signature it carries. An EHR's order ``basedOn`` a proposal
+  (``decide_recommendation_by_order``, the FHIR facade) is the same decision again — approve
+  at the proposed dose, modify at another — taken with the clinician's session, not signed.
+- Every prescription a clinician's decision or order opens names that clinician
+  (``Prescription.prescribed_by``: FHIR ``MedicationRequest.requester``); one opened by a
+  patient's acknowledgement names nobody (the patient acted within the care team's bounds).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -45,6 +51,7 @@ from core import authz
 from core.doses import parse_dose
 from core.errors import DomainError
 from patients import course
+from patients.models import Prescription
 from patients.services import change_dose
 
 
@@ -96,17 +103,22 @@ def acknowledge_recommendation(*, recommendation: Recommendation, actor: User) -
     return rec
 
 
-def _change_regimen(rec: Recommendation, dose: Decimal, actor: User, now) -> None:
+def _change_regimen(
+    rec: Recommendation, dose: Decimal, actor: User, now, *, prescriber: User | None = None
+) -> Prescription | None:
     """The regimen changes as the proposal says; every other open proposal of the patient was
-    made for the regimen before and is superseded."""
-    change_dose(
+    made for the regimen before and is superseded. The prescription opened (None for a stop)
+    names ``prescriber``, the clinician who decided (None for a patient's acknowledgement)."""
+    prescription = change_dose(
         patient=rec.patient,
         medication=rec.medication,
         dose_mg=dose,
         source=f"recommendation:{rec.pk}",
         actor=actor,
+        prescribed_by=prescriber,
     )
     supersede_open(rec.patient, except_pk=rec.pk, why="the regimen changed", now=now, actor=actor)
+    return prescription
 
 
 def _stale_reasons(rec: Recommendation, now) -> list[dict[str, str]]:
@@ -173,7 +185,7 @@ def decide_recommendation(
         raise ReauthenticationFailed(
             "The password does not match: the decision was not signed.", field="password"
         )
-    return _decide(
+    rec, _ = _decide(
         recommendation,
         actor=actor,
         action=action,
@@ -183,6 +195,7 @@ def decide_recommendation(
         patient_note=patient_note,
         signature={},
     )
+    return rec
 
 
 def decide_recommendation_signed_by_ehr(
@@ -208,7 +221,7 @@ def decide_recommendation_signed_by_ehr(
     _check_decision_request(recommendation, actor, action, reason)
     if not ehr_signature.get("client") or not ehr_signature.get("jti"):
         raise DomainError("The EHR's signature (client and jti) is required.", field="signature")
-    return _decide(
+    rec, _ = _decide(
         recommendation,
         actor=actor,
         action=action,
@@ -218,6 +231,7 @@ def decide_recommendation_signed_by_ehr(
         patient_note="",
         signature={"signature": "ehr_jwt", **{f"ehr_{k}": v for k, v in ehr_signature.items()}},
     )
+    return rec
 
 
 def _check_decision_request(
@@ -239,10 +253,13 @@ def _decide(
     dose_mg: object,
     override: bool,
     patient_note: str,
-    signature: dict[str, str],
-) -> Recommendation:
-    """The decision once signed (by password or by the EHR): every clinical rule re-checked
-    now, the regimen changed, the journal written, the patient told."""
+    signature: dict[str, Any],
+    signed: bool = True,
+) -> tuple[Recommendation, Prescription | None]:
+    """The decision once signed (by password or by the EHR) — or taken by an order with the
+    clinician's session (``signed=False``): every clinical rule re-checked now, the regimen
+    changed, the journal written, the patient told. Returns the proposal and the prescription
+    the decision opened (None when it opened none: a rejection, a stop, an adherence nudge)."""
     now = timezone.now()
     with transaction.atomic():
         rec = Recommendation.objects.select_for_update().get(pk=recommendation.pk)
@@ -263,8 +280,9 @@ def _decide(
         rec.patient_note = (patient_note or "").strip()[:500]
         rec.overrode_block = bool(blocking)
         rec.save()
+        prescription = None
         if final is not None and rec.kind == RecommendationKind.TITRATE:
-            _change_regimen(rec, final, actor, now)
+            prescription = _change_regimen(rec, final, actor, now, prescriber=actor)
         record_event(
             action=Action.DECISION,
             actor=actor,
@@ -278,7 +296,7 @@ def _decide(
             detail={
                 "action": action,
                 "reason": rec.decision_reason,
-                "signed": True,
+                "signed": signed,
                 "override": bool(blocking),
                 "block_reasons": [r["code"] for r in blocking],
                 "patient_note": bool(rec.patient_note),
@@ -286,7 +304,7 @@ def _decide(
             },
         )
         notify.recommendation_decided(rec)
-    return rec
+    return rec, prescription
 
 
 def _blocking_now(rec: Recommendation, final: Decimal | None, now) -> list[dict[str, str]]:
@@ -385,7 +403,12 @@ def order_dose(
             )
         inside = [h.as_dict() for h in view.holds if h.code == "min_interval"]
         prescription = change_dose(
-            patient=patient, medication=medication, dose_mg=dose, source=source, actor=actor
+            patient=patient,
+            medication=medication,
+            dose_mg=dose,
+            source=source,
+            actor=actor,
+            prescribed_by=actor,
         )
         record_event(
             action=Action.DECISION,
@@ -409,4 +432,67 @@ def order_dose(
         "prescription": prescription,
         "inside_min_interval": inside,
         "previous_dose_mg": current,
+    }
+
+
+def decide_recommendation_by_order(
+    *,
+    recommendation: Recommendation,
+    actor: User,
+    dose_mg: object,
+    reason: str = "",
+    channel: str = "fhir-order",
+) -> dict:
+    """An EHR's order ``basedOn`` a proposal (FHIR ``MedicationRequest.basedOn``): the
+    clinician's decision on that proposal — approve when the dose is the proposed one, modify
+    otherwise — through the same checks as every decision (care team, labelled range, the
+    proposal's own block and the gate and course rules now; an order carries no override, so
+    whatever blocks is refused with its reasons). The proposal gets its status and the decision
+    is journalled once (``decision`` on the recommendation, ``order: true``, ``signed: false``:
+    the clinician's session placed it, no password was asked). A modification needs the
+    clinician's reason, as in ClinAIOps; an approval without one is recorded as "ordered as
+    proposed".
+
+    Returns what ``order_dose`` returns (the prescription opened, the minimum interval it fell
+    in, the dose before) and the decided proposal."""
+    authz.authorize(actor, "clinicians.decide_recommendation", recommendation)
+    if recommendation.kind != RecommendationKind.TITRATE or recommendation.proposed_dose_mg is None:
+        raise DomainError(
+            "This proposal is not a dose change (an adherence reminder): an order cannot be "
+            "based on it.",
+            field="based_on",
+        )
+    dose = parse_dose(dose_mg)
+    if dose is None:
+        raise DomainError("dose_mg must be a non-negative plain decimal number.", field="dose_mg")
+    action = "approve" if dose == recommendation.proposed_dose_mg else "modify"
+    words = (reason or "").strip()
+    if not words and action == "approve":
+        words = f"Ordered as proposed ({channel})."
+    if not words:
+        raise DomainError(
+            "The order changes the proposed dose: give the reason, as for a modified decision.",
+            field="reason",
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        previous = current_dose(recommendation.patient, recommendation.medication)
+        view = course_view(recommendation.patient, now)
+        inside = [h.as_dict() for h in view.holds if h.code == "min_interval"]
+        rec, prescription = _decide(
+            recommendation,
+            actor=actor,
+            action=action,
+            reason=words,
+            dose_mg=dose,
+            override=False,
+            patient_note="",
+            signature={"order": True, "channel": channel, "inside_min_interval": bool(inside)},
+            signed=False,
+        )
+    return {
+        "prescription": prescription,
+        "inside_min_interval": inside,
+        "previous_dose_mg": previous,
+        "recommendation": rec,
     }

@@ -13,10 +13,12 @@ refused whole. Every refusal is journalled (``audit.services.record_refusal``).
 The CSV format (``fixtures/enrolment.csv`` is an example, ``fixtures/README.md`` documents it):
 required ``mrn, given_name, family_name, birth_date, sex, care_team, time_zone``; optional
 ``race, ethnicity, contact_phone, regimen, regimen_since, bounds, target_systolic,
-target_diastolic``. ``regimen``: ``drug:dose_mg`` pairs joined by ``;``, taken since
+target_diastolic, identifiers``. ``regimen``: ``drug:dose_mg`` pairs joined by ``;``, taken since
 ``regimen_since`` (a date; unknown, the interval between changes counts from enrolment);
 ``bounds``: ``drug:min-max:step`` joined by ``;``; the targets default to the guideline's
-130/80 mmHg.
+130/80 mmHg; ``identifiers``: the EHR's own identifiers of the patient, ``system|value`` joined
+by ``;`` (``patients.identifiers``: one per system, a system URI, a value of 1–128 characters,
+none naming another patient).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from clinicians.services import propose_safety_bounds
 from core import authz
 from core.errors import DomainError
 from patients import clinical_defaults as defaults
+from patients.identifiers import Identifier, assign_at_enrolment, parse_identifiers
 from patients.models import Ethnicity, Patient, Race, Sex
 from patients.services import discharge_patient, register_patient, start_regimen
 
@@ -63,6 +66,7 @@ OPTIONAL_COLUMNS = (
     "bounds",
     "target_systolic",
     "target_diastolic",
+    "identifiers",
 )
 MAX_ROWS = 2000
 MAX_FILE_BYTES = 2_000_000
@@ -95,6 +99,8 @@ class Enrolment:
     bounds: list[ProposedBounds] = field(default_factory=list)
     target_systolic_mmhg: int = defaults.TARGET_SYSTOLIC_MMHG
     target_diastolic_mmhg: int = defaults.TARGET_DIASTOLIC_MMHG
+    # The EHR's identifiers of the patient (an EHR's MRN under its system), beside the MRN.
+    identifiers: list[Identifier] = field(default_factory=list)
 
 
 class EnrolmentRefused(DomainError):
@@ -132,6 +138,7 @@ def enrol_patient(enrolment: Enrolment, *, actor: User) -> Patient:
             )
             patient.birth_date = enrolment.birth_date
             patient.save(update_fields=["birth_date"])
+            assign_at_enrolment(patient=patient, identifiers=enrolment.identifiers, actor=actor)
             if enrolment.regimen:
                 start_regimen(
                     patient=patient,
@@ -344,6 +351,7 @@ def enrolment_from_row(row: dict[str, str]) -> Enrolment:
     take("care_team", lambda: care_team_named(row.get("care_team", "")))
     take("regimen", lambda: parse_regimen(row.get("regimen", "")))
     take("bounds", lambda: parse_bounds(row.get("bounds", "")))
+    take("identifiers", lambda: parse_identifiers(row.get("identifiers", "")))
     since_text = (row.get("regimen_since") or "").strip()
     values["regimen_since"] = None
     if since_text:
@@ -381,6 +389,7 @@ def enrolment_from_row(row: dict[str, str]) -> Enrolment:
         bounds=values["bounds"],  # type: ignore[arg-type]
         target_systolic_mmhg=int(values["target_systolic_mmhg"]),  # type: ignore[call-overload]
         target_diastolic_mmhg=int(values["target_diastolic_mmhg"]),  # type: ignore[call-overload]
+        identifiers=values["identifiers"],  # type: ignore[arg-type]
     )
 
 

@@ -4,6 +4,7 @@ patient–clinician loop (shared goals, secure messages, visits)."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -468,6 +469,11 @@ class Message(models.Model):
     read_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # A patient's message with urgent words (``clinicians.loop.urgency``): the patient was shown
+    # emergency guidance at once, and the thread is urgent for the care team until one of them
+    # reads it. ``urgent_terms`` names the curated terms found (never the body).
+    is_urgent = models.BooleanField(default=False)
+    urgent_terms = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -485,6 +491,10 @@ class Message(models.Model):
                 condition=Q(read_at__isnull=True, read_by__isnull=True)
                 | Q(read_at__isnull=False, read_by__isnull=False),
                 name="message_read_receipt_complete",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_urgent=False) | Q(sender_role="patient"),
+                name="message_urgent_only_from_patient",
             ),
         ]
 
@@ -555,3 +565,64 @@ class Visit(models.Model):
     def is_overdue(self) -> bool:
         """A proposal whose time has passed with nobody acting on it: it needs a new time."""
         return self.status == VisitStatus.PROPOSED and self.scheduled_at <= timezone.now()
+
+
+# --- the patient's copy of their record (clinaiops/record_export.py, docs/visit-report.md) ------
+
+
+class RecordExportStatus(models.TextChoices):
+    PENDING = "pending", "Requested"
+    RUNNING = "running", "Being prepared"
+    READY = "ready", "Ready to download"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired (file deleted)"
+
+
+RECORD_EXPORT_IN_FLIGHT = (RecordExportStatus.PENDING, RecordExportStatus.RUNNING)
+
+
+class RecordExport(models.Model):
+    """A patient's download of everything the system holds about them (HIPAA right of access,
+    45 CFR 164.524): written by a background task into ``DATA_DIR/record_exports``, fetched by
+    the patient alone through a signed link until ``expires_at``, then deleted. The row stays
+    (what was handed over, when, its digest) as the journal does."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="record_exports")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=RecordExportStatus.choices, default=RecordExportStatus.PENDING
+    )
+    fhir_base = models.CharField(max_length=255, blank=True, help_text="Bundle entries' fullUrl")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    file_name = models.CharField(max_length=120, blank=True, help_text="under record_exports/")
+    sha256 = models.CharField(max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    counts = models.JSONField(default=dict, help_text="resources in the Bundle, by type")
+    error = models.CharField(max_length=300, blank=True)
+    downloads = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RecordExportStatus.values),
+                name="record_export_status_valid",
+            ),
+            # One export in flight per patient: a second request is a 409, here too.
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status__in=["pending", "running"]),
+                name="one_record_export_in_flight",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready")
+                | (Q(expires_at__isnull=False) & ~Q(file_name="") & ~Q(sha256="")),
+                name="record_export_ready_has_file",
+            ),
+        ]

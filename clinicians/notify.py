@@ -1,5 +1,6 @@
 """Websocket pushes: alerts, recommendations and patients' messages to the care team
-(``/ws/alerts/``), recommendations and the care team's messages to the patient (``/ws/patient/``).
+(``/ws/alerts/``), recommendations and the care team's messages to the patient (``/ws/patient/``),
+and read receipts (``message.read``) to whichever side wrote what was read.
 
 Sent after the transaction commits, so nobody is told about something that rolled back. A push
 that fails is logged, never raised: the alert is persisted and listed by the API regardless.
@@ -115,6 +116,19 @@ def recommendation_payload(rec: Recommendation) -> dict:
 def alert_opened(alert: Alert) -> None:
     payload, groups = alert_payload(alert), _team_groups(alert.patient_id)
     transaction.on_commit(lambda: _send(groups, payload))
+    transaction.on_commit(lambda: _send_to_caregivers(alert.pk))
+
+
+def _send_to_caregivers(alert_id: int) -> None:
+    """An open urgent alert also reaches the live pages of the caregivers whose grant allows
+    live alerts (``clinicians.caregiver_consumer``); each push is a read, decided and journalled
+    by the controller at the moment it is sent (a revoked or expired grant gets nothing)."""
+    try:
+        from clinicians.caregiver_push import push_to_caregivers
+
+        push_to_caregivers(alert_id)
+    except Exception:
+        logger.exception("push_failed", extra={"event": "caregiver_alert"})
 
 
 def alert_changed(alert: Alert) -> None:
@@ -166,13 +180,49 @@ def message_payload(message: Message) -> dict:
         "body": message.body,
         "created_at": message.created_at.isoformat(),
         "read_at": None,
+        "urgent": message.is_urgent,
+        "urgent_terms": list(message.urgent_terms),
     }
 
 
 def message_sent(message: Message) -> None:
     """A patient's message goes to every clinician of their care teams; a clinician's goes to
-    the patient and to the team (so colleagues see the thread move)."""
+    the patient and to the team (so colleagues see the thread move). A patient's message with
+    urgent words is also pushed to the team as ``message.urgent``: an assertive banner naming
+    the patient and the terms found (clients that do not know the event ignore it)."""
     payload, groups = message_payload(message), _team_groups(message.patient_id)
     if message.sender_role == SenderRole.CLINICIAN:
         groups.append(patient_group(message.patient_id))
+    transaction.on_commit(lambda: _send(groups, payload))
+    if message.is_urgent:
+        urgent = {
+            "event": "message.urgent",
+            "id": message.pk,
+            "patient": message.patient_id,
+            "patient_name": message.patient.display_name,
+            "patient_identity": message.patient.identity,
+            "urgent_terms": list(message.urgent_terms),
+            "created_at": message.created_at.isoformat(),
+        }
+        team = _team_groups(message.patient_id)
+        transaction.on_commit(lambda: _send(team, urgent))
+
+
+def messages_read(patient_id: int, messages: list[Message], *, reader_role: str) -> None:
+    """Read receipts, live: the side that wrote the messages learns they were read (a patient's
+    receipts reach the team, the team's reach the patient and the colleagues — whose urgent
+    flag on the thread clears). One push for a thread read at once."""
+    if not messages:
+        return
+    first = messages[0]
+    payload = {
+        "event": "message.read",
+        "patient": patient_id,
+        "ids": [message.pk for message in messages],
+        "read_at": first.read_at.isoformat() if first.read_at else None,
+        "read_by_role": reader_role,
+    }
+    groups = _team_groups(patient_id)
+    if reader_role == SenderRole.CLINICIAN:
+        groups.append(patient_group(patient_id))
     transaction.on_commit(lambda: _send(groups, payload))

@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rules
-from django.db.models import CharField
+from django.db.models import CharField, Q
 from django.db.models.functions import Cast
 
+from accounts.models import Role, User
 from accounts.rules import (
     is_admin,
     is_auditor,
+    is_caregiver,
     is_clinician,
     is_patient,
-    is_signed_in,
+    is_service,
     is_staff_member,
 )
 from audit.models import AuditEvent
@@ -31,13 +33,15 @@ from clinicians.models import (
     Visit,
 )
 from core import authz
-from patients.models import Patient
+from patients.models import Patient, Prescription
 from patients.rules import (
     PATIENT,
     care_teams_of,
+    granted_patients,
     is_own_record,
     is_under_care,
     reached_patients,
+    reads,
     treats_patient,
 )
 
@@ -74,12 +78,19 @@ PATIENT_VISIBLE_STATUSES = (
 
 
 def _recommendations(user):
-    shown = Recommendation.objects.filter(patient__in=reached_patients(user))
-    return shown.filter(status__in=PATIENT_VISIBLE_STATUSES) if is_patient(user) else shown
+    """A caregiver with the medications scope sees what the patient sees of them."""
+    shown = Recommendation.objects.filter(patient__in=granted_patients(user, "medications"))
+    patient_side = is_patient(user) or is_caregiver(user)
+    return shown.filter(status__in=PATIENT_VISIBLE_STATUSES) if patient_side else shown
 
 
 def _alerts(user):
-    """Alerts are the care team's: a patient is told by their clinician, not by the alarm."""
+    """Alerts are the care team's: a patient is told by their clinician, not by the alarm. A
+    caregiver the patient chose reads them when the grant covers alerts."""
+    if is_caregiver(user):
+        return Alert.objects.filter(patient__in=granted_patients(user, "alerts"))
+    if is_patient(user):  # their own, after a crisis too (issue 16)
+        return Alert.objects.filter(patient__in=reached_patients(user))
     if not is_clinician(user):
         return Alert.objects.none()
     return Alert.objects.filter(patient__in=reached_patients(user))
@@ -87,9 +98,11 @@ def _alerts(user):
 
 def _visits(user):
     """A patient sees the visits a clinician confirmed (and their cancellation or completion);
-    what the cadence merely proposes stays with the care team until a clinician confirms it."""
-    visits = Visit.objects.filter(patient__in=reached_patients(user))
-    return visits.filter(confirmed_at__isnull=False) if is_patient(user) else visits
+    what the cadence merely proposes stays with the care team until a clinician confirms it. A
+    caregiver sees what the patient sees, with the goals scope ("my goals and visits")."""
+    visits = Visit.objects.filter(patient__in=granted_patients(user, "goals"))
+    patient_side = is_patient(user) or is_caregiver(user)
+    return visits.filter(confirmed_at__isnull=False) if patient_side else visits
 
 
 authz.define_visibility(
@@ -99,13 +112,13 @@ authz.define_visibility("clinicians.alert", Alert, _alerts, patient_of=_patient_
 authz.define_visibility(
     "clinicians.goal",
     Goal,
-    lambda user: Goal.objects.filter(patient__in=reached_patients(user)),
+    lambda user: Goal.objects.filter(patient__in=granted_patients(user, "goals")),
     patient_of=_patient_id,
 )
 authz.define_visibility(
     "clinicians.message",
     Message,
-    lambda user: Message.objects.filter(patient__in=reached_patients(user)),
+    lambda user: Message.objects.filter(patient__in=granted_patients(user, "messages")),
     patient_of=_patient_id,
 )
 authz.define_visibility("clinicians.visit", Visit, _visits, patient_of=_patient_id)
@@ -130,11 +143,51 @@ def _provenance(user):
 authz.define_visibility("clinicians.provenance", AuditEvent, _provenance)
 
 
+def _order_provenance(user):
+    """The journal entries that are an order's provenance (a prescription opened, or stopped):
+    auditors see all, others those of the prescriptions they see (``patients.prescription``)."""
+    events = AuditEvent.objects.filter(
+        object_type="prescription", action__in=("create", "update"), outcome="success"
+    )
+    if is_auditor(user):
+        return events
+    shown = (
+        authz.visible(user, "patients.prescription")
+        .annotate(text_id=Cast("pk", output_field=CharField()))
+        .values("text_id")
+    )
+    return events.filter(object_id__in=shown)
+
+
+authz.define_visibility("clinicians.order_provenance", AuditEvent, _order_provenance)
+
+
+def _practitioners(user):
+    """The clinicians as FHIR ``Practitioner``\\ s: the care teams, auditors and EHR services see
+    every clinician (name and identifiers only); a patient those of their care teams and those
+    who decided a proposal they see or ordered a dose of theirs."""
+    clinicians = User.objects.filter(role=Role.CLINICIAN)
+    if is_clinician(user) or is_auditor(user) or is_service(user):
+        return clinicians
+    if not is_patient(user):
+        return clinicians.none()
+    own = reached_patients(user)
+    acted = User.objects.filter(
+        Q(care_team_memberships__care_team__patients__in=own)
+        | Q(pk__in=_recommendations(user).values("decided_by"))
+        | Q(pk__in=Prescription.objects.filter(patient__in=own).values("prescribed_by"))
+    )
+    return clinicians.filter(pk__in=acted.values("pk"))
+
+
+authz.define_visibility("clinicians.practitioner", User, _practitioners)
+
+
 # --- recommendations, alerts, bounds -------------------------------------------------------------
 
 authz.define(
     "clinicians.view_recommendation",
-    is_signed_in,
+    reads("medications"),
     message="Only the patient and their care team read these recommendations.",
     sees="clinicians.recommendation",
     reads="recommendation",
@@ -156,7 +209,7 @@ authz.define(
 )
 authz.define(
     "clinicians.view_alert",
-    is_signed_in,
+    reads("alerts"),
     message="Only the patient's care team reads their alerts.",
     sees="clinicians.alert",
     reads="alert",
@@ -192,21 +245,21 @@ authz.define(
 )
 authz.define(
     "clinicians.view_safety_bounds",
-    is_signed_in,
+    reads(None),
     message="Only the patient and their care team read the safety bounds.",
     sees=PATIENT,
     reads="safety_bounds",
 )
 authz.define(
     "clinicians.view_alert_thresholds",
-    is_signed_in,
+    reads(None),
     message="Only the patient and their care team read the alert thresholds.",
     sees=PATIENT,
     reads="alert_thresholds",
 )
 authz.define(
     "clinicians.view_chart",
-    is_signed_in,
+    reads(None),
     message="Only the patient's care team reads the chart.",
     sees=PATIENT,
     reads="patient_chart",
@@ -217,10 +270,20 @@ authz.define(
     message="Only a clinician of the patient's care team places orders (a patient changes a "
     "dose by acknowledging a proposal).",
 )
+# The clinicians as FHIR Practitioners (name and identifiers), narrowed by
+# ``clinicians.practitioner``. No patient's data: never journalled as a read of one.
+authz.define(
+    "clinicians.view_practitioner",
+    is_clinician | is_auditor | is_service | is_patient,
+    message="Only care teams, auditors, EHR services and patients (their own clinicians) read "
+    "practitioners.",
+    sees="clinicians.practitioner",
+    reads="practitioner",
+)
 # Provenance of the recommendations the caller sees (auditors: all); narrowed by the facade.
 authz.define(
     "clinicians.view_provenance",
-    is_signed_in,
+    reads(None),
     message="Only the patient, their care team and auditors read provenance.",
     reads="provenance",
 )
@@ -264,14 +327,14 @@ def sent_by_clinician(user, message) -> bool:
     return message is not None and message.sender_role == "clinician"
 
 
-for _name, _reads, _visibility in (
-    ("clinicians.view_goal", "goal", "clinicians.goal"),
-    ("clinicians.view_message", "message", "clinicians.message"),
-    ("clinicians.view_visit", "visit", "clinicians.visit"),
+for _name, _reads, _visibility, _scope in (
+    ("clinicians.view_goal", "goal", "clinicians.goal", "goals"),
+    ("clinicians.view_message", "message", "clinicians.message", "messages"),
+    ("clinicians.view_visit", "visit", "clinicians.visit", "goals"),
 ):
     authz.define(
         _name,
-        is_signed_in,
+        reads(_scope),
         message="Only the patient and their care team read this.",
         sees=_visibility,
         reads=_reads,

@@ -113,6 +113,7 @@ _actions: dict[str, Action] = {}
 _visibilities: dict[str, Visibility] = {}
 _journal: Callable[..., Any] | None = None
 _every_read_journalled: frozenset[str] = frozenset()
+_reader_journals: list[tuple[Callable[[Any], bool], Callable[..., Any]]] = []
 _ledger: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
     "clinaiops_authz_ledger", default=None
 )
@@ -162,6 +163,13 @@ def journal_reads_with(journal: Callable[..., Any], *, every_read_of: Iterable[s
     global _journal, _every_read_journalled
     _journal = journal
     _every_read_journalled = frozenset(every_read_of)
+
+
+def journal_reads_of(readers: Callable[[Any], bool], journal: Callable[..., Any]) -> None:
+    """The reads of actors ``readers`` accepts are journalled by ``journal`` (the audit journal's
+    signature) instead: an app that knows *why* such a reader reaches a patient names it (a
+    caregiver's read names the patient's grant)."""
+    _reader_journals.append((readers, journal))
 
 
 def action(name: str) -> Action:
@@ -240,13 +248,19 @@ def authorize_read(
     *,
     shown: Iterable[int] = (),
     detail: dict[str, Any] | None = None,
+    every_answer: Callable[..., Any] | None = None,
 ) -> None:
     """Decide a read of patient data and journal it: one ``read`` event (object type: the
     action's) naming the patient of ``obj`` and the patients in ``shown`` (a list's rows, taken
     from a visibility). Runs in its own transaction, so the event is written whatever the
     caller's. Nothing is journalled for a reader the journal leaves out (a patient reading
     their own record) or when no patient is shown — except for a read of the journal itself
-    (``journal_reads_with(every_read_of=…)``), which is journalled every time."""
+    (``journal_reads_with(every_read_of=…)``), which is journalled every time.
+
+    ``every_answer``: a surface that journals *every* answer it gives (the FHIR facade: IHE
+    BALP audits each interaction, a patient's own and the empty ones included) passes its
+    journal write (the same arguments); it is called whoever reads and whatever was shown —
+    unless a reader journal (``journal_reads_of``) takes a read that showed patients."""
     act = action(name)
     _note("read", name, actor)
     if act.reads is None:
@@ -259,12 +273,20 @@ def authorize_read(
     patient_ids = set(shown)
     if obj is not None:
         patient_ids.add(_patient_of(act, obj))
-    if not patient_ids and act.reads not in _every_read_journalled:
+    if not patient_ids and act.reads not in _every_read_journalled and every_answer is None:
         return
-    if _journal is None:
+    journal = next(
+        (
+            j
+            for readers, j in _reader_journals
+            if (patient_ids or not every_answer) and readers(actor)
+        ),
+        every_answer or _journal,
+    )
+    if journal is None:
         raise AuthorizationUsageError("no read journal: the audit app has not registered it")
     with transaction.atomic():
-        _journal(actor=actor, object_type=act.reads, patient_ids=sorted(patient_ids), detail=detail)
+        journal(actor=actor, object_type=act.reads, patient_ids=sorted(patient_ids), detail=detail)
 
 
 def _patient_of(act: Action, obj: Any) -> int:

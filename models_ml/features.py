@@ -180,6 +180,7 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     from django.db.models import Q
 
     from patients.models import Prescription, Reading, ReadingType
+    from patients.steps import steps_per_day
 
     since = now - WINDOW
     if evidence_from is not None and evidence_from > since:
@@ -194,7 +195,9 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         )
     )
     heart = [v for (v,) in window.filter(reading_type=ReadingType.HEART_RATE).values_list("value")]
-    steps = list(window.filter(reading_type=ReadingType.STEPS).values_list("measured_at", "value"))
+    steps = window.filter(reading_type=ReadingType.STEPS).values_list(
+        "measured_at", "period_start", "value"
+    )
     last_bp_at = (
         Reading.objects.in_use()
         .filter(patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now)
@@ -212,9 +215,8 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     regimen = {medication: dose for medication, dose, _ in prescriptions}
     adherence = _adherence(patient, now, _course_starts(patient, prescriptions))
     local = [local_clock(moment, offset) for moment, offset, _, _ in bp]
-    steps_by_day: dict = {}
-    for moment, value in steps:
-        steps_by_day[moment.date()] = steps_by_day.get(moment.date(), 0) + value
+    # A daily total beside the per-hour counts of its day counts once (patients.steps).
+    steps_by_day = steps_per_day(steps, lambda moment: moment.date())
     features = home_features(
         bp_day_offsets=np.array([(m - since).total_seconds() / 86400 for m, _, _, _ in bp]),
         bp_local_hours=np.array([t.hour + t.minute / 60 for t in local]),

@@ -8,7 +8,14 @@ what they need about a proposal is in ``/api/v1/me/decisions/``. Model records h
 patient's data, so their reads are not journalled as reads of patient data.
 """
 
-from accounts.rules import is_model_owner, is_staff_member
+from accounts.rules import (
+    is_auditor,
+    is_clinician,
+    is_model_owner,
+    is_patient,
+    is_service,
+    is_staff_member,
+)
 from core import authz
 from core.errors import Forbidden, NotFound
 from models_ml.models import ModelVersion
@@ -25,6 +32,23 @@ authz.define(
     is_staff_member,
     message="Only clinicians, admins, auditors and model owners may read model records.",
     sees="models_ml.model_version",
+)
+# The models as FHIR ``Device``\\ s (version, software, where the model card is): every caller
+# of the FHIR facade reads them — a proposal names its model, and a reference must resolve.
+# The card itself stays with staff (``models_ml.read_model_records``).
+reads_devices = is_patient | is_clinician | is_auditor | is_service
+authz.define_visibility(
+    "models_ml.device",
+    ModelVersion,
+    lambda user: ModelVersion.objects.all() if reads_devices(user) else ModelVersion.objects.none(),
+)
+authz.define(
+    "models_ml.view_device",
+    reads_devices,
+    message="Only callers of the FHIR facade (patients, care teams, auditors, EHR services) "
+    "read the models as devices.",
+    sees="models_ml.device",
+    reads="device",
 )
 authz.define(
     "models_ml.own_models",

@@ -17,6 +17,11 @@ Ranges:
   for cuffless devices consider 60–260/30–150 the measurable span, ours is wider on purpose so a
   real extreme is never dropped);
 - heart rate 20–300 /min; steps 0–100,000 per reading;
+- steps may be counted over a period (a daily total): it starts before ``measured_at`` (its
+  end) and lasts at most ``MAX_STEP_PERIOD``;
+- the codings a FHIR client sent beside the code a reading is stored by (``Coding``): at most
+  ``MAX_EXTRA_CODINGS``, each a system (an absolute URI) and a code, kept and served back; the
+  mobile API sends none (``READING_ADAPTER``), FHIR does (``CODED_READING_ADAPTER``);
 - ``measured_at`` must carry a timezone, may run ahead of the server by at most
   ``CLOCK_SKEW_ALLOWANCE`` (phone clocks drift) and may be at most ``MAX_READING_AGE`` old;
 - an intake's dose is a plain decimal (``core.doses``), above 0 and at most the drug's labelled
@@ -30,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -157,6 +163,102 @@ class StepsItem(_Item):
 
 ReadingItem = Annotated[BloodPressureItem | HeartRateItem | StepsItem, Field(discriminator="type")]
 READING_ADAPTER: TypeAdapter[Any] = TypeAdapter(ReadingItem)
+
+MAX_EXTRA_CODINGS = 5
+# A calendar day in local time, the 25-hour day at the end of daylight saving time included.
+MAX_STEP_PERIOD = timedelta(hours=25)
+# RFC 3986 absolute URI: a scheme, a colon, then no whitespace (http://snomed.info/sct, urn:oid:…).
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
+# FHIR's ``code`` datatype: no leading, trailing or repeated whitespace.
+_FHIR_CODE = re.compile(r"[^\s]+( [^\s]+)*")
+
+
+def _absolute_uri(value: str) -> str:
+    if not _ABSOLUTE_URI.fullmatch(value):
+        raise PydanticCustomError(
+            "absolute_uri", "must be an absolute URI (e.g. http://snomed.info/sct)"
+        )
+    return value
+
+
+def _fhir_code(value: str) -> str:
+    if not _FHIR_CODE.fullmatch(value):
+        raise PydanticCustomError(
+            "fhir_code", "must not start or end with whitespace or repeat it (FHIR code)"
+        )
+    return value
+
+
+class Coding(BaseModel):
+    """A coding of a reading's code beside the one it is stored by (FHIR ``Coding``): kept as
+    sent, served back after ours. Bounded so that a client cannot store a document in it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: Annotated[
+        str, StringConstraints(max_length=255), NoControlCharacters, AfterValidator(_absolute_uri)
+    ]
+    version: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64), NoControlCharacters] | None
+    ) = None
+    code: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100),
+        NoControlCharacters,
+        AfterValidator(_fhir_code),
+    ]
+    display: (
+        Annotated[str, StringConstraints(min_length=1, max_length=255), NoControlCharacters] | None
+    ) = None
+
+
+class _Coded(BaseModel):
+    codings: tuple[Coding, ...] = ()
+
+    @field_validator("codings", mode="before")
+    @classmethod
+    def few_codings(cls, value: object) -> object:
+        if isinstance(value, list | tuple) and len(value) > MAX_EXTRA_CODINGS:
+            raise PydanticCustomError(
+                "too_many_codings",
+                "at most {maximum} codings beside the one the reading is stored by",
+                {"maximum": MAX_EXTRA_CODINGS},
+            )
+        return value
+
+
+class CodedBloodPressureItem(BloodPressureItem, _Coded):
+    pass
+
+
+class CodedHeartRateItem(HeartRateItem, _Coded):
+    pass
+
+
+class CodedStepsItem(StepsItem, _Coded):
+    period_start: Instant | None = None
+
+    @field_validator("period_start")
+    @classmethod
+    def period_before_end(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        end = info.data.get("measured_at")
+        if value is None or end is None:
+            return value
+        if value >= end:
+            raise PydanticCustomError("period_order", "must be before the end of the period")
+        if end - value > MAX_STEP_PERIOD:
+            raise PydanticCustomError(
+                "period_length",
+                "the period is longer than {hours} hours (steps are counted per day at most)",
+                {"hours": int(MAX_STEP_PERIOD.total_seconds() // 3600)},
+            )
+        return value
+
+
+CodedReadingItem = Annotated[
+    CodedBloodPressureItem | CodedHeartRateItem | CodedStepsItem, Field(discriminator="type")
+]
+CODED_READING_ADAPTER: TypeAdapter[Any] = TypeAdapter(CodedReadingItem)
 
 
 class IntakeItem(BaseModel):
@@ -451,16 +553,21 @@ def _lock_patient(patient: Patient) -> None:
 
 
 def record_readings(
-    *, patient: Patient, items: list[object], actor: Any = READINGS_IMPORT
+    *,
+    patient: Patient,
+    items: list[object],
+    actor: Any = READINGS_IMPORT,
+    adapter: TypeAdapter = READING_ADAPTER,
 ) -> BatchResult:
     """Validate and store a batch of readings for ``patient``; see the module docstring. The
     patient submits their own (``patients.submit_readings``). Callers that store readings as the
     system pass ``READINGS_IMPORT``; it is the default only until the demo seed names it (a
-    view always passes the signed-in user)."""
+    view always passes the signed-in user). ``adapter`` is the items' schema:
+    ``CODED_READING_ADAPTER`` also takes extra codings and step periods (FHIR)."""
     authz.authorize(actor, "patients.submit_readings", patient)
     now = timezone.now()
     result = BatchResult()
-    valid = _validate(items, READING_ADAPTER, "measured_at", now, result)
+    valid = _validate(items, adapter, "measured_at", now, result)
 
     with transaction.atomic():
         _lock_patient(patient)
@@ -486,7 +593,8 @@ def record_readings(
                 )
                 continue
             rows.append(_reading_row(patient.pk, device.pk, item, received_at))
-            stored.append(item.model_dump(mode="json"))
+            # Without the defaults (no codings, no period): the digest the mobile API gives them.
+            stored.append(item.model_dump(mode="json", exclude_defaults=True))
             result.accept(index, item.client_id)
         _as_their_first(repeats, result)
         _insert_readings(rows)
@@ -533,9 +641,22 @@ class _Values:
 
 
 def _reading_values(item: Any) -> tuple:
+    # The codings sent beside the code are not compared: the same measurement posted by the
+    # phone (none) and by FHIR (with a SNOMED coding) is one reading. The period is: steps over
+    # another span are another count.
     if isinstance(item, BloodPressureItem):
-        return (item.type, item.systolic, item.diastolic, None, item.measured_at, item.device_id)
-    return (item.type, None, None, item.value, item.measured_at, item.device_id)
+        return (
+            item.type,
+            item.systolic,
+            item.diastolic,
+            None,
+            item.measured_at,
+            item.device_id,
+            None,
+        )
+    # isinstance, not getattr: a pydantic model raises (slowly) for a missing attribute.
+    period_start = item.period_start if isinstance(item, CodedStepsItem) else None
+    return (item.type, None, None, item.value, item.measured_at, item.device_id, period_start)
 
 
 READING_VALUES = _Values(
@@ -547,6 +668,7 @@ READING_VALUES = _Values(
         "value",
         "measured_at",
         "device__device_id",
+        "period_start",
     ),
     _reading_values,
 )
@@ -672,6 +794,8 @@ READING_COLUMNS = (
     "measured_at",
     "utc_offset_minutes",
     "received_at",
+    "codings",
+    "period_start",
 )
 
 
@@ -683,6 +807,8 @@ def _reading_row(patient_id: int, device_pk: int, item, received_at) -> tuple:
         systolic, diastolic, value = item.systolic, item.diastolic, None
     else:
         systolic, diastolic, value = None, None, item.value
+    codings = item.codings if isinstance(item, _Coded) else None
+    period_start = item.period_start if isinstance(item, CodedStepsItem) else None
     return (
         patient_id,
         device_pk,
@@ -694,6 +820,11 @@ def _reading_row(patient_id: int, device_pk: int, item, received_at) -> tuple:
         connection.ops.adapt_datetimefield_value(measured_at),
         offset,
         received_at,
+        # JSON text: the column's input on both databases (jsonb parses it under COPY).
+        json.dumps([coding.model_dump(exclude_none=True) for coding in codings])
+        if codings
+        else None,
+        connection.ops.adapt_datetimefield_value(period_start) if period_start else None,
     )
 
 

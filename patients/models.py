@@ -150,7 +150,9 @@ class PatientIdentifier(models.Model):
     class Meta:
         ordering = ["system", "value"]
         constraints = [
-            models.UniqueConstraint(fields=["system", "value"], name="identifier_names_one_patient"),
+            models.UniqueConstraint(
+                fields=["system", "value"], name="identifier_names_one_patient"
+            ),
             models.UniqueConstraint(fields=["patient", "system"], name="one_identifier_per_system"),
         ]
 
@@ -237,6 +239,13 @@ class Reading(models.Model):
         default=0, help_text="The device's UTC offset when measuring (local time of day features)."
     )
     received_at = models.DateTimeField()
+    # Steps counted over a period (a daily total, FHIR effectivePeriod): its start; the end is
+    # ``measured_at``, so windows, features and de-duplication keep one instant per reading.
+    period_start = models.DateTimeField(null=True, blank=True)
+    # The codings of the code a client sent beside the one we store by (FHIR code.coding, e.g.
+    # LOINC 55284-4 beside 85354-9, a SNOMED CT code): [{"system", "code", "version"?,
+    # "display"?}, ...] in the order sent; NULL when there were none.
+    codings = models.JSONField(null=True, blank=True)
     # "Entered in error" (a cuff on the wrong arm, someone else's reading): kept, never deleted.
     entered_in_error_at = models.DateTimeField(null=True, blank=True)
     entered_in_error_by = models.ForeignKey(
@@ -276,6 +285,11 @@ class Reading(models.Model):
             models.CheckConstraint(
                 condition=models.Q(reading_type="blood_pressure") | models.Q(value__isnull=False),
                 name="reading_value_present",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(period_start__isnull=True)
+                | models.Q(reading_type="steps", period_start__lt=models.F("measured_at")),
+                name="reading_period_steps_before_end",
             ),
         ]
         indexes = [
@@ -423,3 +437,96 @@ class EmergencyAccess(models.Model):
                 name="emergency_access_reasoned_and_limited",
             ),
         ]
+
+
+# What a patient may let a caregiver read (``patients.caregivers``); messages only when named.
+CAREGIVER_SCOPES = ("readings", "alerts", "medications", "goals", "messages")
+
+
+class CaregiverGrantQuerySet(models.QuerySet):
+    def in_force(self, at=None):
+        """Grants that let their caregiver read now (or ``at``): accepted, started, not ended,
+        not revoked."""
+        from django.utils import timezone
+
+        at = at or timezone.now()
+        return self.filter(
+            models.Q(starts_at__isnull=True) | models.Q(starts_at__lte=at),
+            models.Q(ends_at__isnull=True) | models.Q(ends_at__gt=at),
+            accepted_at__isnull=False,
+            revoked_at__isnull=True,
+        )
+
+    def sharing(self, scope: str):
+        if scope not in CAREGIVER_SCOPES:
+            raise ValueError(f"no caregiver scope named {scope!r}")
+        return self.filter(**{f"shares_{scope}": True})
+
+
+class CaregiverGrant(models.Model):
+    """A patient lets a family member or carer read parts of their record: the scopes chosen,
+    for a time if they wish, until revoked. Read-only whatever the scopes. The grant counts once
+    the person accepted it with their one-time link (``accepted_at``); a revoked grant is kept
+    (with why) for the access log, and changing scopes edits the one open grant of the pair."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="caregiver_grants")
+    caregiver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="caregiver_grants"
+    )
+    name = models.CharField(max_length=120, help_text="how the patient names this person")
+    email = models.EmailField(help_text="the address the patient gave for this person")
+    shares_readings = models.BooleanField(default=False)
+    shares_alerts = models.BooleanField(default=False)
+    shares_medications = models.BooleanField(default=False)
+    shares_goals = models.BooleanField(default=False)
+    shares_messages = models.BooleanField(default=False)
+    # The patient's urgent alerts pushed live to the caregiver's open pages (needs alerts).
+    live_alerts = models.BooleanField(default=False)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=500, blank=True)
+
+    objects = CaregiverGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["caregiver", "revoked_at"], name="caregiver_grant_by_caregiver")
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "caregiver"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="caregiver_grant_one_open_per_pair",
+            ),
+            models.CheckConstraint(
+                condition=functools.reduce(
+                    operator.or_, (models.Q(**{f"shares_{s}": True}) for s in CAREGIVER_SCOPES)
+                ),
+                name="caregiver_grant_has_a_scope",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(live_alerts=False) | models.Q(shares_alerts=True),
+                name="caregiver_grant_live_alerts_need_alerts",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(starts_at__isnull=True)
+                | models.Q(ends_at__isnull=True)
+                | models.Q(ends_at__gt=models.F("starts_at")),
+                name="caregiver_grant_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(revoked_at__isnull=False) | models.Q(revoked_reason=""),
+                name="caregiver_grant_reason_only_when_revoked",
+            ),
+        ]
+
+    def __str__(self) -> str:  # never a name (logs, admin breadcrumbs)
+        return f"Caregiver grant {self.pk}"
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(scope for scope in CAREGIVER_SCOPES if getattr(self, f"shares_{scope}"))

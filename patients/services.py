@@ -282,12 +282,20 @@ def current_regimen(patient: Patient) -> dict[str, Decimal]:
 
 
 def change_dose(
-    *, patient: Patient, medication: str, dose_mg: Decimal, source: str, actor: User
+    *,
+    patient: Patient,
+    medication: str,
+    dose_mg: Decimal,
+    source: str,
+    actor: User,
+    prescribed_by: User | None = None,
 ) -> Prescription | None:
     """Close the open prescription of ``medication`` and open one at ``dose_mg`` (0 stops it).
 
     Called only by the moments a change takes effect (``clinicians.decisions``: acknowledgement,
     approval, order), each of which has authorized ``actor`` for that change first.
+    ``prescribed_by``: the clinician who decided it (FHIR ``requester``); None for a patient's
+    acknowledgement inside the clinician's bounds.
 
     The one write to a prescription, so the final check of every path to one lives here too:
     0 or a dose inside the drug's labelled range (``patients.course.labelled_dose_problem``)."""
@@ -315,6 +323,7 @@ def change_dose(
                 dose_mg=dose_mg,
                 started_at=now,
                 source=source,
+                prescribed_by=prescribed_by,
             )
         record_event(
             action=Action.UPDATE,

@@ -14,7 +14,7 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions
 
 from accounts.identity import scopes
-from accounts.identity.tokens import is_staff_role
+from accounts.identity.tokens import needs_second_factor
 from accounts.models import TokenContext
 
 
@@ -40,10 +40,10 @@ def holder_refusal(access_token) -> str | None:
     user = access_token.user
     if user is None or not user.is_active:
         return "This token's account is not active."
-    if is_staff_role(user.role) and "otp" not in amr_of(access_token):
+    if "otp" not in amr_of(access_token) and needs_second_factor(user):
         return (
-            "Staff tokens are issued only after password and TOTP: sign in again with your "
-            "second factor."
+            "Tokens of this account are issued only after password and TOTP: sign in again "
+            "with your second factor."
         )
     return None
 

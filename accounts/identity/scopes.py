@@ -103,17 +103,32 @@ def describe(scope: str) -> str:
 # (contexts, {resource: letters}). A scope naming a resource or an interaction outside its role
 # is refused; a wildcard (``*``) is accepted and means "what the role allows".
 
-_CLINICAL_READ = {"Patient": "rs", "MedicationRequest": "rs", "Provenance": "rs"}
+_CLINICAL_READ = {
+    "Patient": "rs",
+    "MedicationRequest": "rs",
+    "Provenance": "rs",
+    "Practitioner": "rs",
+    "Device": "rs",
+    "DetectedIssue": "rs",
+}
+# Update of a Patient is of its EHR identifiers only (FHIR update, docs/fhir.md).
+_PATIENT_IDENTIFIERS = {"Patient": "rus"}
 ROLE_CEILING: dict[str, tuple[frozenset[str], dict[str, str]]] = {
     Role.PATIENT: (frozenset({"patient", "user"}), _CLINICAL_READ | {"Observation": "crs"}),
     Role.CLINICIAN: (
         frozenset({"patient", "user"}),
-        _CLINICAL_READ | {"Observation": "crs", "MedicationRequest": "crs"},
+        _CLINICAL_READ | _PATIENT_IDENTIFIERS | {"Observation": "crs", "MedicationRequest": "crs"},
     ),
-    Role.AUDITOR: (frozenset({"user"}), {"AuditEvent": "rs", "Provenance": "rs"}),
+    Role.AUDITOR: (
+        frozenset({"user"}),
+        {"AuditEvent": "rs", "Provenance": "rs", "Practitioner": "rs", "Device": "rs"},
+    ),
     Role.ADMIN: (frozenset(), {}),
     Role.MODEL_OWNER: (frozenset(), {}),
-    Role.SERVICE: (frozenset({"system"}), _CLINICAL_READ | {"Observation": "rs"}),
+    Role.SERVICE: (
+        frozenset({"system"}),
+        _CLINICAL_READ | _PATIENT_IDENTIFIERS | {"Observation": "rs"},
+    ),
 }
 
 
@@ -132,9 +147,17 @@ def check_role_ceiling(role: str, scopes: Iterable[str]) -> None:
         if allowed is None:
             raise ScopeError(f"{scope}: a {role} account has no access to {smart.resource}")
         beyond = smart.permissions - set(allowed)
+        if _is_v1(scope) and smart.permissions & set(allowed):
+            # A v1 word (``write``: c, u, d) asks for what the role may do of it, as the
+            # wildcard resource does; the role's rules still decide each interaction.
+            beyond = frozenset()
         if beyond:
             words = ", ".join(_WORDS[letter] for letter in LETTERS if letter in beyond)
             raise ScopeError(f"{scope}: a {role} account cannot {words} {smart.resource}")
+
+
+def _is_v1(scope: str) -> bool:
+    return scope.rpartition(".")[2] in _V1_PERMISSIONS
 
 
 def check_client_allows(allowed: str, scopes: Iterable[str]) -> None:

@@ -11,7 +11,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.identity.tokens import is_staff_role
+from accounts.identity.tokens import needs_second_factor
 from accounts.models import User
 from core.context import current_context
 from core.errors import DomainError
@@ -54,10 +54,10 @@ def confirmed_device(user: User) -> TOTPDevice | None:
 
 
 def check_second_factor(request: HttpRequest, user: User, code: str | None) -> TOTPDevice | None:
-    """For staff: their TOTP code must verify (a wrong one counts toward the lockout). Returns the
-    device that verified it, or None for a role that signs in with a password alone and sent no
-    code."""
-    if not code and not is_staff_role(user.role):
+    """For staff, and a caregiver who enrolled an authenticator: their TOTP code must verify (a
+    wrong one counts toward the lockout). Returns the device that verified it, or None for one
+    who signs in with a password alone and sent no code."""
+    if not code and not needs_second_factor(user):
         return None
     device = confirmed_device(user)
     if not code or device is None or not device.verify_token(code):

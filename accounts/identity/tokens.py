@@ -100,5 +100,17 @@ def is_staff_role(role: str) -> bool:
     return role in (Role.CLINICIAN, Role.ADMIN, Role.AUDITOR, Role.MODEL_OWNER)
 
 
+def needs_second_factor(user) -> bool:
+    """Staff always; a caregiver once they enrolled an authenticator (optional for them,
+    docs/caregivers.md): from then on a password alone signs them in nowhere."""
+    if is_staff_role(user.role):
+        return True
+    if user.role != Role.CAREGIVER:
+        return False
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
 def endpoint_enabled() -> bool:
     return settings.FIRST_PARTY_TOKEN_ENDPOINT

@@ -195,9 +195,16 @@ def patient_of(call: HookCall, client: CdsClient) -> tuple[Patient, list[dict[st
             code="processing",
             field="prefetch.patient",
         )
+    # The EHR's identifier in its registered system (``PatientIdentifier``, set at enrolment or
+    # by FHIR update) names the patient first; the clinic's MRN (``Patient.mrn``) otherwise.
+    served = Patient.objects.filter(care_teams__in=client.care_teams.all())
     patient = (
-        Patient.objects.filter(mrn=mrn, care_teams__in=client.care_teams.all()).distinct().first()
-    )
+        served.filter(identifiers__system=client.mrn_system, identifiers__value=mrn)
+        .distinct()
+        .first()
+        if client.mrn_system
+        else None
+    ) or served.filter(mrn=mrn).distinct().first()
     if patient is None:
         raise HookRefused(
             404,

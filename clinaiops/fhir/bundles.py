@@ -14,6 +14,7 @@ from typing import Any
 from clinaiops.fhir import conditional
 from clinaiops.fhir.creates import PARSERS, Item, create, parse
 from clinaiops.fhir.http import HTTP_REASONS, FhirError, Issue, operation_outcome
+from clinaiops.fhir.observation_input import Subjects
 from clinaiops.fhir.resources import Created
 from patients.ingestion import MAX_BATCH_ITEMS
 
@@ -43,7 +44,7 @@ def _entry_target(entry: Any, index: int, base: str) -> str:
     return path
 
 
-def _parse_entry(entry: Any, target: str | FhirError, user, base: str) -> Item:
+def _parse_entry(entry: Any, target: str | FhirError, user, base: str, subjects: Subjects) -> Item:
     """What the entry asks created, why it cannot be, or — for ``request.ifNoneExist``
     criteria that match — the answer already (200 with the match, or 412)."""
     if isinstance(target, FhirError):
@@ -56,7 +57,7 @@ def _parse_entry(entry: Any, target: str | FhirError, user, base: str) -> Item:
             matched = conditional.existing(user, target, criteria)
             if matched is not None:
                 return matched
-        return parse(target, entry.get("resource"), user, base)
+        return parse(target, entry.get("resource"), user, base, subjects=subjects)
     except FhirError as error:
         return error
 
@@ -151,8 +152,9 @@ def process_bundle(body: Any, user, base: str, *, with_resources: bool) -> dict[
     fails or the Bundle itself is unusable."""
     kind, entries = _shell(body)
     targets = _targets(entries, base)
+    subjects: Subjects = {}  # each subject looked up and checked once per Bundle
     parsed = [
-        _parse_entry(entry, target, user, base)
+        _parse_entry(entry, target, user, base, subjects)
         for entry, target in zip(entries, targets, strict=True)
     ]
     outcomes = create(user, parsed, all_or_nothing=kind == "transaction")

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from clinaiops.fhir.registry import HANDLERS
-from clinaiops.fhir.resources import ResourceHandler
+from clinaiops.fhir.resources import US_CORE, US_CORE_PATIENT, ResourceHandler
 
 # When this statement last changed (CapabilityStatement.date): bump it with the facade.
 STATEMENT_DATE = "2026-12-03"
@@ -68,29 +68,188 @@ def _sorting(handler: ResourceHandler) -> str:
     return f"_sort: {keys}{default}."
 
 
+# --- Search parameter definitions ---------------------------------------------------------------
+# ``searchParam.definition``: US Core's SearchParameter where US Core defines one for the type
+# (they derive from the base ones and state US Core's expectations), else the FHIR R4 base one.
+# A parameter with neither is declared without a definition. tests/fhir/test_capability.py checks
+# the base URLs against the R4 definitions Medplum ships.
+US_CORE_SEARCH = "http://hl7.org/fhir/us/core/SearchParameter/"
+R4_SEARCH = "http://hl7.org/fhir/SearchParameter/"
+US_CORE_SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
+    "Patient": {
+        "_id": "us-core-patient-id",
+        "identifier": "us-core-patient-identifier",
+        "name": "us-core-patient-name",
+        "family": "us-core-patient-family",
+        "given": "us-core-patient-given",
+        "gender": "us-core-patient-gender",
+        "birthdate": "us-core-patient-birthdate",
+    },
+    "Observation": {
+        "patient": "us-core-observation-patient",
+        "category": "us-core-observation-category",
+        "code": "us-core-observation-code",
+        "date": "us-core-observation-date",
+        "status": "us-core-observation-status",
+        "_lastUpdated": "us-core-observation-lastupdated",
+    },
+    "MedicationRequest": {
+        "patient": "us-core-medicationrequest-patient",
+        "intent": "us-core-medicationrequest-intent",
+        "status": "us-core-medicationrequest-status",
+        "authoredon": "us-core-medicationrequest-authoredon",
+    },
+    "Practitioner": {
+        "identifier": "us-core-practitioner-identifier",
+        "name": "us-core-practitioner-name",
+    },
+}
+R4_SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
+    "*": {"_id": "Resource-id", "_lastUpdated": "Resource-lastUpdated"},
+    "Patient": {"identifier": "Patient-identifier", "name": "Patient-name"},
+    "Observation": {
+        "subject": "Observation-subject",
+        "identifier": "clinical-identifier",
+        "category": "Observation-category",
+        "status": "Observation-status",
+    },
+    "MedicationRequest": {
+        "code": "clinical-code",
+        "subject": "MedicationRequest-subject",
+    },
+    "AuditEvent": {
+        "patient": "AuditEvent-patient",
+        "date": "AuditEvent-date",
+        "subtype": "AuditEvent-subtype",
+        "action": "AuditEvent-action",
+        "type": "AuditEvent-type",
+        "outcome": "AuditEvent-outcome",
+        "agent": "AuditEvent-agent",
+        "entity": "AuditEvent-entity",
+    },
+    "Device": {"identifier": "Device-identifier", "model": "Device-model"},
+    "DetectedIssue": {"patient": "clinical-patient", "implicated": "DetectedIssue-implicated"},
+    "Provenance": {
+        "target": "Provenance-target",
+        "patient": "Provenance-patient",
+        "recorded": "Provenance-recorded",
+    },
+}
+
+
+def search_parameter_definition(resource_type: str, name: str) -> str | None:
+    us_core = US_CORE_SEARCH_PARAMETERS.get(resource_type, {}).get(name)
+    if us_core:
+        return US_CORE_SEARCH + us_core
+    base = R4_SEARCH_PARAMETERS.get(resource_type, {}).get(name)
+    base = base or R4_SEARCH_PARAMETERS["*"].get(name)
+    return R4_SEARCH + base if base else None
+
+
+# --- US Core server --------------------------------------------------------------------------
+US_CORE_SERVER = "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
+PROVENANCE_REVINCLUDE = "Provenance:target"
+# What the US Core Server CapabilityStatement (STU6.1/STU7) says a server SHALL do for each
+# type whose US Core profile it supports: the interactions, the search parameters its SHALL
+# search combinations use, the _include, and _revinclude=Provenance:target (Basic Provenance).
+US_CORE_SHALL: dict[str, dict[str, Any]] = {
+    "Patient": {"params": {"_id", "identifier", "name", "birthdate", "gender"}},
+    "Observation": {"params": {"patient", "category", "code", "date"}},
+    "MedicationRequest": {
+        "params": {"patient", "intent", "status"},
+        "includes": {"MedicationRequest:medication"},
+    },
+    "Provenance": {"search": False, "revinclude": False},
+    "Practitioner": {"params": {"identifier", "name"}},
+}
+
+
+def us_core_server_gaps(handlers: dict[str, ResourceHandler]) -> list[str]:
+    """Why this server may not (yet) claim to instantiate the US Core Server
+    CapabilityStatement: each SHALL it misses for the US Core profiles it supports. Empty
+    when it may (it supports US Core Patient and at least one other US Core profile, and all
+    their SHALLs)."""
+    gaps = []
+    us_core = {
+        kind: handler
+        for kind, handler in handlers.items()
+        if any(url.startswith(US_CORE) for url in handler.profiles)
+    }
+    patient = handlers.get("Patient")
+    if patient is None or US_CORE_PATIENT not in patient.profiles:
+        gaps.append("Patient: the US Core Patient profile is not supported")
+    if not set(us_core) - {"Patient"}:
+        gaps.append("no US Core profile is supported besides Patient")
+    for kind, handler in us_core.items():
+        shall = US_CORE_SHALL.get(kind)
+        if shall is None:
+            gaps.append(f"{kind}: US Core's requirements for it are not encoded here")
+            continue
+        if not handler.read:
+            gaps.append(f"{kind}: read")
+        if shall.get("search", True):
+            if not handler.search:
+                gaps.append(f"{kind}: search-type")
+            missing = sorted(shall["params"] - set(handler.params))
+            gaps += [f"{kind}: search parameter {name}" for name in missing]
+            gaps += [
+                f"{kind}: _include={value}"
+                for value in sorted(shall.get("includes", set()) - set(handler.includes))
+            ]
+        if shall.get("revinclude", True) and PROVENANCE_REVINCLUDE not in handler.revincludes:
+            gaps.append(f"{kind}: _revinclude={PROVENANCE_REVINCLUDE}")
+    return gaps
+
+
+def _interactions(handler: ResourceHandler) -> list[dict[str, str]]:
+    """The type's interactions, from the handler's own flags (the order of the R4 value set)."""
+    offered = [
+        ("read", handler.read is not None),
+        ("vread", handler.read is not None),
+        ("update", handler.updatable),
+        ("history-instance", handler.history_instance),
+        ("history-type", handler.history_type),
+        ("create", handler.creatable),
+        ("search-type", handler.search is not None),
+    ]
+    return [{"code": code} for code, on in offered if on]
+
+
+def _search_params(handler: ResourceHandler) -> list[dict[str, Any]]:
+    params = []
+    for param in handler.search_params:
+        entry = {"name": param.name, "type": param.type}
+        definition = search_parameter_definition(handler.type, param.name)
+        if definition:
+            entry["definition"] = definition
+        params.append(entry | {"documentation": param.documentation})
+    if handler.search and handler.sorts:
+        params.append(
+            {
+                "name": "_sort",
+                "type": "special",
+                "documentation": f"Result order. {_sorting(handler)} Ties by id.",
+            }
+        )
+    return params
+
+
 def capability_statement(base: str) -> dict[str, Any]:
     resources = []
     for handler in HANDLERS.values():
-        interactions = []
-        if handler.read:
-            interactions += [{"code": "read"}, {"code": "vread"}]
-        if handler.search:
-            interactions.append({"code": "search-type"})
-        if handler.creatable:
-            interactions.append({"code": "create"})
         entry: dict[str, Any] = {
             "type": handler.type,
             "documentation": f"{handler.documentation} {_sorting(handler)}",
-            "interaction": interactions,
-            "versioning": "versioned",
-            "readHistory": False,
+            "interaction": _interactions(handler),
+            # versioned-update: an update honours If-Match with the current versionId.
+            "versioning": "versioned-update" if handler.updatable else "versioned",
+            "readHistory": handler.read_history,
             "updateCreate": False,
             "conditionalCreate": handler.creatable,
-            "searchParam": [
-                {"name": p.name, "type": p.type, "documentation": p.documentation}
-                for p in handler.search_params
-            ],
+            "searchParam": _search_params(handler),
         }
+        if handler.updatable:
+            entry["conditionalUpdate"] = False
         if handler.includes:
             entry["searchInclude"] = list(handler.includes)
         if handler.revincludes:
@@ -98,12 +257,16 @@ def capability_statement(base: str) -> dict[str, Any]:
         if handler.profiles:
             entry["supportedProfile"] = list(handler.profiles)
         resources.append(entry)
-    return {
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": STATEMENT_DATE,
         "publisher": "ClinAIOps",
         "kind": "instance",
+    }
+    if not us_core_server_gaps(HANDLERS):
+        statement["instantiates"] = [US_CORE_SERVER]
+    return statement | {
         "software": {"name": "ClinAIOps", "version": _software_version()},
         "implementation": {"description": "ClinAIOps FHIR R4 facade", "url": base},
         "fhirVersion": "4.0.1",

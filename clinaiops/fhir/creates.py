@@ -21,7 +21,7 @@ from django.db import transaction
 from clinaiops.dependencies import is_dependency_error
 from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.ingest import EntryOutcome, store_observations
-from clinaiops.fhir.observation_input import ParsedObservation, parse_observation
+from clinaiops.fhir.observation_input import ParsedObservation, Subjects, parse_observation
 from clinaiops.fhir.observations import to_fhir as observation_to_fhir
 from clinaiops.fhir.order_input import ParsedOrder, parse_order
 from clinaiops.fhir.orders import place_order
@@ -43,7 +43,12 @@ class _RollBack(Exception):
         self.outcomes = outcomes
 
 
-def parse(resource_type: str, raw: Any, user, base: str) -> Parsed:
+def parse(
+    resource_type: str, raw: Any, user, base: str, *, subjects: Subjects | None = None
+) -> Parsed:
+    """``subjects``: shared by the entries of one Bundle (``parse_observation``)."""
+    if resource_type == "Observation":
+        return parse_observation(raw, user, base, subjects=subjects)
     return PARSERS[resource_type](raw, user, base)
 
 

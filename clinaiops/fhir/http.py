@@ -141,15 +141,32 @@ def _interaction(view, request) -> str:
     """``fhir <interaction> <type>`` of the request the view was asked (for the journal)."""
     kwargs = getattr(view, "kwargs", {}) or {}
     resource_type = kwargs.get("resource_type", "")
-    if "version_id" in kwargs:
+    if getattr(view, "interaction", None):
+        interaction = view.interaction  # history-type / history-instance
+    elif "version_id" in kwargs:
         interaction = "vread"
     elif "resource_id" in kwargs:
-        interaction = "read"
+        interaction = "update" if request.method == "PUT" else "read"
     elif resource_type:
         interaction = "search-type" if request.method in ("GET", "HEAD") else "create"
     else:
         interaction = "transaction-or-batch"
     return " ".join(part for part in ("fhir", interaction, resource_type) if part)
+
+
+# The longest query journalled as sent (a request line is rarely longer: servers refuse
+# beyond 8 KiB); a longer one is cut and marked ``query_truncated``.
+MAX_QUERY_CHARS = 8192
+
+
+def bounded_query(text: str) -> tuple[str, bool]:
+    """The text as journalled: control characters (which the journal refuses, and which a
+    query string never carries unencoded) percent-encoded, at most ``MAX_QUERY_CHARS``."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        text = "".join(
+            f"%{ord(char):02X}" if ord(char) < 32 or ord(char) == 127 else char for char in text
+        )
+    return text[:MAX_QUERY_CHARS], len(text) > MAX_QUERY_CHARS
 
 
 def _journal_refusal(response: Response, context) -> None:
@@ -167,12 +184,15 @@ def _journal_refusal(response: Response, context) -> None:
     issues = response.data.get("issue") or [{}]
     first = issues[0]
     expression = (first.get("expression") or [None])[0]
+    detail: dict[str, object] = {"channel": "fhir", "status": response.status_code}
+    if request.META.get("QUERY_STRING"):
+        detail["query"] = bounded_query(request.META["QUERY_STRING"])[0]
     record_refusal(
         actor=user,
         attempted=_interaction(context.get("view"), request),
         message=f"{response.status_code} {first.get('code', 'processing')}",
         field=expression,
-        detail={"channel": "fhir", "status": response.status_code},
+        detail=detail,
     )
 
 

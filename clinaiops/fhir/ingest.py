@@ -23,7 +23,13 @@ from django.db import transaction
 from clinaiops.fhir.http import Issue
 from clinaiops.fhir.labs import resource_id as lab_resource_id
 from clinaiops.fhir.observation_input import LAB, ROOT, ParsedObservation
-from patients.ingestion import ItemOutcome, ItemStatus, record_labs, record_readings
+from patients.ingestion import (
+    CODED_READING_ADAPTER,
+    ItemOutcome,
+    ItemStatus,
+    record_labs,
+    record_readings,
+)
 from patients.models import LabResult, Patient, Reading
 
 logger = logging.getLogger("clinaiops.fhir")
@@ -128,8 +134,13 @@ def _store_patient(
     # The ingestion serialises the batches of this patient (a row lock on PostgreSQL) and
     # decides each entry's fate under it; what is read back here is read under the same lock,
     # held until the caller's transaction ends.
-    record_batch = record_labs if kind == LAB else record_readings
-    result = record_batch(patient=patient, items=[parsed[i].item for i in indexes], actor=user)
+    items = [parsed[i].item for i in indexes]
+    if kind == LAB:
+        result = record_labs(patient=patient, items=items, actor=user)
+    else:  # with the codings sent beside the code, and step periods
+        result = record_readings(
+            patient=patient, items=items, actor=user, adapter=CODED_READING_ADAPTER
+        )
     stored = _stored(patient, kind, [parsed[i].client_id for i in indexes])
     for outcome in result.outcomes:
         index = indexes[outcome.index]

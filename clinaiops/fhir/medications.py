@@ -16,6 +16,14 @@ Status of a proposal (MedicationRequest status value set, R4):
 and the clinician's reason; ``category`` the tier and kind. A prescription is ``active`` while
 open and ``stopped`` once a dose change closed it. Drugs are RxNorm ingredient codes, doses
 ``doseQuantity`` in ``mg`` (UCUM).
+
+The chain an EHR follows (docs/fhir.md, "The proposal-to-order chain"): a proposal's
+``requester`` is the model that made it (``Device/<id>``, ``devices``) and a blocked one lists
+its block reasons in ``detectedIssue`` (``detected_issues``); an order's ``requester`` is who
+ordered it — the clinician who decided or ordered (``Practitioner/<id>``,
+``Prescription.prescribed_by``), the patient for a change they acknowledged within the care
+team's bounds, else the clinic (a contained Organization: a regimen transcribed at enrolment) —
+and ``basedOn`` the proposal it came from. Provenance (``provenance``) says who did what when.
 """
 
 from __future__ import annotations
@@ -27,10 +35,16 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 
 from clinaiops.fhir import paging
+from clinaiops.fhir.detected_issues import issue_ids
+from clinaiops.fhir.devices import device_ids, device_reference
 from clinaiops.fhir.http import FhirError, Issue, not_found
+from clinaiops.fhir.practitioners import (
+    ON_BEHALF_OF,
+    clinic_organization,
+    practitioner_reference,
+)
 from clinaiops.fhir.provenance import provenance_of
 from clinaiops.fhir.resources import (
-    MODEL_VERSION_SYSTEM,
     RXNORM,
     UCUM,
     ResourceHandler,
@@ -55,6 +69,7 @@ from patients.formulary import FORMULARY
 from patients.models import Prescription
 from patients.selectors import prescriptions_visible_to
 
+PROFILE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-medicationrequest"
 STATUS_SYSTEM = "urn:clinaiops:recommendation-status"
 TIER_SYSTEM = "urn:clinaiops:recommendation-tier"
 KIND_SYSTEM = "urn:clinaiops:recommendation-kind"
@@ -121,7 +136,8 @@ def _explanation_text(explanation: Iterable[dict[str, Any]]) -> str:
     return "Top contributions (SHAP, mmHg): " + "; ".join(parts)
 
 
-def proposal_to_fhir(rec: Recommendation) -> dict[str, Any]:
+def proposal_to_fhir(rec: Recommendation, devices: dict[str, str] | None = None) -> dict[str, Any]:
+    """``devices``: ``devices.device_ids`` of a page's model versions (one query for the page)."""
     status_label = RecommendationStatus(rec.status).label
     status_reason: dict[str, Any] = {
         "coding": [{"system": STATUS_SYSTEM, "code": rec.status, "display": status_label}]
@@ -163,12 +179,11 @@ def proposal_to_fhir(rec: Recommendation) -> dict[str, Any]:
         "medicationCodeableConcept": _medication(rec.medication),
         "subject": patient_reference(rec.patient_id),
         "authoredOn": instant(rec.created_at),
-        "requester": {
-            "type": "Device",
-            "identifier": {"system": MODEL_VERSION_SYSTEM, "value": rec.model_version},
-            "display": f"ClinAIOps dose model {rec.model_version}",
-        },
+        "requester": device_reference(rec.model_version, devices),
     }
+    issues = issue_ids(rec)
+    if issues:
+        resource["detectedIssue"] = [{"reference": f"DetectedIssue/{pk}"} for pk in issues]
     dose = rec.proposed_dose_mg if rec.proposed_dose_mg is not None else None
     if rec.kind == "adherence_nudge":
         dose = rec.current_dose_mg
@@ -176,28 +191,77 @@ def proposal_to_fhir(rec: Recommendation) -> dict[str, Any]:
         resource["dosageInstruction"] = [_dosage(rec.medication, dose)]
     if notes:
         resource["note"] = notes
-    return with_meta(resource, rec.decided_at or rec.created_at)
+    return with_meta(resource, rec.decided_at or rec.created_at, (PROFILE,))
 
 
-def order_to_fhir(prescription: Prescription) -> dict[str, Any]:
+def _proposal_id(prescription: Prescription) -> int | None:
+    source, _, rec_id = prescription.source.partition(":")
+    return int(rec_id) if source == "recommendation" and rec_id.isdigit() else None
+
+
+def requesters(prescriptions: list[Prescription]) -> dict[int, dict[str, Any]]:
+    """Who ordered each prescription, as ``MedicationRequest.requester`` (one query for the
+    ones that do not name their prescriber): the clinician who decided or ordered
+    (``prescribed_by``; for a decision recorded before it was kept, the proposal's decider), the
+    patient for a proposal they acknowledged, else the clinic (``#clinic``: a regimen
+    transcribed at enrolment, prescribed outside ClinAIOps)."""
+    unnamed = {
+        rec_id: None
+        for row in prescriptions
+        if row.prescribed_by_id is None and (rec_id := _proposal_id(row)) is not None
+    }
+    deciders = dict(
+        Recommendation.objects.filter(pk__in=list(unnamed)).values_list("pk", "decided_by_id")
+    )
+    found: dict[int, dict[str, Any]] = {}
+    for row in prescriptions:
+        rec_id = _proposal_id(row)
+        if row.prescribed_by_id is not None:
+            loaded = Prescription.prescribed_by.is_cached(row)
+            prescriber = row.prescribed_by if loaded else None
+            found[row.pk] = practitioner_reference(
+                row.prescribed_by_id, prescriber.shown_name if prescriber else ""
+            )
+        elif rec_id is not None and deciders.get(rec_id) is not None:
+            found[row.pk] = practitioner_reference(deciders[rec_id])
+        elif rec_id is not None and rec_id in deciders:
+            found[row.pk] = patient_reference(row.patient_id) | {
+                "display": "The patient, acknowledging a change within the care team's bounds"
+            }
+        else:
+            found[row.pk] = dict(ON_BEHALF_OF)
+    return found
+
+
+def order_to_fhir(
+    prescription: Prescription, requester: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``requester``: from ``requesters`` for a page (looked up here otherwise)."""
+    if requester is None:
+        requester = requesters([prescription])[prescription.pk]
     period = {"start": instant(prescription.started_at)}
     if prescription.ended_at:
         period["end"] = instant(prescription.ended_at)
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": f"rx-{prescription.pk}",
+    }
+    if requester.get("reference") == ON_BEHALF_OF["reference"]:
+        resource["contained"] = [clinic_organization()]
+    resource |= {
         "status": "stopped" if prescription.ended_at else "active",
         "intent": "order",
         "medicationCodeableConcept": _medication(prescription.medication),
         "subject": patient_reference(prescription.patient_id),
         "authoredOn": instant(prescription.started_at),
+        "requester": requester,
         "dosageInstruction": [_dosage(prescription.medication, prescription.dose_mg, period)],
         "note": [{"text": f"Source: {prescription.source}"}],
     }
-    source, _, rec_id = prescription.source.partition(":")
-    if source == "recommendation" and rec_id.isdigit():
+    rec_id = _proposal_id(prescription)
+    if rec_id is not None:
         resource["basedOn"] = [{"reference": f"MedicationRequest/rec-{rec_id}"}]
-    return with_meta(resource, prescription.ended_at or prescription.started_at)
+    return with_meta(resource, prescription.ended_at or prescription.started_at, (PROFILE,))
 
 
 def _split_id(resource_id: str) -> tuple[str, int] | None:
@@ -213,7 +277,12 @@ def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
     if parts and parts[0] == "rec":
         row = recommendations_visible_to(user).filter(pk=parts[1]).first()
     elif parts:
-        row = prescriptions_visible_to(user).filter(pk=parts[1]).first()
+        row = (
+            prescriptions_visible_to(user)
+            .select_related("prescribed_by__clinician_profile")
+            .filter(pk=parts[1])
+            .first()
+        )
     if row is None:
         raise not_found("MedicationRequest", resource_id)
     resource = proposal_to_fhir(row) if isinstance(row, Recommendation) else order_to_fhir(row)
@@ -328,18 +397,26 @@ def search(user, request: SearchRequest) -> SearchResult:
     """Proposals and orders together, newest ``authoredOn`` first (a proposal before an order
     of the same instant), or as ``_sort`` says. ``_include=MedicationRequest:medication`` adds
     nothing: the drug is a ``medicationCodeableConcept``, never a reference.
-    ``_revinclude=Provenance:target`` adds the provenance of the page's proposals."""
+    ``_revinclude=Provenance:target`` adds the provenance of the page's proposals and orders."""
     recs, orders = _filtered(user, request)
+    orders = orders.select_related("prescribed_by__clinician_profile")
     found = paging.run(request, [paging.Source(1, recs), paging.Source(0, orders)])
     rows = found.rows
+    proposals = [row for row in rows if isinstance(row, Recommendation)]
+    prescriptions = [row for row in rows if isinstance(row, Prescription)]
     included = []
     if REVINCLUDE_PROVENANCE in request.revincludes:
-        rec_ids = [row.pk for row in rows if isinstance(row, Recommendation)]
-        included = provenance_of(user, rec_ids, request.as_of)
+        included = provenance_of(
+            user, [row.pk for row in proposals], request.as_of, [row.pk for row in prescriptions]
+        )
+    devices = device_ids(row.model_version for row in proposals)
+    ordered_by = requesters(prescriptions)
     return SearchResult(
         total=found.total,
         resources=[
-            proposal_to_fhir(row) if isinstance(row, Recommendation) else order_to_fhir(row)
+            proposal_to_fhir(row, devices)
+            if isinstance(row, Recommendation)
+            else order_to_fhir(row, ordered_by[row.pk])
             for row in rows
         ],
         patient_ids=sorted({row.patient_id for row in rows}),
@@ -369,4 +446,9 @@ HANDLER = ResourceHandler(
     default_sort="-authoredon",
     includes=(INCLUDE_MEDICATION,),
     revincludes=(REVINCLUDE_PROVENANCE,),
+    profiles=(PROFILE,),
+    # Versions of proposals and orders (clinaiops.fhir.history).
+    history_instance=True,
+    history_type=True,
+    read_history=True,
 )

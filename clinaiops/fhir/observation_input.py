@@ -12,6 +12,12 @@ ingestion's field names back to FHIR elements for the error answer.
 Elements this server cannot store (``note``, ``interpretation``, ``performer``, …) are refused
 rather than dropped: a value silently lost is worse in clinical data than a 400. Plain
 ``extension``\\ s may be ignored (FHIR allows it); ``modifierExtension``\\ s may not.
+
+A reading keeps the codings of ``code`` sent beside the one it is stored by (a LOINC 55284-4
+beside 85354-9, a SNOMED CT code beside 8867-4; ``Reading.codings``), bounded and judged by the
+ingestion (``patients.ingestion.Coding``). Steps may be counted over an ``effectivePeriod`` (a
+daily total, LOINC 41950-7 or 55423-8); blood pressure and heart rate are measured at an
+instant and refuse one.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.labs import LAB_CLIENT_ID_SYSTEM
 from clinaiops.fhir.observations import (
     BP_UNIT,
-    BY_LOINC,
     CLIENT_ID_SYSTEM,
+    DAILY_STEPS,
     DIASTOLIC,
+    RECOGNISED,
     SYSTOLIC,
     ReadingCode,
 )
@@ -41,9 +48,9 @@ from core import authz
 from core.errors import Forbidden
 from core.moments import OUT_OF_RANGE_MESSAGE, in_utc
 from core.text import CONTROL_CHARACTERS_MESSAGE, has_control_characters
-from patients.ingestion import LAB_ADAPTER, lab_client_id
+from patients.ingestion import LAB_ADAPTER, MAX_EXTRA_CODINGS, lab_client_id
 from patients.labs import LAB_CODES, LabCode
-from patients.models import Patient
+from patients.models import Patient, ReadingType
 
 ROOT = "Observation"
 _STORED = {
@@ -59,6 +66,7 @@ _STORED = {
     "subject",
     "effectiveDateTime",
     "effectiveInstant",
+    "effectivePeriod",  # steps only (a count over a period)
     "issued",  # set by the server (time of receipt)
     "device",
     "valueQuantity",
@@ -78,6 +86,12 @@ READING, LAB = "reading", "lab"
 # Who may post each kind: the named action of the ingestion it goes through (as with
 # POST /api/v1/readings/ and POST /api/v1/labs/); anyone else gets its refusal (403).
 _SUBMITTERS = {READING: "patients.submit_readings", LAB: "patients.record_labs"}
+
+
+# The elements of a sent Coding a reading keeps (``patients.ingestion.Coding``); ``id`` and
+# plain ``extension``s are ignored as on the resource; any other is refused.
+_CODING_KEPT = ("system", "version", "code", "display")
+_CODING_IGNORED = {"id", "extension"}
 
 
 @dataclass
@@ -162,17 +176,22 @@ def _quantity_value(quantity: Any, path: str, unit: str) -> int:
     return _whole_number(quantity["value"], f"{path}.value", unit)
 
 
+def _sent_codings(raw: dict[str, Any]) -> list[Any]:
+    return (raw.get("code") or {}).get("coding") or []
+
+
 def _code(raw: dict[str, Any]) -> ReadingCode | LabCode:
-    codings = (raw.get("code") or {}).get("coding") or []
+    """The code the observation is stored by: one reading or laboratory code, however many of
+    its LOINC codes were sent (41950-7 and 55423-8 are both steps)."""
     found = {
-        coding.get("code")
-        for coding in codings
+        RECOGNISED[code].loinc if code in RECOGNISED else code
+        for coding in _sent_codings(raw)
         if coding.get("system") == LOINC
-        and (coding.get("code") in BY_LOINC or coding.get("code") in LAB_CODES)
+        and ((code := coding.get("code")) in RECOGNISED or code in LAB_CODES)
     }
     if len(found) != 1:
         supported = ", ".join(
-            [f"{code} ({c.text.lower()})" for code, c in BY_LOINC.items()]
+            [f"{code} ({c.text.lower()})" for code, c in RECOGNISED.items()]
             + [f"{code} ({c.name})" for code, c in LAB_CODES.items()]
         )
         problem = "names more than one supported code" if found else "is not supported"
@@ -183,10 +202,20 @@ def _code(raw: dict[str, Any]) -> ReadingCode | LabCode:
             code="code-invalid",
         )
     code = found.pop()
-    return BY_LOINC.get(code) or LAB_CODES[code]
+    return RECOGNISED.get(code) or LAB_CODES[code]
 
 
-def _patient(raw: dict[str, Any], user, base: str, submitting: str) -> Patient:
+# A Bundle's entries judged so far: (subject reference as sent, kind) → the patient the
+# caller may post that kind for. One per Bundle, never kept beyond it (``parse_observation``).
+Subjects = dict[tuple[Any, str], Patient]
+
+
+def _patient(
+    raw: dict[str, Any], user, base: str, submitting: str, subjects: Subjects | None = None
+) -> Patient:
+    key = ((raw.get("subject") or {}).get("reference"), submitting)
+    if subjects is not None and isinstance(key[0], str) and key in subjects:
+        return subjects[key]
     patient = visible_subject(raw, user, base, ROOT)
     try:
         authz.authorize(user, _SUBMITTERS[submitting], patient)
@@ -194,23 +223,111 @@ def _patient(raw: dict[str, Any], user, base: str, submitting: str) -> Patient:
         raise FhirError.one(
             403, refusal.message, expression=f"{ROOT}.subject", code="forbidden"
         ) from None
+    if subjects is not None and isinstance(key[0], str):
+        subjects[key] = patient
     return patient
 
 
-def _effective(raw: dict[str, Any]) -> tuple[str, str]:
-    for name in ("effectiveDateTime", "effectiveInstant"):
-        if name in raw:
-            value = raw[name]
-            if not isinstance(value, str) or not _DATETIME_WITH_ZONE.match(value):
+def _extra_codings(raw: dict[str, Any], code: ReadingCode) -> list[tuple[int, dict[str, Any]]]:
+    """The codings sent beside the one the reading is stored by, each with its index in
+    ``code.coding``, as the ingestion's ``Coding`` items (it judges them)."""
+    extra = []
+    for index, coding in enumerate(_sent_codings(raw)):
+        if coding.get("system") == LOINC and coding.get("code") == code.loinc:
+            continue  # ours: served with our display
+        for name in coding:
+            if (
+                name not in _CODING_KEPT
+                and name not in _CODING_IGNORED
+                and not name.startswith("_")
+            ):
                 raise FhirError.one(
                     400,
-                    "must be a dateTime with time and timezone (e.g. 2026-11-20T07:31:00+01:00)",
-                    expression=f"{ROOT}.{name}",
+                    f"{name} of a coding is not stored by this server; remove it (it would "
+                    "otherwise be lost)",
+                    expression=f"{ROOT}.code.coding[{index}].{name}",
+                    code="not-supported",
                 )
-            moment = _moment(value)
-            if moment is not None and in_utc(moment) is None:
-                raise FhirError.one(400, OUT_OF_RANGE_MESSAGE, expression=f"{ROOT}.{name}")
-            return value, f"{ROOT}.{name}"
+        extra.append((index, {name: coding[name] for name in _CODING_KEPT if name in coding}))
+    return extra
+
+
+def _coding_paths(extra: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
+    """The ingestion's field names of the extra codings → their elements in ``code.coding``;
+    too many is answered at the first coding beyond the limit."""
+    beyond = extra[MAX_EXTRA_CODINGS][0] if len(extra) > MAX_EXTRA_CODINGS else None
+    paths = {"codings": f"{ROOT}.code.coding" + (f"[{beyond}]" if beyond is not None else "")}
+    for position, (index, _) in enumerate(extra):
+        path = f"{ROOT}.code.coding[{index}]"
+        paths[f"codings.{position}"] = path
+        paths |= {f"codings.{position}.{name}": f"{path}.{name}" for name in _CODING_KEPT}
+    return paths
+
+
+def _instant(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _DATETIME_WITH_ZONE.match(value):
+        raise FhirError.one(
+            400,
+            "must be a dateTime with time and timezone (e.g. 2026-11-20T07:31:00+01:00)",
+            expression=path,
+        )
+    moment = _moment(value)
+    if moment is not None and in_utc(moment) is None:
+        raise FhirError.one(400, OUT_OF_RANGE_MESSAGE, expression=path)
+    return value
+
+
+@dataclass(frozen=True)
+class _Effective:
+    end: str  # the instant measured, or the end of the period counted: ``measured_at``
+    end_path: str
+    start: str | None = None  # the start of the period (steps)
+    start_path: str | None = None
+
+
+def _effective(raw: dict[str, Any], code: ReadingCode | LabCode) -> _Effective:
+    is_steps = isinstance(code, ReadingCode) and code.reading_type == ReadingType.STEPS
+    if "effectivePeriod" in raw:
+        path = f"{ROOT}.effectivePeriod"
+        if not is_steps:
+            what = code.text if isinstance(code, ReadingCode) else f"A {code.name} result"
+            raise FhirError.one(
+                400,
+                f"{what} is measured at an instant: send effectiveDateTime (effectivePeriod is "
+                "taken for step counts only)",
+                expression=path,
+                code="not-supported",
+            )
+        period = raw["effectivePeriod"] or {}
+        for name in ("start", "end"):
+            if name not in period:
+                raise FhirError.one(
+                    400,
+                    f"the period's {name} is required (steps are stored with the span they "
+                    "were counted over)",
+                    expression=f"{path}.{name}",
+                    code="required",
+                )
+        return _Effective(
+            _instant(period["end"], f"{path}.end"),
+            f"{path}.end",
+            _instant(period["start"], f"{path}.start"),
+            f"{path}.start",
+        )
+    if is_steps and any(
+        coding.get("system") == LOINC and coding.get("code") == DAILY_STEPS
+        for coding in _sent_codings(raw)
+    ):
+        raise FhirError.one(
+            400,
+            f"a 24-hour step total ({DAILY_STEPS}) needs effectivePeriod with start and end: an "
+            "instant does not say which 24 hours it counts",
+            expression=f"{ROOT}.effectivePeriod",
+            code="required",
+        )
+    for name in ("effectiveDateTime", "effectiveInstant"):
+        if name in raw:
+            return _Effective(_instant(raw[name], f"{ROOT}.{name}"), f"{ROOT}.{name}")
     raise FhirError.one(
         400, "effectiveDateTime is required", expression=f"{ROOT}.effective[x]", code="required"
     )
@@ -387,8 +504,15 @@ def _client_id(raw: dict[str, Any], system: str, derived) -> tuple[str, str]:
     return value, path
 
 
-def parse_observation(raw: Any, user, base: str) -> ParsedObservation:
-    """Raises FhirError with every structural issue at once, else with the first semantic one."""
+def parse_observation(
+    raw: Any, user, base: str, *, subjects: Subjects | None = None
+) -> ParsedObservation:
+    """Raises FhirError with every structural issue at once, else with the first semantic one.
+
+    ``subjects``: the entries of one Bundle share it, so a subject is looked up and the
+    caller's right to post for it checked once per Bundle, not once per entry (the check is a
+    query of the caller's reach: 1,000 readings of one patient cost 1,000 of them, most of a
+    transaction's time). What a caller may do does not change within one request."""
     if not isinstance(raw, dict) or raw.get("resourceType") != ROOT:
         raise FhirError.one(
             400,
@@ -407,30 +531,49 @@ def parse_observation(raw: Any, user, base: str) -> ParsedObservation:
             code="value",
         )
     code = _code(raw)
-    effective, effective_path = _effective(raw)
+    effective = _effective(raw, code)
     if isinstance(code, LabCode):
-        return _parsed_lab(raw, user, base, code, effective, effective_path)
+        return _parsed_lab(raw, user, base, code, effective.end, effective.end_path, subjects)
     values, paths = _values(raw, code)
-    patient = _patient(raw, user, base, READING)
+    extra = _extra_codings(raw, code)
+    patient = _patient(raw, user, base, READING, subjects)
     device_id, device_path = _device_id(raw, patient)
-    content = {"code": code.loinc, "at": _utc(effective), "device_id": device_id, **values}
+    content = {"code": code.loinc, "at": _utc(effective.end), "device_id": device_id, **values}
+    if effective.start is not None:  # a point reading's digest stays what it always was
+        content["from"] = _utc(effective.start)
     client_id, client_id_path = _client_id(raw, CLIENT_ID_SYSTEM, lambda: _digest_id(content))
     item = {
         "client_id": client_id,
         "type": code.reading_type,
         **values,
-        "measured_at": effective,
+        "measured_at": effective.end,
         "device_id": device_id,
     }
-    paths |= {"measured_at": effective_path, "device_id": device_path, "client_id": client_id_path}
+    if extra:
+        item["codings"] = [coding for _, coding in extra]
+        paths |= _coding_paths(extra)
+    if effective.start is not None:
+        item["period_start"] = effective.start
+        paths["period_start"] = str(effective.start_path)
+    paths |= {
+        "measured_at": effective.end_path,
+        "device_id": device_path,
+        "client_id": client_id_path,
+    }
     return ParsedObservation(patient=patient, item=item, paths=paths)
 
 
 def _parsed_lab(
-    raw: dict[str, Any], user, base: str, code: LabCode, effective: str, effective_path: str
+    raw: dict[str, Any],
+    user,
+    base: str,
+    code: LabCode,
+    effective: str,
+    effective_path: str,
+    subjects: Subjects | None = None,
 ) -> ParsedObservation:
     values, paths = _lab_values(raw, code)
-    patient = _patient(raw, user, base, LAB)
+    patient = _patient(raw, user, base, LAB, subjects)
     item = {**values, "observed_at": effective}
     client_id, client_id_path = _client_id(raw, LAB_CLIENT_ID_SYSTEM, lambda: _derived_lab_id(item))
     paths |= {"observed_at": effective_path, "client_id": client_id_path}

@@ -5,7 +5,12 @@
 - blood pressure: LOINC 85354-9 (panel), components 8480-6 systolic and 8462-4 diastolic in
   ``mm[Hg]``; category vital-signs; R4 profile ``bp``;
 - heart rate: 8867-4, ``valueQuantity`` in ``/min``; vital-signs; R4 profile ``heartrate``;
-- steps: 55423-8, ``valueQuantity`` in ``{steps}``; category activity.
+- steps: 55423-8, ``valueQuantity`` in ``{steps}``; category activity. Also taken: 41950-7
+  (number of steps in 24 hours), stored as steps with the 41950-7 coding kept. A count over a
+  period (a daily total) has ``effectivePeriod`` (start, and ``measured_at`` as its end).
+
+The codings a client sent beside the one a reading is stored by (``Reading.codings``) are
+served after ours in ``code.coding``, and found by a ``code`` search.
 
 Units are UCUM (``http://unitsofmeasure.org``). ``effectiveDateTime`` is the measurement time in
 the device's own UTC offset, ``issued`` when the server received it. The ``client_id`` the
@@ -28,6 +33,7 @@ from clinaiops.fhir.resources import (
     SearchResult,
     instant,
     patient_reference,
+    vital_sign_profiles,
     with_meta,
 )
 from clinaiops.fhir.search import (
@@ -40,6 +46,7 @@ from clinaiops.fhir.search import (
     reference_q,
     token,
 )
+from patients.ingestion import MAX_EXTRA_CODINGS
 from patients.labs import LAB_CODES
 from patients.models import LabResult, Reading, ReadingType
 from patients.selectors import labs_visible_to, readings_visible_to
@@ -97,6 +104,11 @@ CODES = {
     )
 }
 BY_LOINC = {code.loinc: code for code in CODES.values()}
+# Number of steps in 24 hour Measured: a daily total, stored as steps (55423-8 first) with this
+# coding kept; it needs an effectivePeriod (which 24 hours).
+DAILY_STEPS = "41950-7"
+# Every LOINC code a reading may be posted with, to the code it is stored by.
+RECOGNISED = BY_LOINC | {DAILY_STEPS: CODES[ReadingType.STEPS]}
 SYSTOLIC = ("8480-6", "Systolic blood pressure")
 DIASTOLIC = ("8462-4", "Diastolic blood pressure")
 BP_UNIT = "mm[Hg]"
@@ -140,11 +152,14 @@ def _reading_to_fhir(reading: Reading) -> dict[str, Any]:
             }
         ],
         "code": {
-            "coding": [{"system": LOINC, "code": code.loinc, "display": code.display}],
+            "coding": [
+                {"system": LOINC, "code": code.loinc, "display": code.display},
+                *(reading.codings or ()),
+            ],
             "text": code.text,
         },
         "subject": patient_reference(reading.patient_id),
-        "effectiveDateTime": instant(reading.measured_at, reading.utc_offset_minutes),
+        **_effective(reading),
         "issued": instant(reading.received_at),
         "device": {
             "identifier": {"system": DEVICE_ID_SYSTEM, "value": reading.device.device_id},
@@ -158,8 +173,18 @@ def _reading_to_fhir(reading: Reading) -> dict[str, Any]:
         ]
     else:
         resource["valueQuantity"] = _quantity(reading.value, code.unit, code.unit_display)
-    profiles = (code.profile,) if code.profile else ()
+    profiles = vital_sign_profiles(code.profile)
     return with_meta(resource, reading.entered_in_error_at or reading.received_at, profiles)
+
+
+def _effective(reading: Reading) -> dict[str, Any]:
+    """The instant measured, or the period counted (steps), both in the device's UTC offset at
+    the end (the offset at the start is not kept: the same instant)."""
+    end = instant(reading.measured_at, reading.utc_offset_minutes)
+    if reading.period_start is None:
+        return {"effectiveDateTime": end}
+    start = instant(reading.period_start, reading.utc_offset_minutes)
+    return {"effectivePeriod": {"start": start, "end": end}}
 
 
 def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
@@ -176,12 +201,25 @@ def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
 
 def _code_q(raw: str) -> Q:
     system, code_value = token(raw)
-    if system not in (None, LOINC):
-        return Q(pk__in=[])
-    if code_value is None:  # "http://loinc.org|": any code of the system
+    if system in (None, LOINC) and code_value is None:  # "http://loinc.org|": the whole system
         return Q(reading_type__in=list(CODES))
-    code = BY_LOINC.get(code_value)
-    return Q(reading_type=code.reading_type) if code else Q(pk__in=[])
+    code = BY_LOINC.get(code_value or "") if system in (None, LOINC) else None
+    found = _sent_coding_q(system, code_value)
+    return found | Q(reading_type=code.reading_type) if code else found
+
+
+def _sent_coding_q(system: str | None, code_value: str | None) -> Q:
+    """Readings with a coding the client sent (``Reading.codings``, at most
+    ``MAX_EXTRA_CODINGS``, each probed by position: the same SQL on SQLite and PostgreSQL)."""
+    found = Q(pk__in=[])
+    if not code_value or system == "":  # "|code": no system; every stored coding has one
+        return found
+    for position in range(MAX_EXTRA_CODINGS):
+        match = Q(**{f"codings__{position}__code": code_value})
+        if system is not None:
+            match &= Q(**{f"codings__{position}__system": system})
+        found |= match
+    return found
 
 
 def _identifier_q(raw: str) -> Q:
@@ -228,7 +266,8 @@ SEARCH_PARAMS = (
         "LOINC code of the observation: 85354-9 (blood pressure panel), 8867-4 (heart rate), "
         "55423-8 (steps), "
         + ", ".join(f"{code.loinc} ({code.name})" for code in LAB_CODES.values())
-        + "; system|code, |code or code.",
+        + "; or any coding the client sent beside it (41950-7, a SNOMED CT code); system|code, "
+        "|code or code.",
     ),
     SearchParam(
         "date", "date", "effectiveDateTime, with prefixes eq, ne, gt, lt, ge, le (AND-able)."

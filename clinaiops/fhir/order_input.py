@@ -14,6 +14,12 @@ signed-in clinician, an identifier (orders are not idempotent: there is nowhere 
 each would be lost, and in an order a lost element changes what is given. Plain
 ``extension``\\ s may be ignored (FHIR allows it); ``modifierExtension``\\ s, at any level, may
 not.
+
+``basedOn`` names at most one ClinAIOps proposal (``MedicationRequest/rec-<id>``, relative or
+at this server's base): the order is then the clinician's decision on that proposal
+(``clinicians.decisions.decide_recommendation_by_order``). The proposal must be one the caller
+sees (else 422, as an unknown one), of the order's patient and drug (422), and still open (409:
+it was decided, withdrawn or superseded).
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from fhir.resources.R4B.medicationrequest import MedicationRequest as FhirMedicationRequest
 from pydantic import ValidationError
 
 from clinaiops.fhir.http import FhirError, Issue
 from clinaiops.fhir.resources import RXNORM, UCUM, visible_subject
+from clinicians.evaluation import OPEN_STATUSES
+from clinicians.models import Recommendation
+from clinicians.selectors import recommendations_visible_to
 from core import authz
 from core.errors import Forbidden
+from core.ids import parse_id
 from patients.formulary import FORMULARY
 from patients.models import Patient
 
@@ -37,6 +48,8 @@ DOSAGE = f"{ROOT}.dosageInstruction[0]"
 DOSE_QUANTITY = f"{DOSAGE}.doseAndRate[0].doseQuantity"
 DOSE_VALUE = f"{DOSE_QUANTITY}.value"
 MEDICATION = f"{ROOT}.medicationCodeableConcept"
+BASED_ON = f"{ROOT}.basedOn[0].reference"
+PROPOSAL_PREFIX = "MedicationRequest/rec-"
 DOSE_UNIT = "mg"
 # ``order_dose`` keeps at most this much of the reason: a longer one is refused, not cut.
 MAX_REASON = 500
@@ -57,19 +70,18 @@ _HONOURED: dict[str, Any] = {
     "dosageInstruction": {"doseAndRate": {"doseQuantity": {"value", "unit", "system", "code"}}},
     "reasonCode": {"text"},
     "note": {"text"},
+    "basedOn": {"reference", "type", "display"},  # one proposal (rec-<id>), see _based_on
+    "requester": {"reference", "type", "display"},  # the caller's own Practitioner only
 }
 # Why some elements commonly sent by EHRs are refused (the rest get a generic sentence).
 _WHY_REFUSED = {
     "identifier": "orders are not idempotent here and the identifier cannot be kept; remove "
     "it, and do not re-post an order whose answer was lost: search MedicationRequest?patient="
     "…&intent=order to see whether it was taken",
-    "requester": "the requester is the signed-in clinician (journalled as the actor); remove it",
     "medicationReference": "send the drug as medicationCodeableConcept with an RxNorm coding",
     "timing": "the formulary drugs are ordered as one daily dose; remove the timing",
     "text": "free-text dosage instructions cannot be honoured; send the dose in doseQuantity",
     "coding": "a reason is kept as words only; send it as reasonCode[0].text",
-    "basedOn": "an order placed here is a new decision; decide a proposal (rec-…) through "
-    "/api/v1/recommendations/{id}/decision/",
 }
 
 
@@ -79,6 +91,7 @@ class ParsedOrder:
     medication: str  # a FORMULARY name
     dose_mg: Decimal  # as sent; order_dose judges it (plain decimal, labelled range, the gate)
     reason: str
+    based_on: Recommendation | None = None  # the proposal the order decides (basedOn)
 
 
 def _refusal(name: str, path: str) -> Issue:
@@ -256,6 +269,99 @@ def _reason(raw: dict[str, Any]) -> str:
     return reason
 
 
+def _relative(reference: str, base: str) -> str:
+    """``reference`` relative to this server: at the request's base, or at the public base
+    the CDS Hooks cards name (``OIDC_ISSUER``/fhir); any other absolute URL is left whole."""
+    bases = [base]
+    if settings.OIDC_ISSUER:
+        bases.append(settings.OIDC_ISSUER.rstrip("/") + "/fhir")
+    for prefix in bases:
+        if reference.startswith(prefix + "/"):
+            return reference[len(prefix) + 1 :]
+    return reference
+
+
+def _requester(raw: dict[str, Any], user, base: str) -> None:
+    """The requester is the signed-in clinician (stored and served as ``Practitioner/<id>``):
+    a ``requester`` naming them is accepted, anyone else is refused rather than replaced."""
+    requester = raw.get("requester")
+    if requester is None:
+        return
+    reference = requester.get("reference") if isinstance(requester, dict) else None
+    own = f"Practitioner/{user.pk}"
+    if not isinstance(reference, str) or _relative(reference.strip(), base) != own:
+        raise FhirError.one(
+            400,
+            f"requester must be the signed-in clinician ({own}) or left out: the order is "
+            "recorded as theirs",
+            expression=f"{ROOT}.requester",
+            code="value",
+        )
+
+
+def _based_on(raw: dict[str, Any], user, base: str) -> Recommendation | None:
+    """The proposal the order is based on, among those the caller sees: 400 for anything but
+    one ``MedicationRequest/rec-<id>``, 422 ``not-found`` for one unknown or not visible (no
+    existence leak). Its patient, drug and status are checked by ``check_based_on``."""
+    item = _one(raw, "basedOn", f"{ROOT}.basedOn", required=False)
+    if item is None:
+        return None
+    reference = item.get("reference") if isinstance(item, dict) else None
+    if not isinstance(reference, str) or not reference.strip():
+        raise FhirError.one(
+            400,
+            "basedOn needs a reference to a ClinAIOps proposal, MedicationRequest/rec-<id>",
+            expression=BASED_ON,
+            code="required",
+        )
+    relative = _relative(reference.strip(), base)
+    rec_id = (
+        parse_id(relative.removeprefix(PROPOSAL_PREFIX))
+        if relative.startswith(PROPOSAL_PREFIX)
+        else None
+    )
+    if rec_id is None or item.get("type") not in (None, ROOT):
+        raise FhirError.one(
+            400,
+            f"basedOn must reference a ClinAIOps proposal, MedicationRequest/rec-<id>, not "
+            f"{reference!r}",
+            expression=BASED_ON,
+            code="value",
+        )
+    proposal = recommendations_visible_to(user).filter(pk=rec_id).first()
+    if proposal is None:
+        raise FhirError.one(422, f"{relative} is not known", expression=BASED_ON, code="not-found")
+    return proposal
+
+
+def check_based_on(proposal: Recommendation, patient: Patient, medication: str) -> None:
+    """An order decides its proposal only if it is the same patient's, for the same drug, and
+    still open: 422 for another patient or drug, 409 once decided, withdrawn or superseded."""
+    reference = f"{PROPOSAL_PREFIX}{proposal.pk}"
+    if proposal.patient_id != patient.pk:
+        raise FhirError.one(
+            422,
+            f"{reference} is a proposal for another patient than the order's subject",
+            expression=BASED_ON,
+            code="business-rule",
+        )
+    if proposal.medication != medication:
+        raise FhirError.one(
+            422,
+            f"{reference} proposes {proposal.medication}, not {medication}",
+            expression=BASED_ON,
+            code="business-rule",
+        )
+    if proposal.status not in OPEN_STATUSES:
+        raise FhirError.one(
+            409,
+            f"{reference} is already {proposal.get_status_display().lower()} "
+            f"({proposal.status}): it cannot be decided again",
+            expression=BASED_ON,
+            code="conflict",
+        )
+
+
 def parse_order(raw: Any, user, base: str) -> ParsedOrder:
     """Raises FhirError: 403 for anyone but a clinician (before the resource is looked at),
     every structural issue at once, else the first semantic one; 422 for a patient the caller
@@ -277,6 +383,7 @@ def parse_order(raw: Any, user, base: str) -> ParsedOrder:
     medication = _medication(raw)
     dose = _dose(raw)
     reason = _reason(raw)
+    _requester(raw, user, base)
     patient = visible_subject(raw, user, base, ROOT)
     try:
         authz.authorize(user, "patients.change_care_plan", patient)
@@ -284,4 +391,9 @@ def parse_order(raw: Any, user, base: str) -> ParsedOrder:
         raise FhirError.one(
             403, refusal.message, expression=f"{ROOT}.subject", code="forbidden"
         ) from None
-    return ParsedOrder(patient=patient, medication=medication, dose_mg=dose, reason=reason)
+    proposal = _based_on(raw, user, base)
+    if proposal is not None:
+        check_based_on(proposal, patient, medication)
+    return ParsedOrder(
+        patient=patient, medication=medication, dose_mg=dose, reason=reason, based_on=proposal
+    )

@@ -13,6 +13,12 @@ rules as they stand now — and its outcome in FHIR's terms:
   ``details`` (``urn:clinaiops:course-reason``). An order carries no override: a clinician
   overrides by deciding a proposal;
 - a stop of a drug the patient is not taking: 422 (there is no order to stop).
+
+An order ``basedOn`` a proposal is that proposal's decision instead
+(``clinicians.decisions.decide_recommendation_by_order``): approved at the proposed dose,
+modified at another, with every rule of a decision re-checked now — the proposal's own block and
+the gate's state blocks included, and no override — and journalled once, as the decision. The
+answers are the same; a proposal decided meanwhile is 409 at ``basedOn``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from django.db import transaction
 
 from clinaiops.fhir.http import Issue
 from clinaiops.fhir.medications import order_to_fhir
-from clinaiops.fhir.order_input import DOSE_VALUE, MEDICATION, ROOT, ParsedOrder
+from clinaiops.fhir.order_input import BASED_ON, DOSE_VALUE, MEDICATION, ROOT, ParsedOrder
 from clinaiops.fhir.resources import Created
-from clinicians.decisions import order_dose
-from clinicians.errors import OverrideRequired
+from clinicians.decisions import decide_recommendation_by_order, order_dose
+from clinicians.errors import InvalidTransition, OverrideRequired
 from core.errors import DomainError
 from patients.models import Prescription
 
@@ -32,11 +38,18 @@ COURSE_REASON_SYSTEM = "urn:clinaiops:course-reason"
 COURSE_HEADER = "X-ClinAIOps-Course"
 INSIDE_MIN_INTERVAL = "inside-min-interval"
 SOURCE = "fhir-order"  # Prescription.source of an order placed through the facade
-_FIELD_PATHS = {"dose_mg": DOSE_VALUE, "medication": MEDICATION}
+_FIELD_PATHS = {
+    "dose_mg": DOSE_VALUE,
+    "medication": MEDICATION,
+    "reason": f"{ROOT}.reasonCode",
+    "based_on": BASED_ON,
+}
 _ISSUE_CODES = {403: "forbidden", 404: "not-found", 409: "conflict"}
 
 
-def _refused(error: DomainError) -> Created:
+def _refused(error: DomainError, order: ParsedOrder) -> Created:
+    if isinstance(error, InvalidTransition) and order.based_on is not None:
+        return Created(409, issues=[Issue(error.message, "conflict", BASED_ON)])
     if isinstance(error, OverrideRequired):
         return Created(
             409,
@@ -87,16 +100,25 @@ def place_order(user, order: ParsedOrder) -> Created:
             )
             if order.dose_mg == 0 and open_order is None:
                 return _nothing_to_stop(order)
-            result = order_dose(
-                patient=order.patient,
-                medication=order.medication,
-                dose_mg=order.dose_mg,
-                actor=user,
-                reason=order.reason,
-                source=SOURCE,
-            )
+            if order.based_on is not None:
+                result = decide_recommendation_by_order(
+                    recommendation=order.based_on,
+                    actor=user,
+                    dose_mg=order.dose_mg,
+                    reason=order.reason,
+                    channel=SOURCE,
+                )
+            else:
+                result = order_dose(
+                    patient=order.patient,
+                    medication=order.medication,
+                    dose_mg=order.dose_mg,
+                    actor=user,
+                    reason=order.reason,
+                    source=SOURCE,
+                )
     except DomainError as error:
-        return _refused(error)
+        return _refused(error, order)
     prescription = result["prescription"]
     if prescription is None:
         assert open_order is not None

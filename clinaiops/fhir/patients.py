@@ -1,4 +1,6 @@
-"""``Patient``: read and search over the patients the caller may see.
+"""``Patient``: read and search over the patients the caller may see; its identifiers (ours, the
+clinic's MRN typed ``MR``, the EHR identifiers of ``patients.identifiers``), which are the only
+element an update may change (``updates``); its versions (``history``).
 
 Demographics follow US Core: ``gender`` is FHIR administrative gender (the model stores it so),
 race and ethnicity are the US Core extensions with their OMB category (CDC Race & Ethnicity
@@ -17,7 +19,13 @@ from django.db.models import F, Q
 
 from clinaiops.fhir import paging
 from clinaiops.fhir.http import not_found
-from clinaiops.fhir.resources import PATIENT_ID_SYSTEM, ResourceHandler, SearchResult, with_meta
+from clinaiops.fhir.resources import (
+    PATIENT_ID_SYSTEM,
+    US_CORE_PATIENT,
+    ResourceHandler,
+    SearchResult,
+    with_meta,
+)
 from clinaiops.fhir.search import (
     LAST_UPDATED,
     SearchParam,
@@ -27,7 +35,8 @@ from clinaiops.fhir.search import (
     id_q,
     token,
 )
-from patients.models import OMB_CODES, Ethnicity, Patient, Race, Sex
+from patients.identifiers import Identifier, identifiers_of
+from patients.models import OMB_CODES, Ethnicity, Patient, PatientIdentifier, Race, Sex
 from patients.selectors import patients_visible_to
 
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
@@ -52,7 +61,41 @@ def _omb_extension(url: str, value: str, label: str) -> dict[str, Any]:
     }
 
 
-def to_fhir(patient: Patient) -> dict[str, Any]:
+MRN_TYPE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+            "code": "MR",
+            "display": "Medical record number",
+        }
+    ],
+    "text": "MRN",
+}
+
+
+def served_identifiers(
+    patient: Patient, ehr_identifiers: list[Identifier] | None = None
+) -> list[dict[str, Any]]:
+    """Ours (the logical id), the clinic's MRN typed ``MR`` under ``FHIR_MRN_SYSTEM``, then the
+    EHR identifiers (``patients.identifiers``) by system and value. ``ehr_identifiers``: as they
+    were at an earlier version (history); else the patient's own rows."""
+    served: list[dict[str, Any]] = [{"system": PATIENT_ID_SYSTEM, "value": str(patient.pk)}]
+    if patient.mrn:
+        served.append(
+            {
+                "use": "usual",
+                "type": MRN_TYPE,
+                "system": settings.FHIR_MRN_SYSTEM,
+                "value": patient.mrn,
+            }
+        )
+    if ehr_identifiers is None:
+        ehr_identifiers = identifiers_of(patient)
+    served.extend(identifier.as_dict() for identifier in sorted(ehr_identifiers))
+    return served
+
+
+def to_fhir(patient: Patient, ehr_identifiers: list[Identifier] | None = None) -> dict[str, Any]:
     resource = {
         "resourceType": "Patient",
         "id": str(patient.pk),
@@ -62,13 +105,13 @@ def to_fhir(patient: Patient) -> dict[str, Any]:
                 US_CORE_ETHNICITY, patient.ethnicity, Ethnicity(patient.ethnicity).label
             ),
         ],
-        "identifier": [{"system": PATIENT_ID_SYSTEM, "value": str(patient.pk)}],
+        "identifier": served_identifiers(patient, ehr_identifiers),
         "active": True,
         "name": [{"use": "official", "family": patient.family_name, "given": [patient.given_name]}],
         "gender": patient.sex,
         "birthDate": f"{patient.birth_year:04d}",
     }
-    return with_meta(resource, patient.updated_at)
+    return with_meta(resource, patient.updated_at, (US_CORE_PATIENT,))
 
 
 def read(user, resource_id: str) -> tuple[dict[str, Any], list[int]]:
@@ -110,14 +153,27 @@ def _year_q(raw: str) -> Q:
 
 
 def _identifier_q(raw: str) -> Q:
-    """Our id (``urn:clinaiops:patient``) or the EHR's MRN (``FHIR_MRN_SYSTEM``); a value
-    without a system matches either."""
+    """Token rules (search.html#token): ``system|value`` matches that system only — our id
+    (``urn:clinaiops:patient``), the clinic's MRN (``FHIR_MRN_SYSTEM``) or an EHR identifier;
+    ``value`` matches any system; ``|value`` an identifier without a system, which this server
+    never serves (nothing); ``system|`` any value in the system."""
     system, code = token(raw)
-    if not code:
-        return Q(pk__in=[])
-    by_id = id_q("pk", code) if system in (None, PATIENT_ID_SYSTEM) else Q(pk__in=[])
-    by_mrn = Q(mrn=code) if system in (None, settings.FHIR_MRN_SYSTEM) else Q(pk__in=[])
-    return by_id | by_mrn
+    nothing = Q(pk__in=[])
+    if system == "":
+        return nothing
+    if code is None:  # system| — every patient with an identifier in that system
+        if system == PATIENT_ID_SYSTEM:
+            return ~nothing
+        if system == settings.FHIR_MRN_SYSTEM:
+            return Q(mrn__isnull=False) & ~Q(mrn="")
+        return Q(pk__in=PatientIdentifier.objects.filter(system=system).values("patient_id"))
+    by_id = id_q("pk", code) if system in (None, PATIENT_ID_SYSTEM) else nothing
+    by_mrn = Q(mrn=code) if system in (None, settings.FHIR_MRN_SYSTEM) else nothing
+    rows = PatientIdentifier.objects.filter(value=code)
+    if system is not None:
+        rows = rows.filter(system=system)
+    by_ehr = Q(pk__in=rows.values("patient_id"))
+    return by_id | by_mrn | by_ehr
 
 
 def _gender_q(raw: str) -> Q:
@@ -133,8 +189,9 @@ SEARCH_PARAMS = (
     SearchParam(
         "identifier",
         "token",
-        f"{PATIENT_ID_SYSTEM}|<id>, or the EHR's medical record number "
-        f"{settings.FHIR_MRN_SYSTEM}|<MRN>; a value alone matches either.",
+        f"{PATIENT_ID_SYSTEM}|<id>, the clinic's medical record number "
+        f"{settings.FHIR_MRN_SYSTEM}|<MRN>, or an EHR's identifier <its system>|<value>; a "
+        "value alone matches any system, system| any value in it.",
     ),
     SearchParam("family", "string", "Family name starts with (case-insensitive)."),
     SearchParam("given", "string", "Given name starts with (case-insensitive)."),
@@ -145,7 +202,7 @@ SEARCH_PARAMS = (
 
 
 def search(user, request: SearchRequest) -> SearchResult:
-    patients = patients_visible_to(user)
+    patients = patients_visible_to(user).prefetch_related("identifiers")
     patients = all_of(request, "_id", lambda v: id_q("pk", v), patients)
     patients = all_of(request, "identifier", _identifier_q, patients)
     patients = all_of(request, "family", lambda v: Q(family_name__istartswith=v), patients)
@@ -174,9 +231,21 @@ def search(user, request: SearchRequest) -> SearchResult:
 HANDLER = ResourceHandler(
     type="Patient",
     documentation="The patients the caller may see: a clinician their care teams' patients, "
-    "a patient themself. Another team's patient is a 404.",
+    "a patient themself. Another team's patient is a 404. identifier: ours, the clinic's MRN "
+    "(type MR) and the EHR identifiers. Update (PUT) changes the EHR identifiers only — any "
+    "other element changed is 422, the MRN is not changed this way — by an administrator, a "
+    "clinician of the care team or the EHR's back-end service (scope Patient.u); If-Match "
+    "honoured (412); an identifier naming another patient is 409. History: every version, "
+    "newest first (_since, _count).",
     read_action="patients.view_patient",
     search_params=SEARCH_PARAMS,
     read=read,
     search=search,
+    # PUT of the EHR identifiers only (clinaiops.fhir.updates); versions derived
+    # (clinaiops.fhir.history).
+    profiles=(US_CORE_PATIENT,),
+    updatable=True,
+    history_instance=True,
+    history_type=True,
+    read_history=True,
 )

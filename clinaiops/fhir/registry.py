@@ -3,8 +3,17 @@ CapabilityStatement is generated from it: what ``/fhir/metadata`` lists is what 
 
 from __future__ import annotations
 
-from clinaiops.fhir import audit_trail, medications, observations, patients, provenance
-from clinaiops.fhir.resources import ResourceHandler
+from clinaiops.fhir import (
+    audit_trail,
+    detected_issues,
+    devices,
+    medications,
+    observations,
+    patients,
+    practitioners,
+    provenance,
+)
+from clinaiops.fhir.resources import ResourceHandler, vital_sign_profiles
 
 OBSERVATION = ResourceHandler(
     type="Observation",
@@ -23,7 +32,11 @@ OBSERVATION = ResourceHandler(
     creatable=True,
     sorts=("date", "_lastUpdated"),
     default_sort="-date",
-    profiles=tuple(code.profile for code in observations.CODES.values() if code.profile),
+    profiles=tuple(
+        dict.fromkeys(
+            p for code in observations.CODES.values() for p in vital_sign_profiles(code.profile)
+        )
+    ),
 )
 
 HANDLERS: dict[str, ResourceHandler] = {
@@ -34,5 +47,8 @@ HANDLERS: dict[str, ResourceHandler] = {
         medications.HANDLER,
         audit_trail.AUDIT_EVENT,
         provenance.PROVENANCE,
+        practitioners.HANDLER,
+        devices.HANDLER,
+        detected_issues.HANDLER,
     )
 }

@@ -25,6 +25,32 @@ PATIENT_ID_SYSTEM = "urn:clinaiops:patient"
 USER_SYSTEM = "urn:clinaiops:user"  # the same system audit/fhir.py uses for agents
 MODEL_VERSION_SYSTEM = "urn:clinaiops:model-version"
 
+# Profiles the served resources conform to (``meta.profile``, and each handler's ``profiles``,
+# which the CapabilityStatement declares as ``supportedProfile``). Unversioned canonicals:
+# tests/external/test_us_core_validation.py validates what is served against the published
+# snapshots with Medplum's validator (docs/fhir.md, "Profiles and validation").
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+US_CORE_PATIENT = US_CORE + "us-core-patient"
+US_CORE_BLOOD_PRESSURE = US_CORE + "us-core-blood-pressure"
+US_CORE_HEART_RATE = US_CORE + "us-core-heart-rate"
+R4_BLOOD_PRESSURE = "http://hl7.org/fhir/StructureDefinition/bp"
+R4_HEART_RATE = "http://hl7.org/fhir/StructureDefinition/heartrate"
+# US Core's vital-signs profiles constrain the R4 ones: a reading conforming to the R4 profile
+# as served here claims both.
+_US_CORE_VITAL_SIGN = {
+    R4_BLOOD_PRESSURE: US_CORE_BLOOD_PRESSURE,
+    R4_HEART_RATE: US_CORE_HEART_RATE,
+}
+
+
+def vital_sign_profiles(r4_profile: str | None) -> tuple[str, ...]:
+    """``meta.profile`` of a vital sign served under the R4 vital-signs profile ``r4_profile``:
+    the US Core profile that constrains it, then the R4 one (none for no profile)."""
+    if not r4_profile:
+        return ()
+    us_core = _US_CORE_VITAL_SIGN.get(r4_profile)
+    return (us_core, r4_profile) if us_core else (r4_profile,)
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -68,6 +94,14 @@ class ResourceHandler:
     # Created through clinaiops.fhir.creates (Observation: the ingestion; MedicationRequest:
     # clinicians.decisions.order_dose), alone or as Bundle entries.
     creatable: bool = False
+    # ``update`` (PUT; Patient: its EHR identifiers only), ``history-instance``
+    # (``/<Type>/<id>/_history``), ``history-type`` (``/<Type>/_history``), and whether a vread
+    # answers versions before the current one (``readHistory``). Declared in the
+    # CapabilityStatement from these flags only: set one where the interaction answers.
+    updatable: bool = False
+    history_instance: bool = False
+    history_type: bool = False
+    read_history: bool = False
     # The named action a caller must be allowed (without an object) before parameters are
     # parsed or anything read; None when every authenticated caller may ask.
     access_action: str | None = None

@@ -12,7 +12,13 @@ urlpatterns = [
     re_path(r"^metadata/?$", views.CapabilityView.as_view(), name="fhir-metadata"),
     re_path(r"^$", views.BaseView.as_view(), name="fhir-base"),
     re_path(rf"^{_TYPE}/?$", views.TypeView.as_view(), name="fhir-type"),
+    re_path(rf"^{_TYPE}/_history/?$", views.TypeHistoryView.as_view(), name="fhir-type-history"),
     re_path(rf"^{_TYPE}/{_ID}/?$", views.InstanceView.as_view(), name="fhir-instance"),
+    re_path(
+        rf"^{_TYPE}/{_ID}/_history/?$",
+        views.InstanceHistoryView.as_view(),
+        name="fhir-instance-history",
+    ),
     re_path(
         rf"^{_TYPE}/{_ID}/_history/{_VID}/?$", views.VersionView.as_view(), name="fhir-version"
     ),

@@ -13,13 +13,13 @@ from django.utils.http import http_date
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from clinaiops.fhir import conditional, creates, paging
+from clinaiops.fhir import audit_trail, conditional, creates, history, paging, updates
 from clinaiops.fhir.bundles import process_bundle
 from clinaiops.fhir.capability import capability_statement
 from clinaiops.fhir.http import FhirError, FhirView, Issue, operation_outcome
 from clinaiops.fhir.registry import HANDLERS
 from clinaiops.fhir.resources import Created, ResourceHandler
-from clinaiops.fhir.search import SearchSpec, base_url, parse_query, parse_search
+from clinaiops.fhir.search import SearchRequest, SearchSpec, base_url, parse_query, parse_search
 from clinaiops.fhir.subsetting import subset
 from core import authz
 
@@ -43,7 +43,7 @@ def _check_access(handler: ResourceHandler, request) -> None:
         authz.authorize(request.user, handler.access_action)
 
 
-_LETTER_WORDS = {"c": "create", "r": "read", "s": "search"}
+_LETTER_WORDS = {"c": "create", "r": "read", "u": "update", "s": "search"}
 
 
 def _check_scope(request, resource_type: str, letter: str) -> None:
@@ -78,14 +78,27 @@ def _check_scope(request, resource_type: str, letter: str) -> None:
         request.user.compartment_patient_id = context.patient_id
 
 
-def _journal_read(request, handler: ResourceHandler, interaction: str, patient_ids) -> None:
-    """One read event per response that showed patient data, as the /api/v1 reads do, by the
-    controller (a patient reading their own record is not journalled)."""
+def _journal_read(
+    request,
+    handler: ResourceHandler,
+    interaction: str,
+    patient_ids,
+    *,
+    search: SearchRequest | None = None,
+    total: int | None = None,
+) -> None:
+    """One journal event per interaction answered, decided and written by the controller with
+    the facade's journal write (``audit_trail.record_interaction``): every read, vread, search
+    and history — a patient's own and an empty one too (IHE BALP) — naming the patients shown,
+    the id read or the query as sent and as applied (``audit_trail.interaction_detail``)."""
     authz.authorize_read(
         request.user,
         handler.read_action,
         shown=patient_ids,
-        detail={"channel": "fhir", "interaction": interaction, "resource": handler.type},
+        detail=audit_trail.interaction_detail(
+            request, handler.type, interaction, search=search, total=total
+        ),
+        every_answer=audit_trail.record_interaction,
     )
 
 
@@ -166,7 +179,14 @@ class TypeView(FhirView):
         search = parse_search(request, spec)
         with transaction.atomic():
             result = handler.search(request.user, search)
-            _journal_read(request, handler, "search-type", result.patient_ids)
+            _journal_read(
+                request,
+                handler,
+                "search-type",
+                result.patient_ids,
+                search=search,
+                total=result.total,
+            )
         return Response(
             paging.searchset(
                 request,
@@ -257,11 +277,98 @@ class InstanceView(FhirView):
             return Response(status=304, headers=headers)
         return Response(_subsetted(request, resource), headers=headers)
 
+    @property
+    def allowed_methods(self) -> list[str]:
+        """For the ``Allow`` header: PUT (update) only where the type can be updated."""
+        resource_type = getattr(self, "kwargs", {}).get("resource_type", "")
+        handler = HANDLERS.get(resource_type)
+        return ["GET", "HEAD", "OPTIONS"] + (["PUT"] if handler and handler.updatable else [])
+
+    def put(self, request, resource_type: str, resource_id: str):
+        """FHIR update of a Patient's EHR identifiers only (``updates``); other types 405."""
+        if not _handler(resource_type).updatable or resource_type != "Patient":
+            raise FhirError(
+                405,
+                [Issue(f"{resource_type} cannot be updated here", "not-supported")],
+                {"Allow": "GET, HEAD, OPTIONS"},
+            )
+        _check_scope(request, resource_type, "u")
+        resource, _ = updates.update_patient(
+            request.user, resource_id, lambda: self.body(request), request.headers.get("If-Match")
+        )
+        headers = _version_headers(resource)
+        if _prefer_return(request, "representation") == "minimal":
+            return Response(None, status=200, headers=headers)
+        return Response(resource, status=200, headers=headers)
+
 
 class VersionView(InstanceView):
-    """vread of the current version; earlier versions are not kept (404)."""
+    """vread: the current version of every type; past versions of the types whose handler
+    says so (``read_history``: Patient, MedicationRequest, derived by ``history``)."""
 
     # The route always passes version_id (a Django view is not substitutable for its base).
     def get(self, request, resource_type: str, resource_id: str, version_id: str):  # type: ignore[override]
-        resource = self.read(request, resource_type, resource_id, version_id)
+        if not _keeps_history(HANDLERS.get(resource_type), "read_history"):
+            resource = self.read(request, resource_type, resource_id, version_id)
+            return Response(_subsetted(request, resource), headers=_version_headers(resource))
+        handler = _handler(resource_type)
+        _check_scope(request, resource_type, "r")
+        _check_access(handler, request)
+        with transaction.atomic():
+            found = history.version(request.user, resource_type, resource_id, version_id)
+            _journal_read(request, handler, "vread", [found.patient_id])
+        resource = found.resource
         return Response(_subsetted(request, resource), headers=_version_headers(resource))
+
+
+def _keeps_history(handler: ResourceHandler | None, flag: str) -> bool:
+    """The handler declares it (what the CapabilityStatement lists) and ``history`` derives
+    the type's versions."""
+    return handler is not None and getattr(handler, flag) and handler.type in history.TYPES
+
+
+def _history_handler(request, resource_type: str, letter: str) -> ResourceHandler:
+    """The type's handler, for a type that keeps a history (405 for the others), with the
+    reader's scope (SMART v2: ``r`` covers history-instance, ``s`` history-type) and rule."""
+    handler = _handler(resource_type)
+    flag = "history_instance" if letter == "r" else "history_type"
+    if not _keeps_history(handler, flag):
+        raise FhirError.one(
+            405,
+            f"{resource_type} has no history here (only {', '.join(history.TYPES)})",
+            code="not-supported",
+        )
+    _check_scope(request, resource_type, letter)
+    _check_access(handler, request)
+    return handler
+
+
+class TypeHistoryView(FhirView):
+    """``GET /fhir/{type}/_history``: every version of every resource of the type the caller
+    may read, newest first (``_since``, ``_count``, paged by cursor)."""
+
+    interaction = "history-type"
+
+    def get(self, request, resource_type: str):
+        handler = _history_handler(request, resource_type, "s")
+        search, since = history.parse_history(request, resource_type)
+        with transaction.atomic():
+            page = history.type_history(request.user, resource_type, search, since)
+            shown = sorted({version.patient_id for version in page.versions})
+            _journal_read(request, handler, "history-type", shown)
+        return Response(history.history_bundle(request, resource_type, None, search, page))
+
+
+class InstanceHistoryView(FhirView):
+    """``GET /fhir/{type}/{id}/_history``: the versions of one resource, newest first."""
+
+    interaction = "history-instance"
+
+    def get(self, request, resource_type: str, resource_id: str):
+        handler = _history_handler(request, resource_type, "r")
+        search, since = history.parse_history(request, resource_type)
+        with transaction.atomic():
+            page = history.instance_history(request.user, resource_type, resource_id, search, since)
+            shown = sorted({version.patient_id for version in page.versions})
+            _journal_read(request, handler, "history-instance", shown)
+        return Response(history.history_bundle(request, resource_type, resource_id, search, page))

@@ -148,6 +148,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "created_at",
             "read_at",
             "read_by",
+            "is_urgent",
         ]
         read_only_fields = fields
         extra_kwargs = {"body": {"help_text": "Plain text: render it escaped, never as HTML."}}

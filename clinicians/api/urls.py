@@ -7,7 +7,16 @@ from clinicians.api.loop_views import (
     MessageViewSet,
     VisitViewSet,
 )
-from clinicians.api.me_views import MyDecisionsView, MyMedicationsView
+from clinicians.api.patient_screen_views import (
+    DecisionsView,
+    GoalsAndVisitsView,
+    MedicationsView,
+    MessagesView,
+    MyMessagesView,
+    MyThreadReadView,
+    TodayView,
+)
+from clinicians.api.report_views import MyVisitReportPdfView, MyVisitReportView
 from clinicians.api.views import (
     AlertThresholdsView,
     AlertViewSet,
@@ -26,8 +35,33 @@ router.register("visits", VisitViewSet, basename="visit")
 router.register("appointments", AppointmentAliasViewSet, basename="appointment")
 
 urlpatterns = [
-    path("me/medications/", MyMedicationsView.as_view(), name="me-medications"),
-    path("me/decisions/", MyDecisionsView.as_view(), name="me-decisions"),
+    # The patient's screens (docs/patient-app.md): the signed-in patient's, and any patient's
+    # the controller lets the caller read.
+    path("me/today/", TodayView.as_view(), name="me-today"),
+    path("me/medications/", MedicationsView.as_view(), name="me-medications"),
+    path("me/decisions/", DecisionsView.as_view(), name="me-decisions"),
+    path("me/goals-and-visits/", GoalsAndVisitsView.as_view(), name="me-goals-and-visits"),
+    path("me/messages/", MyMessagesView.as_view(), name="me-messages"),
+    path("me/messages/read/", MyThreadReadView.as_view(), name="me-messages-read"),
+    path("me/visits/<int:visit_id>/report/", MyVisitReportView.as_view(), name="me-visit-report"),
+    path(
+        "me/visits/<int:visit_id>/report.pdf",
+        MyVisitReportPdfView.as_view(),
+        name="me-visit-report-pdf",
+    ),
+    path("patients/<int:patient_id>/today/", TodayView.as_view(), name="patient-today"),
+    path(
+        "patients/<int:patient_id>/medications/",
+        MedicationsView.as_view(),
+        name="patient-medications",
+    ),
+    path("patients/<int:patient_id>/decisions/", DecisionsView.as_view(), name="patient-decisions"),
+    path(
+        "patients/<int:patient_id>/goals-and-visits/",
+        GoalsAndVisitsView.as_view(),
+        name="patient-goals-and-visits",
+    ),
+    path("patients/<int:patient_id>/messages/", MessagesView.as_view(), name="patient-messages"),
     path(
         "patients/<int:patient_id>/safety-bounds/", SafetyBoundsView.as_view(), name="safety-bounds"
     ),

@@ -27,6 +27,7 @@ from core import authz
 from models_ml.features import observe
 from models_ml.protocol import MIN_READINGS_7D
 from patients.models import Patient, Prescription, Reading, ReadingType
+from patients.steps import steps_per_day
 
 PROGRESS_WINDOW_DAYS = 7
 
@@ -115,9 +116,9 @@ def _bp_progress(goal: Goal, readings: QuerySet[Reading]) -> GoalProgress:
 def _steps_progress(goal: Goal, readings: QuerySet[Reading]) -> GoalProgress:
     """Mean of the daily step totals over the days that have steps (as the feature
     ``mean_daily_steps_7d`` computes it), against the goal."""
-    by_day: dict = {}
-    for measured_at, value in readings.values_list("measured_at", "value"):
-        by_day[measured_at.date()] = by_day.get(measured_at.date(), 0) + value
+    by_day = steps_per_day(
+        readings.values_list("measured_at", "period_start", "value"), lambda moment: moment.date()
+    )
     if not by_day:
         return GoalProgress(
             is_measurable=True,

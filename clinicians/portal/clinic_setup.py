@@ -41,6 +41,7 @@ from core.errors import DomainError
 from core.ids import parse_id
 from patients import activation
 from patients.formulary import FORMULARY
+from patients.identifiers import Identifier, check_system, check_value
 from patients.models import Ethnicity, Patient, Race, Sex
 from patients.services import transfer_patient
 
@@ -368,6 +369,17 @@ class EnrolForm(forms.Form):
     race = forms.ChoiceField(choices=Race.choices, initial=Race.UNKNOWN)
     ethnicity = forms.ChoiceField(choices=Ethnicity.choices, initial=Ethnicity.UNKNOWN)
     mrn = forms.CharField(max_length=64, label="MRN (the EHR's identifier)")
+    # Optional: the identifier the EHR itself gives the patient, under the EHR's system, so that
+    # the EHR finds the patient by it (FHIR Patient?identifier=, CDS Hooks).
+    identifier_system = forms.CharField(
+        required=False,
+        max_length=255,
+        label="EHR identifier system (URI, optional)",
+        help_text="e.g. urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14 or https://ehr.example.org/mrn",
+    )
+    identifier_value = forms.CharField(
+        required=False, max_length=128, label="EHR identifier value", strip=False
+    )
     care_team = forms.ModelChoiceField(queryset=CareTeam.objects.filter(is_active=True))
     time_zone = forms.CharField(max_length=64, initial="Europe/London", label="Time zone (IANA)")
     contact_phone = forms.CharField(max_length=32, required=False)
@@ -430,6 +442,7 @@ class EnrolForm(forms.Form):
                     self.add_error(f"min_{drug}", "Give minimum, maximum and step, or none.")
                     continue
                 bounds.append(enrolment.ProposedBounds(drug, *limits))  # type: ignore[arg-type]
+        identifiers = self._identifiers()
         if self.errors:
             return None
         return enrolment.Enrolment(
@@ -448,7 +461,23 @@ class EnrolForm(forms.Form):
             bounds=bounds,
             target_systolic_mmhg=data["target_systolic"],
             target_diastolic_mmhg=data["target_diastolic"],
+            identifiers=identifiers,
         )
+
+    def _identifiers(self) -> list[Identifier]:
+        """The EHR identifier, if given: both parts, checked as every door checks them."""
+        system = (self.cleaned_data.get("identifier_system") or "").strip()
+        value = self.cleaned_data.get("identifier_value") or ""
+        if not system and not value.strip():
+            return []
+        try:
+            return [Identifier(check_system(system, "identifier_system"), check_value(value))]
+        except DomainError as error:
+            field = (
+                "identifier_system" if error.field == "identifier_system" else "identifier_value"
+            )
+            self.add_error(field, error.message)
+            return []
 
 
 # Service fields that name one of a drug's form fields.
@@ -471,6 +500,8 @@ def patient_enrol(request):
                 return redirect("portal:admin-patient", patient.pk)
             except DomainError as error:
                 _apply_error(form, error)
+                if error.field == "identifiers":
+                    form.add_error("identifier_value", error.message)
                 if error.field in ("target_systolic_mmhg", "target_diastolic_mmhg"):
                     form.add_error(error.field.removesuffix("_mmhg"), error.message)
     status = 400 if request.method == "POST" else 200

@@ -1,6 +1,16 @@
 from django.urls import include, path
 
-from clinicians.portal import alerts, bounds, emergency, loop, model_cards, readings, review, views
+from clinicians.portal import (
+    alerts,
+    bounds,
+    emergency,
+    loop,
+    model_cards,
+    readings,
+    report_views,
+    review,
+    views,
+)
 
 app_name = "portal"
 
@@ -39,6 +49,10 @@ urlpatterns = [
     path("patients/<int:patient_id>/visits/", loop.book_visit, name="book-visit"),
     path("goals/<int:goal_id>/status/", loop.goal_status, name="goal-status"),
     path("visits/<int:visit_id>/", loop.visit_action, name="visit-action"),
+    path("visits/<int:visit_id>/report/", report_views.visit_report, name="visit-report"),
+    path(
+        "visits/<int:visit_id>/report.pdf", report_views.visit_report_pdf, name="visit-report-pdf"
+    ),
     # The paths visits had before they were named visits: forms already open in a browser still
     # post to them. The same views; nothing links to them any more.
     path("patients/<int:patient_id>/appointments/", loop.book_visit),

@@ -101,6 +101,7 @@ class MessageRow:
     patient: Patient
     unread: int
     oldest_unread_at: datetime
+    urgent: int = 0  # unread messages with urgent words (``clinicians.loop.urgency``)
 
 
 @dataclass
@@ -270,11 +271,16 @@ def worklist_for(user: User, data=None, *, now: datetime | None = None) -> Workl
             patient_id__in=ids, sender_role=SenderRole.PATIENT, read_at__isnull=True
         )
         .values("patient_id")
-        .annotate(count=Count("pk"), oldest=Min("created_at"))
-        .order_by("oldest")
+        .annotate(
+            count=Count("pk"),
+            oldest=Min("created_at"),
+            urgent=Count("pk", filter=Q(is_urgent=True)),
+        )
+        .order_by("-urgent", "oldest")  # a thread with urgent words first
     )
     worklist.messages = [
-        MessageRow(by_id[row["patient_id"]], row["count"], row["oldest"]) for row in unread
+        MessageRow(by_id[row["patient_id"]], row["count"], row["oldest"], row["urgent"])
+        for row in unread
     ]
 
     snoozes = snoozes_for(ids, now)

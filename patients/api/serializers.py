@@ -12,8 +12,17 @@ class CareTeamSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "name"]
 
 
+class RegimenItemSerializer(serializers.Serializer):
+    medication = serializers.CharField()
+    dose_mg = serializers.DecimalField(max_digits=7, decimal_places=2)
+    started_at = serializers.DateTimeField()
+
+
 class PatientSerializer(serializers.ModelSerializer):
     care_team = CareTeamSummarySerializer(source="care_teams", many=True, read_only=True)
+    regimen = RegimenItemSerializer(
+        source="open_prescriptions", many=True, read_only=True, help_text="what they take now"
+    )
 
     class Meta:
         model = Patient
@@ -26,6 +35,7 @@ class PatientSerializer(serializers.ModelSerializer):
             "race",
             "ethnicity",
             "care_team",
+            "regimen",
         ]
         read_only_fields = fields
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -9,6 +10,7 @@ from rest_framework.decorators import action
 from core.api.reads import AuthorizedReadMixin
 from core.api.serializers import PageFilter, validated_query
 from patients.api.serializers import PatientSerializer, ReadingFilterSerializer, ReadingSerializer
+from patients.models import Prescription
 from patients.selectors import patient_with_care_teams, readings_for_patient
 
 
@@ -18,7 +20,12 @@ class PatientViewSet(AuthorizedReadMixin, viewsets.ReadOnlyModelViewSet):
     read_actions = {"readings": "patients.view_readings"}
 
     def get_queryset(self):
-        return patient_with_care_teams(self.request.user)
+        open_prescriptions = Prescription.objects.filter(ended_at__isnull=True).order_by(
+            "medication"
+        )
+        return patient_with_care_teams(self.request.user).prefetch_related(
+            Prefetch("prescriptions", queryset=open_prescriptions, to_attr="open_prescriptions")
+        )
 
     @extend_schema(parameters=[PageFilter])
     def list(self, request, *args, **kwargs):

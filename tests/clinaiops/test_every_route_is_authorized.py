@@ -70,6 +70,10 @@ PUBLIC = {
     "api/v1/auth/token/refresh/": "sign-in",
     "api/v1/auth/activate/": "phone activation: the single-use code is the credential",
     "portal/welcome/<str:token>/": "a staff member's one-time link: the token is the credential",
+    "care/welcome/<str:token>/": "a caregiver's one-time link: the token is the credential",
+    "care/login/": "sign-in (caregivers)",
+    "care/login/verify/": "sign-in (a caregiver's second factor)",
+    "care/logout/": "sign-out",
     ".well-known/smart-configuration": "SMART discovery (public metadata)",
     ".well-known/openid-configuration": "OpenID Connect discovery (public metadata)",
     "fhir/.well-known/smart-configuration": "SMART discovery (public metadata)",
@@ -133,6 +137,8 @@ NOT_ANSWERED_HERE = {
     "portal/model-owner/<str:version>/rollback/": "a signed stage change "
     "(tests/clinicians/test_model_owner_workspace.py)",
     "fhir/^$": "a transaction Bundle (tests/fhir/test_bundles.py)",
+    "api/v1/caregiver-grants/<int:pk>/revoke/": "409 here: the walk revoked the grant on its "
+    "/api/v1/me/caregivers/ path first (tests/caregivers/test_grants.py revokes one)",
     "api/v1/^alerts/(?P<pk>[^/.]+)/snooze/$": "400 here: the sample alert is hypotension, which "
     "is never snoozed (tests/clinicians/test_alert_handling.py snoozes high pressure)",
     "cds-services/<str:service_id>": "401 here: an EHR's signed JWT is the only credential "
@@ -202,8 +208,9 @@ ROLES = (
     "admin",
     "auditor",
     "model_owner",
+    "caregiver",
 )
-SIGN_IN_PAGES = ("/portal/login/", "/admin/login/")
+SIGN_IN_PAGES = ("/portal/login/", "/admin/login/", "/care/login/")
 
 
 def routes(patterns=None, prefix: str = ""):
@@ -336,7 +343,16 @@ def world(db, django_capture_on_commit_callbacks):
         reason="route walk",
         set_by=clinician,
     )
+    from tests.caregivers.conftest import grant_to
+
+    caregiver_grant = grant_to(
+        patient,
+        email="route-walk@example.org",
+        scopes=("readings", "alerts", "medications", "goals", "messages"),
+        live_alerts=True,
+    )
     people = {
+        "caregiver": caregiver_grant.caregiver,
         "patient": patient.user,
         "other_patient": other_patient.user,
         "clinician": clinician,
@@ -357,6 +373,8 @@ def world(db, django_capture_on_commit_callbacks):
             "visits": str(visit.pk),
             "appointments": str(visit_on_old_path.pk),
             "audit/exports": str(export.pk),
+            "me/caregivers": str(caregiver_grant.pk),
+            "caregiver-grants": str(caregiver_grant.pk),
         },
         "patient_id": str(patient.pk),
         "reading_id": str(reading.pk),
@@ -572,8 +590,14 @@ class _Recorded:
 @pytest.mark.django_db(transaction=True)
 def test_every_consumer_opens_only_through_the_controller():
     team = CareTeamFactory(name="Socket team")
+    socket_patient = PatientFactory(care_team=team)
+    from tests.caregivers.conftest import grant_to
+
     people = {
-        "patient": PatientFactory(care_team=team).user,
+        "caregiver": grant_to(
+            socket_patient, email="socket@example.org", scopes=["alerts"]
+        ).caregiver,
+        "patient": socket_patient.user,
         "clinician": ClinicianFactory(care_team=team),
         "admin": UserFactory(role="admin", is_staff=True),
         "auditor": UserFactory(role="auditor"),

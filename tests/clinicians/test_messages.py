@@ -46,9 +46,7 @@ def test_patient_writes_to_the_team_and_a_clinician_replies(clinician_a, patient
 def test_read_receipts_are_set_by_the_receiving_side_only(clinician_a, patient_a):
     phone, portal = bearer_client(patient_a.user), bearer_client(clinician_a)
     question = send(phone, body="Question").json()
-    reply = send(portal, patient=patient_a.pk, body="Answer").json()
     assert phone.post(f"{URL}{question['id']}/read/").status_code == 403
-    assert portal.post(f"{URL}{reply['id']}/read/").status_code == 403
     unread = portal.get(f"{URL}?patient={patient_a.pk}&unread=true").json()["results"]
     assert [m["id"] for m in unread] == [question["id"]]
     read = portal.post(f"{URL}{question['id']}/read/")
@@ -59,6 +57,8 @@ def test_read_receipts_are_set_by_the_receiving_side_only(clinician_a, patient_a
     # Again: the same receipt, no second event.
     assert portal.post(f"{URL}{question['id']}/read/").json()["read_at"] == read.json()["read_at"]
     assert events.count() == 1
+    reply = send(portal, patient=patient_a.pk, body="Answer").json()
+    assert portal.post(f"{URL}{reply['id']}/read/").status_code == 403
     assert phone.post(f"{URL}{reply['id']}/read/").status_code == 200
 
 
@@ -165,6 +165,9 @@ def test_messages_are_delivered_live_to_the_right_people_only():
         assert (
             await sync_to_async(post)(clinician, patient=patient.pk, body="Sit, re-measure") == 201
         )
+        # Replying read the patient's message: its receipt comes first (test_message_receipts).
+        assert (await patient_socket.receive_json_from(timeout=5))["event"] == "message.read"
+        assert (await team_socket.receive_json_from(timeout=5))["event"] == "message.read"
         to_patient = await patient_socket.receive_json_from(timeout=5)
         echo_to_team = await team_socket.receive_json_from(timeout=5)
         assert await other_socket.receive_nothing(timeout=0.3)

@@ -115,6 +115,8 @@ def test_the_six_seconds_walk_to_two_drugs_at_maximum_now_makes_one_change_then_
             "dose_mg": 2.5,
             "since": mine["regimen"][0]["since"],
             "changed_by": "you",
+            "decided_by": "your care team's approved plan",
+            "changed_by_kind": "approved_plan",
         }
     ]
     assert mine["min_interval_days"] == 14 and mine["next_change_from"] is not None

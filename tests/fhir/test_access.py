@@ -96,15 +96,27 @@ def test_clinician_reads_are_journalled_listing_the_patients_shown(
     client = FhirClient(clinician_a)
     client.get(f"/fhir/Patient/{patient_a.pk}")
     client.get("/fhir/Observation?code=85354-9")
-    client.get("/fhir/Observation?code=8867-4")  # nothing shown: nothing to journal
+    client.get("/fhir/Observation?code=8867-4")  # nothing shown: journalled all the same (BALP)
     reads = AuditEvent.objects.filter(action="read", actor_id=clinician_a.pk).order_by("sequence")
     assert [(e.object_type, e.patient_ids) for e in reads] == [
         ("patient", [patient_a.pk]),
         ("reading", [patient_a.pk]),
+        ("reading", []),
     ]
-    assert reads[0].detail == {"channel": "fhir", "interaction": "read", "resource": "Patient"}
+    assert reads[0].detail == {
+        "channel": "fhir",
+        "interaction": "read",
+        "resource": "Patient",
+        "id": str(patient_a.pk),
+        "base": "http://testserver/fhir",
+        "client": "clinaiops-app",  # the OAuth client of the token (first-party here)
+    }
+    assert reads[2].detail["query"] == "code=8867-4"
+    assert reads[2].detail["total"] == 0
 
 
-def test_a_patient_reading_their_own_record_is_not_journalled(patient_a, reading_a):
+def test_a_patient_reading_their_own_record_is_journalled_through_fhir(patient_a, reading_a):
+    """BALP audits every interaction; the mobile API still leaves a patient's own reads out."""
     FhirClient(patient_a.user).get(f"/fhir/Patient/{patient_a.pk}")
-    assert not AuditEvent.objects.filter(action="read").exists()
+    read = AuditEvent.objects.get(action="read")
+    assert (read.actor_id, read.patient_ids) == (patient_a.user.pk, [patient_a.pk])

@@ -165,12 +165,12 @@ def test_an_entry_missing_after_ingestion_fails_alone_in_a_batch(patient_a, monk
     from clinaiops.fhir import ingest
     from patients.ingestion import record_readings
 
-    def renaming(*, patient, items, actor):
+    def renaming(*, patient, items, actor, **options):
         renamed = [
             item | {"client_id": "renamed"} if item["client_id"] == "hr-1" else item
             for item in items
         ]
-        return record_readings(patient=patient, items=renamed, actor=actor)
+        return record_readings(patient=patient, items=renamed, actor=actor, **options)
 
     monkeypatch.setattr(ingest, "record_readings", renaming)
     bundle = transaction_of(bp(patient_a), heart_rate(patient_a), kind="batch")

@@ -91,7 +91,7 @@ def test_invalid_json_is_400_structure(patient_a):
     ("method", "url"),
     [
         ("delete", "/fhir/Observation/1"),
-        ("put", "/fhir/Patient/1"),
+        ("put", "/fhir/Observation/1"),
         ("patch", "/fhir/Observation/1"),
         ("post", "/fhir/Patient"),
         ("post", "/fhir/Provenance"),

@@ -249,7 +249,8 @@ DOSAGE = "MedicationRequest.dosageInstruction[0]"
     [
         (lambda r: r.update(identifier=[{"value": "ehr-1"}]), "MedicationRequest.identifier"),
         (
-            lambda r: r.update(requester={"reference": "Practitioner/1"}),
+            # Only the signed-in clinician's own Practitioner is honoured (test_chain_orders).
+            lambda r: r.update(requester={"reference": "Practitioner/ehr-practitioner-1"}),
             "MedicationRequest.requester",
         ),
         (lambda r: r.update(priority="urgent"), "MedicationRequest.priority"),

@@ -364,11 +364,12 @@ def test_a_reading_missing_after_ingestion_is_an_entry_error_not_a_crash(patient
     from clinaiops.fhir import ingest
     from patients.ingestion import record_readings
 
-    def renaming(*, patient, items, actor):
+    def renaming(*, patient, items, actor, **options):
         return record_readings(
             patient=patient,
             items=[item | {"client_id": item["client_id"] + "-x"} for item in items],
             actor=actor,
+            **options,
         )
 
     monkeypatch.setattr(ingest, "record_readings", renaming)

@@ -143,7 +143,7 @@ def read_evidence(
     ]
 
     def values_of(kind: str) -> list[ValueReading]:
-        rows = in_use.filter(reading_type=kind).values_list("measured_at", "value")
+        rows = in_use.filter(reading_type=kind).values_list("measured_at", "value", "period_start")
         return [ValueReading(*row) for row in rows]
 
     spans = [

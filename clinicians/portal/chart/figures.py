@@ -34,6 +34,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from models_ml.features import local_clock
+from patients.steps import steps_per_day
 
 MORNING_HOURS = (4, 12)  # [from, to) on the local clock
 EVENING_HOURS = (18, 24)
@@ -52,10 +53,12 @@ class BpReading:
 
 @dataclass(frozen=True)
 class ValueReading:
-    """A heart rate (/min) or a step count."""
+    """A heart rate (/min) or a step count (over a period from ``period_start``, for a daily
+    total)."""
 
     measured_at: datetime
     value: int
+    period_start: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,96 @@ def systolic_arv(readings: Sequence[BpReading]) -> float | None:
     ordered = sorted(readings, key=lambda r: r.measured_at)
     steps = [abs(b.systolic_mmhg - a.systolic_mmhg) for a, b in pairwise(ordered)]
     return statistics.fmean(steps)
+
+
+# --- nocturnal dip and morning surge (visit reports, clinicians/visit_report.py) ---------------
+
+# Fixed narrow windows on the clock where the reading was taken: daytime 09:00–20:59, night
+# 01:00–05:59, as the ESH position paper on ambulatory BP monitoring recommends when sleep times
+# are not recorded (O'Brien et al., J Hypertens 2013;31:1731, section "Day and night"). Below
+# its validity minimum — 20 daytime and 7 night-time readings — no dip is reported.
+DAY_HOURS = (9, 21)
+NIGHT_HOURS = (1, 6)
+DIP_MIN_DAY_READINGS = 20
+DIP_MIN_NIGHT_READINGS = 7
+# Morning for the surge: 06:00–09:59, the window of the model's ``morning_surge_mmhg`` (Kario et
+# al., Circulation 2003;107:1401).
+SURGE_MORNING_HOURS = (6, 10)
+
+
+@dataclass(frozen=True)
+class NocturnalDip:
+    """Systolic nocturnal dip: (daytime mean − night mean) / daytime mean × 100. Patterns as
+    ESH 2013 / 2021 name them: dipper 10–20 %, non-dipper 0–10 %, reverse dipper < 0 %,
+    extreme dipper > 20 %."""
+
+    day: BpMean | None
+    night: BpMean | None
+
+    @property
+    def is_sufficient(self) -> bool:
+        return bool(
+            self.day
+            and self.night
+            and self.day.count >= DIP_MIN_DAY_READINGS
+            and self.night.count >= DIP_MIN_NIGHT_READINGS
+        )
+
+    @property
+    def percent(self) -> float | None:
+        if not self.is_sufficient or self.day is None or self.night is None:
+            return None
+        return (self.day.systolic_mmhg - self.night.systolic_mmhg) / self.day.systolic_mmhg * 100
+
+    @property
+    def pattern(self) -> str:
+        percent = self.percent
+        if percent is None:
+            return ""
+        if percent < 0:
+            return "reverse dipper"
+        if percent < 10:
+            return "non-dipper"
+        return "dipper" if percent <= 20 else "extreme dipper"
+
+
+def nocturnal_dip(readings: Iterable[BpReading]) -> NocturnalDip:
+    rows = list(readings)
+    return NocturnalDip(
+        day=bp_mean(r for r in rows if _in_hours(r, DAY_HOURS)),
+        night=bp_mean(r for r in rows if _in_hours(r, NIGHT_HOURS)),
+    )
+
+
+@dataclass(frozen=True)
+class MorningSurge:
+    """Mean over the mornings that have both: systolic mean 06:00–09:59 minus the systolic mean
+    of the night just before it (01:00–05:59 of the same date on the reading's clock)."""
+
+    systolic_mmhg: float
+    mornings: int  # the dates with readings in both windows
+
+
+def morning_surge(readings: Iterable[BpReading]) -> MorningSurge | None:
+    """Kario's *prewaking* surge (Circulation 2003;107:1401: morning mean minus the mean of
+    the hours before waking), with fixed clock windows because waking time is not recorded,
+    and the whole night window (not its last two hours): wearables read only a few times a
+    night. Paired by date so that a morning is compared with its own night."""
+    mornings: dict[date, list[int]] = {}
+    nights: dict[date, list[int]] = {}
+    for reading in readings:
+        clock = local_clock(reading.measured_at, reading.utc_offset_minutes)
+        if _in_hours(reading, SURGE_MORNING_HOURS):
+            mornings.setdefault(clock.date(), []).append(reading.systolic_mmhg)
+        elif _in_hours(reading, NIGHT_HOURS):
+            nights.setdefault(clock.date(), []).append(reading.systolic_mmhg)
+    surges = [
+        statistics.fmean(mornings[d]) - statistics.fmean(nights[d])
+        for d in sorted(mornings.keys() & nights.keys())
+    ]
+    if not surges:
+        return None
+    return MorningSurge(statistics.fmean(surges), len(surges))
 
 
 @dataclass(frozen=True)
@@ -247,11 +340,12 @@ def heart_rate_by_day(readings: Iterable[ValueReading], zone: ZoneInfo) -> list[
 
 
 def steps_by_day(readings: Iterable[ValueReading], zone: ZoneInfo) -> dict[date, int]:
-    totals: dict[date, int] = {}
-    for reading in readings:
-        day = local_day(reading.measured_at, zone)
-        totals[day] = totals.get(day, 0) + reading.value
-    return dict(sorted(totals.items()))
+    """Each local day's steps, a daily total and the per-hour counts of its day counted once
+    (``patients.steps``)."""
+    return steps_per_day(
+        ((r.measured_at, r.period_start, r.value) for r in readings),
+        lambda moment: local_day(moment, zone),
+    )
 
 
 @dataclass(frozen=True)
