@@ -510,6 +510,10 @@ except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
     raise ImproperlyConfigured(message) from error
 USE_I18N = True
 USE_TZ = True
+# The emergency number the patient is told to call (a crisis alert, urgent words in a message).
+EMERGENCY_PHONE_NUMBER = os.environ.get("EMERGENCY_PHONE_NUMBER", "911")
+# How long the link to a patient's copy of their record lasts once the copy is ready.
+RECORD_EXPORT_TTL_HOURS = float(os.environ.get("RECORD_EXPORT_TTL_HOURS", "24"))
 
 # --- Logging: one JSON object per line, no PHI --------------------------------------------------
 

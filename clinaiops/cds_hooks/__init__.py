@@ -14,7 +14,8 @@ feedback on a card lands as the decision of the clinician it was shown to.
 | ``cards`` | cards in the specification's shape, in words (pure) |
 | ``services`` | discovery, ``patient-view``, ``order-sign``, feedback |
 | ``http`` | errors as OperationOutcome, CORS for the EHR's origin |
-| ``views``, ``urls`` | thin views |
+| ``launch`` | SMART EHR launch of the review page: ``iss``, PKCE, code exchange, patient |
+| ``views``, ``launch_views``, ``urls`` | thin views |
 
 See ``docs/cds-hooks.md``.
 """

@@ -86,6 +86,10 @@ class Urls:
     def chart(self, patient_id: int) -> str:
         return f"{self.base}/portal/patients/{patient_id}/"
 
+    def smart_launch(self) -> str:
+        """The SMART app's launch URL: the EHR opens it with ``iss`` and ``launch``."""
+        return f"{self.base}/smart/launch"
+
     def model_card(self, version: str) -> str:
         return f"{self.base}/portal/models/{version}/"
 
@@ -96,7 +100,7 @@ class Urls:
 def _review_link(urls: Urls, patient_id: int, **app_context: Any) -> dict[str, Any]:
     return {
         "label": "Review in ClinAIOps",
-        "url": urls.chart(patient_id),
+        "url": urls.smart_launch(),
         "type": "smart",
         "appContext": json.dumps({"patient": patient_id, **app_context}, sort_keys=True),
     }

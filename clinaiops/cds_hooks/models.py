@@ -35,6 +35,18 @@ class CdsClient(models.Model):
     # The EHR's FHIR base (``fhirServer``) this service may read with a ``fhirAuthorization``
     # token when the prefetch lacks the patient (blank: never).
     fhir_server = models.URLField(max_length=255, blank=True)
+    # SMART App Launch (EHR launch of the review page): our client id at the EHR's
+    # authorization server (blank: the EHR may not launch ClinAIOps), the secret of a
+    # confidential client (blank: a public client, PKCE only), the scope asked, and the EHR's
+    # endpoints (blank: discovered from ``{fhir_server}/.well-known/smart-configuration``).
+    smart_client_id = models.CharField(max_length=255, blank=True)
+    smart_client_secret = models.CharField(max_length=255, blank=True)
+    smart_scope = models.CharField(
+        max_length=255, default="launch openid fhirUser patient/Patient.rs"
+    )
+    smart_authorize_url = models.URLField(max_length=255, blank=True)
+    smart_token_url = models.URLField(max_length=255, blank=True)
+    smart_jwks_url = models.URLField(max_length=255, blank=True)
     is_active = models.BooleanField(default=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -116,3 +128,41 @@ class CdsCard(models.Model):
                 name="cds_card_kind_valid",
             ),
         ]
+
+
+class SmartLaunchStatus(models.TextChoices):
+    STARTED = "started", "Sent to the EHR's authorization server"
+    COMPLETED = "completed", "Patient matched, waiting for the portal sign-in"
+    SHOWN = "shown", "Shown to the signed-in clinician"
+    REFUSED = "refused", "Refused"
+
+
+class SmartLaunch(models.Model):
+    """One SMART EHR launch of the review page (``clinaiops.cds_hooks.launch``): the ``state``
+    and PKCE verifier sent to the EHR, then what its token response named. Bound to the
+    browser session that started it; good for ``launch.LIFETIME`` and shown once."""
+
+    client = models.ForeignKey(CdsClient, on_delete=models.CASCADE, related_name="launches")
+    state = models.CharField(max_length=64, unique=True)
+    code_verifier = models.CharField(max_length=128)
+    nonce = models.CharField(max_length=64)
+    token_url = models.URLField(max_length=255)
+    jwks_url = models.URLField(max_length=255, blank=True)
+    oidc_issuer = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=16, choices=SmartLaunchStatus.choices, default=SmartLaunchStatus.STARTED
+    )
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    ehr_patient = models.CharField(max_length=255, blank=True)
+    fhir_user = models.CharField(max_length=255, blank=True)
+    patient = models.ForeignKey(
+        "patients.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    recommendation = models.ForeignKey(
+        "clinicians.Recommendation",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )

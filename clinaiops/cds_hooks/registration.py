@@ -64,6 +64,12 @@ def register_cds_client(
     mrn_system: str = "",
     patient_id_is_mrn: bool = False,
     fhir_server: str = "",
+    smart_client_id: str = "",
+    smart_client_secret: str = "",
+    smart_scope: str = "",
+    smart_authorize_url: str = "",
+    smart_token_url: str = "",
+    smart_jwks_url: str = "",
 ) -> CdsClient:
     authz.authorize(actor, "accounts.manage_oauth_clients")
     if not issuer.strip():
@@ -72,6 +78,20 @@ def register_cds_client(
         raise DomainError("Name the care teams the EHR serves.", field="care_teams")
     keys = _check_jwks(jwks)
     origins = _check_origins(allowed_origins)
+    if smart_client_id and not fhir_server:
+        raise DomainError(
+            "A SMART launch needs the EHR's FHIR base (the iss it launches with).",
+            field="fhir_server",
+        )
+    smart = {
+        "smart_client_id": smart_client_id.strip(),
+        "smart_client_secret": smart_client_secret,
+        "smart_authorize_url": smart_authorize_url,
+        "smart_token_url": smart_token_url,
+        "smart_jwks_url": smart_jwks_url,
+    }
+    if smart_scope.strip():
+        smart["smart_scope"] = " ".join(smart_scope.split())
     with transaction.atomic():
         client = CdsClient.objects.create(
             name=name,
@@ -83,6 +103,7 @@ def register_cds_client(
             patient_id_is_mrn=patient_id_is_mrn,
             fhir_server=fhir_server.rstrip("/"),
             registered_by=actor if isinstance(actor, User) else None,
+            **smart,
         )
         client.care_teams.set(care_teams)
         record_event(
@@ -97,6 +118,9 @@ def register_cds_client(
                 "origins": origins,
                 "patient_id_is_mrn": patient_id_is_mrn,
                 "fhir_server": client.fhir_server,
+                "smart_client_id": client.smart_client_id,
+                "smart_confidential": bool(client.smart_client_secret),
+                "smart_scope": client.smart_scope,
             },
         )
     return client

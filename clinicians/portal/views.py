@@ -12,6 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.db import transaction
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -29,6 +30,7 @@ from core.errors import DomainError
 
 PENDING_USER_KEY = "portal_pending_user"
 PENDING_SINCE_KEY = "portal_pending_since"
+NEXT_KEY = "portal_next"  # where to go once signed in (a page of this site only)
 PENDING_MAX_AGE_SECONDS = 300
 
 
@@ -58,6 +60,11 @@ class LoginView(View):
         request.session.cycle_key()
         request.session[PENDING_USER_KEY] = user.pk
         request.session[PENDING_SINCE_KEY] = int(time.time())
+        next_url = request.GET.get("next", "")
+        if url_has_allowed_host_and_scheme(
+            next_url, {request.get_host()}, require_https=request.is_secure()
+        ):
+            request.session[NEXT_KEY] = next_url  # back there once both factors are in
         return redirect("portal:verify")
 
 
@@ -130,7 +137,7 @@ class SecondFactorView(View):
             device.save(update_fields=["confirmed"])
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         otp_login(request, device)
-        return redirect("portal:home")
+        return redirect(request.session.pop(NEXT_KEY, "") or "portal:home")
 
 
 @require_POST

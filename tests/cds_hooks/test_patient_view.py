@@ -114,7 +114,7 @@ def test_patient_view_gives_a_critical_card_per_crisis_and_a_warning_per_proposa
     assert order.dosageInstruction[0].doseAndRate[0].doseQuantity.value == 5
     assert {reason["code"] for reason in proposal["overrideReasons"]} >= {"patient-declines"}
     review = next(link for link in proposal["links"] if link["type"] == "smart")
-    assert review["url"] == f"{BASE}/portal/patients/{maren.pk}/"
+    assert review["url"] == f"{BASE}/smart/launch"  # SMART EHR launch (test_smart_launch.py)
     assert json.loads(review["appContext"]) == {"patient": maren.pk, "recommendation": pending.pk}
     blocked_card = next(c for c in cards if c["summary"].startswith("Blocked proposal"))
     assert "suggestions" not in blocked_card  # an override is given in ClinAIOps, with reasons

@@ -96,6 +96,10 @@ PUBLIC = {
     "admin/login/": "sign-in",
     "admin/logout/": "sign-out",
     "cds-services": "CDS Hooks discovery (public metadata: the services, never a patient)",
+    "smart/launch": "SMART EHR launch: sends the browser to a registered EHR's authorization "
+    "server (no patient data; tests/cds_hooks/test_smart_launch.py)",
+    "smart/callback": "SMART EHR launch: the EHR's code and this browser's state are the "
+    "credential; it only redirects to smart/review, which needs the portal sign-in",
 }
 # Routes that answer without showing a patient's record, and why (their GET is not a read).
 NO_PATIENT_DATA = {
@@ -145,6 +149,8 @@ NOT_ANSWERED_HERE = {
     "(tests/cds_hooks/ call it as a registered EHR)",
     "cds-services/<str:service_id>/feedback": "401 here: an EHR's signed JWT is the only "
     "credential (tests/cds_hooks/test_feedback.py)",
+    "smart/review/<int:launch_id>": "404 here: a launch belongs to the browser session that "
+    "started it (tests/cds_hooks/test_smart_launch.py)",
 }
 # Inputs that reach a route's success path (an empty body mostly stops at validation, which
 # is no test of what lies behind it). ``{patient_id}`` is the care team's patient.
@@ -421,6 +427,7 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
         "name": world["name"],
         "client_id": world["client_id"],
         "service_id": "clinaiops-patient-view",
+        "launch_id": "1",
     }
     for prefix, pk in world["pk"].items():
         if route.startswith(f"api/v1/^{prefix}/") or route.startswith(f"api/v1/{prefix}/"):

@@ -29,7 +29,7 @@ from tests.conftest import PASSWORD, bearer_client
 from tests.factories import LabResultFactory
 from tests.reports.conftest import OPEN_QUESTION, world  # noqa: F401 - the fixture
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.record_export.urls")]
+pytestmark = pytest.mark.django_db
 
 EXPORTS = "/api/v1/me/record-exports/"
 

@@ -43,6 +43,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--fhir-server", default="", help="the EHR's FHIR base (for fetches)")
         parser.add_argument(
+            "--smart-client-id", default="", help="our client_id at the EHR (SMART EHR launch)"
+        )
+        parser.add_argument(
+            "--smart-client-secret-file",
+            type=Path,
+            help="file holding our client secret at the EHR (confidential client; else public)",
+        )
+        parser.add_argument("--smart-scope", default="", help="the scope asked at launch")
+        parser.add_argument(
+            "--smart-authorize-url", default="", help="else from its smart-configuration"
+        )
+        parser.add_argument(
+            "--smart-token-url", default="", help="else from its smart-configuration"
+        )
+        parser.add_argument(
+            "--smart-jwks-url", default="", help="its id_token keys, else from smart-configuration"
+        )
+        parser.add_argument(
             "--practitioner",
             action="append",
             default=[],
@@ -55,6 +73,12 @@ class Command(BaseCommand):
         admin = active_admin(options["admin"])
         jwks = key_set(options["jwks"])
         teams = active_care_teams(options["care_team"])
+        secret = ""
+        if options["smart_client_secret_file"] is not None:
+            try:
+                secret = options["smart_client_secret_file"].read_text().strip()
+            except OSError as error:
+                raise CommandError(f"--smart-client-secret-file: {error.strerror}") from None
         practitioners = []
         for pair in options["practitioner"]:
             reference, _, username = pair.partition("=")
@@ -77,6 +101,12 @@ class Command(BaseCommand):
                     mrn_system=options["mrn_system"],
                     patient_id_is_mrn=options["patient_id_is_mrn"],
                     fhir_server=options["fhir_server"],
+                    smart_client_id=options["smart_client_id"],
+                    smart_client_secret=secret,
+                    smart_scope=options["smart_scope"],
+                    smart_authorize_url=options["smart_authorize_url"],
+                    smart_token_url=options["smart_token_url"],
+                    smart_jwks_url=options["smart_jwks_url"],
                 )
                 for reference, clinician in practitioners:
                     link_practitioner(
