@@ -55,6 +55,8 @@ PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 NETWORK_TYPE = "http://hl7.org/fhir/network-type"
 BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit."
+# Every profile ``_profile`` may name (the CapabilityStatement's supportedProfile).
+BALP_PROFILES = tuple(f"{BALP}{kind}" for kind in ("Read", "PatientRead", "Query", "PatientQuery"))
 ACTION_SYSTEM = "urn:clinaiops:audit-action"
 ROLE_SYSTEM = "urn:clinaiops:role"
 USER_SYSTEM = "urn:clinaiops:user"

@@ -2,11 +2,13 @@
 
 Views describe their successful answers (``extend_schema``) and the errors peculiar to them
 (409 for a conflict, 413 for a batch too large, each with a description). What every view can
-answer is added here, once, from what the operation is: all of them may be throttled (429) or
-refused a token (401); one that needs a signed-in user may refuse the role (403); one that takes
-input may refuse it (400) or its media type (415); one that names an object — in its path, or
-a patient in its query or body — may not find it or not let the caller see it (404, the same
-answer for both). Every error body is the one error shape of ``clinaiops.api.errors``.
+answer is added here, once, from what the operation is: all of them may be throttled (429),
+refused a token (401) or asked for a representation they cannot give (406: an ``Accept`` header
+that admits neither JSON nor the operation's own media type); one that needs a signed-in user
+may refuse the role (403); one that takes input may refuse it (400) or its media type (415);
+one that names an object — in its path, or a patient in its query or body — may not find it or
+not let the caller see it (404, the same answer for both). Every error body is the one error
+shape of ``clinaiops.api.errors``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ DESCRIPTIONS = {
     401: "Not signed in, or the credentials or token are not valid.",
     403: "Signed in, but this is not allowed for the caller.",
     404: "No such object, or one the caller may not see (the same answer).",
+    406: "The Accept header admits no representation this operation gives (JSON, or its file).",
     415: "The body's Content-Type is not application/json.",
     429: "Too many requests (throttled, or sign-in locked out); retry later.",
 }
@@ -67,7 +70,7 @@ def _needs_sign_in(operation: dict[str, Any]) -> bool:
 
 
 def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
-    statuses = [401, 429]
+    statuses = [401, 406, 429]
     query = [p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"]
     has_body = "requestBody" in operation
     if has_body or query:

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from django.db.models import F, Q
 
-from audit.fhir import CRUD_ACTIONS, INTERACTION_LETTERS
+from audit.fhir import BALP_PROFILES, CRUD_ACTIONS, INTERACTION_LETTERS
 from audit.fhir import to_fhir as audit_event_to_fhir
 from audit.models import Action, AuditEvent
 from audit.selectors import events_concerning
@@ -381,4 +381,5 @@ AUDIT_EVENT = ResourceHandler(
     read=read_audit_event,
     search=search_audit_events,
     access_action="audit.view_trail",
+    profiles=BALP_PROFILES,
 )

@@ -306,6 +306,13 @@ class VersionView(InstanceView):
     """vread: the current version of every type; past versions of the types whose handler
     says so (``read_history``: Patient, MedicationRequest, derived by ``history``)."""
 
+    # A version is read only: no update through it (InstanceView's PUT is not inherited).
+    http_method_names = ["get", "head", "options"]
+
+    @property
+    def allowed_methods(self) -> list[str]:
+        return ["GET", "HEAD", "OPTIONS"]
+
     # The route always passes version_id (a Django view is not substitutable for its base).
     def get(self, request, resource_type: str, resource_id: str, version_id: str):  # type: ignore[override]
         if not _keeps_history(HANDLERS.get(resource_type), "read_history"):

@@ -110,6 +110,8 @@ NO_PATIENT_DATA = {
     "api/v1/audit/exports/<uuid:pk>/download/": "the archive: journalled as export_download",
     "portal/audit/exports/<uuid:pk>/download/": "the archive: journalled as export_download",
     "api/v1/audit/exports/<uuid:pk>/files/<str:name>/": "a file: journalled as export_download",
+    "api/v1/me/record-exports/": "the caller's own copy requests: status and times, no record",
+    "api/v1/me/record-exports/<uuid:export_id>/": "the patient's own copy's status (no record)",
     "api/v1/models/": "model versions",
     "api/v1/models/<str:version>/card/": "a model card (aggregates, no patient)",
     "api/v1/models/alerts/": "model monitoring alerts (statistics)",
@@ -127,6 +129,8 @@ NO_PATIENT_DATA = {
 }
 # Routes the walk does not see answered with the samples here, and where they are.
 NOT_ANSWERED_HERE = {
+    "api/v1/me/record-exports/<uuid:export_id>/download/": "needs a ready copy and its signed "
+    "link (tests/record_export/test_record_export.py downloads one)",
     "api/v1/^recommendations/(?P<pk>[^/.]+)/acknowledge/$": "409 here: the sample proposal "
     "fails the course rules now (tests/clinicians/test_oversight_api.py acknowledges one)",
     "api/v1/^visits/(?P<pk>[^/.]+)/complete/$": "409 here: the sample visit is ahead",
@@ -251,11 +255,11 @@ def concrete(route: str, values: dict[str, str]) -> str:
 def signed_in(user) -> APIClient:
     """A bearer token for the API and a portal session with a verified second factor."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
-    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     device = TOTPDevice.objects.filter(
         user=user, confirmed=True
     ).first() or TOTPDevice.objects.create(user=user, name="route test", confirmed=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token_for(user)}")
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
@@ -357,6 +361,11 @@ def world(db, django_capture_on_commit_callbacks):
         scopes=("readings", "alerts", "medications", "goals", "messages"),
         live_alerts=True,
     )
+    from clinicians.models import RecordExport
+
+    record_export = RecordExport.objects.create(
+        patient=patient, requested_by=patient.user, requested_at=timezone.now()
+    )
     people = {
         "caregiver": caregiver_grant.caregiver,
         "patient": patient.user,
@@ -388,6 +397,7 @@ def world(db, django_capture_on_commit_callbacks):
         "portal_recommendation_id": str(pending_for_the_portal.pk),
         "alert_id": str(alert.pk),
         "snooze_id": str(snooze.pk),
+        "export_id": str(record_export.pk),
         "goal_id": str(goal.pk),
         "visit_id": str(visit.pk),
         "version": model_version.version,
@@ -436,7 +446,15 @@ def sample_values(route: str, world) -> list[dict[str, str]]:
         values["pk"] = world["pk"]["audit/exports"]
     values |= {
         key: world[key]
-        for key in ("team_id", "user_id", "bounds_id", "token", "medication", "snooze_id")
+        for key in (
+            "team_id",
+            "user_id",
+            "bounds_id",
+            "token",
+            "medication",
+            "snooze_id",
+            "export_id",
+        )
         if key in world
     }
     if route.startswith(("api/v1/models/alerts/", "portal/model-owner/alerts/")):

@@ -274,3 +274,18 @@ def test_a_bad_since_is_400_at_the_parameter(clinician_a):
 
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["http._since"]
+
+
+@pytest.mark.parametrize("method", ["put", "post", "delete", "patch"])
+def test_writes_to_a_version_are_405_with_allow_not_a_crash(clinician_a, patient_a, method):
+    """A version is read only: a write to ``…/_history/{vid}`` is refused, not a 500."""
+    client = FhirClient(clinician_a)
+    version = client.get(f"/fhir/Patient/{patient_a.pk}").json()["meta"]["versionId"]
+    response = getattr(client.client, method)(
+        f"/fhir/Patient/{patient_a.pk}/_history/{version}",
+        data="{}",
+        content_type=FHIR_JSON,
+    )
+    assert response.status_code == 405, response.content
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "PUT" not in response["Allow"]
