@@ -79,7 +79,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _issue_link(user: User, purpose: str, actor: User | System) -> IssuedLink:
+def issue_link(user: User, purpose: str, actor: User | System) -> IssuedLink:
     """Withdraw the user's open links of any purpose and issue one (inside the caller's
     transaction)."""
     now = timezone.now()
@@ -140,7 +140,7 @@ def invite_staff(
                 display_name=display_name.strip(),
                 qualification=qualification.strip(),
             )
-        issued = _issue_link(user, OneTimeLink.Purpose.INVITE, actor)
+        issued = issue_link(user, OneTimeLink.Purpose.INVITE, actor)
         record_event(
             action=Action.INVITE,
             actor=actor,
@@ -157,7 +157,7 @@ def invite_staff(
     return issued
 
 
-def _open_link(token: str) -> OneTimeLink:
+def open_link(token: str) -> OneTimeLink:
     link = (
         OneTimeLink.objects.select_for_update()
         .select_related("user")
@@ -181,7 +181,7 @@ def link_for(token: str) -> OneTimeLink:
     otherwise."""
     try:
         with transaction.atomic():
-            return _open_link(token)
+            return open_link(token)
     except LinkRefused as error:
         record_refusal(actor=None, attempted="open_link", message=error.message, field="link")
         raise
@@ -196,6 +196,29 @@ def pending_device(user: User) -> TOTPDevice:
     return device
 
 
+def check_link_password(
+    user, password: str, password_again: str, *, new: bool, refused_field: str
+) -> None:
+    """The password step of redeeming a one-time link (staff here, caregivers in
+    ``patients.caregivers``): a new account chooses one (the same twice, Django's validators);
+    an existing one proves its own, through the sign-in check, so a wrong one counts toward the
+    lockout. ``DomainError`` otherwise, a wrong password on ``refused_field``."""
+    if new:
+        if password != password_again:
+            raise DomainError("The two passwords differ.", field="password_again")
+        try:
+            validate_password(password, user)
+        except ValidationError as error:
+            raise DomainError(" ".join(error.messages), field="password") from None
+        return
+    try:
+        password_is_right = reauthenticate(user, password)
+    except LockedOut:
+        raise DomainError("Too many failed attempts: try again later.", field="password") from None
+    if not password_is_right:
+        raise DomainError(REDEEM_REFUSED, field=refused_field)
+
+
 def redeem_link(*, token: str, code: str, password: str = "", password_again: str = "") -> User:
     """Use a one-time link: for an invitation, set the password (Django's validators) and
     confirm the authenticator with a current code; for a second-factor link, confirm the new
@@ -203,27 +226,17 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
     nothing; the link then no longer works."""
     try:
         with transaction.atomic():
-            link = _open_link(token)
+            link = open_link(token)
             user = link.user
-            if link.purpose == OneTimeLink.Purpose.INVITE:
-                if password != password_again:
-                    raise DomainError("The two passwords differ.", field="password_again")
-                try:
-                    validate_password(password, user)
-                except ValidationError as error:
-                    raise DomainError(" ".join(error.messages), field="password") from None
-            else:
-                # Through the sign-in check, so a wrong password counts toward the lockout; one
-                # message for a wrong password and a wrong code (the link's holder learns
-                # nothing about which it was).
-                try:
-                    password_is_right = reauthenticate(user, password)
-                except LockedOut:
-                    raise DomainError(
-                        "Too many failed attempts: try again later.", field="password"
-                    ) from None
-                if not password_is_right:
-                    raise DomainError(REDEEM_REFUSED, field="code")
+            # A wrong password is answered like a wrong code: the link's holder learns nothing
+            # about which it was.
+            check_link_password(
+                user,
+                password,
+                password_again,
+                new=link.purpose == OneTimeLink.Purpose.INVITE,
+                refused_field="code",
+            )
             device = pending_device(user)
             if not device.verify_token((code or "").strip()):
                 raise DomainError(REDEEM_REFUSED, field="code")
@@ -245,7 +258,7 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
         return user
     except DomainError as error:
         if not isinstance(error, LinkRefused):
-            _count_failure(token)
+            count_failure(token)
         user_id = (
             OneTimeLink.objects.filter(token_sha256=_digest(token or ""))
             .values_list("user_id", flat=True)
@@ -262,7 +275,7 @@ def redeem_link(*, token: str, code: str, password: str = "", password_again: st
         raise
 
 
-def _count_failure(token: str) -> None:
+def count_failure(token: str) -> None:
     """One more failed redemption (its own transaction: the attempt itself was rolled back);
     at ``LINK_MAX_FAILURES`` the link is withdrawn."""
     with transaction.atomic():
@@ -296,7 +309,7 @@ def reissue_invitation(*, user: User, actor: User | System) -> IssuedLink:
             field="user",
         )
     with transaction.atomic():
-        issued = _issue_link(user, OneTimeLink.Purpose.INVITE, actor)
+        issued = issue_link(user, OneTimeLink.Purpose.INVITE, actor)
         record_event(
             action=Action.INVITE,
             actor=actor,
@@ -324,7 +337,7 @@ def reset_second_factor(*, user: User, reason: str, actor: User | System) -> Iss
         removed = TOTPDevice.objects.filter(user=user).count()
         for device in TOTPDevice.objects.filter(user=user):
             device.delete()  # one by one: each removal revokes what it vouched for
-        issued = _issue_link(user, OneTimeLink.Purpose.SECOND_FACTOR, actor)
+        issued = issue_link(user, OneTimeLink.Purpose.SECOND_FACTOR, actor)
         record_event(
             action=Action.SECOND_FACTOR_RESET,
             actor=actor,

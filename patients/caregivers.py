@@ -27,7 +27,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -36,7 +35,6 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import staff
-from accounts.identity.signin import LockedOut, reauthenticate
 from accounts.models import OneTimeLink, Role, User
 from audit.models import Action, AuditEvent
 from audit.services import record_event, record_refusal, refusals_journalled
@@ -226,7 +224,7 @@ def grant_caregiver_access(
             ends_at=ends_at,
             **_scope_fields(chosen),
         )
-        issued = staff._issue_link(caregiver, OneTimeLink.Purpose.INVITE, actor)
+        issued = staff.issue_link(caregiver, OneTimeLink.Purpose.INVITE, actor)
         record_event(
             action=Action.CREATE,
             actor=actor,
@@ -385,27 +383,14 @@ def accept_invitation(
     then count. All or nothing; the link then no longer works."""
     try:
         with transaction.atomic():
-            link = staff._open_link(token)
+            link = staff.open_link(token)
             user = link.user
             if user.role != Role.CAREGIVER:
                 raise staff.LinkRefused(staff.LINK_REFUSED_MESSAGE, field="link")
             is_new = not user.has_usable_password()
-            if is_new:
-                if password != password_again:
-                    raise DomainError("The two passwords differ.", field="password_again")
-                try:
-                    validate_password(password, user)
-                except ValidationError as error:
-                    raise DomainError(" ".join(error.messages), field="password") from None
-            else:
-                try:
-                    password_is_right = reauthenticate(user, password)
-                except LockedOut:
-                    raise DomainError(
-                        "Too many failed attempts: try again later.", field="password"
-                    ) from None
-                if not password_is_right:
-                    raise DomainError(REDEEM_REFUSED, field="password")
+            staff.check_link_password(
+                user, password, password_again, new=is_new, refused_field="password"
+            )
             code = (code or "").strip()
             if code:
                 device = staff.pending_device(user)
@@ -440,7 +425,7 @@ def accept_invitation(
         return user
     except DomainError as error:
         if not isinstance(error, staff.LinkRefused):
-            staff._count_failure(token)
+            staff.count_failure(token)
         record_refusal(
             actor=None,
             attempted="accept_caregiver_invitation",
