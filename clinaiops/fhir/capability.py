@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from clinaiops.fhir.registry import HANDLERS
-from clinaiops.fhir.resources import US_CORE, US_CORE_PATIENT, ResourceHandler
+from clinaiops.fhir.resources import PROVENANCE_TARGET, US_CORE, US_CORE_PATIENT, ResourceHandler
 
 # When this statement last changed (CapabilityStatement.date): bump it with the facade.
 STATEMENT_DATE = "2026-12-03"
@@ -148,7 +148,7 @@ def search_parameter_definition(resource_type: str, name: str) -> str | None:
 
 # --- US Core server --------------------------------------------------------------------------
 US_CORE_SERVER = "http://hl7.org/fhir/us/core/CapabilityStatement/us-core-server"
-PROVENANCE_REVINCLUDE = "Provenance:target"
+PROVENANCE_REVINCLUDE = PROVENANCE_TARGET
 # What the US Core Server CapabilityStatement (STU6.1/STU7) says a server SHALL do for each
 # type whose US Core profile it supports: the interactions, the search parameters its SHALL
 # search combinations use, the _include, and _revinclude=Provenance:target (Basic Provenance).

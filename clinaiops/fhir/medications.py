@@ -45,6 +45,7 @@ from clinaiops.fhir.practitioners import (
 )
 from clinaiops.fhir.provenance import provenance_of
 from clinaiops.fhir.resources import (
+    PROVENANCE_TARGET,
     RXNORM,
     UCUM,
     ResourceHandler,
@@ -390,7 +391,7 @@ SEARCH_PARAMS = (
     ),
 )
 INCLUDE_MEDICATION = "MedicationRequest:medication"
-REVINCLUDE_PROVENANCE = "Provenance:target"
+REVINCLUDE_PROVENANCE = PROVENANCE_TARGET
 
 
 def search(user, request: SearchRequest) -> SearchResult:

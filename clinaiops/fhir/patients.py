@@ -21,6 +21,7 @@ from clinaiops.fhir import paging
 from clinaiops.fhir.http import not_found
 from clinaiops.fhir.resources import (
     PATIENT_ID_SYSTEM,
+    PROVENANCE_TARGET,
     US_CORE_PATIENT,
     ResourceHandler,
     SearchResult,
@@ -229,6 +230,7 @@ def search(user, request: SearchRequest) -> SearchResult:
 
 
 HANDLER = ResourceHandler(
+    revincludes=(PROVENANCE_TARGET,),
     type="Patient",
     documentation="The patients the caller may see: a clinician their care teams' patients, "
     "a patient themself. Another team's patient is a 404. identifier: ours, the clinic's MRN "

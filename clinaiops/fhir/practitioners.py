@@ -24,7 +24,13 @@ from django.db.models import F, Q
 from accounts.models import User
 from clinaiops.fhir import paging
 from clinaiops.fhir.http import not_found
-from clinaiops.fhir.resources import USER_SYSTEM, ResourceHandler, SearchResult, with_meta
+from clinaiops.fhir.resources import (
+    PROVENANCE_TARGET,
+    USER_SYSTEM,
+    ResourceHandler,
+    SearchResult,
+    with_meta,
+)
 from clinaiops.fhir.search import LAST_UPDATED, SearchParam, SearchRequest, all_of, id_q, token
 from core import authz
 
@@ -147,6 +153,7 @@ def search(user, request: SearchRequest) -> SearchResult:
 
 
 HANDLER = ResourceHandler(
+    revincludes=(PROVENANCE_TARGET,),
     type="Practitioner",
     documentation="The clinicians who decide proposals and order doses (US Core Practitioner): "
     "identifier (urn:clinaiops:user, and the NPI when known), name, active; nothing else "

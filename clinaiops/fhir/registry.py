@@ -13,9 +13,10 @@ from clinaiops.fhir import (
     practitioners,
     provenance,
 )
-from clinaiops.fhir.resources import ResourceHandler, vital_sign_profiles
+from clinaiops.fhir.resources import PROVENANCE_TARGET, ResourceHandler, vital_sign_profiles
 
 OBSERVATION = ResourceHandler(
+    revincludes=(PROVENANCE_TARGET,),
     type="Observation",
     documentation="Wearable readings: blood pressure (LOINC 85354-9 with components 8480-6 "
     "and 8462-4, mm[Hg]), heart rate (8867-4, /min), steps (55423-8, {steps}). Create goes "

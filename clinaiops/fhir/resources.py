@@ -52,6 +52,11 @@ def vital_sign_profiles(r4_profile: str | None) -> tuple[str, ...]:
     return (us_core, r4_profile) if us_core else (r4_profile,)
 
 
+# ``_revinclude`` of the Provenance that targets what a search found (US Core asks every type
+# for it). Only proposals and orders have Provenance here; on other types it adds nothing.
+PROVENANCE_TARGET = "Provenance:target"
+
+
 @dataclass(frozen=True)
 class SearchResult:
     total: int
