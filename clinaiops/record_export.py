@@ -138,11 +138,7 @@ def request_record_export(*, actor: Any, fhir_base: str = "") -> RecordExport:
                         patient=patient, requested_by=actor, requested_at=now, fhir_base=fhir_base
                     )
             except IntegrityError:  # a request racing this one took the slot
-                raise Conflict(
-                    "A copy of your record is already being prepared; request another when it "
-                    "is ready.",
-                    code="export_in_progress",
-                ) from None
+                raise _conflict(None) from None
             record_event(
                 action=Action.EXPORT,
                 actor=actor,
@@ -160,10 +156,13 @@ def request_record_export(*, actor: Any, fhir_base: str = "") -> RecordExport:
     return export
 
 
-def _conflict(running: RecordExport) -> Conflict:
+def _conflict(running: RecordExport | None) -> Conflict:
+    """The one answer to a second request while a copy is being made (``running``: that copy,
+    when known; None when a racing request took the slot)."""
+    since = f" (requested {running.requested_at:%Y-%m-%d %H:%M} UTC)" if running else ""
     return Conflict(
-        "A copy of your record is already being prepared (requested "
-        f"{running.requested_at:%Y-%m-%d %H:%M} UTC); you can request another when it is ready.",
+        f"A copy of your record is already being prepared{since}; you can request another "
+        "when it is ready.",
         code="export_in_progress",
     )
 
