@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PASSWORD ?= clinaiops-demo
 
-.PHONY: demo test lint fmt check pytest migrate bench screenshots clean-venv
+.PHONY: demo test lint fmt check pytest migrate bench bench-load screenshots clean-venv
 
 # The virtualenv is rebuilt when pyproject.toml changes (stamp files record what was installed).
 $(VENV)/.stamp-base: pyproject.toml
@@ -62,6 +62,11 @@ fmt: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-dev
 	$(PY) -m bench
+
+# The load harness's longer run (docs/load-testing.md): about an hour on PostgreSQL + Redis.
+LOAD_ARGS ?= --long
+bench-load: $(VENV)/.stamp-dev
+	$(PY) -m bench.load $(LOAD_ARGS)
 
 # The README's pictures of the portal (docs/screenshots/), on a fresh demo clinic.
 screenshots: $(VENV)/.stamp-dev

@@ -1,7 +1,8 @@
 """``python -m bench [--only SUITE ...] [--database-url URL] [--quick]``: run the benchmark
 suites present in ``bench/`` and write their sections of ``bench/RESULTS.md``.
 
-A suite is ``bench/<name>_bench.py``. ``ingest`` runs in-process here (SQLite, plus PostgreSQL
+A suite is ``bench/<name>_bench.py`` or a package ``bench/<name>/`` with ``__main__.py`` (the
+load harness, ``bench/load``). ``ingest`` runs in-process here (SQLite, plus PostgreSQL
 when ``--database-url`` is given). Any other suite is a script with ``main()`` that writes its own
 section (it calls ``write_section``); it runs as ``python -m bench.<name>_bench`` with those of
 ``--database-url`` and ``--quick`` it declares.
@@ -26,6 +27,7 @@ def suites_present() -> list[str]:
         name = path.name.removesuffix("_bench.py")
         if name == "ingest" or "write_section(" in path.read_text():
             names.append(name)
+    names += [path.parent.name for path in sorted(BENCH_DIR.glob("*/__main__.py"))]
     return sorted(names, key=lambda name: (name != "ingest", name))
 
 
@@ -39,8 +41,10 @@ def run_ingest(args: argparse.Namespace, command: str) -> None:
 
 
 def run_script(name: str, args: argparse.Namespace) -> None:
-    source = (BENCH_DIR / f"{name}_bench.py").read_text()
-    child = [sys.executable, "-m", f"bench.{name}_bench"]
+    package = BENCH_DIR / name / "__main__.py"
+    module = f"bench.{name}" if package.exists() else f"bench.{name}_bench"
+    source = (package if package.exists() else BENCH_DIR / f"{name}_bench.py").read_text()
+    child = [sys.executable, "-m", module]
     if args.database_url and "--database-url" in source:
         child += ["--database-url", args.database_url]
     if args.quick and "--quick" in source:
