@@ -25,6 +25,11 @@ from decimal import Decimal
 from typing import Any
 
 ENTRY_VERSION = 1
+# Version 2 entries belong to one of several chains (docs/audit.md, "Chains"): they add
+# ``chain`` and ``chain_sequence`` (the gapless position in that chain; ``prev_hash`` links to the
+# previous entry of the same chain). An entry of chain 1 whose two sequences agree is written in
+# version 1 form, so a single-chain journal (SQLite) reads exactly as before.
+ENTRY_VERSION_CHAINED = 2
 GENESIS_HASH = "0" * 64
 
 # The keys of an entry, in the order documented (serialisation sorts them anyway).
@@ -47,6 +52,7 @@ ENTRY_KEYS = (
     "client_address",
     "prev_hash",
 )
+CHAINED_KEYS = ("chain", "chain_sequence")
 
 
 class CanonicalFormError(ValueError):
@@ -126,8 +132,8 @@ def is_canonical(entry_text: str) -> bool:
 
 
 def with_sequence(entry_text: str, sequence: int) -> str:
-    """The entry's text as it would read at another sequence number (used to recognise an entry
-    that was moved, i.e. renumbered by an insertion or deletion before it)."""
+    """The entry's text as it would read at another position in its chain (used to recognise an
+    entry that was moved, i.e. renumbered by an insertion or deletion before it)."""
     parsed = json.loads(entry_text)
-    parsed["sequence"] = sequence
+    parsed["chain_sequence" if "chain_sequence" in parsed else "sequence"] = sequence
     return canonical_text(parsed)

@@ -24,30 +24,45 @@ from audit.canonical import GENESIS_HASH, with_sequence
 
 @dataclass(frozen=True)
 class ChainBreak:
+    """Where the journal breaks: a journal-wide ``sequence``, or — for an entry of a chain that
+    is missing, so has no sequence to name — the ``chain`` and its position there."""
+
     sequence: int
     reason: str
+    chain: int | None = None
 
     def __str__(self) -> str:
+        if self.chain is not None:
+            return f"chain {self.chain} position {self.sequence}: {self.reason}"
         return f"sequence {self.sequence}: {self.reason}"
 
 
 def tail_fields(entry_text: str) -> tuple[int, str]:
-    """The entry's own ``sequence`` and ``prev_hash``, read without parsing the whole JSON.
+    """The entry's own position in its chain and ``prev_hash``, read without parsing the JSON.
 
     In the canonical form the top-level keys are sorted, so the text ends with
     ``"prev_hash":"<64 hex>","request_id":"…","sequence":N,"v":1}``; nested objects sort
     before them and strings cannot contain an unescaped quote, so the *last* occurrences are
-    the top-level ones. Anything else raises ValueError.
+    the top-level ones. A version 1 entry's position is its ``sequence``; a version 2 entry's is
+    its ``chain_sequence``, whose key sorts before every string or object value but
+    ``actor_role`` (which cannot hold an unescaped quote), so its *first* occurrence is the
+    top-level one. Anything else raises ValueError.
     """
     at = entry_text.rfind(',"sequence":')
     end = entry_text.find(",", at + 12)
-    if at < 0 or end < 0 or entry_text[end:] != ',"v":1}':
-        raise ValueError("not a version 1 entry")
+    if at < 0 or end < 0 or entry_text[end:] not in (',"v":1}', ',"v":2}'):
+        raise ValueError("not a version 1 or 2 entry")
     prev_at = entry_text.rfind('"prev_hash":"', 0, at)
     prev_hash = entry_text[prev_at + 13 : prev_at + 77]
     if prev_at < 0 or entry_text[prev_at + 77 : prev_at + 78] != '"':
         raise ValueError("no prev_hash")
-    return int(entry_text[at + 12 : end]), prev_hash
+    if entry_text[end:] == ',"v":1}':
+        return int(entry_text[at + 12 : end]), prev_hash
+    chain_at = entry_text.find(',"chain_sequence":')
+    chain_end = entry_text.find(",", chain_at + 18)
+    if chain_at < 0 or chain_end < 0:
+        raise ValueError("no chain_sequence")
+    return int(entry_text[chain_at + 18 : chain_end]), prev_hash
 
 
 class ChainChecker:

@@ -207,11 +207,13 @@ def write_export(
     except SigningKeyError as exc:
         raise ExportError(str(exc), field=None, code="signing_key") from exc
     public = public_raw(key)
+    heads = selectors.chain_heads()
     head_sequence, head_hash = selectors.chain_head()
+    single = selectors.is_single_chain(heads, (head_sequence, head_hash))
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         summary = _write_events(staging, filters, head_sequence)
-        checkpoints = [row.as_record() for row in selectors.checkpoints_up_to(head_sequence)]
+        checkpoints = [row.as_record() for row in selectors.checkpoints_up_to(heads)]
         (staging / "checkpoints.jsonl").write_text(
             "".join(canonical_text(row) + "\n" for row in checkpoints), encoding="utf-8"
         )
@@ -219,7 +221,8 @@ def write_export(
         files = sorted(path.name for path in staging.iterdir())
         manifest: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
-            "version": 1,
+            # Version 2: several chains (docs/audit.md, "Chains"), their heads listed.
+            "version": 1 if single else 2,
             "created_at": format_timestamp(timezone.now()),
             "filters": filters.as_manifest(),
             "formats": list(filters.formats),
@@ -228,6 +231,16 @@ def write_export(
             "last_sequence": summary["last"],
             "chain_head": {"sequence": head_sequence, "hash": head_hash},
             "merkle_root": summary["root"],
+            **(
+                {}
+                if single
+                else {
+                    "chain_heads": {
+                        str(chain): {"sequence": position, "hash": last_hash}
+                        for chain, (position, last_hash) in heads.items()
+                    }
+                }
+            ),
             "files": {name: _digest(staging / name) for name in files},
             "public_key": base64.b64encode(public).decode("ascii"),
             "public_key_fingerprint": fingerprint(public),

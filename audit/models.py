@@ -159,6 +159,10 @@ class AuditEvent(AppendOnlyModel):
     patient_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     patient_ids = models.JSONField(default=list)
     outcome = models.CharField(max_length=32)
+    # The chain the entry belongs to and its gapless position there (docs/audit.md, "Chains");
+    # ``sequence`` is the journal-wide order, increasing along each chain.
+    chain = models.PositiveSmallIntegerField(default=1)
+    chain_sequence = models.PositiveBigIntegerField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
     entry = models.TextField(help_text="The canonical JSON text the hash covers.")
@@ -168,6 +172,9 @@ class AuditEvent(AppendOnlyModel):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(sequence__gte=1), name="audit_sequence_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["chain", "chain_sequence"], name="audit_chain_position_unique"
             ),
         ]
 
@@ -199,8 +206,12 @@ class AuditEvent(AppendOnlyModel):
         return cast(str, self.payload["client_address"])
 
 
+MAX_CHAINS = 64
+
+
 class ChainHead(AppendOnlyModel):
-    """The single row (id 1) naming the newest entry. Only the insert trigger moves it."""
+    """One row per chain (``id`` = the chain number, 1..64) naming its newest entry
+    (``last_sequence`` is the chain's own position). Only the insert trigger moves it."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_sequence = models.PositiveBigIntegerField(default=0)
@@ -208,16 +219,20 @@ class ChainHead(AppendOnlyModel):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(id=1), name="audit_single_chain_head")
+            models.CheckConstraint(
+                condition=models.Q(id__gte=1, id__lte=MAX_CHAINS), name="audit_chain_head_range"
+            )
         ]
 
 
 class Checkpoint(AppendOnlyModel):
-    """A signed tree head over events ``first_sequence..last_sequence`` (see statements.py)."""
+    """A signed tree head over the events at positions ``first_sequence..last_sequence`` of one
+    chain (see statements.py); all checkpoints form one signed list across the chains."""
 
     index = models.PositiveIntegerField(primary_key=True)
-    first_sequence = models.PositiveBigIntegerField(unique=True)
-    last_sequence = models.PositiveBigIntegerField(unique=True)
+    chain = models.PositiveSmallIntegerField(default=1)
+    first_sequence = models.PositiveBigIntegerField()
+    last_sequence = models.PositiveBigIntegerField()
     merkle_root = models.CharField(max_length=64)
     chain_hash = models.CharField(max_length=64)
     prev_checkpoint = models.CharField(max_length=64)
@@ -232,12 +247,19 @@ class Checkpoint(AppendOnlyModel):
             models.CheckConstraint(
                 condition=models.Q(last_sequence__gte=models.F("first_sequence")),
                 name="audit_checkpoint_range",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["chain", "first_sequence"], name="audit_checkpoint_chain_first"
+            ),
+            models.UniqueConstraint(
+                fields=["chain", "last_sequence"], name="audit_checkpoint_chain_last"
+            ),
         ]
 
     def statement(self) -> CheckpointStatement:
         return CheckpointStatement(
             index=self.index,
+            chain=self.chain,
             first_sequence=self.first_sequence,
             last_sequence=self.last_sequence,
             merkle_root=self.merkle_root,
@@ -248,12 +270,8 @@ class Checkpoint(AppendOnlyModel):
 
     def as_record(self) -> dict[str, Any]:
         """The line written to ``checkpoints.jsonl`` in exports."""
-        from dataclasses import asdict
-
         return {
-            **asdict(self.statement()),
-            "type": "clinaiops.audit.checkpoint",
-            "v": 1,
+            **json.loads(self.statement().to_bytes()),
             "public_key": self.public_key,
             "signature": self.signature,
         }

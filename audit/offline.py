@@ -73,7 +73,7 @@ def _load_manifest(directory: Path) -> dict[str, Any]:
         raise ExportInvalid(f"{path}: not a {MANIFEST_FORMAT} manifest")
     if text != manifest_layout(manifest):
         raise ExportInvalid(f"{path}: not in the exact layout it was written in (edited?)")
-    if manifest.get("version") != 1:
+    if manifest.get("version") not in (1, 2):
         raise ExportInvalid(f"{path}: unsupported export version {manifest.get('version')!r}")
     return manifest
 
@@ -133,8 +133,11 @@ def _load_checkpoints(
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         try:
             row = json.loads(line.decode("utf-8"))
+            fields = {**row, "chain": row.get("chain", 1)}  # version 1: chain 1
+            if row.get("v") != (1 if fields["chain"] == 1 else 2):
+                raise ValueError(f"checkpoint version {row.get('v')!r}")
             statement = CheckpointStatement(
-                **{key: row[key] for key in CheckpointStatement.__dataclass_fields__}
+                **{key: fields[key] for key in CheckpointStatement.__dataclass_fields__}
             )
             public_key = load_public_key(row["public_key"])
         except (ValueError, KeyError, TypeError, SigningKeyError) as exc:
@@ -167,12 +170,13 @@ def _in_filters(entry: dict[str, Any], filters: dict[str, Any]) -> bool:
 def _check_events(
     directory: Path, manifest: dict[str, Any], checkpoints: list[dict[str, Any]]
 ) -> int:
-    by_first = {row["first_sequence"]: row for row in checkpoints}
+    by_first = {(row.get("chain", 1), row["first_sequence"]): row for row in checkpoints}
     filters = manifest.get("filters") or {}
-    checker = ChainChecker(contiguous=False)
+    # One checker per chain (a version 1 entry is chain 1 at its own sequence); the lines come in
+    # journal order, so ``sequence`` must increase from line to line.
+    checkers: dict[int, ChainChecker] = {}
+    blocks: dict[int, tuple[dict[str, Any], MerkleAccumulator]] = {}
     accumulator = MerkleAccumulator()
-    block: dict[str, Any] | None = None
-    block_tree = MerkleAccumulator()
     first: int | None = None
     last: int | None = None
     with (directory / EVENTS_FILE).open("rb") as handle:
@@ -183,6 +187,8 @@ def _check_events(
                 entry = json.loads(line)
                 stored_hash = entry.pop("hash")
                 sequence = entry["sequence"]
+                chain = entry.get("chain", 1)
+                position = entry.get("chain_sequence", sequence)
                 entry_text = canonical_text(entry)
                 is_canonical = canonical_text({**entry, "hash": stored_hash}) + "\n" == line
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -190,9 +196,14 @@ def _check_events(
                 raise ExportInvalid(f"{where}{after}: not an audit entry ({exc})") from exc
             if not is_canonical:
                 raise ExportInvalid(f"{where}: sequence {sequence}: not in canonical form")
-            failure = checker.feed(sequence, stored_hash, entry_text)
+            if not isinstance(sequence, int) or (last is not None and sequence <= last):
+                raise ExportInvalid(f"{where}: sequence {sequence}: out of order or duplicated")
+            checker = checkers.setdefault(chain, ChainChecker(contiguous=False))
+            previous = checker.last_sequence
+            failure = checker.feed(position, stored_hash, entry_text)
             if failure is not None:
-                raise ExportInvalid(f"{where}: {failure}")
+                named = f"chain {chain} " if chain != 1 or position != sequence else ""
+                raise ExportInvalid(f"{where}: {named}{failure}")
             try:
                 inside = _in_filters(entry, filters)
             except (KeyError, ValueError, TypeError) as exc:
@@ -201,22 +212,23 @@ def _check_events(
                 raise ExportInvalid(f"{where}: sequence {sequence}: outside the export's filters")
             accumulator.add(bytes.fromhex(stored_hash))
             first = sequence if first is None else first
-            if block is not None and (last is None or sequence != last + 1):
-                block = None
-            if sequence in by_first:
-                block, block_tree = by_first[sequence], MerkleAccumulator()
-            if block is not None:
+            if chain in blocks and position != previous + 1:
+                del blocks[chain]
+            if (chain, position) in by_first:
+                blocks[chain] = (by_first[chain, position], MerkleAccumulator())
+            if chain in blocks:
+                block, block_tree = blocks[chain]
                 block_tree.add(bytes.fromhex(stored_hash))
-                if sequence == block["last_sequence"]:
+                if position == block["last_sequence"]:
                     if (block_tree.root().hex(), stored_hash) != (
                         block["merkle_root"],
                         block["chain_hash"],
                     ):
                         raise ExportInvalid(
-                            f"sequence {block['first_sequence']}-{sequence}: "
+                            f"sequence {block['first_sequence']}-{position}: "
                             f"does not match signed checkpoint {block['index']}"
                         )
-                    block = None
+                    del blocks[chain]
             last = sequence
     expected = (
         manifest.get("counts", {}).get("events"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import BooleanField, ExpressionWrapper, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Max, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.module_loading import import_string
 
@@ -17,10 +17,39 @@ from audit.models import AuditEvent, AuditExport, ChainHead, Checkpoint
 from core import authz
 
 
+def chain_heads() -> dict[int, tuple[int, str]]:
+    """Each chain's head: ``{chain: (last position, last hash)}``."""
+    rows = ChainHead.objects.order_by("id").values_list("id", "last_sequence", "last_hash")
+    return {chain: (position, head_hash) for chain, position, head_hash in rows}
+
+
 def chain_head() -> tuple[int, str]:
-    """``(last sequence, last hash)``; ``(0, GENESIS_HASH)`` for an empty journal."""
-    row = ChainHead.objects.filter(pk=1).values_list("last_sequence", "last_hash").first()
-    return row or (0, GENESIS_HASH)
+    """``(sequence, hash)`` of the newest entry a chain head names — in a single-chain journal
+    the last sequence and hash; ``(0, GENESIS_HASH)`` for an empty journal."""
+    newest = (0, GENESIS_HASH)
+    for chain, (position, head_hash) in chain_heads().items():
+        if not position:
+            continue
+        found = AuditEvent.objects.filter(chain=chain, chain_sequence=position).values_list(
+            "sequence", flat=True
+        )
+        newest = max(newest, (next(iter(found), position), head_hash))
+    return newest
+
+
+def is_single_chain(heads: dict[int, tuple[int, str]], head: tuple[int, str]) -> bool:
+    """Whether the journal is one chain of version 1 entries (its exports keep version 1)."""
+    return set(heads) <= {1} and heads.get(1, (0, ""))[0] == head[0]
+
+
+def unsealed() -> int:
+    """Events not yet covered by a signed checkpoint, over all chains."""
+    sealed = dict(
+        Checkpoint.objects.values("chain")
+        .annotate(last=Max("last_sequence"))
+        .values_list("chain", "last")
+    )
+    return sum(position - sealed.get(chain, 0) for chain, (position, _) in chain_heads().items())
 
 
 def _mentions_patient(patient_id: int) -> ExpressionWrapper[RawSQL] | None:
@@ -66,8 +95,11 @@ def is_known_patient(patient_id: int) -> bool:
     return events_concerning(patient_id=patient_id).exists()
 
 
-def checkpoints_up_to(sequence: int) -> Iterator[Checkpoint]:
-    return Checkpoint.objects.filter(last_sequence__lte=sequence).order_by("index").iterator()
+def checkpoints_up_to(heads: dict[int, tuple[int, str]]) -> Iterator[Checkpoint]:
+    """The signed list of checkpoints, up to the last one within the given chain heads."""
+    rows = list(Checkpoint.objects.order_by("index"))
+    covered = [row.index for row in rows if row.last_sequence <= heads.get(row.chain, (0, ""))[0]]
+    return iter(rows[: max(covered, default=0)])
 
 
 def exports_visible_to(user: Any) -> QuerySet[AuditExport]:

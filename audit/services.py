@@ -1,11 +1,14 @@
 """Writes to the journal: the one way other apps record what happened, and checkpoint sealing.
 
 ``record_event`` runs inside the caller's transaction, so the event commits or rolls back with
-the change it describes. It queues behind the chain head row (``SELECT ... FOR UPDATE`` on
-PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write lock), so appends are
-gapless and never fork. The lock is held until the caller commits: record the event as the
-*last* statement of a transaction, after the rows it describes are written, to keep that wait
-short and avoid lock-order deadlocks.
+the change it describes. The journal is ``chain_count()`` hash chains (docs/audit.md, "Chains"):
+a transaction appends to the chain of its database connection and queues only behind that
+chain's head row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite, one chain, the IMMEDIATE
+transaction already holds the write lock), so each chain stays gapless and never forks while
+unrelated writers no longer wait for each other. The lock is held until the caller commits:
+record the event as the *last* statement of a transaction, after the rows it describes are
+written, to keep that wait short. A transaction only ever locks one head (its connection's), so
+heads cannot deadlock with each other.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audit.canonical import ENTRY_VERSION, GENESIS_HASH, canonical_text, entry_hash, normalise
+from audit.canonical import (
+    ENTRY_VERSION,
+    ENTRY_VERSION_CHAINED,
+    GENESIS_HASH,
+    canonical_text,
+    entry_hash,
+    normalise,
+)
 from audit.chain import ChainChecker
 from audit.keys import signing_key
 from audit.merkle import merkle_root
-from audit.models import Action, AuditEvent, ChainHead, Checkpoint, Outcome
+from audit.models import MAX_CHAINS, Action, AuditEvent, ChainHead, Checkpoint, Outcome
 from audit.signing import fingerprint, public_raw, sign
 from audit.statements import CheckpointStatement, first_prev_checkpoint
 from core import jobs
@@ -43,6 +53,8 @@ READ_JOURNALLED_ROLES = frozenset({"clinician", "admin", "auditor", "model_owner
 # whether or not the rows shown concern a patient — who read the trail is part of the trail.
 TRAIL_READ_OBJECT_TYPES = frozenset({"audit_event"})
 DEFAULT_CHECKPOINT_EVERY = 1024
+# Chains on PostgreSQL (docs/audit.md, "Chains"); SQLite has one writer and so one chain.
+DEFAULT_CHAINS = 16
 
 
 class AuditUsageError(RuntimeError):
@@ -78,37 +90,78 @@ def _client_address(text: str) -> str:
         return text[:64]
 
 
-def _lock_head() -> tuple[int, str]:
-    """``(last_sequence, last_hash)`` of the chain head, locked until the caller commits.
+def chain_count() -> int:
+    """How many chains new events are spread over (``AUDIT_CHAINS``, 1..64; 1 on SQLite)."""
+    if not connection.features.has_select_for_update:
+        return 1
+    wanted = int(getattr(settings, "AUDIT_CHAINS", DEFAULT_CHAINS))
+    return max(1, min(MAX_CHAINS, wanted))
+
+
+def _chain() -> int:
+    """The chain of this connection: one per server connection (its backend process id), so
+    every event of a transaction goes to the same chain and a transaction locks one head."""
+    count = chain_count()
+    if count == 1:
+        return 1
+    connection.ensure_connection()
+    raw = connection.connection
+    pid = getattr(getattr(raw, "info", None), "backend_pid", None)
+    return (pid if isinstance(pid, int) else id(raw)) % count + 1
+
+
+def _lock_head(chain: int) -> tuple[int, str]:
+    """``(last position, last hash)`` of the chain's head, locked until the caller commits.
 
     Raw SQL: this runs on every audited write, and the ORM's query building costs more than
     the query itself here."""
-    sql = "SELECT last_sequence, last_hash FROM audit_chainhead WHERE id = 1"
+    sql = "SELECT last_sequence, last_hash FROM audit_chainhead WHERE id = %s"
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE"
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(sql, [chain])
         row = cursor.fetchone()
     if row is None:
-        # First append ever, or after a test flush. Creating the head for a non-empty journal
-        # would hide a deleted head, so that case is refused — after one more look, because a
-        # concurrent first append may have committed its head and event between our two reads.
-        if AuditEvent.objects.exists():
+        # First append to this chain, or after a test flush. Creating the head for a chain that
+        # has entries would hide a deleted head, so that case is refused — after one more look,
+        # because a concurrent first append may have committed its head and event meanwhile.
+        if AuditEvent.objects.filter(chain=chain).exists():
             with connection.cursor() as cursor:
-                cursor.execute(sql)
+                cursor.execute(sql, [chain])
                 row = cursor.fetchone()
             if row is None:
-                raise AuditUsageError("audit chain head row is missing; run audit_verify")
+                raise AuditUsageError(f"audit chain {chain} head row is missing; run audit_verify")
             return int(row[0]), str(row[1])
-        ChainHead.objects.bulk_create([ChainHead(id=1)], ignore_conflicts=True)
-        return _lock_head()
+        ChainHead.objects.bulk_create([ChainHead(id=chain)], ignore_conflicts=True)
+        return _lock_head(chain)
     return int(row[0]), str(row[1])
+
+
+def _next_sequence(chains: int) -> int:
+    """The journal-wide order, taken under the chain lock so it increases along each chain.
+
+    Several chains (PostgreSQL): a database sequence — a rolled-back append leaves a gap here,
+    never in a chain. One chain: the next number after the largest, so the journal-wide order is
+    gapless as well (and the database sequence is kept ahead of it, should chains be added)."""
+    with connection.cursor() as cursor:
+        if chains > 1:
+            cursor.execute("SELECT nextval('audit_event_order')")
+            return int(cursor.fetchone()[0])
+        cursor.execute("SELECT coalesce(max(sequence), 0) + 1 FROM audit_auditevent")
+        sequence = int(cursor.fetchone()[0])
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT setval('audit_event_order', greatest(%s, last_value)) "
+                "FROM audit_event_order",
+                [sequence],
+            )
+        return sequence
 
 
 _INSERT = (
     "INSERT INTO audit_auditevent (sequence, occurred_at, actor_id, actor_role, action, "
-    "object_type, object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {json}, %s, %s, %s, %s)"
+    "object_type, object_id, patient_id, patient_ids, outcome, chain, chain_sequence, prev_hash, "
+    "hash, entry) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {json}, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -163,17 +216,23 @@ def record_event(
         "request_id": normalise(context.request_id if context else ""),
         "client_address": _client_address(context.client_address if context else ""),
     }
-    last_sequence, last_hash = _lock_head()
-    # The clock is read under the lock so that timestamps follow sequence order on one host.
+    chain = _chain()
+    last_position, last_hash = _lock_head(chain)
+    sequence = _next_sequence(chain_count())
+    # The clock is read under the lock so that timestamps follow the order along a chain.
     occurred_at = timezone.now()
     fields |= {
-        "sequence": last_sequence + 1,
+        "sequence": sequence,
         "occurred_at": normalise(occurred_at),
         "prev_hash": last_hash,
     }
+    if chain != 1 or sequence != last_position + 1:
+        fields |= {"v": ENTRY_VERSION_CHAINED, "chain": chain, "chain_sequence": last_position + 1}
     text = canonical_text(fields)
     event = AuditEvent(
-        sequence=fields["sequence"],
+        sequence=sequence,
+        chain=chain,
+        chain_sequence=last_position + 1,
         occurred_at=occurred_at,
         actor_id=actor_id,
         actor_role=fields["actor_role"],
@@ -188,7 +247,7 @@ def record_event(
         entry=text,
     )
     _insert(event)  # the insert trigger checks the link and advances the head
-    if event.sequence % checkpoint_every() == 0:
+    if event.chain_sequence % checkpoint_every() == 0:
         transaction.on_commit(_schedule_checkpoints)
     return event
 
@@ -207,6 +266,8 @@ def _insert(event: AuditEvent) -> None:
         event.patient_id,
         json.dumps(event.patient_ids),
         event.outcome,
+        event.chain,
+        event.chain_sequence,
         event.prev_hash,
         event.hash,
         event.entry,
@@ -309,11 +370,13 @@ def _schedule_checkpoints() -> None:
 
 
 def seal_checkpoints(*, limit: int | None = None) -> list[Checkpoint]:
-    """Sign a checkpoint for every complete block of events not yet covered.
+    """Sign a checkpoint for every complete block of events not yet covered, chain by chain.
 
-    Each block is re-verified before it is signed (a signature must never bless tampering);
-    a broken block stops sealing and is logged for ``audit_verify`` to name. Safe to run
-    concurrently: a block sealed by someone else first is skipped.
+    A block is ``checkpoint_every()`` consecutive positions of one chain; all checkpoints form
+    one signed list (each names the digest of the previous one, whatever its chain), which is
+    what anchors the chains together. Each block is re-verified before it is signed (a signature
+    must never bless tampering); a broken block stops sealing and is logged for ``audit_verify``
+    to name. Safe to run concurrently: a block sealed by someone else first is skipped.
     """
     block = checkpoint_every()
     key = signing_key()
@@ -321,28 +384,28 @@ def seal_checkpoints(*, limit: int | None = None) -> list[Checkpoint]:
     key_fingerprint = fingerprint(public)
     sealed: list[Checkpoint] = []
     while limit is None or len(sealed) < limit:
-        last = Checkpoint.objects.order_by("-index").first()
-        start = last.last_sequence + 1 if last else 1
-        end = start + block - 1
-        head = ChainHead.objects.filter(pk=1).values_list("last_sequence", flat=True).first() or 0
-        if head < end:
+        due = _next_block(block)
+        if due is None:
             break
+        chain, start, prev_hash = due
+        end = start + block - 1
         rows = list(
-            AuditEvent.objects.filter(sequence__range=(start, end))
-            .order_by("sequence")
-            .values_list("sequence", "hash", "entry")
+            AuditEvent.objects.filter(chain=chain, chain_sequence__range=(start, end))
+            .order_by("chain_sequence")
+            .values_list("chain_sequence", "hash", "entry")
         )
-        checker = ChainChecker(
-            start_sequence=start, prev_hash=last.chain_hash if last else GENESIS_HASH
-        )
+        checker = ChainChecker(start_sequence=start, prev_hash=prev_hash)
         failure = next((f for row in rows if (f := checker.feed(*row)) is not None), None)
         if failure is not None or len(rows) != block:
             logger.error(
-                "audit_checkpoint_refused", extra={"failure": str(failure or "short block")}
+                "audit_checkpoint_refused",
+                extra={"chain": chain, "failure": str(failure or "short block")},
             )
             break
+        last = Checkpoint.objects.order_by("-index").first()
         statement = CheckpointStatement(
             index=(last.index + 1) if last else 1,
+            chain=chain,
             first_sequence=start,
             last_sequence=end,
             merkle_root=merkle_root([bytes.fromhex(row[1]) for row in rows]).hex(),
@@ -362,3 +425,13 @@ def seal_checkpoints(*, limit: int | None = None) -> list[Checkpoint]:
             continue  # sealed concurrently; look again
         sealed.append(checkpoint)
     return sealed
+
+
+def _next_block(block: int) -> tuple[int, int, str] | None:
+    """``(chain, first position, hash before it)`` of the oldest complete unsealed block."""
+    for chain, head in ChainHead.objects.order_by("id").values_list("id", "last_sequence"):
+        last = Checkpoint.objects.filter(chain=chain).order_by("-last_sequence").first()
+        start = last.last_sequence + 1 if last else 1
+        if head >= start + block - 1:
+            return chain, start, last.chain_hash if last else GENESIS_HASH
+    return None

@@ -28,9 +28,16 @@ class CheckpointStatement:
     chain_hash: str
     prev_checkpoint: str
     key_fingerprint: str
+    # The chain whose positions ``first_sequence..last_sequence`` are sealed. Chain 1 keeps the
+    # version 1 form (no ``chain`` key), so checkpoints signed before chains existed verify.
+    chain: int = 1
 
     def to_bytes(self) -> bytes:
-        return canonical_bytes({"type": CHECKPOINT_TYPE, "v": 1, **asdict(self)})
+        fields = asdict(self)
+        if self.chain == 1:
+            del fields["chain"]
+            return canonical_bytes({"type": CHECKPOINT_TYPE, "v": 1, **fields})
+        return canonical_bytes({"type": CHECKPOINT_TYPE, "v": 2, **fields})
 
     def digest(self) -> str:
         return hashlib.sha256(self.to_bytes()).hexdigest()

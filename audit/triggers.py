@@ -4,9 +4,9 @@ The ORM refusal (models.py) stops mistakes; these triggers stop everything that 
 ORM (raw SQL, a shell, another program). On both databases:
 
 * UPDATE of an event or checkpoint is refused; DELETE and (PostgreSQL) TRUNCATE too;
-* an INSERT must extend the chain head exactly (next sequence, ``prev_hash`` = head hash), and
-  the trigger then advances the head — so the head cannot drift from the journal, and gaps or
-  forks cannot be written even by raw SQL;
+* an INSERT must extend the head of its chain exactly (next ``chain_sequence``, ``prev_hash`` =
+  that head's hash), and the trigger then advances that head — so a head cannot drift from its
+  chain, and gaps or forks cannot be written even by raw SQL;
 * the head row only moves forward by one and cannot be deleted.
 
 The single exception is ``journal_purge_allowed()``: Django's ``flush`` (used between
@@ -48,12 +48,12 @@ SQLITE_INSTALL = [
         )
     ),
     "CREATE TRIGGER audit_auditevent_extends_head BEFORE INSERT ON audit_auditevent "
-    "WHEN NOT EXISTS (SELECT 1 FROM audit_chainhead WHERE id = 1 "
-    "AND last_sequence + 1 = NEW.sequence AND last_hash = NEW.prev_hash) BEGIN "
+    "WHEN NOT EXISTS (SELECT 1 FROM audit_chainhead WHERE id = NEW.chain "
+    "AND last_sequence + 1 = NEW.chain_sequence AND last_hash = NEW.prev_hash) BEGIN "
     "SELECT RAISE(ABORT, 'audit journal: an append must extend the chain head'); END",
     "CREATE TRIGGER audit_auditevent_advance_head AFTER INSERT ON audit_auditevent BEGIN "
-    "UPDATE audit_chainhead SET last_sequence = NEW.sequence, last_hash = NEW.hash "
-    "WHERE id = 1; END",
+    "UPDATE audit_chainhead SET last_sequence = NEW.chain_sequence, last_hash = NEW.hash "
+    "WHERE id = NEW.chain; END",
     "CREATE TRIGGER audit_chainhead_forward_only BEFORE UPDATE ON audit_chainhead "
     "WHEN NEW.id != OLD.id OR NEW.last_sequence != OLD.last_sequence + 1 BEGIN "
     "SELECT RAISE(ABORT, 'audit chain head only moves forward, by one append'); END",
@@ -88,12 +88,13 @@ POSTGRES_INSTALL = [
     DECLARE head_sequence bigint; head_hash varchar;
     BEGIN
       SELECT last_sequence, last_hash INTO head_sequence, head_hash
-        FROM audit_chainhead WHERE id = 1 FOR UPDATE;
-      IF NOT FOUND OR NEW.sequence <> head_sequence + 1 OR NEW.prev_hash <> head_hash THEN
+        FROM audit_chainhead WHERE id = NEW.chain FOR UPDATE;
+      IF NOT FOUND OR NEW.chain_sequence <> head_sequence + 1 OR NEW.prev_hash <> head_hash THEN
         RAISE EXCEPTION 'audit journal: an append must extend the chain head'
           USING ERRCODE = 'restrict_violation';
       END IF;
-      UPDATE audit_chainhead SET last_sequence = NEW.sequence, last_hash = NEW.hash WHERE id = 1;
+      UPDATE audit_chainhead SET last_sequence = NEW.chain_sequence, last_hash = NEW.hash
+        WHERE id = NEW.chain;
       RETURN NEW;
     END $$
     """,

@@ -313,7 +313,7 @@ def chain_status() -> ChainStatus:
         head_hash=head_hash,
         checkpoints=Checkpoint.objects.count(),
         tree_head=_tree_head(last, trusted) if last is not None else None,
-        unsealed=head_sequence - (last.last_sequence if last else 0),
+        unsealed=selectors.unsealed(),
         checkpoint_every=checkpoint_every(),
         key_fingerprint=current,
         public_key_pem=pem,

@@ -44,7 +44,7 @@ from bench.audit_bench import _fresh_database, _redacted  # noqa: E402
 PLAIN_TABLE = "bench_plain_write"
 
 
-def configure(database_url: str, workdir: Path, pool: int) -> None:
+def configure(database_url: str, workdir: Path, pool: int, chains: int) -> None:
     import dj_database_url
     import django
     from django.conf import settings
@@ -60,6 +60,7 @@ def configure(database_url: str, workdir: Path, pool: int) -> None:
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         AUDIT_CHECKPOINT_EVERY=1024,
+        AUDIT_CHAINS=chains,
         LOGGING_CONFIG=None,
         SECRET_KEY="journal-bench",
     )
@@ -91,7 +92,7 @@ def run_phase(clients: int, seconds: float, audited: bool) -> dict:
     from audit.services import record_event
 
     insert = (
-        f"INSERT INTO {PLAIN_TABLE} (patient_id, value, written_at) "  # noqa: S608
+        f"INSERT INTO {PLAIN_TABLE} (patient_id, value, written_at) "
         "VALUES (%s, %s, %s) RETURNING id"
     )
     start = threading.Barrier(clients + 1)
@@ -200,7 +201,8 @@ def render(command: str, server: str, args: argparse.Namespace, plain, audited, 
         [
             "## Journal under concurrent writers (issue 17)",
             "",
-            f"`{command}` — {server}; {args.clients} client threads, Django psycopg pool of "
+            f"`{command}` — {server}; {args.clients} client threads, AUDIT_CHAINS={args.chains}, "
+            f"Django psycopg pool of "
             f"{args.pool} connections, {args.seconds:g} s per phase, {args.repeats} alternating "
             f"repeats; machine: {facts['nproc']} cores, {facts['cpu']}, {facts['os']}, "
             f"Python {facts['python']}; {time.strftime('%Y-%m-%d')}.",
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=120)
     parser.add_argument("--pool", type=int, default=80, help="server connections in the pool")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--chains", type=int, default=16, help="AUDIT_CHAINS (ignored before)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="3 s phases, 2 repeats")
     parser.add_argument("--label", default="", help="named in the section (e.g. before/after)")
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="journal-bench-"))
     database_url, dropper = _fresh_database(args.database_url)
     try:
-        configure(database_url, workdir, args.pool)
+        configure(database_url, workdir, args.pool, args.chains)
         from django.core.management import call_command
         from django.db import connection, connections
 

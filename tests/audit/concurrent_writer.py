@@ -23,6 +23,7 @@ def main() -> None:
     from audit.services import record_event
 
     settings.AUDIT_CHECKPOINT_EVERY = 16  # concurrent sealing is exercised too
+    settings.AUDIT_CHAINS = int(os.environ.get("AUDIT_CHAINS", "1"))
     # Start together (after Django's start-up, which takes longer than the writing).
     time.sleep(max(0.0, float(os.environ.get("WRITERS_START_AT", "0")) - time.time()))
     count, sequences = int(sys.argv[1]), []

@@ -21,6 +21,20 @@ def _isolated_signing_key(settings, tmp_path):
     keys.clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _one_chain(settings):
+    """One chain unless a test asks for ``chains``: the journal-wide sequence is then gapless
+    on PostgreSQL too (a database sequence is not rolled back with a test's transaction)."""
+    settings.AUDIT_CHAINS = 1
+
+
+@pytest.fixture
+def chains(settings):
+    """Sixteen chains, as production runs on PostgreSQL (docs/audit.md, "Chains")."""
+    settings.AUDIT_CHAINS = 16
+    return 16
+
+
 def append_events(count: int, **overrides) -> list:
     events = []
     for number in range(count):

@@ -71,7 +71,10 @@ def test_concurrent_writers_on_sqlite_leave_a_gapless_unforked_chain(tmp_path):
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(not is_postgres, reason="needs DATABASE_URL pointing at PostgreSQL")
-def test_concurrent_writers_on_postgresql_leave_a_gapless_unforked_chain(tmp_path):
+@pytest.mark.parametrize("chains", ["1", "16"])
+def test_concurrent_writers_on_postgresql_leave_a_gapless_unforked_chain(tmp_path, chains):
+    """With sixteen chains the writers (one connection each) append to their own chains: each
+    chain is gapless, and without rollbacks the journal-wide sequence is too."""
     import dj_database_url
     import psycopg
 
@@ -91,6 +94,7 @@ def test_concurrent_writers_on_postgresql_leave_a_gapless_unforked_chain(tmp_pat
         env = os.environ | {
             "CLINAIOPS_DATA_DIR": str(tmp_path),
             "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + name,
+            "AUDIT_CHAINS": chains,
         }
         env.pop("REDIS_URL", None)
         hammer_and_verify(env)

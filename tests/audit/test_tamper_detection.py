@@ -23,13 +23,24 @@ def verify_line(*args: str) -> str:
 
 
 def renumber(from_sequence: int, by: int) -> None:
+    """Shift the entries from ``from_sequence`` on, as a forger would: in the journal order and
+    in their chain (one chain here, so the two numbers move together)."""
     sql(
-        "UPDATE audit_auditevent SET sequence = sequence + %s WHERE sequence >= %s",
-        [SHIFT, from_sequence],
+        "UPDATE audit_auditevent SET sequence = sequence + %s, "
+        "chain_sequence = chain_sequence + %s WHERE sequence >= %s",
+        [SHIFT, SHIFT, from_sequence],
     )
     sql(
-        "UPDATE audit_auditevent SET sequence = sequence - %s WHERE sequence >= %s",
-        [SHIFT - by, SHIFT],
+        "UPDATE audit_auditevent SET sequence = sequence - %s, "
+        "chain_sequence = chain_sequence - %s WHERE sequence >= %s",
+        [SHIFT - by, SHIFT - by, SHIFT],
+    )
+
+
+def move(from_sequence: int, to_sequence: int) -> None:
+    sql(
+        "UPDATE audit_auditevent SET sequence = %s, chain_sequence = %s WHERE sequence = %s",
+        [to_sequence, to_sequence, from_sequence],
     )
 
 
@@ -111,9 +122,9 @@ def test_a_forged_event_inserted_between_is_named(journal, triggers_dropped):
     }
     text = canonical_text(entry)
     sql(
-        "INSERT INTO audit_auditevent (sequence, occurred_at, actor_role, action, object_type, "
-        "object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
-        "VALUES (12, %s, '', 'delete', 'regimen', '11', 2, '[2]', 'success', %s, %s, %s)",
+        "INSERT INTO audit_auditevent (sequence, chain, chain_sequence, occurred_at, actor_role, "
+        "action, object_type, object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
+        "VALUES (12, 1, 12, %s, '', 'delete', 'regimen', '11', 2, '[2]', 'success', %s, %s, %s)",
         [journal[11].occurred_at, journal[10].hash, entry_hash(text), text],
     )
     assert verify_line().startswith("audit chain broken at sequence 12: entry inserted")
@@ -123,27 +134,27 @@ def test_a_forged_event_appended_without_the_head_is_named(journal, triggers_dro
     entry = {**journal[-1].payload, "sequence": 21, "prev_hash": journal[-1].hash}
     text = canonical_text(entry)
     sql(
-        "INSERT INTO audit_auditevent (sequence, occurred_at, actor_role, action, object_type, "
-        "object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
-        "VALUES (21, %s, '', 'update', 'regimen', '19', 5, '[5]', 'success', %s, %s, %s)",
+        "INSERT INTO audit_auditevent (sequence, chain, chain_sequence, occurred_at, actor_role, "
+        "action, object_type, object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
+        "VALUES (21, 1, 21, %s, '', 'update', 'regimen', '19', 5, '[5]', 'success', %s, %s, %s)",
         [journal[-1].occurred_at, journal[-1].hash, entry_hash(text), text],
     )
     assert "sequence 21: entry beyond the recorded chain head" in verify_line()
 
 
 def test_two_swapped_events_are_named_at_the_first(journal, triggers_dropped):
-    sql("UPDATE audit_auditevent SET sequence = %s WHERE sequence = 6", [SHIFT])
-    sql("UPDATE audit_auditevent SET sequence = 6 WHERE sequence = 14")
-    sql("UPDATE audit_auditevent SET sequence = 14 WHERE sequence = %s", [SHIFT])
+    move(6, SHIFT)
+    move(14, 6)
+    move(SHIFT, 14)
     assert verify_line().startswith(
         "audit chain broken at sequence 6: entry moved here from sequence 14"
     )
 
 
 def test_two_adjacent_swapped_events_are_named_at_the_first(journal, triggers_dropped):
-    sql("UPDATE audit_auditevent SET sequence = %s WHERE sequence = 6", [SHIFT])
-    sql("UPDATE audit_auditevent SET sequence = 6 WHERE sequence = 7")
-    sql("UPDATE audit_auditevent SET sequence = 7 WHERE sequence = %s", [SHIFT])
+    move(6, SHIFT)
+    move(7, 6)
+    move(SHIFT, 7)
     assert verify_line().startswith("audit chain broken at sequence 6:")
 
 
@@ -171,3 +182,12 @@ def test_outside_a_transaction_the_column_check_runs_alongside_and_still_names_t
         for statement in install_sql(connection.vendor):
             sql(statement)
     assert result.failure.sequence == 10 and "indexed columns" in result.failure.reason
+
+
+def test_events_swapped_in_the_journal_order_only_are_named(journal, triggers_dropped):
+    """Their chain positions left alone, the chain still links: the hashed text names the
+    sequence it was written at, so the columns no longer say what the entry says."""
+    sql("UPDATE audit_auditevent SET sequence = %s WHERE sequence = 6", [SHIFT])
+    sql("UPDATE audit_auditevent SET sequence = 6 WHERE sequence = 14")
+    sql("UPDATE audit_auditevent SET sequence = 14 WHERE sequence = %s", [SHIFT])
+    assert verify_line().startswith("audit chain broken at sequence 6:")
