@@ -108,12 +108,12 @@ def rows(outcome: dict) -> list[dict]:
             detail={"max": phase["queue_depth_max"], "drain_s": phase["drain_seconds"]},
         )
         add(
-            f"{label}: server CPU per upload, evaluation included",
+            f"{label}: server CPU per upload, one evaluation included",
             phase["cpu_per_upload_s"],
             "CPU-s",
             None,
             None,
-            detail=phase["cpu_seconds"],
+            detail={**phase["cost"], "cpu_seconds": phase["cpu_seconds"]},
         )
     add(
         "load: patients one 2-core machine serves (1 BP/30 min + HR/min, p95 < 1 s, 70 % CPU)",
@@ -248,7 +248,10 @@ def render(outcome: dict) -> str:
             "",
             f"CPU-seconds over the phase and its drain ({phase['cpu_phase_seconds']} s): "
             + ", ".join(f"{k} {v}" for k, v in phase["cpu_seconds"].items())
-            + ".",
+            + f". Web side {phase['cost']['web_per_upload_s']:.4f} CPU-s per upload; "
+            f"{phase['cost']['per_evaluation_s']:.4f} CPU-s per evaluation run; "
+            f"{phase['evaluations_per_upload']} runs per upload here (the compressed clock "
+            f"lets a lagging worker merge a phone's uploads; a clinic runs one per upload).",
         ]
     guess, check = outcome["estimate"], outcome["check"]
     verdict = "met" if guess["patients"] >= GOAL_PATIENTS else "**not met**"

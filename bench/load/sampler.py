@@ -4,6 +4,7 @@ evaluations completed (PostgreSQL). Linux only (the /proc files)."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,15 +35,48 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+UNATTRIBUTED = "other clients"
+
+
+def _descendants(root: int) -> list[int]:
+    pids, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        pids.append(pid)
+        try:
+            stack.extend(
+                int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            )
+        except OSError:
+            continue
+    return pids
+
+
+def _socket_inodes(port: int) -> set[str]:
+    """Inodes of the local TCP sockets bound to ``port`` (the client side of a connection)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
 class BackendTracker:
     """This database's PostgreSQL backends, every 50 ms: each backend's CPU as last seen, kept
     after it exits, so that short-lived connections (one per task) are counted too (all but
     their last < 50 ms). Backends are children of the postmaster; their title names the
-    database (``postgres: user database host(port) …``)."""
+    database and the client's port (``postgres: user database 127.0.0.1(port) …``), and the
+    process holding that port tells whose queries they run: daphne's, the worker's, beat's."""
 
-    def __init__(self, database: str, interval: float = 0.05) -> None:
-        self.marker, self.interval = f" {database} ", interval
-        self.seen: dict[tuple[int, str], float] = {}
+    def __init__(self, database: str, roots: dict[str, int], interval: float = 0.05) -> None:
+        self.marker, self.roots, self.interval = f" {database} ", roots, interval
+        self.seen: dict[tuple[int, str], list] = {}  # key -> [CPU seconds, owner]
         self.others: set[tuple[int, str]] = set()
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -58,6 +92,24 @@ class BackendTracker:
                 if stat and stat[0] == "postgres" and (not parent or parent[0] != "postgres"):
                     return int(entry.name)
         return None
+
+    def _owner(self, title: str) -> str:
+        match = re.search(r"\((\d+)\)", title)
+        if not match:
+            return UNATTRIBUTED
+        inodes = _socket_inodes(int(match.group(1)))
+        if not inodes:
+            return UNATTRIBUTED
+        for name, root in self.roots.items():
+            for pid in _descendants(root):
+                try:
+                    for fd in os.scandir(f"/proc/{pid}/fd"):
+                        target = os.readlink(fd.path)
+                        if target.startswith("socket:[") and target[8:-1] in inodes:
+                            return name
+                except OSError:
+                    continue
+        return UNATTRIBUTED
 
     def _loop(self) -> None:
         if self.postmaster is None:
@@ -77,20 +129,28 @@ class BackendTracker:
                 key = (pid, fields[19])  # starttime tells a reused pid apart
                 if key in self.others:
                     continue
-                if key not in self.seen:
-                    title = _cmdline(pid)
-                    if self.marker not in title:
-                        # A fresh fork still has the postmaster's command line: look again.
-                        if title.startswith("postgres: ") and "authentication" not in title:
-                            self.others.add(key)
-                        continue
-                with self.lock:
-                    self.seen[key] = (int(fields[11]) + int(fields[12])) / TICKS
+                cpu = (int(fields[11]) + int(fields[12])) / TICKS
+                if key in self.seen:
+                    with self.lock:
+                        self.seen[key][0] = cpu
+                    continue
+                title = _cmdline(pid)
+                if self.marker in title:
+                    owner = self._owner(title)
+                    with self.lock:
+                        self.seen[key] = [cpu, owner]
+                elif title.startswith("postgres: ") and "authentication" not in title:
+                    self.others.add(key)
+                # else: a fresh fork still has the postmaster's command line: look again.
             self._stop.wait(self.interval)
 
-    def total(self) -> float:
+    def totals(self) -> dict[str, float]:
+        """CPU seconds of this database's backends, by the process that owns the connection."""
+        out = dict.fromkeys([*self.roots, UNATTRIBUTED], 0.0)
         with self.lock:
-            return sum(self.seen.values())
+            for cpu, owner in self.seen.values():
+                out[owner] = out.get(owner, 0.0) + cpu
+        return out
 
     def start(self) -> None:
         self._thread.start()
@@ -124,7 +184,7 @@ class Sampler:
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.backends = BackendTracker(self.database)
+        self.backends = BackendTracker(self.database, {**self.roots, "load generator": os.getpid()})
 
     def snapshot(self) -> dict[str, float]:
         table: dict[int, tuple[str, int, float]] = {}
@@ -156,7 +216,10 @@ class Sampler:
             elif comm.startswith("redis-server"):
                 redis += seconds
         cpu["postgres (whole server)"] = postgres_all
-        cpu["postgres (backends of this database)"] = self.backends.total()
+        by_owner = self.backends.totals()
+        cpu["postgres (backends of this database)"] = sum(by_owner.values())
+        for owner, seconds in by_owner.items():
+            cpu[f"postgres for {owner}"] = seconds
         cpu["redis-server"] = redis
         own = os.times()
         cpu["load generator (this process)"] = own.user + own.system

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             virtual.resting_heart_rate_bpm,
         )
         key = f"p{index}"
-        items = history(key, baseline, history_start, history_end)
+        items: list[object] = list(history(key, baseline, history_start, history_end))
         for offset in range(0, len(items), 5000):
             stored += record_readings(
                 patient=patient, items=items[offset : offset + 5000], actor=READINGS_IMPORT
