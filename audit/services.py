@@ -110,14 +110,26 @@ def _chain() -> int:
     return (pid if isinstance(pid, int) else id(raw)) % count + 1
 
 
-def _lock_head(chain: int) -> tuple[int, str]:
-    """``(last position, last hash)`` of the chain's head, locked until the caller commits.
+_LOCK = "SELECT last_sequence, last_hash FROM audit_chainhead WHERE id = %s"
+# Several chains on PostgreSQL: the journal-wide number in the same round trip, drawn after the
+# lock is granted (the materialised CTE locks the row before the outer SELECT calls nextval).
+_LOCK_AND_NUMBER = (
+    "WITH head AS MATERIALIZED (SELECT last_sequence, last_hash FROM audit_chainhead "
+    "WHERE id = %s FOR UPDATE) SELECT last_sequence, last_hash, nextval('audit_event_order') "
+    "FROM head"
+)
+
+
+def _lock_head(chain: int, *, number: bool = False) -> tuple[int, str, int | None]:
+    """``(last position, last hash, next journal-wide number or None)`` of the chain's head,
+    locked until the caller commits; ``number`` draws the number too (PostgreSQL only).
 
     Raw SQL: this runs on every audited write, and the ORM's query building costs more than
     the query itself here."""
-    sql = "SELECT last_sequence, last_hash FROM audit_chainhead WHERE id = %s"
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+    if number:
+        sql = _LOCK_AND_NUMBER
+    else:
+        sql = _LOCK + (" FOR UPDATE" if connection.features.has_select_for_update else "")
     with connection.cursor() as cursor:
         cursor.execute(sql, [chain])
         row = cursor.fetchone()
@@ -131,22 +143,18 @@ def _lock_head(chain: int) -> tuple[int, str]:
                 row = cursor.fetchone()
             if row is None:
                 raise AuditUsageError(f"audit chain {chain} head row is missing; run audit_verify")
-            return int(row[0]), str(row[1])
-        ChainHead.objects.bulk_create([ChainHead(id=chain)], ignore_conflicts=True)
-        return _lock_head(chain)
-    return int(row[0]), str(row[1])
+        else:
+            ChainHead.objects.bulk_create([ChainHead(id=chain)], ignore_conflicts=True)
+            return _lock_head(chain, number=number)
+    return int(row[0]), str(row[1]), (int(row[2]) if number else None)
 
 
-def _next_sequence(chains: int) -> int:
-    """The journal-wide order, taken under the chain lock so it increases along each chain.
-
-    Several chains (PostgreSQL): a database sequence — a rolled-back append leaves a gap here,
-    never in a chain. One chain: the next number after the largest, so the journal-wide order is
-    gapless as well (and the database sequence is kept ahead of it, should chains be added)."""
+def _next_sequence() -> int:
+    """One chain: the journal-wide order is the next number after the largest (we hold the only
+    head, so it is gapless), and the database sequence several chains draw from is kept ahead of
+    it, should chains be added. Several chains draw from that sequence under their lock
+    (``_lock_head``): a rolled-back append leaves a gap there, never in a chain."""
     with connection.cursor() as cursor:
-        if chains > 1:
-            cursor.execute("SELECT nextval('audit_event_order')")
-            return int(cursor.fetchone()[0])
         cursor.execute("SELECT coalesce(max(sequence), 0) + 1 FROM audit_auditevent")
         sequence = int(cursor.fetchone()[0])
         if connection.vendor == "postgresql":
@@ -217,8 +225,14 @@ def record_event(
         "client_address": _client_address(context.client_address if context else ""),
     }
     chain = _chain()
-    last_position, last_hash = _lock_head(chain)
-    sequence = _next_sequence(chain_count())
+    several = chain_count() > 1
+    last_position, last_hash, number = _lock_head(chain, number=several)
+    if number is not None:
+        sequence = number
+    elif connection.vendor == "sqlite":
+        sequence = last_position + 1  # SQLite only ever has chain 1: position is sequence
+    else:
+        sequence = _next_sequence()
     # The clock is read under the lock so that timestamps follow the order along a chain.
     occurred_at = timezone.now()
     fields |= {

@@ -167,8 +167,19 @@ def verification_row(repeats: int) -> dict:
                 count += len(rows)
         return count
 
-    ours, reference, events = [], [], 0
+    from audit.verification import _first_projection_mismatch
+
+    def columns_only() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT min(sequence), max(sequence) FROM audit_auditevent")
+            low, high = cursor.fetchone()
+        assert _first_projection_mismatch(low, high) is None
+
+    ours, reference, columns, events = [], [], [], 0
     for _ in range(repeats):
+        began = time.perf_counter()
+        columns_only()
+        columns.append(time.perf_counter() - began)
         began = time.perf_counter()
         result = verify_journal(full=True)
         ours.append(time.perf_counter() - began)
@@ -178,7 +189,13 @@ def verification_row(repeats: int) -> dict:
         reference.append(time.perf_counter() - began)
     verified = events / statistics.median(ours)
     limit = events / statistics.median(reference)
-    return {"events": events, "ours": verified, "reference": limit, "ratio": verified / limit}
+    return {
+        "events": events,
+        "ours": verified,
+        "reference": limit,
+        "ratio": verified / limit,
+        "columns": events / statistics.median(columns),
+    }
 
 
 def render(command: str, server: str, args: argparse.Namespace, plain, audited, verify) -> str:
@@ -217,7 +234,9 @@ def render(command: str, server: str, args: argparse.Namespace, plain, audited, 
             f"Verification (`verify_journal(full=True)`, {verify['events']} events): "
             f"{verify['ours']:,.0f} events/s; reading and hashing the same rows in the same run: "
             f"{verify['reference']:,.0f} events/s; ratio **{verify['ratio']:.2f}** "
-            f"(goal >= 0.7: {'met' if verify['ratio'] >= 0.7 else 'not met'}).",
+            f"(goal >= 0.7: {'met' if verify['ratio'] >= 0.7 else 'not met'}). Of it, the check "
+            f"that the indexed columns say what the hashed text says (PostgreSQL parses each "
+            f"entry's JSON; run alongside the hashing) alone: {verify['columns']:,.0f} events/s.",
         ]
     )
 

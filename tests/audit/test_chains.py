@@ -176,3 +176,14 @@ def test_an_export_of_several_chains_verifies_offline_and_names_a_removed_line(s
     (out / "events.jsonl").write_text("".join(lines[:victim] + lines[victim + 1 :]))
     with pytest.raises(ExportInvalid):
         verify_export(out)
+
+
+def test_the_journal_order_follows_every_chain_under_contention(settings):
+    """Two chains, eight writers: writers queue on each head, and the journal-wide number is
+    drawn only once the head is locked, so it increases along each chain."""
+    settings.AUDIT_CHAINS = 2
+    write_from_threads(threads=8, each=15)
+    for events in by_chain().values():
+        assert [e.chain_sequence for e in events] == list(range(1, len(events) + 1))
+    result = verify_journal(full=True)
+    assert result.ok, result.line()
