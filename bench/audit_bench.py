@@ -75,6 +75,7 @@ def configure(database_url: str | None, workdir: Path) -> str:
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         AUDIT_CHECKPOINT_EVERY=1024,
+        AUDIT_CHAINS=1,  # one writer here, so one chain (docs/audit.md, "Chains")
         LOGGING_CONFIG=None,
         SECRET_KEY="audit-bench",
     )
@@ -287,11 +288,11 @@ def generate_journal(total: int) -> None:
 
     insert = (
         "INSERT INTO audit_auditevent (sequence, occurred_at, actor_id, actor_role, action, "
-        "object_type, object_id, patient_id, patient_ids, outcome, prev_hash, hash, entry) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "object_type, object_id, patient_id, patient_ids, outcome, chain, chain_sequence, "
+        "prev_hash, hash, entry) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s)"
     )
     with transaction.atomic():
-        sequence, prev = _lock_head()
+        sequence, prev, _ = _lock_head(1)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     adapt = connection.ops.adapt_datetimefield_value
     batch = 20_000
@@ -334,6 +335,7 @@ def generate_journal(total: int) -> None:
                     patient,
                     f"[{patient}]",
                     "success",
+                    sequence,
                     prev,
                     digest,
                     text,
@@ -366,7 +368,12 @@ def row_c(repeats: int) -> dict:
                 pass
 
     from audit.canonical import GENESIS_HASH
-    from audit.verification import _fast_scan, _first_projection_mismatch
+    from audit.verification import _Chain, _fast_scan, _first_projection_mismatch
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT hash FROM audit_auditevent ORDER BY sequence DESC LIMIT 1")
+        last_hash = cursor.fetchone()[0]
+    whole = [_Chain(1, 1, GENESIS_HASH, len(blobs), last_hash, 1, len(blobs), {})]
 
     verify_times, bare_times, scan_times, fetch_times, column_times = [], [], [], [], []
     for _ in range(repeats):
@@ -379,7 +386,7 @@ def row_c(repeats: int) -> dict:
         verify_times.append(timed(verify))
         assert result.ok, result.line()
         bare_times.append(timed(bare))
-        scan_times.append(timed(lambda: _fast_scan(1, GENESIS_HASH, len(blobs), {})))
+        scan_times.append(timed(lambda: _fast_scan(whole)))
         fetch_times.append(timed(fetch_only))
         column_times.append(timed(lambda: _first_projection_mismatch(1, len(blobs))))
     n = len(blobs)
