@@ -267,6 +267,8 @@ else:
 AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY") or None
 AUDIT_RETIRED_PUBLIC_KEYS = env_list("AUDIT_RETIRED_PUBLIC_KEYS", [])
 AUDIT_CHECKPOINT_EVERY = int(os.environ.get("AUDIT_CHECKPOINT_EVERY", "1024"))
+# Hash chains new events are spread over on PostgreSQL (docs/audit.md, "Chains"); SQLite keeps one.
+AUDIT_CHAINS = int(os.environ.get("AUDIT_CHAINS", "16"))
 AUDIT_PATIENT_EXISTS = "patients.selectors.patient_exists"
 
 # --- Identity, passwords, sessions ------------------------------------------------------------
