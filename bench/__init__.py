@@ -7,13 +7,32 @@ results.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
+# The stable names of a row of results.json, in this order (``detail`` holds a figure's working).
+ROW_KEYS = (
+    "suite",
+    "what",
+    "value",
+    "unit",
+    "reference",
+    "reference_what",
+    "ratio",
+    "goal",
+    "met",
+    "machine",
+    "date",
+    "command",
+    "detail",
+)
 RESULTS_HEADER = (
     "# Benchmark results\n\n"
     "Written by `python -m bench` (see bench/README.md); each section is replaced by its own "
@@ -32,6 +51,69 @@ def write_section(name: str, body: str, path: Path = RESULTS_PATH) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def row(
+    what: str,
+    value: float | int | None,
+    unit: str | None,
+    *,
+    reference: float | int | None = None,
+    reference_what: str | None = None,
+    goal: str | None = None,
+    met: bool | None = None,
+    detail: object = None,
+    ratio: float | None = None,
+) -> dict:
+    """One figure for results.json; the ratio is value ÷ reference unless given."""
+    if ratio is None and isinstance(reference, int | float) and reference and value is not None:
+        ratio = round(value / reference, 3)
+    return {
+        "what": what,
+        "value": value,
+        "unit": unit,
+        "reference": reference,
+        "reference_what": reference_what,
+        "ratio": ratio,
+        "goal": goal,
+        "met": met,
+        "detail": detail,
+    }
+
+
+def machine_line(facts: dict[str, str] | None = None) -> str:
+    facts = facts or machine_facts()
+    return f"{facts['nproc']} cores ({facts['cpu']}), {facts['os']}, Python {facts['python']}"
+
+
+def write_rows(
+    suite: str,
+    rows: list[dict],
+    *,
+    command: str,
+    date: str | None = None,
+    machine: str | None = None,
+    path: Path | None = None,
+) -> None:
+    """Replace ``suite``'s rows of results.json (``{"rows": [...]}``) with ``rows``, each stamped
+    with the suite, machine, date and command; other suites' rows are kept."""
+    path = path or RESULTS_JSON
+    existing: list[dict] = []
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            existing = loaded.get("rows", []) if isinstance(loaded, dict) else list(loaded)
+        except (json.JSONDecodeError, AttributeError):
+            existing = []
+    stamp = {
+        "suite": suite,
+        "machine": machine or machine_line(),
+        "date": date or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+    }
+    new = [{key: {**stamp, **r}.get(key) for key in ROW_KEYS} for r in rows]
+    kept = [r for r in existing if r.get("suite") != suite]
+    path.write_text(json.dumps({"rows": kept + new}, indent=2, ensure_ascii=False) + "\n")
 
 
 def machine_facts() -> dict[str, str]:

@@ -7,8 +7,9 @@ figure needs its working). A suite replaces only its own rows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from bench import machine_line, write_rows
 
 RESULTS_JSON = Path(__file__).resolve().parents[1] / "results.json"
 PREVIOUS_PATIENTS = 4000  # the outside SRE run on PostgreSQL + Redis + Celery (issue 17)
@@ -141,24 +142,14 @@ def rows(outcome: dict) -> list[dict]:
 
 
 def write_json(outcome: dict, path: Path = RESULTS_JSON) -> None:
-    existing: list[dict] = []
-    if path.exists():
-        try:
-            loaded = json.loads(path.read_text())
-            existing = loaded.get("rows", []) if isinstance(loaded, dict) else list(loaded)
-        except (json.JSONDecodeError, AttributeError):
-            existing = []
-    kept = [row for row in existing if row.get("suite") != "load"]
-    machine = outcome["machine"]
-    stamp = {
-        "suite": "load",
-        "machine": f"{machine['nproc']} cores ({machine['cpu']}), {machine['os']}, "
-        f"Python {machine['python']}",
-        "date": outcome["date"],
-        "command": outcome["command"],
-    }
-    new = [{**stamp, **row} for row in rows(outcome)]
-    path.write_text(json.dumps({"rows": kept + new}, indent=2, ensure_ascii=False) + "\n")
+    write_rows(
+        "load",
+        rows(outcome),
+        command=outcome["command"],
+        date=outcome["date"],
+        machine=machine_line(outcome["machine"]),
+        path=path,
+    )
 
 
 def _cell(value) -> str:
