@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -62,6 +63,11 @@ OPEN_STATUSES = (
     RecommendationStatus.DELIVERED,
     RecommendationStatus.BLOCKED,
 )
+# The readings that can change a dose decision or raise an alert. Heart rate and steps are
+# model inputs (mean heart rate, mean daily steps) but not reasons to decide again: an upload of
+# them alone runs neither the safety rules nor an evaluation (clinicians.receivers), and they
+# enter the next evaluation that blood pressure, an intake or a laboratory result starts.
+DECIDING_READING_TYPES: frozenset[str] = frozenset({ReadingType.BLOOD_PRESSURE})
 TIER_STATUS: dict[str, RecommendationStatus] = {
     Tier.PATIENT: RecommendationStatus.DELIVERED,
     Tier.CLINICIAN: RecommendationStatus.PENDING_REVIEW,
@@ -93,7 +99,14 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
             return outcome  # discharged: the record is kept, nothing new is processed
         EvaluationState.objects.get_or_create(patient=patient)
         state = EvaluationState.objects.select_for_update().get(patient=patient)
-        last_reading = Reading.objects.filter(patient=patient).aggregate(m=Max("id"))["m"] or 0
+        # The watermark: the newest blood-pressure reading (``last_reading_id``), intake and
+        # result. Heart rate and steps alone do not make a run propose again.
+        last_reading = (
+            Reading.objects.filter(
+                patient=patient, reading_type__in=sorted(DECIDING_READING_TYPES)
+            ).aggregate(m=Max("id"))["m"]
+            or 0
+        )
         last_intake = (
             MedicationIntake.objects.filter(patient=patient).aggregate(m=Max("id"))["m"] or 0
         )
@@ -295,7 +308,7 @@ def _recommend(
             # down — for a clinician, never for the patient.
             proposal = step_down(titration, "Low readings on the current regimen")
             if proposal.kind == "titrate":
-                return _propose(patient, view, proposal, now, force_review=True), []
+                return _propose(patient, view, proposal, now, force_review=True)
         return None, [f.as_dict() for f in holds]
 
     producer = serving_producer(patient_rules=course.rules_record(view.state.min_interval_days))
@@ -341,9 +354,9 @@ def _recommend(
             if course.is_overtreated(view.state):
                 proposal = step_down(titration, "Low readings on the current regimen")
                 if proposal.kind == "titrate":
-                    return _propose(patient, view, proposal, now, force_review=True), []
+                    return _propose(patient, view, proposal, now, force_review=True)
             return None, [f.as_dict() for f in judgement.assessment.refused]
-    made = _propose(
+    return _propose(
         patient,
         view,
         proposal,
@@ -352,7 +365,6 @@ def _recommend(
         refusal=producer.refusal,
         model_review=model_review,
     )
-    return made, []
 
 
 def _sentence(text: str) -> str:
@@ -388,7 +400,10 @@ def _propose(
     force_review: bool = False,
     refusal: str = "",
     model_review: tuple[course.Finding, ...] = (),
-) -> Recommendation | None:
+) -> tuple[Recommendation | None, list[dict[str, str]]]:
+    """Make the proposal a recommendation (None: the same one is open already), unless a
+    clinician rejected this very change recently (``patients.course.rejected_recently``): then
+    the run holds and says why."""
     if proposal.kind == RecommendationKind.ADHERENCE_NUDGE:
         # A nudge changes no dose; it reaches the patient unless the data or a crisis block it.
         crisis_open = AlertKind.CRISIS in view.open_alert_kinds
@@ -406,6 +421,9 @@ def _propose(
         tier, proposed = judgement.tier, judgement.decision.proposed_dose_mg
         reasons = judgement.reasons
         codes = tuple(r["code"] for r in reasons)
+        rejected = _rejected_recently(patient, proposal, proposed, now)
+        if rejected is not None:
+            return None, [rejected.as_dict()]
     open_rec = (
         Recommendation.objects.select_for_update()
         .filter(patient=patient, medication=proposal.medication, status__in=OPEN_STATUSES)
@@ -418,9 +436,10 @@ def _propose(
         and open_rec.current_dose_mg == proposal.current_dose_mg
         and open_rec.tier == tier
     ):
-        return None  # the same proposal is already open: no second one, no second push
+        return None, []  # the same proposal is already open: no second one, no second push
     if open_rec is not None:
         supersede(open_rec, why="a newer proposal for the same drug", now=now)
+    proposal = proposal.explained()
     recommendation = Recommendation.objects.create(
         patient=patient,
         kind=proposal.kind,
@@ -457,7 +476,31 @@ def _propose(
         },
     )
     notify.recommendation_created(recommendation)
-    return recommendation
+    return recommendation, []
+
+
+def _rejected_recently(
+    patient: Patient, proposal: Proposal, proposed: Decimal | None, now: datetime
+) -> course.Finding | None:
+    if proposed is None:
+        return None
+    rejected_at = (
+        Recommendation.objects.filter(
+            patient=patient,
+            status=RecommendationStatus.REJECTED,
+            kind=proposal.kind,
+            medication=proposal.medication,
+            current_dose_mg=proposal.current_dose_mg,
+            proposed_dose_mg=proposed,
+            decided_at__gt=now - course.REJECTED_CHANGE_QUIET,
+        )
+        .order_by("-decided_at")
+        .values_list("decided_at", flat=True)
+        .first()
+    )
+    if rejected_at is None:
+        return None
+    return course.rejected_recently(proposal.medication, Decimal(proposed), rejected_at, now)
 
 
 def _evidence(view: CourseView) -> dict:

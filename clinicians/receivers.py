@@ -14,11 +14,19 @@ from patients.signals import (
 
 
 @receiver(readings_recorded, sender=Reading)
-def check_safety_then_evaluate(sender, patient_id: int, **kwargs) -> None:
-    """New readings: the safety rules now, inline (clinicians.safety_path); the model later."""
+def check_safety_then_evaluate(
+    sender, patient_id: int, reading_types: frozenset[str] | None = None, **kwargs
+) -> None:
+    """New readings: the safety rules now, inline (clinicians.safety_path); the model later.
+    An upload of heart rate or steps alone does neither: no safety rule reads them, and they
+    enter the next evaluation a blood-pressure reading, intake or result starts
+    (``clinicians.evaluation.DECIDING_READING_TYPES``)."""
+    from clinicians.evaluation import DECIDING_READING_TYPES
     from clinicians.safety_path import check_safety_after_upload
     from clinicians.tasks import queue_evaluation
 
+    if reading_types is not None and not reading_types & DECIDING_READING_TYPES:
+        return
     check_safety_after_upload(patient_id)
     queue_evaluation(patient_id)
 

@@ -112,7 +112,7 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
             )
         name, current, new = options[chosen]
         interval = band[chosen] if band is not None else model.interval(rows[chosen])[0]
-        explanation = model.explain(rows[chosen]) if explain else None
+        row = rows[chosen]
         verb = "increase" if new > current else ("stop" if new == 0 else "reduce")
         return Proposal(
             kind="titrate",
@@ -126,9 +126,9 @@ def model_producer(model, version: str, *, explain: bool = True) -> Producer:
             expected_systolic_change_mmhg=round(float(change[chosen]), 1),
             expected_diastolic_change_mmhg=round(float(predicted[chosen, 1]), 1),
             uncertainty_mmhg=round(float(abs(interval[1] - interval[0]) / 2), 1),
-            explanation=[] if explanation is None else explanation.contributions,
             producer=version,
-            base_value_mmhg=None if explanation is None else explanation.base_value_mmhg,
+            # Computed when the proposal is made (Proposal.explained), not for one already open.
+            explain=(lambda: model.explain(row)) if explain else None,
         )
 
     return produce

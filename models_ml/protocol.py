@@ -21,8 +21,8 @@ Expected effects are population averages of the dose–response table in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -66,6 +66,21 @@ class Proposal:
     explanation: list[dict[str, Any]] = field(default_factory=list)
     producer: str = PROTOCOL_VERSION
     base_value_mmhg: float | None = None  # SHAP base value when the explanation is SHAP
+    # The explanation, not computed yet (SHAP costs more than the prediction): ``explained()``
+    # computes it for a proposal that is made; a proposal that changes nothing never pays it.
+    explain: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+
+    def explained(self) -> Proposal:
+        """This proposal with its explanation computed (itself when there is none to compute)."""
+        if self.explain is None:
+            return self
+        explanation = self.explain()
+        return replace(
+            self,
+            explanation=explanation.contributions,
+            base_value_mmhg=explanation.base_value_mmhg,
+            explain=None,
+        )
 
 
 def _strengths(medication: str, ceiling: Decimal | None) -> list[Decimal]:

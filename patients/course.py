@@ -66,6 +66,10 @@ DELIVERED_EXPIRY = timedelta(hours=72)
 # Adherence nudges: at most one per 7 days, the window adherence is measured over (a second
 # nudge inside it would be about the same missed doses — alert fatigue, not information).
 NUDGE_INTERVAL = timedelta(days=7)
+# A change a clinician rejected is not proposed again on the evidence they judged: not before a
+# new 7-day window of readings (the window a titration decision is made on, ESH 2021). Another
+# change (another drug or dose, a step down) may be proposed meanwhile.
+REJECTED_CHANGE_QUIET = EVIDENCE_WINDOW
 
 # Laboratory safety. Starting or increasing an ACE inhibitor or a thiazide needs a potassium and
 # a creatinine/eGFR (NICE NG136, 2019, 1.4.?: measure before starting and after increasing an
@@ -224,6 +228,22 @@ def holds(state: CourseState) -> tuple[Finding, ...]:
             )
         )
     return tuple(found)
+
+
+def rejected_recently(
+    medication: str, proposed_dose_mg: Decimal, rejected_at: datetime, now: datetime
+) -> Finding | None:
+    """Why the same change is not proposed again after a clinician rejected it (None: it may
+    be, ``REJECTED_CHANGE_QUIET`` after the rejection)."""
+    until = rejected_at + REJECTED_CHANGE_QUIET
+    if now >= until:
+        return None
+    return Finding(
+        "rejected_recently",
+        f"A clinician rejected {medication} {proposed_dose_mg.normalize():f} mg "
+        f"{_days_ago(now, rejected_at)}; the same change is not proposed again before "
+        f"{until.date().isoformat()}, on a new week of readings.",
+    )
 
 
 def has_recent_low(state: CourseState) -> bool:

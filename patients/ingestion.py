@@ -509,9 +509,10 @@ def _finish_batch(
     digest: str | None,
     signal,
     sender,
+    announce: dict[str, object] | None = None,
 ) -> None:
     """The batch's one audit event (last in its transaction), and the announcement of new data
-    once it commits."""
+    once it commits (``announce``: what the signal carries beside the patient)."""
     result.rejected.sort(key=lambda rejection: cast(int, rejection["index"]))  # see _rejection
     result.outcomes.sort(key=lambda outcome: outcome.index)
     detail: dict[str, object] = {
@@ -533,7 +534,10 @@ def _finish_batch(
     )
     if result.accepted:
         patient_id = patient.pk
-        transaction.on_commit(lambda: signal.send(sender=sender, patient_id=patient_id))
+        extra = announce or {}
+        transaction.on_commit(
+            lambda: signal.send(sender=sender, patient_id=patient_id, **extra)
+        )
 
 
 def _digest(items: list[dict[str, Any]]) -> str:
@@ -609,6 +613,8 @@ def record_readings(
             digest=_digest(stored),
             signal=readings_recorded,
             sender=Reading,
+            # Which kinds arrived: heart rate or steps alone lead to no evaluation (clinicians).
+            announce={"reading_types": frozenset(row[3] for row in rows)},
         )
     return result
 
