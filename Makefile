@@ -60,8 +60,14 @@ fmt: $(VENV)/.stamp-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every suite in its short profile (bench/README.md): bench/RESULTS.md and bench/results.json.
+# With DATABASE_URL on PostgreSQL, the suites that need it run too, each in a database of its own
+# beside that one (never that one); without it they are reported skipped. `python -m bench`
+# without --quick runs the full profiles.
+BENCH_PG = $(filter postgres://% postgresql://%,$(DATABASE_URL))
 bench: $(VENV)/.stamp-dev
-	$(PY) -m bench
+	@echo "$(PY) -m bench --quick$(if $(BENCH_PG), --database-url \$$DATABASE_URL)"
+	@$(PY) -m bench --quick $(if $(BENCH_PG),--database-url '$(DATABASE_URL)')
 
 # The load harness's longer run (docs/load-testing.md): about an hour on PostgreSQL + Redis.
 LOAD_ARGS ?= --long

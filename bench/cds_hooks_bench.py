@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from bench import embedded_django, machine_facts, percentile, write_section
+from bench import embedded_django, machine_facts, percentile, row, write_rows, write_section
 
 HOST = "localhost"
 SERVICE = "clinaiops-patient-view"
@@ -252,6 +252,22 @@ def render(result: dict, command: str) -> str:
 """
 
 
+def result_rows(result: dict) -> list[dict]:
+    """The rows of results.json: the hook's p95 against the FHIR read's, same run."""
+    return [
+        row(
+            "CDS Hooks `patient-view` p95 (with prefetch)",
+            round(result["hook_p95"], 1),
+            "ms",
+            reference=round(result["read_p95"], 1),
+            reference_what="`GET /fhir/Patient/{id}` p95, same clinician, interleaved",
+            goal="< 200 ms",
+            met=result["hook_p95"] < 200,
+            detail={"samples": result["samples"], "p50_ms": round(result["hook_p50"], 1)},
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -262,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         ["python", "-m", "bench.cds_hooks_bench", *(argv if argv is not None else sys.argv[1:])]
     )
     write_section("cds_hooks", render(result, command))
+    write_rows("cds_hooks", result_rows(result), command=command)
 
 
 if __name__ == "__main__":

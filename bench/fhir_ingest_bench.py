@@ -32,7 +32,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from bench import embedded_django, machine_facts, write_section
+from bench import embedded_django, machine_facts, row, write_rows, write_section
 
 HOST = "localhost"
 BATCH = 1000  # readings per request, each side
@@ -237,6 +237,27 @@ def render(result: dict, command: str) -> str:
 """
 
 
+def result_rows(result: dict) -> list[dict]:
+    """The rows of results.json: FHIR Observations/s against the mobile API's, same run; the
+    ratio is the median of the ratios within each repeat (as the section's). No goal is set."""
+    ratios = result["ratios"]
+    return [
+        row(
+            "FHIR transaction Bundle: Observations/s stored",
+            round(statistics.median(result["fhir"])),
+            "Observations/s",
+            reference=round(statistics.median(result["api"])),
+            reference_what="mobile API `POST /api/v1/readings/`, same readings, interleaved",
+            ratio=round(statistics.median(ratios), 3),
+            detail={
+                "ratio_within_a_repeat": [round(min(ratios), 3), round(max(ratios), 3)],
+                "repeats": result["repeats"],
+                "readings_per_repeat": result["batch"] * result["batches"],
+            },
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -247,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         ["python", "-m", "bench.fhir_ingest_bench", *(argv if argv is not None else sys.argv[1:])]
     )
     write_section("fhir_ingest", render(result, command))
+    write_rows("fhir_ingest", result_rows(result), command=command)
 
 
 if __name__ == "__main__":

@@ -935,9 +935,46 @@ def render_section(results: list[dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def run_suite(*, database_url: str | None, quick: bool, command: str) -> str:
+def result_rows(results: list[dict]) -> list[dict]:
+    """The rows of results.json: per database, the API against each of the goals' references
+    (the same figures as the section's goal lines)."""
+    from bench import row
+
+    rows = []
+    goals = (
+        ("bulk", "`Reading(...)` + `bulk_create`", GOAL_SHARE_OF_BULK),
+        ("insert", "`bulk_create` alone (instances prebuilt)", GOAL_SHARE_OF_BULK),
+        ("single", "one reading per POST (DRF `CreateAPIView`)", GOAL_TIMES_SINGLE),
+    )
+    for result in results:
+        summary = summarise(result)
+        api = summary["api"]["median"]
+        for name, reference_what, goal in goals:
+            reference = summary[name]["median"]
+            low, high = paired_ratios(result, name)
+            rows.append(
+                row(
+                    f"ingest ({result['database']['label']}): API readings/s vs {reference_what}",
+                    round(api),
+                    "readings/s",
+                    reference=round(reference),
+                    reference_what=f"{reference_what}, same rows, same run",
+                    ratio=round(api / reference, 3),
+                    goal=f"≥ {goal:g} × reference",
+                    met=api / reference >= goal,
+                    detail={
+                        "ratio_within_a_repeat": [round(low, 3), round(high, 3)],
+                        "repeats": result["plan"]["repeats"],
+                        "readings_per_repeat": summary["api"]["readings"],
+                    },
+                )
+            )
+    return rows
+
+
+def run_suite(*, database_url: str | None, quick: bool, command: str) -> tuple[str, list[dict]]:
     """Measure SQLite, and PostgreSQL when ``database_url`` is given, each in a child process;
-    return the RESULTS.md section."""
+    return the RESULTS.md section and the rows of results.json."""
     results = []
     for url in [None, database_url] if database_url else [None]:
         print(f"ingest: {redact(url) if url else 'sqlite'}", flush=True)
@@ -948,7 +985,7 @@ def run_suite(*, database_url: str | None, quick: bool, command: str) -> str:
             child += ["--quick"] if quick else []
             subprocess.run(child, cwd=REPO, check=True)
             results.append(json.loads(out.read_text()))
-    return render_section(results, command)
+    return render_section(results, command), result_rows(results)
 
 
 def main(argv: list[str] | None = None) -> None:

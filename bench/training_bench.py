@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+import bench
 from bench import machine_facts, write_section
 from models_ml.explain_torch import DeepLiftExplainer, exact_shapley_values
 from models_ml.privacy import noise_multiplier_for, sample_rate_for, train_private
@@ -449,15 +450,66 @@ def _findings(training: list[dict]) -> list[str]:
     ]
 
 
+def result_rows(rows: list[dict]) -> list[dict]:
+    """The rows of results.json: each private variant's wall time against the non-private run
+    of the same repeats (the shipped one judged by the goal), and the explainers."""
+    training = [r for r in rows if r["kind"] == "training"]
+    explanation = [r for r in rows if r["kind"] == "explanation"]
+    baseline, shipped = training[0], training[1]
+    out = []
+    for variant in training[1:]:
+        is_shipped = variant is shipped
+        out.append(
+            bench.row(
+                f"training wall time: {variant['variant']}",
+                round(variant["wall_median_s"], 3),
+                "s",
+                reference=round(baseline["wall_median_s"], 3),
+                reference_what="non-private training, same network, data and epochs, interleaved",
+                ratio=round(variant["wall_ratio"], 3),
+                goal=(
+                    f"≤ {GOAL_RATIO} × reference at ε ≤ {TARGET_EPSILON}, δ ≤ 1/N"
+                    if is_shipped
+                    else None
+                ),
+                met=variant["goal_met"] if is_shipped else None,
+                detail={
+                    "cpu_ratio": round(variant["cpu_ratio"], 3),
+                    "epsilon": round(variant["epsilon"], 3),
+                    "delta": variant["delta"],
+                    "n_units": variant["n_units"],
+                    "n_records": variant["n_records"],
+                    "epochs": variant["epochs"],
+                    "mae_systolic_mmhg": round(variant["mae_systolic_mmhg"], 3),
+                    "mae_systolic_mmhg_nonprivate": round(baseline["mae_systolic_mmhg"], 3),
+                },
+            )
+        )
+    ours, theirs, _exact = explanation
+    out.append(
+        bench.row(
+            f"explanation of the torch model, p95: {ours['explainer']}",
+            round(ours["p95_ms"], 3),
+            "ms",
+            reference=round(theirs["p95_ms"], 3),
+            reference_what=f"{theirs['explainer']}, same rows and background",
+        )
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--no-write", action="store_true", help="print instead of RESULTS.md")
     args = parser.parse_args(argv)
-    body = render(run(quick=args.quick), quick=args.quick)
+    rows = run(quick=args.quick)
+    body = render(rows, quick=args.quick)
     print(body)
     if not args.no_write:
         write_section("training", body)
+        command = f"python -m bench.training_bench{' --quick' if args.quick else ''}"
+        bench.write_rows("training", result_rows(rows), command=command)
 
 
 if __name__ == "__main__":
