@@ -35,7 +35,6 @@ PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")  # masked in what a row says
 # Suites that measure nothing without a PostgreSQL server, and why.
 NEEDS_POSTGRESQL = {
     "alert_load": "the production stack (daphne, Celery workers, beat) runs on PostgreSQL",
-    "growth": "the cohort is seeded and measured on PostgreSQL (COPY ingestion, table sizes)",
     "growth": "it seeds and measures clinics of 1× to 100× the demo cohort on PostgreSQL",
     "journal": "concurrent writers need PostgreSQL (SQLite has one writer)",
     "load": "the load harness runs the production stack on PostgreSQL + Redis",
