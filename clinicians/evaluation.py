@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from audit.models import Action
@@ -36,6 +36,7 @@ from clinicians.models import (
     Alert,
     AlertKind,
     AlertStatus,
+    AlertThresholds,
     EvaluationState,
     Recommendation,
     RecommendationKind,
@@ -52,6 +53,7 @@ from models_ml.serving import (
     serving_producer,
     versions_under_alert,
 )
+from patients import clinical_defaults as defaults
 from patients import course
 from patients.models import LabResult, MedicationIntake, Patient, Reading, ReadingType
 
@@ -143,6 +145,54 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
             },
         )
     return outcome
+
+
+def patients_to_sweep(now: datetime) -> QuerySet[Patient]:
+    """The patients the hourly sweep evaluates: those for whom time alone, or data no
+    evaluation has seen, can change something. It used to be every patient every hour (issue
+    17), most of whom nothing could change for. Discharged patients are not swept.
+
+    - no blood-pressure reading for the shortest stale-data limit any patient has, and no
+      stale-data alert unresolved: the stale-data alert may be due (its own limit is checked by
+      the rule);
+    - an above-target alert unresolved: it resolves as readings leave the window;
+    - a proposal delivered to the patient: it expires (``patients.course.DELIVERED_EXPIRY``);
+    - never evaluated, or a blood-pressure reading, intake or result newer than the watermark
+      (an evaluation that was never queued: the broker was down)."""
+    shortest = AlertThresholds.objects.aggregate(h=Min("stale_after_hours"))["h"]
+    stale_hours = min(shortest or defaults.STALE_AFTER_HOURS, defaults.STALE_AFTER_HOURS)
+    patient = OuterRef("pk")
+    state = EvaluationState.objects.filter(patient=patient)
+    # Inside a subquery on readings, intakes or results: their patient's watermark.
+    watermark = EvaluationState.objects.filter(patient=OuterRef("patient"))
+    recent_bp = Reading.objects.in_use().filter(
+        patient=patient,
+        reading_type=ReadingType.BLOOD_PRESSURE,
+        measured_at__gte=now - timedelta(hours=stale_hours),
+    )
+    unresolved = Alert.objects.filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
+    unseen_reading = Reading.objects.filter(
+        patient=patient,
+        reading_type__in=sorted(DECIDING_READING_TYPES),
+        id__gt=Subquery(watermark.values("last_reading_id")[:1]),
+    )
+    unseen_intake = MedicationIntake.objects.filter(
+        patient=patient, id__gt=Subquery(watermark.values("last_intake_id")[:1])
+    )
+    unseen_lab = LabResult.objects.filter(
+        patient=patient, id__gt=Subquery(watermark.values("last_lab_id")[:1])
+    )
+    return Patient.objects.filter(discharged_at__isnull=True).filter(
+        (~Exists(recent_bp) & ~Exists(unresolved.filter(kind=AlertKind.STALE_DATA)))
+        | Exists(unresolved.filter(kind=AlertKind.ABOVE_TARGET))
+        | Exists(
+            Recommendation.objects.filter(patient=patient, status=RecommendationStatus.DELIVERED)
+        )
+        | ~Exists(state)
+        | Exists(unseen_reading)
+        | Exists(unseen_intake)
+        | Exists(unseen_lab)
+    )
 
 
 def _replan_visit_after_commit(patient_id: int) -> None:

@@ -108,12 +108,17 @@ def worker_heartbeat() -> None:
 
 @shared_task(acks_late=True)
 def sweep_evaluations() -> int:
-    """Hourly: run the safety rules for every patient, so that silence (stale data) raises its
-    alert although no upload triggers an evaluation."""
-    from patients.models import Patient
+    """Hourly: evaluate the patients for whom time alone can change something — silence
+    (stale data) raises its alert although no upload triggers an evaluation, a delivered
+    proposal expires — or whose data no evaluation has seen
+    (``clinicians.evaluation.patients_to_sweep``)."""
+    from django.utils import timezone
+
+    from clinicians.evaluation import patients_to_sweep
 
     count = 0
-    for patient_id in Patient.objects.values_list("pk", flat=True).iterator():
+    due = patients_to_sweep(timezone.now()).values_list("pk", flat=True)
+    for patient_id in due.iterator():
         evaluate_patient_task.delay(patient_id)
         count += 1
     return count

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -79,13 +79,15 @@ def home_features(
     bp_local_hours: np.ndarray,
     systolic: np.ndarray,
     diastolic: np.ndarray,
-    heart_rate: np.ndarray,
+    mean_heart_rate: float | None,
     steps_per_day: np.ndarray,
     adherence: float | None,
     regimen: Mapping[str, Decimal | float],
     age_years: float,
 ) -> dict[str, float]:
-    """The state features of ``home_bp_v1`` from one patient's 7-day window."""
+    """The state features of ``home_bp_v1`` from one patient's 7-day window. The mean heart
+    rate comes computed (None: no heart rate in the window): a week of per-minute heart rate is
+    ten thousand readings, which serving averages in the database (``observe``)."""
     n = len(systolic)
     features = dict.fromkeys(STATE_FEATURES, 0.0)
     features["bp_count_7d"] = float(n)
@@ -102,7 +104,7 @@ def home_features(
         if n >= 3 and float(np.ptp(bp_day_offsets)) > 0.5:
             features["systolic_trend_per_day"] = float(np.polyfit(bp_day_offsets, systolic, 1)[0])
     features["adherence_7d"] = 1.0 if adherence is None else float(adherence)
-    features["mean_heart_rate_7d"] = float(np.mean(heart_rate)) if len(heart_rate) else 0.0
+    features["mean_heart_rate_7d"] = 0.0 if mean_heart_rate is None else float(mean_heart_rate)
     features["mean_daily_steps_7d"] = float(np.mean(steps_per_day)) if len(steps_per_day) else 0.0
     features["age_years"] = float(age_years)
     for drug in DRUGS:
@@ -138,7 +140,7 @@ def features_from_simulated_state(state) -> dict[str, float]:
         bp_local_hours=state.bp_local_hours,
         systolic=state.bp_systolic_mmhg,
         diastolic=state.bp_diastolic_mmhg,
-        heart_rate=state.heart_rate_bpm,
+        mean_heart_rate=float(np.mean(state.heart_rate_bpm)) if len(state.heart_rate_bpm) else None,
         steps_per_day=state.steps_per_day,
         adherence=state.adherence_rate_7d,
         regimen=state.regimen,
@@ -177,7 +179,8 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     ``evidence_from`` narrows the blood-pressure window to readings taken once the last dose
     change can have acted (``patients.course.evidence_from``): readings before it describe the
     previous regimen, not the current one."""
-    from django.db.models import Q
+    from django.db.models import Avg, Q, Sum
+    from django.db.models.functions import TruncDate
 
     from patients.models import Prescription, Reading, ReadingType
     from patients.steps import steps_per_day
@@ -194,8 +197,21 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
             "measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg"
         )
     )
-    heart = [v for (v,) in window.filter(reading_type=ReadingType.HEART_RATE).values_list("value")]
-    steps = window.filter(reading_type=ReadingType.STEPS).values_list(
+    # Heart rate each minute and per-minute steps are most of a week's rows: they are summed in
+    # the database, not read (issue 17: the week was ~9,400 rows per evaluation).
+    mean_heart = window.filter(reading_type=ReadingType.HEART_RATE).aggregate(m=Avg("value"))["m"]
+    steps_window = window.filter(reading_type=ReadingType.STEPS)
+    # Counts at an instant add up within a (UTC) day, so the database adds them; each is then
+    # one count at that day's noon for ``steps_per_day``. Periods are read as they are.
+    steps = [
+        (datetime.combine(day, time(12), tzinfo=UTC), None, total)
+        for day, total in steps_window.filter(period_start__isnull=True)
+        .annotate(day=TruncDate("measured_at", tzinfo=UTC))
+        .values("day")
+        .annotate(total=Sum("value"))
+        .values_list("day", "total")
+    ]
+    steps += steps_window.filter(period_start__isnull=False).values_list(
         "measured_at", "period_start", "value"
     )
     last_bp_at = (
@@ -222,7 +238,7 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         bp_local_hours=np.array([t.hour + t.minute / 60 for t in local]),
         systolic=np.array([s for _, _, s, _ in bp], dtype=float),
         diastolic=np.array([d for _, _, _, d in bp], dtype=float),
-        heart_rate=np.array(heart, dtype=float),
+        mean_heart_rate=None if mean_heart is None else float(mean_heart),
         steps_per_day=np.array(list(steps_by_day.values()), dtype=float),
         adherence=adherence,
         regimen=regimen,

@@ -226,3 +226,66 @@ def test_an_unchanged_proposal_is_not_explained_again(clinician_a, patient_a, pr
         assert len(calls) == 1
     finally:
         model.explain = original
+
+
+def test_the_hourly_sweep_evaluates_only_those_time_or_unseen_data_can_change(clinician_a, team_a):
+    """It used to queue an evaluation for every patient every hour."""
+    from clinicians.evaluation import patients_to_sweep
+    from patients.models import Reading
+    from tests.factories import PatientFactory
+
+    def patient_with_readings(hours_ago: float):
+        patient = PatientFactory(care_team=team_a)
+        course_ready(patient, clinician_a, systolic=124, diastolic=76)  # at target: no alert
+        Reading.objects.filter(patient=patient).update(
+            measured_at=timezone.now() - timedelta(hours=hours_ago)
+        )
+        evaluate_patient(patient.pk)
+        return patient
+
+    settled = patient_with_readings(hours_ago=2)
+    assert settled not in patients_to_sweep(timezone.now())
+
+    going_quiet = patient_with_readings(hours_ago=2)  # in two days, with no reading, it is due
+    with time_machine.travel(timezone.now() + timedelta(hours=49), tick=False):
+        assert going_quiet in patients_to_sweep(timezone.now())
+        evaluate_patient(going_quiet.pk)  # the stale-data alert opens
+        assert going_quiet not in patients_to_sweep(timezone.now())
+
+    unseen = patient_with_readings(hours_ago=2)
+    phone = bearer_client(unseen.user)
+    upload(phone, [heart_rate(i, minutes_ago=i) for i in range(5)])
+    assert unseen not in patients_to_sweep(timezone.now())  # heart rate alone
+    Reading.objects.create(
+        patient=unseen,
+        device=Reading.objects.filter(patient=unseen).first().device,
+        client_id="queued-never",
+        reading_type="blood_pressure",
+        systolic_mmhg=150,
+        diastolic_mmhg=90,
+        measured_at=timezone.now(),
+        received_at=timezone.now(),
+    )  # stored, but its evaluation was never queued (the broker was down)
+    assert unseen in patients_to_sweep(timezone.now())
+
+    delivered = patient_with_readings(hours_ago=2)
+    assert delivered not in patients_to_sweep(timezone.now())
+    Recommendation.objects.create(
+        patient=delivered,
+        kind="titrate",
+        medication="amlodipine",
+        current_dose_mg=2.5,
+        proposed_dose_mg=5,
+        tier="patient",
+        status=RecommendationStatus.DELIVERED,
+        reason="test",
+        model_version="protocol",
+        created_at=timezone.now(),
+    )
+    assert delivered in patients_to_sweep(timezone.now())  # it expires
+
+    never = PatientFactory(care_team=team_a)
+    assert never in patients_to_sweep(timezone.now())
+    never.discharged_at = timezone.now()
+    never.save(update_fields=["discharged_at"])
+    assert never not in patients_to_sweep(timezone.now())
