@@ -38,6 +38,7 @@ NEEDS_POSTGRESQL = {
     "growth": "it seeds and measures clinics of 1× to 100× the demo cohort on PostgreSQL",
     "journal": "concurrent writers need PostgreSQL (SQLite has one writer)",
     "load": "the load harness runs the production stack on PostgreSQL + Redis",
+    "worker": "connections, pool and index plans are PostgreSQL's; the worker needs Redis",
 }
 # Suites that drop and recreate the database named in their --database-url: they get a database
 # of their own beside the given one (``clinaiops`` → ``clinaiops_wsbench``).

@@ -144,6 +144,9 @@ else:
     # Under ASGI, persistent connections (CONN_MAX_AGE) are opened per request and leak
     # (Django ticket #33497); Django's psycopg pool hands a connection to each request instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # The pool checks a connection before handing it out (Django passes the check only with
+    # this on): one PostgreSQL dropped on a restart is replaced, not given to a request or task.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
@@ -164,6 +167,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes the database connections — in a prefork worker the whole psycopg
+# pool — around every task, unless told to reuse them for this many tasks: practically forever.
+# clinaiops.worker_connections hands them back to the pool after each task instead, and drops a
+# broken one, as Django does after a request (docs/operations.md, "Database connections").
+CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -3,7 +3,8 @@ code reads its artifact (``LOADERS``). Each loader checks the artifact against t
 the record before using it: scikit-learn models from skops with a type allow-list
 (``models_ml.dose_model``), torch networks from a tensors-only file loaded with
 ``weights_only=True`` (``models_ml.torch_model``). The feature set is checked first, for every
-kind; a loaded model is cached per version and hash.
+kind; a loaded model is cached per version and hash, and serving reads a version's full record
+only to load it (``load_serving``).
 
 Whatever loads, it has the dose model's interface (predict, interval, explain): gates, policies,
 serving and monitoring never ask which kind they hold. torch is imported only when a torch
@@ -21,7 +22,7 @@ from models_ml import dose_model, torch_dose_model
 from models_ml.artifacts import ArtifactIntegrityError
 from models_ml.features import FEATURE_NAMES, FEATURE_SET_VERSION
 from models_ml.models import ModelVersion
-from models_ml.selectors import model_in_stage
+from models_ml.selectors import ServingVersion, model_in_stage
 
 
 def _load_dose_model(model_version: ModelVersion) -> dose_model.DoseResponseModel:
@@ -71,6 +72,16 @@ def load(model_version: ModelVersion):
     with _cache_lock:
         _cache[key] = model
     return model
+
+
+def load_serving(serving: ServingVersion):
+    """The artifact of a version being served (``load``): from the cache, or on a miss from the
+    full record, read then and only then."""
+    with _cache_lock:
+        model = _cache.get((serving.version, serving.artifact_sha256))
+    if model is not None:
+        return model
+    return load(ModelVersion.objects.get(pk=serving.pk))
 
 
 @dataclass

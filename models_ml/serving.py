@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from models_ml.features import DRUGS, FEATURE_NAMES, HUMAN_NAMES
-from models_ml.loaders import load
+from models_ml.loaders import load_serving
 from models_ml.models import ModelAlert, ShadowComparison, Stage
 from models_ml.policy import Producer, model_producer, protocol_producer
 from models_ml.protocol import PROTOCOL_VERSION, Proposal, TitrationState
-from models_ml.selectors import model_in_stage
+from models_ml.selectors import serving_version_in_stage
 from patients.course import Finding, is_at_least_as_strict, rules_record
 
 logger = logging.getLogger("models_ml.serving")
@@ -181,11 +181,11 @@ def serving_producer(patient_rules: dict | None = None) -> ServingProducer:
     """The producer for one evaluation. ``patient_rules`` (``patients.course.rules_record``) are
     the course rules in force for the patient: a model validated under stricter ones — or under
     none on record — is refused (its proposals are blocked, never delivered)."""
-    production = model_in_stage(Stage.PRODUCTION)
+    production = serving_version_in_stage(Stage.PRODUCTION)
     if production is None:
         return ServingProducer(protocol_producer, PROTOCOL_VERSION, True)
     try:
-        model = load(production)
+        model = load_serving(production)
     except Exception:
         logger.exception("production_model_unloadable", extra={"model_version": production.version})
         return ServingProducer(protocol_producer, production.version, False)
@@ -224,11 +224,13 @@ def compare_in_shadow(
     *, patient_id: int, features, state: TitrationState, delivered: Proposal
 ) -> ShadowComparison | None:
     """Run the shadow model beside production on a real evaluation; store, never deliver."""
-    shadow = model_in_stage(Stage.SHADOW)
+    shadow = serving_version_in_stage(Stage.SHADOW)
     if shadow is None:
         return None
     try:
-        proposal = model_producer(load(shadow), shadow.version, explain=False)(features, state)
+        proposal = model_producer(load_serving(shadow), shadow.version, explain=False)(
+            features, state
+        )
     except Exception:
         logger.exception("shadow_model_failed", extra={"model_version": shadow.version})
         return None
@@ -238,7 +240,7 @@ def compare_in_shadow(
         and proposal.proposed_dose_mg == delivered.proposed_dose_mg
     )
     return ShadowComparison.objects.create(
-        model_version=shadow,
+        model_version_id=shadow.pk,
         patient_id=patient_id,
         production_producer=delivered.producer,
         production_medication=delivered.medication,

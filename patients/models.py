@@ -294,6 +294,9 @@ class Reading(models.Model):
         ]
         indexes = [
             models.Index(fields=["patient", "reading_type", "measured_at"], name="reading_series"),
+            # An evaluation's watermark, MAX(id) of one patient's readings of one type: one index
+            # lookup, however few readings the patient has among the table's (issue 17).
+            models.Index(fields=["patient", "reading_type", "id"], name="reading_watermark"),
         ]
 
 
@@ -314,7 +317,11 @@ class MedicationIntake(models.Model):
             ),
             models.CheckConstraint(condition=models.Q(dose_mg__gt=0), name="intake_dose_positive"),
         ]
-        indexes = [models.Index(fields=["patient", "taken_at"], name="intake_series")]
+        indexes = [
+            models.Index(fields=["patient", "taken_at"], name="intake_series"),
+            # MAX(id) of one patient's intakes (an evaluation's watermark): one index lookup.
+            models.Index(fields=["patient", "id"], name="intake_watermark"),
+        ]
 
 
 class Prescription(models.Model):
@@ -393,6 +400,8 @@ class LabResult(models.Model):
         ]
         indexes = [
             models.Index(fields=["patient", "code", "observed_at"], name="lab_series"),
+            # MAX(id) of one patient's results (an evaluation's watermark): one index lookup.
+            models.Index(fields=["patient", "id"], name="lab_watermark"),
         ]
 
 

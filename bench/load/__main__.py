@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--duration", type=float, help="real seconds per phase")
     parser.add_argument("--history", type=float, help="hours of readings per patient at set-up")
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
-    parser.add_argument("--auditor-every", type=float, default=60.0, help="seconds between exports")
+    parser.add_argument("--auditor-every", type=float, default=20.0, help="seconds between exports")
     parser.add_argument("--drain-limit", type=float, default=180.0)
     parser.add_argument(
         "--no-model",
