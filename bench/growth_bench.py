@@ -786,8 +786,9 @@ def grow_and_measure(sizes: list[int], repeats: int) -> dict[int, dict]:
                     )
         seed_seconds = time.monotonic() - began
         analyze()
-        if clinician is None:
-            clinician, sample = Clinician(), sample_patients()
+        if sample is None:
+            sample = sample_patients()
+        clinician = Clinician()  # signed in afresh: seeding a size outlasts an access token
         print(f"{size}×: seeded in {seed_seconds:.0f} s; measuring", flush=True)
         samples = measure(size, repeats, clinician, sample)
         facts = database_facts()

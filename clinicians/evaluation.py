@@ -207,20 +207,12 @@ def _replan_visit_after_commit(patient_id: int) -> None:
 
 def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> list[Alert]:
     thresholds, state = view.thresholds, view.state
-    points = [
-        BpPoint(m, s, d)
-        for m, s, d in Reading.objects.in_use()
-        .filter(
-            patient=patient,
-            reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=now - timedelta(hours=24),
-            measured_at__lte=now,
-        )
-        .values_list("measured_at", "systolic_mmhg", "diastolic_mmhg")
-        if s is not None and d is not None  # a blood-pressure reading always has both
-    ]
-    # The above-target and stale-data rules read the whole 7-day window.
+    # The last 24 hours of the week's readings (the crisis and hypotension rules); the
+    # above-target and stale-data rules read the whole 7-day window.
     whole_week = view.week
+    points = [
+        BpPoint(m, s, d) for m, s, d in whole_week.bp_readings if m >= now - timedelta(hours=24)
+    ]
     labs = course.lab_findings(state.labs, now)
     findings: dict[str, Finding | None] = {
         AlertKind.CRISIS: crisis(points, now, thresholds),
@@ -243,12 +235,12 @@ def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> lis
     }
     opened = []
     quiet: frozenset[str] | None = None  # read only when a snoozable alert would open
+    unresolved_by_kind = {
+        alert.kind: alert
+        for alert in Alert.objects.filter(patient=patient).exclude(status=AlertStatus.RESOLVED)
+    }
     for kind, finding in findings.items():
-        unresolved = (
-            Alert.objects.filter(patient=patient, kind=kind)
-            .exclude(status=AlertStatus.RESOLVED)
-            .first()
-        )
+        unresolved = unresolved_by_kind.get(kind)
         if finding is not None and unresolved is None:
             if kind in SNOOZABLE_KINDS:
                 quiet = snoozed_kinds(patient.pk, now) if quiet is None else quiet

@@ -12,17 +12,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from django.db.models import Max, Min
+from django.db.models import Max
 
 from clinicians.gate import REASON_TEXT, Bounds, GateContext, GateDecision, gate
 from clinicians.models import Alert, AlertKind, AlertStatus, AlertThresholds, SafetyBounds
 from clinicians.safety import Thresholds
-from models_ml.features import HomeObservation, observe
+from models_ml.features import WINDOW, HomeObservation, observe
 from models_ml.protocol import ADEQUATE_ADHERENCE, MIN_READINGS_7D
 from patients import clinical_defaults as defaults
 from patients import course
 from patients.formulary import FORMULARY
-from patients.models import Patient, Prescription, Reading, ReadingType
+from patients.models import Patient, Prescription
 from patients.selectors import latest_labs
 
 DEFAULT_TARGET = (defaults.TARGET_SYSTOLIC_MMHG, defaults.TARGET_DIASTOLIC_MMHG)
@@ -124,6 +124,10 @@ class CourseView:
         )
 
 
+if course.RECENT_LOW_WINDOW > WINDOW:  # course_view reads the lowest reading from the week
+    raise RuntimeError("the recent-low window must fit in the features' window")
+
+
 def course_view(patient: Patient, now: datetime) -> CourseView:
     bounds, pending = bounds_and_pending(patient)
     thresholds = thresholds_for(patient)
@@ -136,17 +140,9 @@ def course_view(patient: Patient, now: datetime) -> CourseView:
         if evidence_start <= now - course.EVIDENCE_WINDOW
         else observe(patient, now, evidence_from=evidence_start)
     )
-    lowest = (
-        Reading.objects.in_use()
-        .filter(
-            patient=patient,
-            reading_type=ReadingType.BLOOD_PRESSURE,
-            measured_at__gte=now - course.RECENT_LOW_WINDOW,
-            measured_at__lte=now,
-        )
-        .aggregate(low=Min("systolic_mmhg"))
-        .get("low")
-    )
+    # The week's readings cover the recent-low window (checked at import, above).
+    recent = now - course.RECENT_LOW_WINDOW
+    lowest = min((s for moment, s, _ in week.bp_readings if moment >= recent), default=None)
     state = course.CourseState(
         now=now,
         regimen=observation.regimen,

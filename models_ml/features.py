@@ -159,6 +159,11 @@ class HomeObservation:
     adherence_rate_7d: float | None
     regimen: dict[str, Decimal] = field(default_factory=dict)
     feature_set: str = FEATURE_SET_VERSION
+    # The window's blood-pressure readings in use, (measured_at, systolic, diastolic), oldest
+    # first: the safety rules and the course's lowest reading read them, not the database again.
+    bp_readings: tuple[tuple[datetime, int, int], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     @property
     def mean_systolic_7d_mmhg(self) -> float | None:
@@ -193,9 +198,9 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         patient=patient, measured_at__gte=since, measured_at__lte=now
     )
     bp = list(
-        window.filter(reading_type=ReadingType.BLOOD_PRESSURE).values_list(
-            "measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg"
-        )
+        window.filter(reading_type=ReadingType.BLOOD_PRESSURE)
+        .order_by("measured_at", "pk")
+        .values_list("measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg")
     )
     # Heart rate each minute and per-minute steps are most of a week's rows: they are summed in
     # the database, not read (issue 17: the week was ~9,400 rows per evaluation).
@@ -214,8 +219,11 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     steps += steps_window.filter(period_start__isnull=False).values_list(
         "measured_at", "period_start", "value"
     )
+    # The newest reading up to now is in the window when the window has any.
     last_bp_at = (
-        Reading.objects.in_use()
+        bp[-1][0]
+        if bp
+        else Reading.objects.in_use()
         .filter(patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now)
         .order_by("-measured_at")
         .values_list("measured_at", flat=True)
@@ -251,6 +259,11 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         last_bp_at=last_bp_at,
         adherence_rate_7d=adherence,
         regimen=regimen,
+        bp_readings=tuple(
+            (moment, systolic, diastolic)
+            for moment, _, systolic, diastolic in bp
+            if systolic is not None and diastolic is not None  # a BP reading always has both
+        ),
     )
 
 
