@@ -155,10 +155,13 @@ def patients_to_sweep(now: datetime) -> QuerySet[Patient]:
     - no blood-pressure reading for the shortest stale-data limit any patient has, and no
       stale-data alert unresolved: the stale-data alert may be due (its own limit is checked by
       the rule);
-    - an above-target alert unresolved: it resolves as readings leave the window;
     - a proposal delivered to the patient: it expires (``patients.course.DELIVERED_EXPIRY``);
     - never evaluated, or a blood-pressure reading, intake or result newer than the watermark
-      (an evaluation that was never queued: the broker was down)."""
+      (an evaluation that was never queued: the broker was down).
+
+    Not an open above-target alert: a new reading evaluates the patient, and a patient who stops
+    measuring is swept once the stale-data limit passes — sweeping every patient above target
+    (most of a hypertension clinic) each hour would bring back the cost this removes."""
     shortest = AlertThresholds.objects.aggregate(h=Min("stale_after_hours"))["h"]
     stale_hours = min(shortest or defaults.STALE_AFTER_HOURS, defaults.STALE_AFTER_HOURS)
     patient = OuterRef("pk")
@@ -184,7 +187,6 @@ def patients_to_sweep(now: datetime) -> QuerySet[Patient]:
     )
     return Patient.objects.filter(discharged_at__isnull=True).filter(
         (~Exists(recent_bp) & ~Exists(unresolved.filter(kind=AlertKind.STALE_DATA)))
-        | Exists(unresolved.filter(kind=AlertKind.ABOVE_TARGET))
         | Exists(
             Recommendation.objects.filter(patient=patient, status=RecommendationStatus.DELIVERED)
         )

@@ -391,10 +391,13 @@ PG = {
     for group in ("daphne", "celery worker", "celery beat", "other clients")
 }
 ALL_POSTGRES = "postgres (whole server)"
-# In a clinic a patient's uploads are minutes apart, far beyond the evaluation debounce (5 s),
-# so each upload with new data is evaluated on its own: the estimate charges one evaluation per
-# upload at the measured cost of one, whatever the compressed clock merged.
-EVALUATIONS_PER_UPLOAD_IN_CLINIC = 1.0
+# Evaluations per upload. Only an upload that carries a blood-pressure reading (or an intake)
+# is evaluated (docs/patient-ai-loop.md, "When the rules and the model run"): about one upload
+# in three at a blood pressure every ~30 minutes and an upload every 10. The estimate charges
+# the larger of that share and what the phase measured (runs ÷ uploads): a phone's gaps stay at
+# or above the evaluation debounce (MAX_COMPRESSION), so the compressed clock merges no runs a
+# clinic would run apart. (Before issue 17 every upload was evaluated: 1.0.)
+BP_SHARE_OF_UPLOADS = MEAN_UPLOAD_MINUTES / 30.0
 
 
 def _server(rate_or_cpu: dict) -> float:
@@ -425,7 +428,8 @@ def net_cost(phase: dict, idle: dict) -> dict:
     web_per_upload = max(0.0, web - idle["ours"] * seconds) / uploads
     runs = phase["evaluations_phase_and_drain"]
     per_evaluation = evaluation / runs if runs else evaluation / uploads
-    per_upload = web_per_upload + per_evaluation * EVALUATIONS_PER_UPLOAD_IN_CLINIC
+    runs_per_upload = max(BP_SHARE_OF_UPLOADS, runs / uploads)
+    per_upload = web_per_upload + per_evaluation * runs_per_upload
     other_databases = max(0.0, cpu[ALL_POSTGRES] - sum(cpu[k] for k in PG.values()))
     return {
         "server_cpu_s": round(_server(cpu), 1),
@@ -433,6 +437,7 @@ def net_cost(phase: dict, idle: dict) -> dict:
         "evaluation_cpu_s": round(evaluation, 1),
         "web_per_upload_s": round(web_per_upload, 4),
         "per_evaluation_s": round(per_evaluation, 4),
+        "evaluations_per_upload": round(runs_per_upload, 3),
         "per_upload_s": round(per_upload, 4),
         "per_upload_upper_s": round(per_upload + other_databases / uploads, 4),
     }
@@ -460,9 +465,12 @@ def estimate(measured: dict, idle: dict) -> dict:
         f"{cost['web_cpu_s']:.1f} CPU-s less the idle stack's {idle['ours']:.3f} CPU-s/s × "
         f"{seconds:.0f} s = {cost['web_per_upload_s']:.4f} CPU-s per upload; evaluations "
         f"(Celery worker + its PostgreSQL backends) {cost['evaluation_cpu_s']:.1f} CPU-s = "
-        f"{cost['per_evaluation_s']:.4f} CPU-s per run; one run per upload in a clinic ⇒ "
-        f"{per_upload:.4f} CPU-s per upload. CPU per patient = {UPLOADS_PER_PATIENT_HOUR:.2f} "
-        f"÷ 3600 × {per_upload:.4f} = {per_patient_s:.6f} CPU-s/s; patients = ({CORES} cores × "
+        f"{cost['per_evaluation_s']:.4f} CPU-s per run; "
+        f"{cost['evaluations_per_upload']:.3f} runs per upload (the larger of the measured "
+        f"runs ÷ uploads and the {BP_SHARE_OF_UPLOADS:.3f} of uploads that carry a blood "
+        f"pressure) ⇒ {per_upload:.4f} CPU-s per upload. CPU per patient = "
+        f"{UPLOADS_PER_PATIENT_HOUR:.2f} ÷ 3600 × {per_upload:.4f} = {per_patient_s:.6f} "
+        f"CPU-s/s; patients = ({CORES} cores × "
         f"{CEILING:.0%} ceiling − {idle['ours']:.3f} idle) ÷ {per_patient_s:.6f} = "
         f"{patients:,}. Charging also the other databases' PostgreSQL CPU on this shared server "
         f"({upper:.4f} CPU-s per upload) gives {patients_upper_cost:,}."

@@ -14,6 +14,16 @@ from bench import machine_line, write_rows
 RESULTS_JSON = Path(__file__).resolve().parents[1] / "results.json"
 PREVIOUS_PATIENTS = 4000  # the outside SRE run on PostgreSQL + Redis + Celery (issue 17)
 GOAL_PATIENTS = 100_000
+# The same harness (short profile) on this machine before issue 17's evaluation, connection and
+# model-row changes: 2026-12-03 11:29 UTC, commit f81bac8 (bench/RESULTS.md history).
+BEFORE = {
+    "when": "2026-12-03 11:29 UTC, commit f81bac8, same harness and machine",
+    "runs_per_upload": round(345 / 323, 3),
+    "per_evaluation_s": 0.0809,
+    "web_per_upload_s": 0.0627,
+    "per_upload_s": 0.1436,
+    "patients": 5708,
+}
 
 
 def _offered(phase: dict) -> float:
@@ -109,7 +119,7 @@ def rows(outcome: dict) -> list[dict]:
             detail={"max": phase["queue_depth_max"], "drain_s": phase["drain_seconds"]},
         )
         add(
-            f"{label}: server CPU per upload, one evaluation included",
+            f"{label}: server CPU per upload, its evaluations included",
             phase["cpu_per_upload_s"],
             "CPU-s",
             None,
@@ -125,6 +135,55 @@ def rows(outcome: dict) -> list[dict]:
         PREVIOUS_PATIENTS,
         "the outside SRE run (issue 17), not measured in this run",
         detail=guess["arithmetic"],
+    )
+    # Each bottleneck removed, before and after, from the measure phase.
+    cost = measure["cost"]
+    before = f"the same harness before the changes ({BEFORE['when']})"
+    add(
+        "load: evaluation runs per upload (heart rate alone no longer evaluated)",
+        round(measure["evaluations_phase_and_drain"] / max(1, measure["uploads_phase"]), 3),
+        "runs/upload",
+        None,
+        None,
+        BEFORE["runs_per_upload"],
+        before,
+    )
+    add(
+        "load: CPU-s per evaluation run (worker + its PostgreSQL; pooled connections, "
+        "no SHAP for an unchanged proposal, features summed in the database)",
+        cost["per_evaluation_s"],
+        "CPU-s",
+        None,
+        None,
+        BEFORE["per_evaluation_s"],
+        before,
+    )
+    add(
+        "load: web CPU-s per upload (daphne + its PostgreSQL; no inline check for heart rate)",
+        cost["web_per_upload_s"],
+        "CPU-s",
+        None,
+        None,
+        BEFORE["web_per_upload_s"],
+        before,
+    )
+    add(
+        "load: server CPU-s per upload, its evaluations included",
+        cost["per_upload_s"],
+        "CPU-s",
+        None,
+        None,
+        BEFORE["per_upload_s"],
+        before,
+    )
+    add(
+        "load: patients per machine against the same harness before the changes",
+        guess["patients"],
+        "patients",
+        f"≥ {GOAL_PATIENTS:,}",
+        guess["patients"] >= GOAL_PATIENTS,
+        BEFORE["patients"],
+        before,
     )
     add(
         "load: check at the estimate — upload p95 < 1 s and no queue growth",

@@ -20,7 +20,13 @@ from django.utils import timezone
 from audit.models import Action, AuditEvent
 from clinicians import decisions
 from clinicians.evaluation import OPEN_STATUSES, evaluate_patient
-from clinicians.models import EvaluationState, Recommendation, RecommendationStatus
+from clinicians.models import (
+    Alert,
+    AlertKind,
+    EvaluationState,
+    Recommendation,
+    RecommendationStatus,
+)
 from tests.clinicians.conftest import course_ready
 from tests.conftest import PASSWORD, bearer_client
 
@@ -283,6 +289,15 @@ def test_the_hourly_sweep_evaluates_only_those_time_or_unseen_data_can_change(cl
         created_at=timezone.now(),
     )
     assert delivered in patients_to_sweep(timezone.now())  # it expires
+
+    # Above target, measuring, a proposal waiting for a clinician: nothing for the sweep (most
+    # of a hypertension clinic looks like this).
+    above = PatientFactory(care_team=team_a)
+    course_ready(above, clinician_a, step="1")
+    Reading.objects.filter(patient=above).update(measured_at=timezone.now() - timedelta(hours=2))
+    evaluate_patient(above.pk)
+    assert Alert.objects.filter(patient=above, kind=AlertKind.ABOVE_TARGET).exists()
+    assert above not in patients_to_sweep(timezone.now())
 
     never = PatientFactory(care_team=team_a)
     assert never in patients_to_sweep(timezone.now())
