@@ -152,3 +152,31 @@ def bearer_client(user, password: str = PASSWORD) -> APIClient:
 @pytest.fixture
 def as_user():
     return bearer_client
+
+
+@pytest.fixture(scope="session")
+def simulated_training():
+    """A small simulated training set (160 patients, seed 5), made once per run."""
+    from models_ml.dataset import simulated_training_set
+
+    return simulated_training_set(n_patients=160, seed=5)
+
+
+@pytest.fixture
+def production_version(simulated_training, settings, tmp_path, monkeypatch):
+    """A model trained on ``simulated_training`` and put in production (its serving reference
+    from 300 simulated patients, not production's 1,000: time). The loaded-model cache is
+    cleared before and after."""
+    from models_ml import loaders, monitoring, training
+    from models_ml.models import Stage
+
+    settings.DATA_DIR = tmp_path
+    monkeypatch.setattr(
+        monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
+    )
+    loaders._cache.clear()
+    version = training.train_model(seed=5, training=simulated_training)
+    version.stage = Stage.PRODUCTION
+    version.save()
+    yield version
+    loaders._cache.clear()

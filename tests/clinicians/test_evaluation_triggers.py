@@ -186,26 +186,11 @@ def test_another_change_than_the_rejected_one_is_still_proposed(clinician_a, pat
     )
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    from models_ml.dataset import simulated_training_set
-
-    return simulated_training_set(n_patients=160, seed=5)
-
-
 @pytest.fixture
-def production_model(simulated, settings, tmp_path, monkeypatch):
-    from models_ml import loaders, monitoring, training
+def production_model(production_version):
+    from models_ml import loaders
     from models_ml.models import Stage
 
-    settings.DATA_DIR = tmp_path
-    monkeypatch.setattr(
-        monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
-    )
-    loaders._cache.clear()
-    version = training.train_model(seed=5, training=simulated)
-    version.stage = Stage.PRODUCTION
-    version.save()
     return loaders.loaded_in_stage(Stage.PRODUCTION)
 
 

@@ -13,34 +13,23 @@ from django.utils import timezone
 
 from clinicians.models import Recommendation, RecommendationStatus, Tier
 from clinicians.tasks import monitor_models
-from models_ml import loaders, monitoring, training
+from models_ml import loaders, monitoring
 from models_ml.features import STATE_FEATURES
-from models_ml.models import ModelAlert, Stage
+from models_ml.models import ModelAlert
 from models_ml.monitoring import assess
 from models_ml.serving import serving_producer
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    from models_ml.dataset import simulated_training_set
-
-    return simulated_training_set(n_patients=160, seed=5)
+@pytest.fixture
+def simulated(simulated_training):
+    return simulated_training
 
 
 @pytest.fixture
-def production(simulated, settings, tmp_path, monkeypatch):
-    settings.DATA_DIR = tmp_path
-    # The serving reference of 300 simulated patients, not production's 1,000 (time).
-    monkeypatch.setattr(
-        monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
-    )
-    loaders._cache.clear()
-    version = training.train_model(seed=5, training=simulated)
-    version.stage = Stage.PRODUCTION
-    version.save()
-    return version
+def production(production_version):
+    return production_version
 
 
 def _frame(version, rows: np.ndarray) -> pd.DataFrame:

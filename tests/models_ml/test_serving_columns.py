@@ -29,33 +29,16 @@ EVIDENCE = (
 TABLE = ModelVersion._meta.db_table
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    from models_ml.dataset import simulated_training_set
-
-    return simulated_training_set(n_patients=160, seed=5)
-
-
 @pytest.fixture
-def production_and_shadow(simulated, settings, tmp_path, monkeypatch):
+def production_and_shadow(production_version):
     """A trained model in production, and the same artifact registered again in shadow."""
-    from models_ml import loaders, monitoring, training
-
-    settings.DATA_DIR = tmp_path
-    monkeypatch.setattr(
-        monitoring, "REFERENCE_COHORT", {**monitoring.REFERENCE_COHORT, "n_patients": 300}
-    )
-    loaders._cache.clear()
-    production = training.train_model(seed=5, training=simulated)
-    production.stage = Stage.PRODUCTION
-    production.save()
+    production = production_version
     shadow = ModelVersion.objects.get(pk=production.pk)
     shadow.pk = None
     shadow.version = f"{production.version}-shadow"
     shadow.stage = Stage.SHADOW
     shadow.save()
-    yield production, shadow
-    loaders._cache.clear()
+    return production, shadow
 
 
 def _model_version_reads(queries: list[dict]) -> list[str]:
