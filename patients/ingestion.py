@@ -535,9 +535,7 @@ def _finish_batch(
     if result.accepted:
         patient_id = patient.pk
         extra = announce or {}
-        transaction.on_commit(
-            lambda: signal.send(sender=sender, patient_id=patient_id, **extra)
-        )
+        transaction.on_commit(lambda: signal.send(sender=sender, patient_id=patient_id, **extra))
 
 
 def _digest(items: list[dict[str, Any]]) -> str:
