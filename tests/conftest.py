@@ -180,3 +180,14 @@ def production_version(simulated_training, settings, tmp_path, monkeypatch):
     version.save()
     yield version
     loaders._cache.clear()
+
+
+def journal_mark() -> int:
+    """The journal's newest ``sequence`` (0 when empty): events recorded later have a greater
+    one. (Not the count of events: on PostgreSQL sequences are not reused after a test's
+    rollback, and several chains share the journal-wide number.)"""
+    from django.db.models import Max
+
+    from audit.models import AuditEvent
+
+    return AuditEvent.objects.aggregate(m=Max("sequence"))["m"] or 0

@@ -413,7 +413,8 @@ def world(db, django_capture_on_commit_callbacks):
             "Patient": str(patient.pk),
             "Observation": str(reading.pk),
             "MedicationRequest": f"rec-{delivered.pk}",
-            "AuditEvent": "audit-1",
+            # The oldest event of this world (not 1: PostgreSQL does not reuse sequences).
+            "AuditEvent": f"audit-{AuditEvent.objects.order_by('sequence').first().sequence}",
             "Provenance": f"prov-{provenance.sequence}",
         },
         "lab": f"lab-{lab.pk}",

@@ -14,7 +14,7 @@ from clinaiops.cds_hooks import cards
 from clinicians.models import Alert, Recommendation, RecommendationStatus
 from patients.models import Prescription
 from tests.clinicians.conftest import course_ready
-from tests.conftest import bearer_client
+from tests.conftest import bearer_client, journal_mark
 from tests.factories import PatientFactory
 from tests.fhir.conftest import FhirClient, expressions, order, recommendation
 
@@ -72,7 +72,7 @@ def test_an_order_names_the_ordering_clinician_who_resolves_as_a_practitioner(
 def test_an_order_based_on_a_proposal_at_its_dose_approves_it_once(
     on_amlodipine, clinician_a, proposal
 ):
-    before = AuditEvent.objects.count()
+    before = journal_mark()
     response = FhirClient(clinician_a).post(
         "/fhir/MedicationRequest",
         order(on_amlodipine, "amlodipine", 5, basedOn=_based_on(proposal)),

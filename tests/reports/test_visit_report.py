@@ -23,7 +23,7 @@ from audit.models import AuditEvent
 from clinicians.models import Visit, VisitSource, VisitStatus
 from clinicians.portal.visit_report import build_visit_report, figures_summary
 from tests.clinicians.test_portal import portal_client
-from tests.conftest import bearer_client
+from tests.conftest import bearer_client, journal_mark
 from tests.reports.conftest import INTERNAL_REASON, MODEL_VERSION, OPEN_QUESTION, PATIENT_NOTE
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def test_report_traces_the_dose_change_the_alert_the_goal_and_the_open_question(
 
 def test_clinician_reads_the_html_report_and_the_read_is_journalled(world):
     client = portal_client(world.clinician)
-    before = AuditEvent.objects.count()
+    before = journal_mark()
     response = client.get(f"/portal/visits/{world.visit.pk}/report/")
     assert response.status_code == 200
     page = response.content.decode()
@@ -117,7 +117,7 @@ def test_another_teams_visit_is_refused_as_missing_and_journalled(world, clinici
         f"/portal/visits/{world.visit.pk}/report/",
         f"/portal/visits/{world.visit.pk}/report.pdf",
     ):
-        before = AuditEvent.objects.count()
+        before = journal_mark()
         assert client.get(path).status_code == 404
         refusal = AuditEvent.objects.filter(sequence__gt=before, action="refused").get()
         assert refusal.actor_id == clinician_b.pk
@@ -173,7 +173,7 @@ def test_patient_reaches_no_other_report(world, patient_b, clinician_a):
         (clinician_a, world.visit.pk),  # "me" is the patient's own screen
     ]
     for user, visit_id in cases:
-        before = AuditEvent.objects.count()
+        before = journal_mark()
         response = bearer_client(user).get(f"/api/v1/me/visits/{visit_id}/report/")
         assert response.status_code == 404, (user, visit_id)
         assert AuditEvent.objects.filter(
