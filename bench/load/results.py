@@ -320,6 +320,10 @@ def render(outcome: dict) -> str:
         )
         + f"): upload p95 {_cell(check['upload_p95_ms'])} ms, queue "
         f"{'grows' if check['queue_grows'] else 'does not grow'} — "
-        f"{'**met**' if check['met'] else '**not met**'}.",
+        + (
+            "not judged: the check ran below the estimate."
+            if check["met"] is None
+            else ("**met**." if check["met"] else "**not met**.")
+        ),
     ]
     return "\n".join(lines) + "\n"
