@@ -67,6 +67,10 @@ MAX_LISTED = 50  # messages, goals, visits on one screen
 MAX_DECISIONS = 200
 URGENT_GUIDANCE_HOURS = 24  # how long an urgent message keeps the guidance on *today*
 
+# Why an evaluation held that stays with the care team: a rejected proposal is never shown to
+# the patient (docs/patient-ai-loop.md), so neither is the hold that follows from it.
+TEAM_ONLY_HOLDS = frozenset({"rejected_recently"})
+
 
 # --- today ---------------------------------------------------------------------------------------
 
@@ -439,7 +443,11 @@ def medications_screen(patient: Patient, *, now: datetime | None = None) -> dict
         "min_interval_days": summary.min_interval_days,
         "next_change_from": summary.next_change_from,
         "next_change_text": _next_change_text(summary.next_change_from, patient_zone(patient)),
-        "hold_reasons": summary.hold_reasons,
+        "hold_reasons": [
+            reason
+            for reason in summary.hold_reasons
+            if not (isinstance(reason, dict) and reason.get("code") in TEAM_ONLY_HOLDS)
+        ],
     }
 
 

@@ -145,6 +145,11 @@ def test_a_rejected_change_is_not_proposed_again_on_the_same_evidence(clinician_
     held = {reason["code"]: reason["message"] for reason in state.hold_reasons}
     assert "rejected_recently" in held
     assert "rejected" in held["rejected_recently"]
+    # The rejection stays with the team: the patient's screen does not say a change was rejected.
+    screen = phone.get("/api/v1/me/medications/")
+    assert screen.status_code == 200, screen.content
+    assert "rejected_recently" not in {r["code"] for r in screen.json()["hold_reasons"]}
+    assert "reject" not in screen.content.decode().lower()
 
     # A week on, on a new week of readings, the same change may be proposed again.
     with time_machine.travel(timezone.now() + timedelta(days=8), tick=False):
