@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import machine_line, write_rows
+from bench import machine_line, row, write_rows
 
 RESULTS_JSON = Path(__file__).resolve().parents[1] / "results.json"
 PREVIOUS_PATIENTS = 4000  # the outside SRE run on PostgreSQL + Redis + Celery (issue 17)
@@ -50,21 +50,17 @@ def rows(outcome: dict) -> list[dict]:
     out: list[dict] = []
 
     def add(what, value, unit, goal, met, reference=None, reference_what=None, detail=None):
-        ratio = None
-        if isinstance(reference, int | float) and reference and value is not None:
-            ratio = round(value / reference, 3)
         out.append(
-            {
-                "what": what,
-                "value": value,
-                "unit": unit,
-                "reference": reference,
-                "reference_what": reference_what,
-                "ratio": ratio,
-                "goal": goal,
-                "met": met,
-                "detail": detail,
-            }
+            row(
+                what,
+                value,
+                unit,
+                reference=reference,
+                reference_what=reference_what,
+                goal=goal,
+                met=met,
+                detail=detail,
+            )
         )
 
     for phase in (measure, check):
