@@ -144,15 +144,16 @@ else:
     # Under ASGI, persistent connections (CONN_MAX_AGE) are opened per request and leak
     # (Django ticket #33497); Django's psycopg pool hands a connection to each request instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # The pool checks a connection before handing it out (Django passes the check only with
-    # this on): one PostgreSQL dropped on a restart is replaced, not given to a request or task.
+    # The pool checks a connection before handing it out: one PostgreSQL dropped on a restart
+    # is replaced, not given to a request or task. Our backend (clinaiops.postgresql) gives the
+    # pool a check that also clears every dead sibling at once: Django's own waited a growing
+    # backoff per dead connection and timed out on the first request after a restart.
+    DATABASES["default"]["ENGINE"] = "clinaiops.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
         "timeout": 10,
-        # (Django passes ``check=ConnectionPool.check_connection``: a connection PostgreSQL
-        # dropped on a restart is replaced on checkout, not handed to a request.)
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

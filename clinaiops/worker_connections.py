@@ -7,7 +7,7 @@ CPU than the evaluation's own queries. ``CELERY_DB_REUSE_MAX`` (settings) turns 
 receivers give a task what a request gets from Django instead (``close_old_connections``):
 afterwards a connection goes back to the process's pool (``CONN_MAX_AGE`` is 0) or, if an error
 left it unusable, is dropped; the pool checks a connection before handing it out
-(``CONN_HEALTH_CHECKS``), so one PostgreSQL dropped in a restart is replaced, not reused.
+(``clinaiops.postgresql``), so one PostgreSQL dropped in a restart is replaced, not reused.
 Without a pool (SQLite) the connection is closed after each task, as before.
 
 Eager tasks (the embedded stack, tests) run inside the caller's request and transaction: their

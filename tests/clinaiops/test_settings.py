@@ -134,7 +134,7 @@ def test_redis_url_switches_the_stack(tmp_path):
     assert eager is False
     assert broker == "redis://127.0.0.1:6390/3"
     assert layer == "channels_redis.core.RedisChannelLayer"
-    assert engine == "django.db.backends.postgresql"
+    assert engine == "clinaiops.postgresql"  # Django's, with our pool check
 
 
 def test_the_suite_runs_on_the_configured_database():

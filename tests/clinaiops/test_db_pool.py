@@ -1,0 +1,54 @@
+"""After PostgreSQL ends every idle connection (a restart, a failover), the next request gets a
+working connection, not a 10 s pool time-out (``clinaiops.postgresql``). With Django's check
+(``CONN_HEALTH_CHECKS``) psycopg_pool tried the dead connections one by one, waiting 1, 2, 4 s
+between them: eight dead ones timed out — the CI failure of session 10."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+IDLE = 8
+
+
+@pytest.fixture
+def pool():
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's")
+    return connection.pool
+
+
+def _terminate(pids: set[int]) -> None:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [sorted(pids)]
+        )
+
+
+def test_the_first_request_after_every_idle_connection_died_gets_a_working_one(pool):
+    pool.open()
+    held = [pool.getconn() for _ in range(IDLE)]  # the pool grows to hold them …
+    pids = {conn.info.backend_pid for conn in held}
+    for conn in held:
+        pool.putconn(conn)  # … and keeps them idle
+    assert pool.get_stats()["pool_available"] >= IDLE
+    _terminate(pids)
+
+    conn = pool.getconn(timeout=10)  # Django's check: PoolTimeout after ~7 s
+    try:
+        assert conn.info.backend_pid not in pids
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        pool.putconn(conn)
+    # No dead one is left for a later request: every idle connection works.
+    again = [pool.getconn(timeout=10) for _ in range(3)]
+    try:
+        assert not {c.info.backend_pid for c in again} & pids
+    finally:
+        for c in again:
+            pool.putconn(c)
