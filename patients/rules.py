@@ -170,7 +170,23 @@ def _patient_id(row) -> int:
     return row.patient_id
 
 
-authz.define_visibility("patients.patient", Patient, reached_patients, patient_of=lambda p: p.pk)
+def reaches_own_record(user, patient) -> bool:
+    """``REACH``'s patient line for one row, without a query: a patient reaches their own
+    record — unless a SMART launch narrowed this request to another patient. (The upload path
+    asks it twice per batch: the view before the body is read, the ingestion service again.)"""
+    compartment = getattr(user, "compartment_patient_id", None)
+    return bool(
+        is_patient(user) and is_own_record(user, patient) and compartment in (None, patient.pk)
+    )
+
+
+authz.define_visibility(
+    "patients.patient",
+    Patient,
+    reached_patients,
+    patient_of=lambda p: p.pk,
+    shortcut=reaches_own_record,
+)
 authz.define_visibility(
     "patients.administered", Patient, administered_patients, patient_of=lambda p: p.pk
 )

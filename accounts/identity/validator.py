@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from oauth2_provider.models import AccessToken
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from accounts.identity import client_assertion, issuer, scopes
+from accounts.identity.token_lookup import load_access_token
 from accounts.models import GrantContext, OAuthClient, Role, TokenContext
 
 logger = logging.getLogger("clinaiops.identity")
@@ -150,12 +150,8 @@ class Validator(OAuth2Validator):
 
     def _load_access_token(self, token):
         """As the library loads it, with the sign-in context in the same query (every API
-        request reads it)."""
-        return (
-            AccessToken.objects.select_related("application", "user", "context")
-            .filter(token_checksum=token_checksum(token))
-            .first()
-        )
+        request reads it; ``token_lookup`` builds the statement once per process)."""
+        return load_access_token(token_checksum(token))
 
     # --- OpenID Connect ------------------------------------------------------------------------
 
