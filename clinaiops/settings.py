@@ -263,6 +263,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "clinaiops",
+            # One pool per process, not one per request context (clinaiops.redis_pool).
+            "OPTIONS": {"pool_class": "clinaiops.redis_pool.SharedConnectionPool"},
         }
     }
 else:

@@ -1,0 +1,32 @@
+"""One Redis connection pool per process for Django's cache (throttle counters, sign-in
+lockouts, the FHIR and SMART caches).
+
+Under ASGI Django keeps one cache object per request context, and ``RedisCache`` builds its
+connection pool per object: every request daphne served opened a new TCP connection to Redis
+and redis-py's hand-shake on it, then left it for the garbage collector (issue 17: it showed in a
+profile of daphne under the load harness, and as one ``total_connections_received`` per
+request). ``CACHES["default"]["OPTIONS"]["pool_class"]`` names this class: the cache objects of
+all requests share the pool made for the same URL and options. redis-py's pool is thread-safe
+and, after a fork, starts afresh in the child.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Self
+
+import redis
+
+_shared: dict[tuple, Any] = {}
+_shared_lock = threading.Lock()
+
+
+class SharedConnectionPool(redis.ConnectionPool):
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Self:
+        key = (cls, url, tuple(sorted((name, repr(value)) for name, value in kwargs.items())))
+        with _shared_lock:
+            pool = _shared.get(key)
+            if pool is None:
+                pool = _shared[key] = super().from_url(url, **kwargs)
+            return pool
