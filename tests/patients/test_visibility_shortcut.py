@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from core import authz
 from patients.rules import reached_patients, reaches_own_record
 from tests.conftest import bearer_client
+from tests.patients.test_ingestion import bp
 
 pytestmark = pytest.mark.django_db
 
@@ -49,17 +49,8 @@ def test_a_launch_narrowed_to_another_patient_is_not_shortcut(patient_a, patient
 
 def test_a_patients_upload_asks_no_visibility_query(patient_a):
     client = bearer_client(patient_a.user)
-    item = {
-        "client_id": "bp-1",
-        "type": "blood_pressure",
-        "systolic": 128,
-        "diastolic": 82,
-        "unit": "mm[Hg]",
-        "measured_at": timezone.now().isoformat(),
-        "device_id": "cuff-1",
-    }
     with CaptureQueriesContext(connection) as queries:
-        response = client.post("/api/v1/readings/", {"readings": [item]}, format="json")
+        response = client.post("/api/v1/readings/", {"readings": [bp("bp-1")]}, format="json")
     assert response.status_code == 201
     assert not [sql for sql in _visibility_queries(queries) if "patients_patient" in sql]
 
