@@ -174,6 +174,8 @@ def reaches_own_record(user, patient) -> bool:
     """``REACH``'s patient line for one row, without a query: a patient reaches their own
     record — unless a SMART launch narrowed this request to another patient. (The upload path
     asks it twice per batch: the view before the body is read, the ingestion service again.)"""
+    if not isinstance(patient, Patient):
+        return False  # only a patient row; anything else is decided by the rows
     compartment = getattr(user, "compartment_patient_id", None)
     return bool(
         is_patient(user) and is_own_record(user, patient) and compartment in (None, patient.pk)

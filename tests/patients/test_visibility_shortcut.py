@@ -61,3 +61,12 @@ def test_someone_else_uploading_is_still_refused(patient_a, clinician_a):
     )
     assert response.status_code == 403
     assert patient_a.readings.count() == 0
+
+
+def test_only_a_patient_row_is_shortcut(patient_a):
+    """Another row that happens to carry the user's id is left to the rows."""
+    from types import SimpleNamespace
+
+    lookalike = SimpleNamespace(pk=patient_a.pk, user_id=patient_a.user.pk, discharged_at=None)
+    assert not reaches_own_record(patient_a.user, lookalike)
+    assert reaches_own_record(patient_a.user, patient_a)
