@@ -33,13 +33,14 @@ class _Part:
     """One model's columns in the statement: where they start and how each is converted."""
 
     model: type[Model]
-    attnames: tuple[str, ...]
+    attnames: tuple[str, ...]  # every concrete field, in the model's order (``from_db``'s)
+    pk_offset: int
     start: int
     converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (offset, converters, column)
 
     def build(self, alias: str, row: tuple, connection) -> Model | None:
         values = list(row[self.start : self.start + len(self.attnames)])
-        if values[0] is None:  # the primary key: no row joined (a LEFT JOIN that found none)
+        if values[self.pk_offset] is None:  # no row joined (a LEFT JOIN that found none)
             return None
         for offset, converters, column in self.converters:
             value = values[offset]
@@ -60,7 +61,10 @@ class _Statement:
 
 def _part(model: type[Model], table_alias: str, start: int, connection) -> tuple[_Part, list[str]]:
     quote = connection.ops.quote_name
-    fields = [model._meta.pk, *(f for f in model._meta.concrete_fields if not f.primary_key)]
+    # All concrete fields in the model's own order: ``Model.from_db`` given a full row builds
+    # the instance positionally in that order, whatever names it is given.
+    fields = list(model._meta.concrete_fields)
+    pk_offset = fields.index(model._meta.pk)
     columns, converters = [], []
     for offset, field in enumerate(fields):
         columns.append(f"{table_alias}.{quote(field.column)}")
@@ -70,7 +74,7 @@ def _part(model: type[Model], table_alias: str, start: int, connection) -> tuple
         )
         if found:
             converters.append((offset, found, column))
-    part = _Part(model, tuple(f.attname for f in fields), start, tuple(converters))
+    part = _Part(model, tuple(f.attname for f in fields), pk_offset, start, tuple(converters))
     return part, columns
 
 

@@ -46,8 +46,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
     @property
     def pool(self):
         pool = super().pool
-        if pool is not None and getattr(pool, "_check", check_connection) is not check_connection:
-            if not hasattr(pool, "_check"):  # psycopg_pool changed: fail loudly, not silently
-                raise ImproperlyConfigured("psycopg_pool.ConnectionPool has no _check to set")
-            pool._check = check_connection
-        return pool
+        return None if pool is None else with_our_check(pool)
+
+
+def with_our_check(pool):
+    """``pool`` checking connections with ``check_connection``. psycopg_pool keeps the check in
+    ``_check`` (3.2, 3.3); should a release rename it, start-up fails loudly rather than run
+    silently with the check that times out after a restart."""
+    if not hasattr(pool, "_check"):
+        raise ImproperlyConfigured("psycopg_pool.ConnectionPool has no _check to set")
+    if pool._check is not check_connection:
+        pool._check = check_connection
+    return pool

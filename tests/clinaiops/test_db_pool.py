@@ -52,3 +52,19 @@ def test_the_first_request_after_every_idle_connection_died_gets_a_working_one(p
     finally:
         for c in again:
             pool.putconn(c)
+
+
+def test_a_pool_without_the_check_attribute_fails_loudly():
+    """Should psycopg_pool rename its check attribute, start-up fails instead of running with
+    the check that times out after a restart."""
+    from types import SimpleNamespace
+
+    from django.core.exceptions import ImproperlyConfigured
+    from psycopg_pool import ConnectionPool
+
+    from clinaiops.postgresql.base import check_connection, with_our_check
+
+    with pytest.raises(ImproperlyConfigured):
+        with_our_check(SimpleNamespace())
+    pool = ConnectionPool("", open=False, check=ConnectionPool.check_connection)
+    assert with_our_check(pool)._check is check_connection
