@@ -30,3 +30,14 @@ class SharedConnectionPool(redis.ConnectionPool):
             if pool is None:
                 pool = _shared[key] = super().from_url(url, **kwargs)
             return pool
+
+
+def redis_cache(url: str) -> dict[str, Any]:
+    """Django's cache on Redis at ``url``, as the production stack configures it (settings)."""
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "clinaiops",
+        # One pool per process, not one per request context (module docstring).
+        "OPTIONS": {"pool_class": "clinaiops.redis_pool.SharedConnectionPool"},
+    }

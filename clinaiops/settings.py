@@ -258,15 +258,9 @@ if REDIS_URL:
             },
         }
     }
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "clinaiops",
-            # One pool per process, not one per request context (clinaiops.redis_pool).
-            "OPTIONS": {"pool_class": "clinaiops.redis_pool.SharedConnectionPool"},
-        }
-    }
+    from clinaiops.redis_pool import redis_cache
+
+    CACHES = {"default": redis_cache(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -59,6 +59,7 @@ from clinicians.portal.chart.figures import (
 from clinicians.treatment import bounds_by_drug, course_summary, target_from, thresholds_for
 from models_ml.features import local_clock
 from models_ml.protocol import MIN_READINGS_7D
+from patients import course
 from patients.models import Patient, Prescription, Reading, ReadingType
 from patients.steps import StepCount, steps_per_day
 
@@ -69,7 +70,7 @@ URGENT_GUIDANCE_HOURS = 24  # how long an urgent message keeps the guidance on *
 
 # Why an evaluation held that stays with the care team: a rejected proposal is never shown to
 # the patient (docs/patient-ai-loop.md), so neither is the hold that follows from it.
-TEAM_ONLY_HOLDS = frozenset({"rejected_recently"})
+TEAM_ONLY_HOLDS = frozenset({course.REJECTED_RECENTLY})
 
 
 # --- today ---------------------------------------------------------------------------------------

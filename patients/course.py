@@ -230,6 +230,11 @@ def holds(state: CourseState) -> tuple[Finding, ...]:
     return tuple(found)
 
 
+# The hold after a rejection; it stays with the care team, as the rejected proposal does
+# (``clinicians.patient_screens`` leaves it off the patient's screens).
+REJECTED_RECENTLY = "rejected_recently"
+
+
 def rejected_recently(
     medication: str, proposed_dose_mg: Decimal, rejected_at: datetime, now: datetime
 ) -> Finding | None:
@@ -239,7 +244,7 @@ def rejected_recently(
     if now >= until:
         return None
     return Finding(
-        "rejected_recently",
+        REJECTED_RECENTLY,
         f"A clinician rejected {medication} {proposed_dose_mg.normalize():f} mg "
         f"{_days_ago(now, rejected_at)}; the same change is not proposed again before "
         f"{until.date().isoformat()}, on a new week of readings.",
