@@ -64,7 +64,7 @@ PROFILES = {
     },
     "long": {  # `make bench-load`: 2 × 20 min of load, three days of history per patient
         "patients": 300,
-        "check_patients": 600,
+        "check_patients": 800,
         "compression": 30.0,
         "duration": 1200.0,
         "history": 72.0,
