@@ -44,7 +44,7 @@ from clinicians.models import (
     Tier,
 )
 from clinicians.safety import BpPoint, Finding, above_target, crisis, hypotension, stale
-from clinicians.treatment import CourseView, Judgement, course_view, judge, words
+from clinicians.treatment import CourseView, Judgement, SafetyInputs, course_view, judge, words
 from core import jobs
 from models_ml.protocol import Proposal, TitrationState, propose, step_down
 from models_ml.serving import (
@@ -116,7 +116,7 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
         watermark = (last_reading, last_intake, last_lab)
         has_new_data = (state.last_reading_id, state.last_intake_id, state.last_lab_id) != watermark
         view = course_view(patient, now)
-        outcome.alerts_opened = apply_safety_rules(patient, view, now)
+        outcome.alerts_opened = apply_safety_rules(patient, view.safety, now)
         if outcome.alerts_opened:
             view = course_view(patient, now)  # the gate sees the alerts just opened
         # Also without new data (the hourly sweep): time alone expires a delivered proposal.
@@ -207,25 +207,23 @@ def _replan_visit_after_commit(patient_id: int) -> None:
     )
 
 
-def apply_safety_rules(patient: Patient, view: CourseView, now: datetime) -> list[Alert]:
-    thresholds, state = view.thresholds, view.state
+def apply_safety_rules(patient: Patient, inputs: SafetyInputs, now: datetime) -> list[Alert]:
+    """Run the safety rules on ``inputs`` (a course view's ``safety``, or
+    ``treatment.safety_inputs`` read alone) and open or resolve the patient's alerts."""
+    thresholds = inputs.thresholds
     # The last 24 hours of the week's readings (the crisis and hypotension rules); the
     # above-target and stale-data rules read the whole 7-day window.
-    whole_week = view.week
-    points = [
-        BpPoint(m, s, d) for m, s, d in whole_week.bp_readings if m >= now - timedelta(hours=24)
-    ]
-    labs = course.lab_findings(state.labs, now)
+    points = [BpPoint(m, s, d) for m, s, d in inputs.bp_readings if m >= now - timedelta(hours=24)]
+    labs = course.lab_findings(inputs.labs, now)
     findings: dict[str, Finding | None] = {
         AlertKind.CRISIS: crisis(points, now, thresholds),
         AlertKind.HYPOTENSION: hypotension(points, now, thresholds),
-        AlertKind.STALE_DATA: stale(whole_week.last_bp_at, now, thresholds),
+        AlertKind.STALE_DATA: stale(inputs.last_bp_at, now, thresholds),
         AlertKind.ABOVE_TARGET: above_target(
-            whole_week.mean_systolic_7d_mmhg,
-            whole_week.mean_diastolic_7d_mmhg,
-            whole_week.bp_count_7d,
-            state.target_systolic_mmhg,
-            state.target_diastolic_mmhg,
+            inputs.mean_systolic_7d_mmhg,
+            inputs.mean_diastolic_7d_mmhg,
+            inputs.bp_count_7d,
+            *inputs.target,
         ),
         AlertKind.LAB: Finding(
             AlertKind.LAB,

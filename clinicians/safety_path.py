@@ -26,7 +26,7 @@ from clinicians.alert_evidence import fired_by
 from clinicians.alerts import resolve_by_rule
 from clinicians.evaluation import apply_safety_rules, withdraw_what_no_longer_passes
 from clinicians.models import Alert, AlertStatus
-from clinicians.treatment import course_view
+from clinicians.treatment import course_view, safety_inputs
 from patients.models import Patient, Reading, ReadingType, SafetyCheckDue
 
 logger = logging.getLogger("clinicians.safety_path")
@@ -47,10 +47,12 @@ def check_safety(patient_id: int, *, now: datetime | None = None, withdraw: bool
     )
     with transaction.atomic():
         patient = Patient.objects.get(pk=patient_id)
-        view = course_view(patient, now)
-        opened: list[Alert] = apply_safety_rules(patient, view, now)
-        if withdraw:
+        if withdraw:  # the withdrawal re-judges delivered proposals: the whole course
+            view = course_view(patient, now)
+            opened: list[Alert] = apply_safety_rules(patient, view.safety, now)
             withdraw_what_no_longer_passes(patient, view, now)
+        else:  # after an upload: only what the rules read
+            opened = apply_safety_rules(patient, safety_inputs(patient, now), now)
         if seen is not None:
             SafetyCheckDue.objects.filter(patient_id=patient_id, generation=seen).delete()
     return opened

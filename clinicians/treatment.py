@@ -12,12 +12,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
+import numpy as np
 from django.db.models import Max
 
 from clinicians.gate import REASON_TEXT, Bounds, GateContext, GateDecision, gate
 from clinicians.models import Alert, AlertKind, AlertStatus, AlertThresholds, SafetyBounds
 from clinicians.safety import Thresholds
-from models_ml.features import WINDOW, HomeObservation, observe
+from models_ml.features import (
+    WINDOW,
+    HomeObservation,
+    bp_points,
+    newest_blood_pressure_at,
+    observe,
+    read_blood_pressure,
+    readings_in_use,
+)
 from models_ml.protocol import ADEQUATE_ADHERENCE, MIN_READINGS_7D
 from patients import clinical_defaults as defaults
 from patients import course
@@ -97,6 +106,52 @@ def last_change(patient: Patient) -> tuple[datetime | None, str | None]:
 
 
 @dataclass(frozen=True)
+class SafetyInputs:
+    """What the safety rules read of one patient at a moment (``evaluation.apply_safety_rules``):
+    the clinician's thresholds, the target, the whole 7-day window's blood pressures in use,
+    the newest blood pressure, and the laboratory results. Taken from a course view already
+    built (an evaluation), or read alone by ``safety_inputs`` — the inline check after an
+    upload, which needs none of the rest of the course."""
+
+    thresholds: Thresholds
+    target: tuple[int, int]
+    bp_readings: tuple[tuple[datetime, int, int], ...]  # (measured_at, systolic, diastolic)
+    last_bp_at: datetime | None
+    labs: course.LabSnapshot
+
+    @property
+    def bp_count_7d(self) -> int:
+        return len(self.bp_readings)
+
+    @property
+    def mean_systolic_7d_mmhg(self) -> float | None:
+        return self._mean(1)
+
+    @property
+    def mean_diastolic_7d_mmhg(self) -> float | None:
+        return self._mean(2)
+
+    def _mean(self, column: int) -> float | None:
+        if not self.bp_readings:
+            return None
+        return float(np.mean(np.array([row[column] for row in self.bp_readings], dtype=float)))
+
+
+def safety_inputs(patient: Patient, now: datetime) -> SafetyInputs:
+    """``SafetyInputs`` read alone: what ``course_view(patient, now).safety`` gives, without the
+    heart rate, steps, regimen, adherence and evidence window the course also reads."""
+    bounds, _ = bounds_and_pending(patient)
+    rows = read_blood_pressure(readings_in_use(patient, now - WINDOW, now))
+    return SafetyInputs(
+        thresholds=thresholds_for(patient),
+        target=target_from(bounds),
+        bp_readings=bp_points(rows),
+        last_bp_at=newest_blood_pressure_at(patient, now, rows),
+        labs=latest_labs(patient, now),
+    )
+
+
+@dataclass(frozen=True)
 class CourseView:
     """One patient's course at ``now``: the rules' state, the evidence behind it, and what the
     gate needs beyond the course."""
@@ -108,6 +163,18 @@ class CourseView:
     open_alert_kinds: frozenset[str]
     thresholds: Thresholds
     pending_bounds: frozenset[str] = frozenset()  # drugs whose bounds await confirmation
+
+    @property
+    def safety(self) -> SafetyInputs:
+        """What the safety rules read, from this view (the whole week, not the evidence
+        window)."""
+        return SafetyInputs(
+            thresholds=self.thresholds,
+            target=(self.state.target_systolic_mmhg, self.state.target_diastolic_mmhg),
+            bp_readings=self.week.bp_readings,
+            last_bp_at=self.week.last_bp_at,
+            labs=self.state.labs,
+        )
 
     @property
     def holds(self) -> tuple[course.Finding, ...]:

@@ -187,21 +187,14 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     from django.db.models import Avg, Q, Sum
     from django.db.models.functions import TruncDate
 
-    from patients.models import Prescription, Reading, ReadingType
+    from patients.models import Prescription, ReadingType
     from patients.steps import steps_per_day
 
     since = now - WINDOW
     if evidence_from is not None and evidence_from > since:
         since = min(evidence_from, now)
-    # Readings entered in error stay in the record but never in a feature.
-    window = Reading.objects.in_use().filter(
-        patient=patient, measured_at__gte=since, measured_at__lte=now
-    )
-    bp = list(
-        window.filter(reading_type=ReadingType.BLOOD_PRESSURE)
-        .order_by("measured_at", "pk")
-        .values_list("measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg")
-    )
+    window = readings_in_use(patient, since, now)
+    bp = read_blood_pressure(window)
     # Heart rate each minute and per-minute steps are most of a week's rows: they are summed in
     # the database, not read (issue 17: the week was ~9,400 rows per evaluation).
     mean_heart = window.filter(reading_type=ReadingType.HEART_RATE).aggregate(m=Avg("value"))["m"]
@@ -219,16 +212,7 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     steps += steps_window.filter(period_start__isnull=False).values_list(
         "measured_at", "period_start", "value"
     )
-    # The newest reading up to now is in the window when the window has any.
-    last_bp_at = (
-        bp[-1][0]
-        if bp
-        else Reading.objects.in_use()
-        .filter(patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now)
-        .order_by("-measured_at")
-        .values_list("measured_at", flat=True)
-        .first()
-    )
+    last_bp_at = newest_blood_pressure_at(patient, now, bp)
     # The regimen in force at ``now`` — not the current one: training labels observe moments
     # in the past (models_ml.history).
     prescriptions = list(
@@ -259,11 +243,54 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
         last_bp_at=last_bp_at,
         adherence_rate_7d=adherence,
         regimen=regimen,
-        bp_readings=tuple(
-            (moment, systolic, diastolic)
-            for moment, _, systolic, diastolic in bp
-            if systolic is not None and diastolic is not None  # a BP reading always has both
-        ),
+        bp_readings=bp_points(bp),
+    )
+
+
+def readings_in_use(patient, since: datetime, now: datetime):
+    """The patient's readings in use from ``since`` to ``now`` (readings entered in error stay
+    in the record but never in a feature or a safety rule)."""
+    from patients.models import Reading
+
+    return Reading.objects.in_use().filter(
+        patient=patient, measured_at__gte=since, measured_at__lte=now
+    )
+
+
+def read_blood_pressure(window) -> list[tuple[datetime, int, int | None, int | None]]:
+    """The blood pressures of ``readings_in_use``, oldest first, as
+    (measured_at, utc_offset_minutes, systolic, diastolic)."""
+    from patients.models import ReadingType
+
+    return list(
+        window.filter(reading_type=ReadingType.BLOOD_PRESSURE)
+        .order_by("measured_at", "pk")
+        .values_list("measured_at", "utc_offset_minutes", "systolic_mmhg", "diastolic_mmhg")
+    )
+
+
+def newest_blood_pressure_at(patient, now: datetime, window_rows) -> datetime | None:
+    """The newest blood pressure in use up to ``now``: the window's last when the window has
+    any (no query), else read."""
+    from patients.models import Reading, ReadingType
+
+    if window_rows:
+        return window_rows[-1][0]
+    return (
+        Reading.objects.in_use()
+        .filter(patient=patient, reading_type=ReadingType.BLOOD_PRESSURE, measured_at__lte=now)
+        .order_by("-measured_at")
+        .values_list("measured_at", flat=True)
+        .first()
+    )
+
+
+def bp_points(rows) -> tuple[tuple[datetime, int, int], ...]:
+    """(measured_at, systolic, diastolic) of ``read_blood_pressure``'s rows, oldest first."""
+    return tuple(
+        (moment, systolic, diastolic)
+        for moment, _, systolic, diastolic in rows
+        if systolic is not None and diastolic is not None  # a BP reading always has both
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, Subquery
 
 from accounts.models import User
 from core import authz
@@ -70,9 +70,15 @@ def latest_labs(patient: Patient, now: datetime) -> LabSnapshot:
     observed = LabResult.objects.filter(patient=patient, observed_at__lte=now).order_by(
         "-observed_at", "-id"
     )
-    potassium = observed.filter(code=POTASSIUM).first()
-    reported = observed.filter(code__in=EGFR_CODES).first()
-    creatinine = observed.filter(code=CREATININE).first()
+    # The newest of each series in one statement (each a lookup on the ``lab_series`` index):
+    # the three series have disjoint codes, so each row returned is the newest of its own.
+    newest = Q(pk=Subquery(observed.filter(code=POTASSIUM).values("pk")[:1]))
+    newest |= Q(pk=Subquery(observed.filter(code__in=EGFR_CODES).values("pk")[:1]))
+    newest |= Q(pk=Subquery(observed.filter(code=CREATININE).values("pk")[:1]))
+    by_code = {row.code: row for row in LabResult.objects.filter(newest)}
+    potassium = by_code.get(POTASSIUM)
+    reported = next((by_code[code] for code in EGFR_CODES if code in by_code), None)
+    creatinine = by_code.get(CREATININE)
     candidates = []
     if reported is not None:
         candidates.append(LabValue(reported.value, reported.observed_at))
