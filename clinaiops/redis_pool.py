@@ -12,6 +12,7 @@ and, after a fork, starts afresh in the child.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Self
 
@@ -19,6 +20,15 @@ import redis
 
 _shared: dict[tuple, Any] = {}
 _shared_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """A forked child must not inherit the lock held by a thread that did not come with it."""
+    global _shared_lock
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 class SharedConnectionPool(redis.ConnectionPool):
@@ -40,4 +50,26 @@ def redis_cache(url: str) -> dict[str, Any]:
         "KEY_PREFIX": "clinaiops",
         # One pool per process, not one per request context (module docstring).
         "OPTIONS": {"pool_class": "clinaiops.redis_pool.SharedConnectionPool"},
+    }
+
+
+def redis_channel_layer(url: str) -> dict[str, Any]:
+    """The channel layer on Redis at ``url``, as the production stack configures it (settings).
+    Synchronous code sends through ``core.push`` (one event loop per process)."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # redis-py 8 times a read out after 5 s, exactly channels-redis's blocking pop: idle
+        # sockets dropped every ~5.5 s (close 1011). The timeout sits above the pop.
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": url,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "retry_on_timeout": True,
+                    "health_check_interval": 25,
+                }
+            ]
+        },
     }

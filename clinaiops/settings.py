@@ -239,27 +239,9 @@ HELD_OUT_SPLIT_SALT = os.environ.get("HELD_OUT_SPLIT_SALT", "")
 EVALUATION_DEBOUNCE_SECONDS = int(os.environ.get("EVALUATION_DEBOUNCE_SECONDS", "5"))
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 times a read out after 5 s, exactly channels-redis's blocking pop: idle
-            # sockets dropped every ~5.5 s (close 1011). The timeout sits above the pop.
-            "CONFIG": {
-                "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": 30,
-                        "socket_connect_timeout": 5,
-                        "socket_keepalive": True,
-                        "retry_on_timeout": True,
-                        "health_check_interval": 25,
-                    }
-                ]
-            },
-        }
-    }
-    from clinaiops.redis_pool import redis_cache
+    from clinaiops.redis_pool import redis_cache, redis_channel_layer
 
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
     CACHES = {"default": redis_cache(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

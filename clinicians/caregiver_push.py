@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from clinicians.alert_evidence import fired_by, is_urgent
 from clinicians.models import Alert, AlertStatus
-from core import authz
+from core import authz, push
 from core.errors import DomainError
 from patients.caregivers import caregiver_group
 from patients.models import CaregiverGrant
@@ -65,7 +64,7 @@ def push_to_caregivers(alert_id: int) -> int:
         except DomainError:
             continue
         try:
-            async_to_sync(layer.group_send)(
+            push.group_send(
                 caregiver_group(grant.caregiver_id), {"type": "push", "payload": payload}
             )
         except Exception:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from clinicians.models import Alert, Message, Recommendation, SenderRole, Tier
+from core import push
 
 logger = logging.getLogger("clinicians.notify")
 
@@ -35,22 +34,16 @@ def user_group(user_id: int) -> str:
 def user_signed_out(user_id: int) -> None:
     """Close the user's open sockets (code 4401): pushes carry alert text and message bodies,
     which must stop reaching a browser once its user signed out."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "signed.out"})
+        push.group_send(user_group(user_id), {"type": "signed.out"})
     except Exception:
         logger.exception("push_failed", extra={"event": "signed_out"})
 
 
 def _send(groups: list[str], payload: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, {"type": "push", "payload": payload})
+            push.group_send(group, {"type": "push", "payload": payload})
         except Exception:
             logger.exception("push_failed", extra={"event": payload.get("event")})
 

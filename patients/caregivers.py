@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -38,7 +36,7 @@ from accounts import staff
 from accounts.models import OneTimeLink, Role, User
 from audit.models import Action, AuditEvent
 from audit.services import record_event, record_refusal, refusals_journalled
-from core import authz
+from core import authz, push
 from core.errors import Conflict, DomainError
 from patients.models import CAREGIVER_SCOPES, CaregiverGrant, Patient
 
@@ -327,11 +325,8 @@ def _tell_caregiver(grant: CaregiverGrant) -> None:
     caregiver_id, patient_id = grant.caregiver_id, grant.patient_id
 
     def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
         try:
-            async_to_sync(layer.group_send)(
+            push.group_send(
                 caregiver_group(caregiver_id), {"type": "grant.changed", "patient": patient_id}
             )
         except Exception:
