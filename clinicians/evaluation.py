@@ -99,8 +99,10 @@ def evaluate_patient(patient_id: int, *, now: datetime | None = None) -> Evaluat
         patient = Patient.objects.get(pk=patient_id)
         if patient.discharged_at is not None:
             return outcome  # discharged: the record is kept, nothing new is processed
-        EvaluationState.objects.get_or_create(patient=patient)
-        state = EvaluationState.objects.select_for_update().get(patient=patient)
+        state = EvaluationState.objects.select_for_update().filter(patient=patient).first()
+        if state is None:  # the patient's first run
+            EvaluationState.objects.get_or_create(patient=patient)
+            state = EvaluationState.objects.select_for_update().get(patient=patient)
         # The watermark: the newest blood-pressure reading (``last_reading_id``), intake and
         # result. Heart rate and steps alone do not make a run propose again.
         last_reading = (

@@ -294,3 +294,21 @@ def test_the_hourly_sweep_evaluates_only_those_time_or_unseen_data_can_change(cl
     never.discharged_at = timezone.now()
     never.save(update_fields=["discharged_at"])
     assert never not in patients_to_sweep(timezone.now())
+
+
+def test_a_repeat_evaluation_reads_the_course_once(clinician_a, patient_a):
+    """What one evaluation costs the database when a new blood pressure repeats the open
+    proposal: 31 statements before (the evaluation state read twice), 30 now. A budget, so
+    that a read added to every run shows here first."""
+    course_ready(patient_a, clinician_a)
+    evaluate_patient(patient_a.pk)
+    phone = bearer_client(patient_a.user)
+    with TestCase.captureOnCommitCallbacks(execute=False):  # the upload's own run not started
+        response = phone.post("/api/v1/readings/", {"readings": [blood_pressure(1)]}, format="json")
+    assert response.status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        outcome = evaluate_patient(patient_a.pk)
+    assert not outcome.skipped
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert sum("clinicians_evaluationstate" in sql for sql in statements) == 2  # lock, save
+    assert len(statements) <= 30, "\n".join(statements)
