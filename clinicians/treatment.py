@@ -12,7 +12,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-import numpy as np
 from django.db.models import Max
 
 from clinicians.gate import REASON_TEXT, Bounds, GateContext, GateDecision, gate
@@ -26,15 +25,25 @@ from models_ml.features import (
     observe,
     read_blood_pressure,
     readings_in_use,
+    window_mean,
 )
 from models_ml.protocol import ADEQUATE_ADHERENCE, MIN_READINGS_7D
 from patients import clinical_defaults as defaults
 from patients import course
 from patients.formulary import FORMULARY
+from patients.ingestion import CLOCK_SKEW_ALLOWANCE
 from patients.models import Patient, Prescription
 from patients.selectors import latest_labs
 
 DEFAULT_TARGET = (defaults.TARGET_SYSTOLIC_MMHG, defaults.TARGET_DIASTOLIC_MMHG)
+
+
+def readings_until(now: datetime) -> datetime:
+    """Where the rules' window of readings ends: ingestion accepts a reading stamped up to its
+    clock-skew allowance ahead of the server (phone clocks drift), and such a reading is
+    current — a crisis from a phone whose clock runs fast is seen by the check its upload
+    starts, not left for a later upload."""
+    return now + CLOCK_SKEW_ALLOWANCE
 
 
 def thresholds_for(patient: Patient) -> Thresholds:
@@ -134,19 +143,20 @@ class SafetyInputs:
     def _mean(self, column: int) -> float | None:
         if not self.bp_readings:
             return None
-        return float(np.mean(np.array([row[column] for row in self.bp_readings], dtype=float)))
+        return window_mean([row[column] for row in self.bp_readings])
 
 
 def safety_inputs(patient: Patient, now: datetime) -> SafetyInputs:
     """``SafetyInputs`` read alone: what ``course_view(patient, now).safety`` gives, without the
     heart rate, steps, regimen, adherence and evidence window the course also reads."""
     bounds, _ = bounds_and_pending(patient)
-    rows = read_blood_pressure(readings_in_use(patient, now - WINDOW, now))
+    until = readings_until(now)
+    rows = read_blood_pressure(readings_in_use(patient, now - WINDOW, until))
     return SafetyInputs(
         thresholds=thresholds_for(patient),
         target=target_from(bounds),
         bp_readings=bp_points(rows),
-        last_bp_at=newest_blood_pressure_at(patient, now, rows),
+        last_bp_at=newest_blood_pressure_at(patient, until, rows),
         labs=latest_labs(patient, now),
     )
 
@@ -200,12 +210,13 @@ def course_view(patient: Patient, now: datetime) -> CourseView:
     thresholds = thresholds_for(patient)
     target = target_from(bounds)
     changed_at, changed_drug = last_change(patient)
-    week = observe(patient, now)
+    until = readings_until(now)
+    week = observe(patient, now, until=until)
     evidence_start = course.evidence_from(now, changed_at, changed_drug)
     observation = (
         week
         if evidence_start <= now - course.EVIDENCE_WINDOW
-        else observe(patient, now, evidence_from=evidence_start)
+        else observe(patient, now, evidence_from=evidence_start, until=until)
     )
     # The week's readings cover the recent-low window (checked at import, above).
     recent = now - course.RECENT_LOW_WINDOW

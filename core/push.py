@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -30,18 +30,31 @@ SEND_TIMEOUT_SECONDS = 10.0
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 
 
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Send ``message`` to ``group`` on the default channel layer (nothing without one). Raises
-    what the layer raises, or ``TimeoutError`` after ``SEND_TIMEOUT_SECONDS``."""
+    what the layer raises, or ``TimeoutError`` after ``SEND_TIMEOUT_SECONDS`` (a Redis that
+    does not answer must not hold the caller: a view's thread under daphne, a worker's task)."""
     layer = get_channel_layer()
     if layer is None:
         return
     if _has_outer_loop() or not _pools_per_loop(layer):
-        async_to_sync(layer.group_send)(group, message)
+        async_to_sync(_bounded)(layer.group_send, group, message)
         return
-    _run(layer.group_send(group, message))
+    future = asyncio.run_coroutine_threadsafe(
+        _bounded(layer.group_send, group, message), _process_loop()
+    )
+    try:
+        future.result(timeout=SEND_TIMEOUT_SECONDS + 1)
+    except BaseException:  # a time-out, or the caller interrupted (a task's time limit)
+        future.cancel()  # not sent later behind the caller's back
+        raise
+
+
+async def _bounded(send: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return await asyncio.wait_for(send(*args), SEND_TIMEOUT_SECONDS)
 
 
 def _has_outer_loop() -> bool:
@@ -61,35 +74,28 @@ def _pools_per_loop(layer: BaseChannelLayer) -> bool:
     return any(cls.__module__.startswith("channels_redis.") for cls in type(layer).__mro__)
 
 
-def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    future = asyncio.run_coroutine_threadsafe(coroutine, _process_loop())
-    try:
-        return future.result(timeout=SEND_TIMEOUT_SECONDS)
-    except TimeoutError:
-        future.cancel()
-        raise
-
-
 def _process_loop() -> asyncio.AbstractEventLoop:
-    """This process's sending loop, started on first use."""
-    global _loop
-    if _loop is not None:
-        return _loop
+    """This process's sending loop, started on first use, and again should its thread have
+    stopped."""
+    global _loop, _thread
+    loop, thread = _loop, _thread
+    if loop is not None and thread is not None and thread.is_alive():
+        return loop
     with _lock:
-        if _loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="clinaiops-push-loop", daemon=True
-            ).start()
-            _loop = loop
-    return _loop
+        if _loop is None or _thread is None or not _thread.is_alive():
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(
+                target=_loop.run_forever, name="clinaiops-push-loop", daemon=True
+            )
+            _thread.start()
+        return _loop
 
 
 def _forget_after_fork() -> None:
     """A forked child (a prefork worker process) starts its own loop: the parent's thread did
     not survive the fork, and the lock may have been held by a thread that no longer exists."""
-    global _lock, _loop
-    _lock, _loop = threading.Lock(), None
+    global _lock, _loop, _thread
+    _lock, _loop, _thread = threading.Lock(), None, None
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

@@ -92,8 +92,8 @@ def home_features(
     features = dict.fromkeys(STATE_FEATURES, 0.0)
     features["bp_count_7d"] = float(n)
     if n:
-        features["mean_systolic_7d"] = float(np.mean(systolic))
-        features["mean_diastolic_7d"] = float(np.mean(diastolic))
+        features["mean_systolic_7d"] = window_mean(systolic)
+        features["mean_diastolic_7d"] = window_mean(diastolic)
         features["sd_systolic_7d"] = float(np.std(systolic, ddof=1)) if n > 1 else 0.0
         morning = (bp_local_hours >= 6) & (bp_local_hours < 10)
         daytime = (bp_local_hours >= 10) & (bp_local_hours < 22)
@@ -110,6 +110,12 @@ def home_features(
     for drug in DRUGS:
         features[f"dose_{drug}_mg"] = float(regimen.get(drug, 0) or 0)
     return features
+
+
+def window_mean(values) -> float:
+    """The mean of a window's blood pressures, as the features and the safety rules take it
+    (``clinicians.treatment.SafetyInputs``)."""
+    return float(np.mean(np.asarray(values, dtype=float)))
 
 
 def model_row(
@@ -178,12 +184,20 @@ class HomeObservation:
         return int(self.features["bp_count_7d"])
 
 
-def observe(patient, now: datetime, *, evidence_from: datetime | None = None) -> HomeObservation:
+def observe(
+    patient,
+    now: datetime,
+    *,
+    evidence_from: datetime | None = None,
+    until: datetime | None = None,
+) -> HomeObservation:
     """Read the 7-day window from the database and compute ``home_bp_v1``.
 
     ``evidence_from`` narrows the blood-pressure window to readings taken once the last dose
     change can have acted (``patients.course.evidence_from``): readings before it describe the
-    previous regimen, not the current one."""
+    previous regimen, not the current one. ``until`` ends the readings' window later than
+    ``now`` (serving: readings a phone stamped a little ahead of the server's clock are
+    current); training observes past moments and leaves it at ``now``."""
     from django.db.models import Avg, Q, Sum
     from django.db.models.functions import TruncDate
 
@@ -193,7 +207,8 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     since = now - WINDOW
     if evidence_from is not None and evidence_from > since:
         since = min(evidence_from, now)
-    window = readings_in_use(patient, since, now)
+    until = max(until or now, now)
+    window = readings_in_use(patient, since, until)
     bp = read_blood_pressure(window)
     # Heart rate each minute and per-minute steps are most of a week's rows: they are summed in
     # the database, not read (issue 17: the week was ~9,400 rows per evaluation).
@@ -212,7 +227,7 @@ def observe(patient, now: datetime, *, evidence_from: datetime | None = None) ->
     steps += steps_window.filter(period_start__isnull=False).values_list(
         "measured_at", "period_start", "value"
     )
-    last_bp_at = newest_blood_pressure_at(patient, now, bp)
+    last_bp_at = newest_blood_pressure_at(patient, until, bp)
     # The regimen in force at ``now`` — not the current one: training labels observe moments
     # in the past (models_ml.history).
     prescriptions = list(

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from clinicians.treatment import course_view, safety_inputs
 from patients.labs import LAB_CODES
 from patients.models import Device, LabResult, Prescription, Reading, ReadingType
 from tests.clinicians.conftest import course_ready
+from tests.conftest import bearer_client
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +63,13 @@ def _lab(patient, code: str, value: str, days_ago: float) -> None:
 
 def _same_as_the_course(patient) -> None:
     now = timezone.now()
-    assert safety_inputs(patient, now) == course_view(patient, now).safety
+    view = course_view(patient, now)
+    inputs = safety_inputs(patient, now)
+    assert inputs == view.safety
+    # The rules' means and count are the model's features of the same week.
+    assert inputs.mean_systolic_7d_mmhg == view.week.mean_systolic_7d_mmhg
+    assert inputs.mean_diastolic_7d_mmhg == view.week.mean_diastolic_7d_mmhg
+    assert inputs.bp_count_7d == view.week.bp_count_7d
 
 
 def test_a_patient_on_a_course_is_given_the_same_inputs(clinician_a, patient_a):
@@ -168,3 +176,38 @@ def test_the_inline_check_still_opens_a_crisis_alert(clinician_a, patient_a):
     opened = check_safety(patient_a.pk)
     assert AlertKind.CRISIS in {alert.kind for alert in opened}
     assert Alert.objects.get(patient=patient_a, kind=AlertKind.CRISIS).status == AlertStatus.OPEN
+
+
+def test_a_reading_stamped_a_little_ahead_is_in_both_views(clinician_a, patient_a):
+    course_ready(patient_a, clinician_a)
+    _bp(patient_a, -3 / 60, 150, 90)  # three minutes ahead of the server's clock
+    inputs = safety_inputs(patient_a, timezone.now())
+    assert inputs.last_bp_at > timezone.now()
+    _same_as_the_course(patient_a)
+
+
+def test_a_crisis_stamped_a_little_ahead_of_the_server_raises_its_alert_at_once(
+    clinician_a, patient_a
+):
+    """Found in review: ingestion accepts readings stamped up to five minutes ahead (phone
+    clocks drift), but the rules read up to the server's now — a confirmed crisis from a phone
+    whose clock ran four minutes fast raised nothing until a later upload."""
+    course_ready(patient_a, clinician_a)
+    phone = bearer_client(patient_a.user)
+    ahead = [
+        {
+            "client_id": f"ahead-{minutes}",
+            "type": "blood_pressure",
+            "systolic": 192,
+            "diastolic": 118,
+            "unit": "mm[Hg]",
+            "measured_at": (timezone.now() + timedelta(minutes=minutes)).isoformat(),
+            "device_id": "cuff-1",
+        }
+        for minutes in (3, 4)
+    ]
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = phone.post("/api/v1/readings/", {"readings": ahead}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["accepted"] == 2
+    assert Alert.objects.filter(patient=patient_a, kind=AlertKind.CRISIS).exists()
