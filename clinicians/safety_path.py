@@ -50,6 +50,8 @@ def check_safety(patient_id: int, *, now: datetime | None = None, withdraw: bool
         if withdraw:  # the withdrawal re-judges delivered proposals: the whole course
             view = course_view(patient, now)
             opened: list[Alert] = apply_safety_rules(patient, view.safety, now)
+            if opened:
+                view = course_view(patient, now)  # judged with the alerts just opened
             withdraw_what_no_longer_passes(patient, view, now)
         else:  # after an upload: only what the rules read
             opened = apply_safety_rules(patient, safety_inputs(patient, now), now)

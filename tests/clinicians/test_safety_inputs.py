@@ -20,7 +20,15 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from clinicians.models import Alert, AlertKind, AlertStatus, AlertThresholds
+from clinicians.evaluation import evaluate_patient
+from clinicians.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    AlertThresholds,
+    Recommendation,
+    RecommendationStatus,
+)
 from clinicians.safety_path import check_safety
 from clinicians.treatment import course_view, safety_inputs
 from patients.labs import LAB_CODES
@@ -211,3 +219,19 @@ def test_a_crisis_stamped_a_little_ahead_of_the_server_raises_its_alert_at_once(
     assert response.status_code == 201, response.content
     assert response.json()["accepted"] == 2
     assert Alert.objects.filter(patient=patient_a, kind=AlertKind.CRISIS).exists()
+
+
+def test_a_crisis_the_sweep_opens_withdraws_the_delivered_proposal_in_the_same_run(
+    clinician_a, patient_a
+):
+    """Found in review: the sweep's check (``withdraw=True``) judged delivered proposals on the
+    course read before the rules ran, so a crisis it had just opened did not withdraw them."""
+    course_ready(patient_a, clinician_a, "amlodipine", dose="2.5")
+    evaluate_patient(patient_a.pk)
+    rec = Recommendation.objects.get(patient=patient_a, status=RecommendationStatus.DELIVERED)
+    _bp(patient_a, 0.2, 186, 100)
+    _bp(patient_a, 0.1, 190, 104)
+    opened = check_safety(patient_a.pk, withdraw=True)
+    assert AlertKind.CRISIS in {alert.kind for alert in opened}
+    rec.refresh_from_db()
+    assert rec.status == RecommendationStatus.SUPERSEDED
