@@ -39,6 +39,10 @@ class Call:
 class Recorder:
     calls: list[Call] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    # When each upload was due on the phones' schedule (wall clock), sent or not yet: what the
+    # phones offered, against which the uploads served are judged. (A formula of phones ×
+    # cadence overstated it: phones offline for hours offer nothing meanwhile.)
+    due: list[float] = field(default_factory=list)
 
     def add(self, call: Call, error: str | None = None) -> None:
         self.calls.append(call)
@@ -167,6 +171,7 @@ async def run_phone(
         endpoint = "upload (backfill)" if len(items) >= BACKFILL_MIN_READINGS else "upload"
         for offset in range(0, len(items), 5000):
             chunk = {"readings": items[offset : offset + 5000]}
+            recorder.due.append(clock.real_for(due))
             await _call(
                 session,
                 recorder,
@@ -178,6 +183,7 @@ async def run_phone(
                 len(chunk["readings"]),
             )
             if rng.random() < REUPLOAD_SHARE:
+                recorder.due.append(clock.real_for(due))
                 await _call(
                     session,
                     recorder,
