@@ -28,13 +28,6 @@ BEFORE = {
 }
 
 
-def _offered(phase: dict) -> float:
-    """Uploads/s the phones offered: those their schedule made due in the steady window (a
-    phone offline for hours offers none meanwhile; phones × compression ÷ 600 s × 1.02, as
-    before 2026-12-03's long run, overstated it by about a sixth)."""
-    return phase["offered_uploads_per_s"]
-
-
 def rows(outcome: dict) -> list[dict]:
     if "skipped" in outcome:
         return [
@@ -69,7 +62,7 @@ def rows(outcome: dict) -> list[dict]:
 
     for phase in (measure, check):
         label = f"load ({phase['phase']}, {phase['equivalent_patients']:,} patients' cadence)"
-        offered = round(_offered(phase), 2)
+        offered = phase["offered_uploads_per_s"]  # due on the phones' schedule
         add(
             f"{label}: sustained uploads/s",
             phase["uploads_per_s"],
@@ -270,7 +263,7 @@ def render(outcome: dict) -> str:
         lines.append(
             f"| {phase['phase']} | {phase['phones']} × {phase['compression']:g} = "
             f"{phase['equivalent_patients']:,} | {phase['uploads_per_s']} "
-            f"({_offered(phase):.1f}) | {phase['readings_per_s']} | "
+            f"({phase['offered_uploads_per_s']:.1f}) | {phase['readings_per_s']} | "
             f"{_cell(phase['upload_p50_ms'])} / {_cell(phase['upload_p95_ms'])} / "
             f"{_cell(phase['upload_p99_ms'])} | {phase['evaluations_per_s_steady']} | "
             f"{phase['queue_depth_max']}; {phase['queue_last_third_mean']} vs "
