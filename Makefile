@@ -8,20 +8,32 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PASSWORD ?= clinaiops-demo
 
-.PHONY: demo test lint fmt check pytest migrate bench bench-load screenshots clean-venv
+.PHONY: demo test lint fmt check pytest migrate bench bench-load screenshots clean-venv lock
 
 # The virtualenv is rebuilt when pyproject.toml changes (stamp files record what was installed).
-$(VENV)/.stamp-base: pyproject.toml
+# Every install is held to constraints.txt, the set CI last passed with (`make lock` rewrites it
+# after a deliberate upgrade), so a registry's overnight release cannot change a clean clone.
+$(VENV)/.stamp-base: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --upgrade -c constraints.txt pip setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml
+$(VENV)/.stamp-dev: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --upgrade -c constraints.txt pip setuptools wheel
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(VENV)/.stamp-base $@
+
+# A deliberate upgrade: the newest releases pyproject.toml allows, in a fresh virtualenv, written to
+# constraints.txt. Run the whole of .ci/run before committing the new file.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip setuptools wheel
+	.venv-lock/bin/python -m pip install -q -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .venv-lock/bin/python -m pip freeze --all --exclude-editable \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 # What the browser tests inject into pages (axe-core), pinned by package-lock.json.
 node_modules/.stamp: package.json package-lock.json
