@@ -80,6 +80,15 @@ def _check_text(text: str) -> str:
 
 def normalise(value: Any) -> Any:
     """Convert a Python value into the JSON subset the canonical form allows."""
+    # The exact types nearly every value has, first (this runs a dozen times per audited write);
+    # subclasses (enums, say) take the general path below.
+    kind = type(value)
+    if kind is str:
+        return _check_text(value)
+    if kind is dict:
+        return {_check_text(str(key)): normalise(item) for key, item in value.items()}
+    if kind is int:
+        return value
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):

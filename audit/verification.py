@@ -213,7 +213,9 @@ def scan_statement(chains: list[_Chain]) -> tuple[str, list[int]]:
 def _clock(stamp: str) -> str:
     """``YYYY-MM-DD HH:MM:SS[.f…]`` with six fraction digits and a ``T`` (PostgreSQL drops
     trailing zeros; Django leaves out a zero fraction on SQLite)."""
-    return (stamp if len(stamp) > 19 else stamp + ".").ljust(26, "0").replace(" ", "T")
+    if len(stamp) == 19:  # a whole second
+        return stamp.replace(" ", "T") + ".000000"
+    return stamp.ljust(26, "0").replace(" ", "T")
 
 
 _HEX = frozenset("0123456789abcdef")

@@ -8,8 +8,11 @@ Rows (median over the repeats; each row and its reference interleaved, same rows
 (b) a write audited by our journal (``save()`` + ``record_event`` with old/new values) vs the
     same write audited by django-simple-history (``save()`` + its historical row), one write
     per transaction. Goal: ours no slower.
-(c) ``verify_journal(full=True)`` events per second vs a bare loop hashing the same canonical
-    bytes (already in memory). Goal: >= 0.5 x the bare loop.
+(c) ``verify_journal(full=True)`` events per second vs reading and hashing the same rows in the
+    same run (``bench.journal_bench.read_and_hash``: the verifier's own query, driver and
+    batches, and SHA-256 of each entry). Goal: >= 0.7 x that limit (issue 17, which replaced
+    the earlier reference, a bare loop hashing bytes already in memory, goal 0.5; that loop is
+    still measured and shown, without a goal).
 (d) verification time for 1,000,000 events (``--full``, and the default that starts from the
     last signed checkpoint).
 
@@ -301,7 +304,9 @@ def generate_journal(total: int) -> None:
         rows = []
         for _ in range(min(batch, total)):
             sequence += 1
-            occurred_at = start + timedelta(seconds=sequence)
+            # Microseconds, as ``timezone.now()`` stamps every real event (a whole second is a
+            # one-in-a-million case the verifier spells the slow way).
+            occurred_at = start + timedelta(seconds=sequence, microseconds=sequence * 7919 % 10**6)
             patient = sequence % 500 + 1
             entry = {
                 "v": 1,
@@ -391,7 +396,6 @@ def row_c(repeats: int) -> dict:
         "ours": ours,
         "reference": reference,
         "ratio": ours / reference,
-        "goal": 0.5,
         "n": n,
         "scan": n / statistics.median(scan_times),
         "fetch": n / statistics.median(fetch_times),
@@ -447,8 +451,10 @@ def render(command: str, vendor: str, sizes: dict, a: dict, b: dict, c: dict, d:
         f"| {b['ours']:,.0f} save + record_event | {b['reference']:,.0f} save + simple-history "
         f"| {b['ratio']:.2f} | >= 1.0 | {verdict(b)} |",
         f"| (c) events verified/s ({c['n']:,} events) "
-        f"| {c['ours']:,.0f} `verify_journal(full=True)` | {c['reference']:,.0f} bare SHA-256 loop "
-        f"| {c['ratio']:.2f} | >= 0.5 | {verdict(c)} |",
+        f"| {c['ours']:,.0f} `verify_journal(full=True)` "
+        f"| {c['scan']:,.0f} reading and hashing the same rows "
+        f"| {c['ours'] / c['scan']:.2f} | >= 0.7 | "
+        f"{'met' if c['ours'] / c['scan'] >= 0.7 else '**not met**'} |",
         f"| (d) verify {d['events']:,} events | {d['full_seconds']:.1f} s `--full`; "
         f"{d['default_seconds']:.2f} s default (from the last checkpoint) | | | | |",
     ]
@@ -463,22 +469,24 @@ interleaved in the same process on the same database with the same rows (see the
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Where (c)'s time goes, same run: reading the rows alone (no hashing) {c["fetch"]:,.0f}/s;
-reading and hashing the same rows as verification reads them (its own query, every indexed
-column; `bench.journal_bench.read_and_hash`, the limit of issue 17) {c["scan"]:,.0f}/s
-(verification: {c["ours"] / c["scan"]:.2f} of it). The reference hashes bytes already in
-memory; reading a row from the database costs more than hashing it, so a single-process
-verifier that reads rows in Python and hashes them, with no other check, tops out at
-{1 / (1 + c["reference"] / c["fetch"]):.2f} of the reference here.
+(c)'s reference is the limit issue 17 set: the verifier's own query (every indexed column),
+through the same driver and batches, hashing each entry and nothing else
+(`bench.journal_bench.read_and_hash`). Where the time goes, same run: reading the rows alone
+(no hashing) {c["fetch"]:,.0f}/s; a bare SHA-256 loop over the same bytes already in memory
+(the reference before issue 17, goal 0.5) {c["reference"]:,.0f}/s, of which verification is
+{c["ratio"]:.2f} — reading a row costs more than hashing it, so a verifier that reads rows in
+Python and hashes them, with no other check, tops out at
+{1 / (1 + c["reference"] / c["fetch"]):.2f} of that loop here.
 (d) setup, not timed as verification: generating the chain {d["generate_seconds"]:.0f} s,
 sealing its {d["events"] // 1024} checkpoints {d["seal_seconds"]:.0f} s.
 """
 
 
 def result_rows(vendor: str, sizes: dict, a: dict, b: dict, c: dict, d: dict) -> list[dict]:
-    """The rows of results.json: (a)-(c) against their references with the section's goals;
-    (c) also against reading and hashing the same rows in the same run (``read_and_hash``), the
-    limit issue 17 judges verification by (goal ≥ 0.7); (d) without a goal."""
+    """The rows of results.json: (a) and (b) against their references with the section's goals;
+    (c) against reading and hashing the same rows in the same run (``read_and_hash``), the
+    limit issue 17 judges verification by (goal ≥ 0.7), and, without a goal, against the bare
+    hashing loop it replaced; (d) without a goal."""
     database = "SQLite" if vendor == "sqlite3" else "PostgreSQL"
     return [
         bench.row(
@@ -508,10 +516,9 @@ def result_rows(vendor: str, sizes: dict, a: dict, b: dict, c: dict, d: dict) ->
             round(c["ours"]),
             "events/s",
             reference=round(c["reference"]),
-            reference_what="bare SHA-256 loop over the same bytes, already in memory",
+            reference_what="bare SHA-256 loop over the same bytes, already in memory (context: "
+            "issue 17 judges verification by the next row's reference instead)",
             ratio=round(c["ratio"], 3),
-            goal=f"≥ {c['goal']:g} × reference",
-            met=c["ratio"] >= c["goal"],
             detail={"events": c["n"], "fetch_only_per_s": round(c["fetch"])},
         ),
         bench.row(
