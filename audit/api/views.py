@@ -9,7 +9,6 @@ a download as ``export_download``, since an export discloses every patient it me
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.api.serializers import ExportRequestSerializer, ExportSerializer
-from audit.export_jobs import export_directory, exports_root, request_export
+from audit.export_jobs import build_archive, export_directory, request_export
 from audit.models import Action, AuditExport, ExportStatus
 from audit.selectors import exports_visible_to
 from audit.services import record_event
@@ -114,14 +113,7 @@ class AuditExportViewSet(
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         export = self._finished()
-        directory = export_directory(export)
-        archive = exports_root() / f"{export.pk}.zip"
-        if not archive.exists():
-            partial = archive.with_suffix(".zip.partial")
-            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-                for path in sorted(directory.iterdir()):
-                    bundle.write(path, arcname=f"audit-export-{export.pk}/{path.name}")
-            partial.rename(archive)
+        archive = build_archive(export)  # built by the export's task; older exports here
         self._journal_download(export, archive.name)
         return FileResponse(
             archive.open("rb"),

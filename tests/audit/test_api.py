@@ -102,3 +102,44 @@ def test_the_openapi_schema_describes_the_export_endpoints(api_client, db):
     assert "post" in paths["/api/v1/audit/exports/"]
     assert "202" in paths["/api/v1/audit/exports/"]["post"]["responses"]
     assert "/api/v1/audit/exports/{id}/download/" in paths
+
+
+def test_the_archive_is_built_by_the_export_task_not_by_the_download_request(
+    auditor_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Zipping a large export takes seconds of CPU: done in the web process, it held the one
+    thread daphne runs every request's view in, so every upload waited behind an auditor's
+    download. The task builds the archive once; the download only sends it."""
+    from audit import export_jobs
+
+    response = request_export(auditor_client, django_capture_on_commit_callbacks, formats=["csv"])
+    export_id = response.json()["id"]
+    archive = export_jobs.exports_root() / f"{export_id}.zip"
+    assert archive.is_file()  # built when the export finished, before anyone asked for it
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+    assert f"audit-export-{export_id}/events.csv" in names
+    assert f"audit-export-{export_id}/manifest.json" in names
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the download request zipped the export again")
+
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
+    download = auditor_client.get(f"{EXPORTS}{export_id}/download/")
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == archive.read_bytes()
+
+
+def test_an_export_finished_before_archives_were_built_by_the_task_is_still_downloadable(
+    auditor_client, django_capture_on_commit_callbacks, tmp_path
+):
+    from audit import export_jobs
+
+    response = request_export(auditor_client, django_capture_on_commit_callbacks, formats=["csv"])
+    export_id = response.json()["id"]
+    (export_jobs.exports_root() / f"{export_id}.zip").unlink()  # as an older export has none
+    download = auditor_client.get(f"{EXPORTS}{export_id}/download/")
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as bundle:
+        bundle.extractall(tmp_path / "downloaded")
+    assert verify_export(tmp_path / "downloaded" / f"audit-export-{export_id}").events >= 1
