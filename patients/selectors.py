@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import QuerySet
 
 from accounts.models import User
 from core import authz
@@ -58,6 +59,22 @@ def labs_for_patient(patient: Patient, *, code: str | None = None) -> QuerySet[L
     return results.order_by("-observed_at", "-id")
 
 
+# The newest result of each series in one statement (each a lookup on the ``lab_series`` index):
+# the three series have disjoint codes, so each row returned is the newest of its own. Written
+# out: it runs in every evaluation, and the ORM took longer to build its three subqueries than
+# the database took to answer them.
+_LAB_SERIES: tuple[tuple[str, ...], ...] = ((POTASSIUM,), tuple(EGFR_CODES), (CREATININE,))
+_NEWEST_IN_SERIES = (
+    "(SELECT id FROM patients_labresult WHERE patient_id = %s AND observed_at <= %s "
+    "AND code IN ({codes}) ORDER BY observed_at DESC, id DESC LIMIT 1)"
+)
+_NEWEST_LABS = "SELECT * FROM patients_labresult WHERE id IN ({})".format(  # noqa: S608
+    ", ".join(
+        _NEWEST_IN_SERIES.format(codes=", ".join(["%s"] * len(codes))) for codes in _LAB_SERIES
+    )
+)
+
+
 def latest_labs(patient: Patient, now: datetime) -> LabSnapshot:
     """What the course rules know of the patient's laboratory results at ``now``: the latest
     potassium observed at or before ``now``, and the more recent of the latest reported eGFR
@@ -67,15 +84,11 @@ def latest_labs(patient: Patient, now: datetime) -> LabSnapshot:
     can overstate the age by up to a year — a lower eGFR, so the error fails closed; the sex is
     the record's (``patients.labs.egfr_ckd_epi_2021`` takes the lower estimate for other and
     unknown). On a tie between a reported and a computed eGFR the lower one stands."""
-    observed = LabResult.objects.filter(patient=patient, observed_at__lte=now).order_by(
-        "-observed_at", "-id"
-    )
-    # The newest of each series in one statement (each a lookup on the ``lab_series`` index):
-    # the three series have disjoint codes, so each row returned is the newest of its own.
-    newest = Q(pk=Subquery(observed.filter(code=POTASSIUM).values("pk")[:1]))
-    newest |= Q(pk=Subquery(observed.filter(code__in=EGFR_CODES).values("pk")[:1]))
-    newest |= Q(pk=Subquery(observed.filter(code=CREATININE).values("pk")[:1]))
-    by_code = {row.code: row for row in LabResult.objects.filter(newest)}
+    at = connection.ops.adapt_datetimefield_value(now)
+    params: list[object] = []
+    for codes in _LAB_SERIES:
+        params += [patient.pk, at, *codes]
+    by_code = {row.code: row for row in LabResult.objects.raw(_NEWEST_LABS, params)}
     potassium = by_code.get(POTASSIUM)
     reported = next((by_code[code] for code in EGFR_CODES if code in by_code), None)
     creatinine = by_code.get(CREATININE)
