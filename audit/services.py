@@ -99,9 +99,9 @@ def _client_address(text: str) -> str:
         return text[:64]
 
 
-def chain_count(conn: BaseDatabaseWrapper | None = None) -> int:
+def chain_count(conn: BaseDatabaseWrapper) -> int:
     """How many chains new events are spread over (``AUDIT_CHAINS``, 1..64; 1 on SQLite)."""
-    if not (conn or connection).features.has_select_for_update:
+    if not conn.features.has_select_for_update:
         return 1
     wanted = int(getattr(settings, "AUDIT_CHAINS", DEFAULT_CHAINS))
     return max(1, min(MAX_CHAINS, wanted))
